@@ -1,0 +1,52 @@
+"""The interface of an activation-map method: a tiny object whose one job is its formula.
+
+The engine (``camkit.cams.engine``) owns hooks, gradients, ReLU, normalisation, resizing, multi-layer fusion
+and cleanup; a method only turns one layer's activations ``A`` (and gradients ``G``) into a raw map.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class CAMContext:
+    """What a method sees for one hooked layer of one batch.
+
+    activations        A, (B, K, h, w) float32, detached
+    gradients          G = dS/dA, (B, K, h, w) float32, or None when no requested method needs gradients
+    targets            (B,) long, the class index each image's map is for
+    classifier_weight  (C, K) weight of the model's linear classifier (CAM on GAP + linear models), or None
+    native_cam         (B, C, h', w') the model's own CAM head (GMIC's saliency map), or None
+    """
+
+    activations: Tensor
+    gradients: Tensor | None
+    targets: Tensor
+    classifier_weight: Tensor | None = None
+    native_cam: Tensor | None = None
+
+
+class CAMMethod:
+    """Base class: override ``weights`` (per-channel weights) or ``raw_map`` (a whole map).
+
+    ``raw_map`` returns (B, h, w) before ReLU and normalisation; the engine applies those.
+    """
+
+    name: ClassVar[str] = ""
+    needs_gradients: ClassVar[bool] = True
+
+    def weights(self, ctx: CAMContext) -> Tensor:
+        """Per-channel weights (B, K) for ``sum_k w_k A_k``."""
+        raise NotImplementedError(f"{type(self).__name__} must define weights() or raw_map()")  # abstract
+
+    def raw_map(self, ctx: CAMContext) -> Tensor:
+        """The map (B, h, w) before ReLU and normalisation."""
+        w = self.weights(ctx)
+        return torch.einsum("bk,bkhw->bhw", w, ctx.activations)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

@@ -1,0 +1,1 @@
+"""camkit plugin package camkit_gmic."""
