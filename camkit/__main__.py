@@ -1,0 +1,4 @@
+"""``python -m camkit`` is the ``camkit`` command."""
+from .cli import main
+
+main()
