@@ -10,7 +10,19 @@ _format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), def
                               help="table on a terminal, plain otherwise; json/csv/markdown for scripts")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Turns camkit's own errors into a one-line message and exit code 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from .errors import CamkitError
+
+        try:
+            return super().invoke(ctx)
+        except CamkitError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="camkit")
 def main() -> None:
     """camkit: benchmark class-activation-map methods for weakly supervised mass detection."""

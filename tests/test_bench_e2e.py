@@ -1,0 +1,115 @@
+"""End to end: a tiny train-cam x test-cam matrix through the real CLI, resume, leaderboard, the example
+plugin from docs/examples installed with pip and scored like a built-in."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from camkit.cli import main
+from camkit.results import load_results
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "1", "--batch-size", "8", "--dataset-opt", "n=24", "--bootstrap", "40", "--quiet",
+        "--model-opt", "num_crops=1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "run"
+    res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--train-cam", "xgradcam", "--test-cam", "all",
+                                    "--out", str(out), "--format", "json", *TINY])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_tiny_matrix_writes_a_complete_run(tiny_run):
+    results = load_results(tiny_run)
+    assert results["status"] == "complete"
+    assert list(results["detection"]) == ["cam", "xgradcam"]
+    for train_cam, per_test in results["detection"].items():
+        assert list(per_test)[:5] == ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
+        for entry in per_test.values():
+            lo, hi = entry["tpr@1"]["ci"]
+            assert 0.0 <= lo <= entry["tpr@1"]["value"] <= hi <= 1.0
+            assert entry["images"] == "positive" and entry["n_lesions"] > 0
+            assert len(entry["froc"]["fppi"]) == len(entry["froc"]["tpr"])
+        assert (tiny_run / "predictions" / f"{train_cam}.json").is_file()
+        assert (tiny_run / results["training"][train_cam]["checkpoint"]).is_file()
+        assert set(results["classification"][train_cam]) >= {"accuracy", "auc", "tpr", "tnr"}
+    assert results["detection"]["xgradcam"]["cam"]["vs_baseline"]["baseline"] == ["cam", "cam"]
+    assert results["detection"]["cam"]["cam"]["vs_baseline"]["difference"] == 0.0
+    for fig in ("froc.png", "overlay-cam.png", "overlay-xgradcam.png"):
+        assert (tiny_run / "figures" / fig).stat().st_size > 1000
+    assert results["git"] is None or len(results["git"]["commit"]) == 40
+    assert {p["name"] for p in results["plugins"]} >= {"cams", "gmic", "synthetic"}
+
+
+def test_predictions_are_rescorable_without_inference(tiny_run):
+    from camkit.bench import BenchConfig
+    from camkit.bench_eval import score_detection
+
+    results = load_results(tiny_run)
+    cfg = BenchConfig(**{k: v for k, v in results["config"].items()})
+    stored = json.loads((tiny_run / "predictions" / "xgradcam.json").read_text())
+    again = score_detection(stored["predictions"]["gradcampp"], stored["images"], cfg)
+    assert again["tpr@1"] == results["detection"]["xgradcam"]["gradcampp"]["tpr@1"]
+
+
+def test_rerun_resumes_without_training_again(tiny_run):
+    before = load_results(tiny_run)
+    res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--train-cam", "xgradcam", "--test-cam", "all",
+                                    "--out", str(tiny_run), "--format", "csv", *TINY])
+    assert res.exit_code == 0, res.output
+    after = load_results(tiny_run)
+    assert after["detection"] == before["detection"]
+    assert after["training"] == before["training"]
+    assert res.output.splitlines()[0].startswith("train_cam,test_cam,metric,value")
+
+
+def test_changed_options_refuse_to_mix_into_an_existing_run(tiny_run):
+    res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--out", str(tiny_run), *TINY, "--seed", "3"])
+    assert res.exit_code == 1 and "another configuration" in res.output
+
+
+@pytest.mark.parametrize("metric", ["tpr@1", "best", "cpm"])
+def test_leaderboard_formats(tiny_run, metric):
+    runner = CliRunner()
+    md = runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", metric, "--format", "markdown"])
+    assert md.exit_code == 0, md.output
+    assert "| train-cam | cam | gradcam | gradcampp | xgradcam | layercam |" in md.output
+    js = json.loads(runner.invoke(main, ["leaderboard", str(tiny_run), str(tiny_run), "--metric", metric,
+                                         "--format", "json"]).output)
+    assert sum(r["best_overall"] for r in js["detection"]) == 1
+    assert all(r["runs"] == 2 for r in js["detection"])
+
+
+def test_unknown_cam_is_refused_with_suggestion():
+    res = CliRunner().invoke(main, ["bench", "--test-cam", "gradcamm"])
+    assert res.exit_code == 1 and "Did you mean 'gradcam'" in res.output
+
+
+def test_example_plugin_installs_and_runs_through_bench(tmp_path):
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--target", str(site), str(REPO / "docs" / "examples" / "camkit-randomcam")],
+                   check=True, capture_output=True, text=True)
+    env = dict(os.environ, PYTHONPATH=str(site))
+    env.pop("CAMKIT_PLUGINS", None)
+    listed = subprocess.run([sys.executable, "-m", "camkit", "list", "cams", "--format", "json"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert {"name": "random", "plugin": "randomcam"} in [{k: r[k] for k in ("name", "plugin")}
+                                                         for r in json.loads(listed.stdout)]
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "camkit", "bench", "--train-cam", "cam", "--test-cam", "cam",
+                          "--test-cam", "random", "--out", str(out), "--format", "json", *TINY], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    board = json.loads(res.stdout)
+    assert {r["test_cam"] for r in board["detection"]} == {"cam", "random"}
+    assert "random" in load_results(out)["detection"]["cam"]
