@@ -40,7 +40,7 @@ def evaluate_pairings(model: Any, test_set: Any, cfg: Any, sink: Any = None) -> 
         with torch.no_grad():
             probs = model.predict(output).float().cpu().numpy()
         cam_seconds += time.perf_counter() - t0
-        map_size = tuple(x.shape[-2:])
+        map_size = tuple(next(iter(maps.values())).shape[-2:])
         for cam in cfg.test_cams:
             found = maps_to_boxes(maps[cam], cfg.box_threshold, probs, cfg.box_score)
             for image_id, (boxes, scores) in zip(batch["image_id"], batch_to_original(found, batch["transform"],

@@ -1,0 +1,17 @@
+"""Scoring: detection (matching, FROC, TPR@FPPI, CPM), classification, bootstrap CIs and paired comparisons.
+
+See docs/metrics.md for the exact rules (strict IoU > 0.3, which images count in FPPI, ties, the bootstrap).
+"""
+from __future__ import annotations
+
+from .bootstrap import (BootstrapResult, PairedResult, ResamplePlan, bootstrap, bootstrap_classification,
+                        bootstrap_froc, compare, paired_bootstrap, resample_plan)
+from .classify import ClassificationResult, classification, roc_auc
+from .detection import (CPM_FPPIS, FROCResult, MatchTable, OperatingPoint, froc, iou_matrix, match_image,
+                        match_table)
+
+__all__ = [
+    "BootstrapResult", "PairedResult", "ResamplePlan", "bootstrap", "bootstrap_classification", "bootstrap_froc",
+    "compare", "paired_bootstrap", "resample_plan", "ClassificationResult", "classification", "roc_auc",
+    "CPM_FPPIS", "FROCResult", "MatchTable", "OperatingPoint", "froc", "iou_matrix", "match_image", "match_table",
+]
