@@ -93,14 +93,20 @@ def expand_cams(names: list[str] | tuple[str, ...], default: tuple[str, ...]) ->
     return list(dict.fromkeys(names))
 
 
-def run_bench(config: BenchConfig, out: str | Path, progress: Any = None) -> dict[str, Any]:
-    """Run (or resume) the matrix described by ``config`` into ``out``; returns the results document."""
+def run_bench(config: BenchConfig, out: str | Path, progress: Any = None) -> dict[str, Any] | None:
+    """Run (or resume) the matrix described by ``config`` into ``out``; returns the results document.
+
+    Under ``torchrun`` every rank trains (DDP) and evaluates its shard; rank 0 alone scores, writes and
+    returns the results (other ranks return None).
+    """
+    from . import distributed
     from .bench_eval import evaluate_pairings, score_pairings
     from .bench_progress import BenchProgress
 
     cfg = config.resolved()
+    info = distributed.setup(cfg.train.get("device"))
+    main = info.is_main
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     conf = cfg.to_dict()
     results = _resume_or_new(out, conf)
     sets = _datasets(cfg)
@@ -108,8 +114,11 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None) -> dic
                           "counts": {k: len(v) for k, v in sets.items()},
                           "skipped": {k: [list(map(str, s)) for s in getattr(v, "skipped", [])]
                                       for k, v in sets.items()}}
-    save_results(out, results)
+    if main:
+        save_results(out, results)
     display = progress if progress is not None else BenchProgress.auto(len(cfg.train_cams))
+    if not main:
+        display = BenchProgress("off")
     started = time.perf_counter()
     try:
         for train_cam in cfg.train_cams:
@@ -117,12 +126,14 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None) -> dic
                 display.skip(train_cam)
                 continue
             model, training = _train_one(cfg, train_cam, sets, out, display)
-            results["training"][train_cam] = training
             t0 = time.perf_counter()
             records = evaluate_pairings(model, sets["test"], cfg, display.eval_sink(train_cam))
+            if not main:
+                continue
             eval_s = time.perf_counter() - t0
             _write_predictions(out, train_cam, records)
             det, cls = score_pairings(records, cfg)
+            results["training"][train_cam] = training
             results["detection"][train_cam] = det
             results["classification"][train_cam] = cls
             results["timings"][train_cam] = {"train_s": training["seconds"], "eval_s": eval_s,
@@ -131,6 +142,8 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None) -> dic
             save_results(out, results)
     finally:
         display.close()
+    if not main:
+        return None
     _compare_to_baseline(out, results, cfg)
     results["timings"]["total_s"] = results["timings"].get("total_s", 0.0) + time.perf_counter() - started
     results["status"] = "complete"

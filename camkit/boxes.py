@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .data import clip_boxes
+
 SCORES = ("peak_x_prob", "peak", "mean", "mean_x_prob")
 
 BoxList = list[tuple[np.ndarray, np.ndarray]]
@@ -74,14 +76,15 @@ def boxes_to_original(boxes: Any, transform: Any, map_size: tuple[int, int]) -> 
 
     ``map_size`` (h, w) is the maps' size; boxes are first scaled to the model frame
     (``transform.model_size``), then sent through ``transform.to_original`` (camkit.data.BoxTransform: undo
-    resize, crop and flip).
+    resize, crop and flip), then clipped to the original image.
     """
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
     h, w = map_size
     mh, mw = transform.model_size
     b[:, [0, 2]] *= mw / w
     b[:, [1, 3]] *= mh / h
-    return transform.to_original(b)
+    # a crop padded past the image edge (aspect-preserving crops) must not yield boxes outside the image
+    return clip_boxes(transform.to_original(b), transform.original_size)
 
 
 def batch_to_original(results: BoxList, transforms: Sequence[Any], map_size: tuple[int, int]) -> BoxList:

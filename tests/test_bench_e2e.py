@@ -113,3 +113,26 @@ def test_example_plugin_installs_and_runs_through_bench(tmp_path):
     board = json.loads(res.stdout)
     assert {r["test_cam"] for r in board["detection"]} == {"cam", "random"}
     assert "random" in load_results(out)["detection"]["cam"]
+
+
+def test_explain_one_png_with_a_bench_checkpoint(tiny_run, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    h, w = 300, 190
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = (20000 * ((xx < 150) & ((yy - 150) ** 2 < 140 ** 2 - (xx * 0.9) ** 2))).astype(np.uint16)
+    img[100:130, 60:90] = 60000
+    png = tmp_path / "one.png"
+    Image.fromarray(img).save(png)
+    checkpoint = tiny_run / load_results(tiny_run)["training"]["xgradcam"]["checkpoint"]
+    fig = tmp_path / "fig.png"
+    res = CliRunner().invoke(main, ["explain", str(png), "--checkpoint", str(checkpoint), "--cam", "gradcampp",
+                                    "--cam", "layercam", "--out", str(fig), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output[: res.output.rindex("}") + 1])
+    assert 0.0 <= data["probability"] <= 1.0 and set(data["boxes"]) == {"gradcampp", "layercam"}
+    for b in data["boxes"].values():
+        boxes = np.asarray(b["original_frame"]).reshape(-1, 4)
+        assert (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all() and (boxes >= 0).all()
+    assert fig.stat().st_size > 1000
