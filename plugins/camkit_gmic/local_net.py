@@ -1,0 +1,36 @@
+"""GMIC's local network: a ResNet trunk (timm's ResNet; ResNet-18 at the official widths) over the crops."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def build_local_resnet(widths: Sequence[int] = (64, 128, 256, 512), blocks: Sequence[int] = (2, 2, 2, 2),
+                       stem_width: int = 64, in_chans: int = 3) -> nn.Module:
+    """A timm ResNet with basic blocks and no classifier; key names match the released ``dn_resnet``."""
+    from timm.models.resnet import BasicBlock, ResNet
+
+    return ResNet(block=BasicBlock, layers=tuple(blocks), channels=tuple(widths), stem_width=stem_width,
+                  in_chans=in_chans, num_classes=0)
+
+
+def local_features(resnet: nn.Module, crops: Tensor, in_chans: int) -> Tensor:
+    """Per-crop feature vectors (B, K, D) from crops (B, K, ch, cw): grey repeated to ``in_chans``, mean pool.
+
+    A grey crop repeated to 3 channels through ``conv1`` equals the crop through ``conv1`` with its weight
+    summed over input channels (gradients included), so the stem runs on one channel: no 3x copy of the
+    crops and a third of the stem's work. Needs timm's ResNet stem layout (conv1, bn1, act1, maxpool).
+    """
+    b, k, ch, cw = crops.shape
+    x = crops.reshape(b * k, 1, ch, cw)
+    if in_chans == 1:
+        feats = resnet.forward_features(x)
+    else:
+        conv = resnet.conv1
+        weight = conv.weight.sum(1, keepdim=True)
+        x = F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        x = resnet.maxpool(resnet.act1(resnet.bn1(x)))
+        feats = resnet.layer4(resnet.layer3(resnet.layer2(resnet.layer1(x))))
+    return feats.mean((2, 3)).view(b, k, -1)

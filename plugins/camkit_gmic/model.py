@@ -1,0 +1,130 @@
+"""GMIC (Shen et al. 2021) as a camkit model: global network + saliency, ROI crops, local network, MIL, fusion.
+
+Module attributes are declared in the released order (``ds_net, left_postprocess_net, dn_resnet, mil_attn_V,
+mil_attn_U, mil_attn_w, classifier_linear, fusion_dnn``) so the official preset's ``state_dict()`` has exactly
+the released keys in the released order.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from . import roi
+from .global_net import GlobalNetwork, SaliencyHead, top_t_pool
+from .local_net import build_local_resnet, local_features
+from .losses import gmic_loss
+from .mil import gated_attention
+from .presets import GMICConfig
+from .traincam import roi_source_maps
+
+CLASS_SPECIFIC_KEYS = ("left_postprocess_net.gn_conv_last.weight", "classifier_linear.weight",
+                       "fusion_dnn.weight", "fusion_dnn.bias")
+
+
+class GMIC(nn.Module):
+    """GMIC with every size taken from a :class:`GMICConfig`; forward returns all outputs as a dict.
+
+    Outputs: ``y_fusion`` (B,C) the prediction, ``y_global`` (B,C), ``y_local`` (B,C), ``saliency`` (B,C,h,w),
+    ``patch_locations`` (B,K,2) long upper-left (row, col) in input pixels, ``patch_attention`` (B,K),
+    ``h_g`` (B,Cg,h,w) and ``roi_map`` (B,C,h,w) the detached train-cam maps that picked the patches.
+    """
+
+    def __init__(self, cfg: GMICConfig, preset: str = "official"):
+        super().__init__()
+        cfg.validate()
+        c, d = cfg.num_classes, cfg.local_widths[-1]
+        self.ds_net = GlobalNetwork(cfg.global_widths, cfg.global_blocks, cfg.global_strides)
+        self.left_postprocess_net = SaliencyHead(self.ds_net.out_channels, c)
+        self.dn_resnet = build_local_resnet(cfg.local_widths, cfg.local_blocks, cfg.local_stem_width,
+                                            cfg.local_in_chans)
+        self.mil_attn_V = nn.Linear(d, cfg.attn_dim, bias=False)
+        self.mil_attn_U = nn.Linear(d, cfg.attn_dim, bias=False)
+        self.mil_attn_w = nn.Linear(cfg.attn_dim, 1, bias=False)
+        self.classifier_linear = nn.Linear(d, c, bias=False)
+        self.fusion_dnn = nn.Linear(self.ds_net.out_channels + d, c)
+        self.cfg = cfg
+        self.preset = preset
+        # the camkit model protocol
+        self.input_size: tuple[int, int] = tuple(cfg.input_size)  # type: ignore[assignment]
+        self.cam_layers: list[str] = ["ds_net"]
+        self.cam_output: str = "y_global"
+        self.config: dict = {"preset": preset, **cfg.to_dict()}
+        self.default_lr: float = cfg.lr
+        self.loss_parts_as_floats = True  # False: 0-dim tensors, no host sync per step (for device timing)
+        self.reinitialised: list[str] = []  # filled by checkpoint loading into another class count
+        self._step = 0
+        if cfg.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    @property
+    def train_cam(self) -> str:
+        return self.cfg.train_cam
+
+    @property
+    def target_class(self) -> int:
+        """Index of the "mass" class in the score outputs (the CAM target)."""
+        return self.cfg.mass_index
+
+    def train_state(self) -> dict:
+        """Python-side training state saved in camkit checkpoints (the flip-direction counter)."""
+        return {"step": self._step}
+
+    def load_train_state(self, state: dict) -> None:
+        """Restore :meth:`train_state` on resume, so a resumed run equals an uninterrupted one."""
+        self._step = int(state.get("step", 0))
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        if x.dim() != 4 or x.shape[1] != 1:
+            raise ValueError(f"gmic expects images (B, 1, H, W), got shape {tuple(x.shape)}")
+        cfg = self.cfg
+        input_hw = (x.shape[-2], x.shape[-1])
+        h_g = self.ds_net(x)
+        saliency = self.left_postprocess_net(h_g)
+        y_global = top_t_pool(saliency, cfg.top_t)
+        maps = roi_source_maps(cfg.train_cam, h_g, self.left_postprocess_net.gn_conv_last.weight, cfg.top_t,
+                               saliency)
+        corners = roi.retrieve_rois(maps, cfg.num_crops, cfg.crop_size, input_hw)
+        crops = roi.extract_crops(x, corners, cfg.crop_size)
+        h_crops = local_features(self.dn_resnet, crops, cfg.local_in_chans)
+        z, attention = gated_attention(h_crops, self.mil_attn_V, self.mil_attn_U, self.mil_attn_w)
+        y_local = torch.sigmoid(self.classifier_linear(z))
+        g = h_g.amax((2, 3))
+        y_fusion = torch.sigmoid(self.fusion_dnn(torch.cat([g, z.to(g.dtype)], 1)))
+        return {"y_fusion": y_fusion, "y_global": y_global, "y_local": y_local, "saliency": saliency,
+                "patch_locations": corners, "patch_attention": attention, "h_g": h_g, "roi_map": maps}
+
+    def global_saliency(self, x: Tensor) -> Tensor:
+        """The saliency map alone (global network + head), e.g. for flip consistency."""
+        return self.left_postprocess_net(self.ds_net(x))
+
+    def native_cam(self, outputs: dict[str, Tensor]) -> Tensor:
+        """GMIC's own CAM: the saliency map (B, C, h, w)."""
+        return outputs["saliency"]
+
+    def predict(self, outputs: dict[str, Tensor]) -> Tensor:
+        """Probability of "mass": ``y_fusion`` of ``mass_class`` (the last class; "malignant" when C=2)."""
+        return outputs["y_fusion"][:, self.cfg.mass_index]
+
+    def targets(self, labels: Tensor, num: int) -> Tensor:
+        """(B,) 0/1 labels -> (B, C) multi-label targets on the mass class; (B, C) targets pass through."""
+        if labels.dim() == 2:
+            return labels.float()
+        t = torch.zeros(labels.shape[0], num, device=labels.device)
+        t[:, self.cfg.mass_index] = labels.float()
+        return t
+
+    def training_loss(self, images: Tensor, labels: Tensor, progress: float) -> tuple[Tensor, dict]:
+        """Paper eq. 2 (BCE on y_global, y_local, y_fusion per class + beta * mean |saliency|), plus the
+        optional camkit flip-consistency term (``flip_weight``; not in the paper)."""
+        out = self(images)
+        flip_w = self.cfg.flip_weight * (min(1.0, progress / self.cfg.flip_ramp) if self.cfg.flip_ramp > 0 else 1.0)
+        # horizontal and vertical flips on alternate steps (both at once lets the net read the breast side)
+        flip_dim = 3 if self._step % 2 == 0 else 2
+        self._step += 1
+        flipped = self.global_saliency(images.flip(flip_dim)) if flip_w > 0 else None
+        loss, parts = gmic_loss(out, self.targets(labels, out["y_fusion"].shape[1]), self.cfg.beta,
+                                flip_w, flipped, flip_dim)
+        if self.loss_parts_as_floats:
+            vals = torch.stack(list(parts.values())).tolist()  # one host sync for all parts
+            parts = dict(zip(parts, vals))
+        return loss, parts

@@ -1,0 +1,38 @@
+"""camkit plugin: registers the GMIC model (``camkit.create_model("gmic", preset=..., ...)``)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from camkit import hookimpl
+
+
+def create_gmic(preset: str = "official", checkpoint: str | os.PathLike | None = None, **options: Any):
+    """GMIC (Shen et al. 2021) with any train-cam; presets: official (released model 1), cpu (small).
+
+    ``options`` override single config fields (``num_classes``, ``train_cam``, ``num_crops``, ``crop_size``,
+    ``top_t``, ``input_size``, widths ...; see ``camkit_gmic.presets.GMICConfig``). ``checkpoint`` loads a
+    state dict safely (the released ``sample_model_N.p`` files included); with another class count the
+    class-specific heads are re-initialised and listed in ``model.reinitialised``.
+    """
+    from .checkpoint import load_checkpoint
+    from .model import GMIC
+    from .presets import resolve_config
+    from .traincam import check_train_cam
+
+    cfg = resolve_config(preset, **options)
+    check_train_cam(cfg.train_cam)
+    model = GMIC(cfg, preset=preset)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+        model.config["checkpoint"] = os.fspath(checkpoint)
+    return model
+
+
+@hookimpl
+def register_models(register):
+    from .presets import PRESETS
+
+    register("gmic", create_gmic, presets=tuple(PRESETS),
+             description="GMIC (Shen et al. 2021): global ResNet-22 + saliency, ROI crops, local ResNet-18, "
+                         "MIL, fusion; presets official|cpu; any CAM as train-cam")

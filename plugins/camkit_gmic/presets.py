@@ -1,0 +1,117 @@
+"""GMIC configurations: every size is a field; ``official`` is the released model 1, ``cpu`` trains in minutes.
+
+A preset is only a starting point: ``resolve_config("cpu", num_crops=2)`` overrides single fields, and unknown
+field names are refused with the list of valid ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from camkit.errors import CamkitError, UnknownNameError
+
+
+@dataclass
+class GMICConfig:
+    """All of GMIC's sizes and training defaults (JSON-able; tuples for shapes)."""
+
+    num_classes: int = 2
+    class_names: tuple[str, ...] = ("benign", "malignant")
+    mass_class: int | None = None  # index of the "mass" class predict() reports; None = the last class
+    input_size: tuple[int, int] = (2944, 1920)  # (H, W)
+    # global network (pre-activation "ResNet-22"); the stem has global_widths[0] channels
+    global_widths: tuple[int, ...] = (16, 32, 64, 128, 256)
+    global_blocks: tuple[int, ...] = (2, 2, 2, 2, 2)
+    global_strides: tuple[int, ...] = (1, 2, 2, 2, 2)
+    top_t: float = 0.02  # fraction of saliency cells pooled into y_global
+    num_crops: int = 6  # K
+    crop_size: tuple[int, int] = (256, 256)
+    # local network (ResNet-18 trunk at the official widths)
+    local_widths: tuple[int, ...] = (64, 128, 256, 512)
+    local_blocks: tuple[int, ...] = (2, 2, 2, 2)
+    local_stem_width: int = 64
+    local_in_chans: int = 3  # the grey crop is repeated to this many channels
+    attn_dim: int = 128  # gated-attention MIL hidden size
+    # training-time map that drives ROI retrieval: "cam" (native saliency) or any registered CAM method
+    train_cam: str = "cam"
+    train_cam_output: str = "y_global"
+    # loss (paper eq. 2) and optimiser default
+    beta: float = 3.259e-06
+    lr: float = 4.134e-06
+    # camkit addition (not in the paper): flip-consistency of the saliency map, ramped in over flip_ramp
+    flip_weight: float = 0.0
+    flip_ramp: float = 0.3
+    channels_last: bool = True  # NHWC weights: far faster convolutions (GPU and CPU), same numbers
+
+    def validate(self) -> GMICConfig:
+        """Check field consistency; raise CamkitError naming the bad field."""
+        if self.num_classes < 1:
+            raise CamkitError(f"gmic: num_classes must be >= 1, got {self.num_classes}")
+        if len(self.class_names) != self.num_classes:
+            raise CamkitError(f"gmic: class_names {self.class_names} has {len(self.class_names)} names but "
+                              f"num_classes={self.num_classes}; pass class_names=(...) with one name per class")
+        if self.mass_class is not None and not 0 <= self.mass_class < self.num_classes:
+            raise CamkitError(f"gmic: mass_class={self.mass_class} is outside 0..{self.num_classes - 1}")
+        if not (len(self.global_widths) == len(self.global_blocks) == len(self.global_strides)):
+            raise CamkitError("gmic: global_widths, global_blocks and global_strides must have the same length")
+        if len(self.local_widths) != len(self.local_blocks):
+            raise CamkitError("gmic: local_widths and local_blocks must have the same length")
+        if not 0.0 < self.top_t <= 1.0:
+            raise CamkitError(f"gmic: top_t must be in (0, 1], got {self.top_t}")
+        if self.num_crops < 1:
+            raise CamkitError(f"gmic: num_crops must be >= 1, got {self.num_crops}")
+        h, w = self.input_size
+        if not (0 < self.crop_size[0] <= h and 0 < self.crop_size[1] <= w):
+            raise CamkitError(f"gmic: crop_size {self.crop_size} must fit inside input_size {self.input_size}")
+        if self.train_cam_output != "y_global":
+            raise CamkitError(f"gmic: train_cam_output={self.train_cam_output!r} is not supported; only "
+                              "'y_global' is computed before the crops (y_fusion depends on them)")
+        return self
+
+    @property
+    def mass_index(self) -> int:
+        return self.num_classes - 1 if self.mass_class is None else self.mass_class
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (tuples become lists)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The released model 1 (Shen et al. 2021): 2 classes, 2944x1920, K=6, 256x256 crops, t=0.02.
+    "official": {},
+    # Small enough to train on a 2-core CPU in minutes (SPEC section 5): 16x10 saliency map, receptive
+    # field ~100 px, t=0.01 (2 cells), flip consistency on, one class "mass".
+    # About 6-7 ms per image per training step on 2 busy cores (~150 img/s).
+    "cpu": dict(
+        num_classes=1, class_names=("mass",), input_size=(256, 160),
+        global_widths=(8, 16, 32), global_blocks=(1, 1, 1), global_strides=(1, 2, 2),
+        top_t=0.01, num_crops=2, crop_size=(48, 48),
+        local_widths=(8, 16, 32, 64), local_blocks=(1, 1, 1, 1), local_stem_width=8, local_in_chans=1,
+        attn_dim=16, beta=1e-3, lr=1e-3, flip_weight=1.0,
+    ),
+}
+
+
+def resolve_config(preset: str = "official", **overrides: Any) -> GMICConfig:
+    """The preset's config with ``overrides`` applied and validated.
+
+    ``num_classes`` alone also resets ``class_names`` (to ``("mass",)`` for one class, else ``class0..``).
+    """
+    if preset not in PRESETS:
+        raise UnknownNameError("gmic preset", preset, PRESETS)
+    fields = {f.name for f in dataclasses.fields(GMICConfig)}
+    bad = sorted(set(overrides) - fields)
+    if bad:
+        raise CamkitError(f"gmic: unknown option(s) {bad}; valid options: {sorted(fields)}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None or k == "mass_class"}}
+    if "num_classes" in overrides and "class_names" not in overrides and overrides["num_classes"] is not None:
+        n = int(overrides["num_classes"])
+        base = GMICConfig(**PRESETS[preset]).class_names
+        values["class_names"] = base if len(base) == n else (("mass",) if n == 1 else
+                                                             tuple(f"class{i}" for i in range(n)))
+    for k, v in list(values.items()):
+        if isinstance(v, list):
+            values[k] = tuple(v)
+    return GMICConfig(**values).validate()

@@ -1,0 +1,211 @@
+"""GMIC model: released-code parity (golden file), state-dict layout, presets, protocol, loss, real images."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+
+import camkit
+from camkit.errors import CamkitError, UnknownNameError
+
+
+def _reference_module(shared_dir):
+    spec = importlib.util.spec_from_file_location("gmic_reference_inputs", shared_dir / "gmic" / "reference_inputs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _tsv(shared_dir):
+    lines = (shared_dir / "gmic" / "state_dict_keys.tsv").read_text().splitlines()
+    return [(k, tuple(ast.literal_eval(s))) for k, s in (ln.split("\t") for ln in lines if ln.strip())]
+
+
+@pytest.fixture(scope="module")
+def official():
+    return camkit.create_model("gmic", preset="official")
+
+
+def test_official_state_dict_matches_released_keys_in_order(official, shared_dir):
+    keys = _tsv(shared_dir)
+    sd = official.state_dict()
+    assert len(keys) == 258
+    assert list(sd) == [k for k, _ in keys]
+    assert [tuple(v.shape) for v in sd.values()] == [s for _, s in keys]
+
+
+def test_official_reproduces_released_golden_outputs(shared_dir):
+    ref = _reference_module(shared_dir)
+    golden = json.loads((shared_dir / "gmic" / "golden_seed0_1024x832_b2.json").read_text())
+    keys = _tsv(shared_dir)
+    state = ref.make_state(keys, golden["seed"])
+    x = ref.make_input(golden["batch"], *golden["input_hw"], golden["seed"])
+    # our copy of the procedure must be the one the golden file was made from
+    sums = golden["state_dict_checksum"]
+    assert len(state) == sums["n_keys"]
+    assert math.isclose(sum(float(v.double().sum()) for v in state.values() if v.is_floating_point()),
+                        sums["sum_float"], rel_tol=1e-9)
+    assert math.isclose(float(state["ds_net.first_conv.weight"].double().sum()), sums["first_conv_sum"],
+                        rel_tol=1e-9)
+    assert math.isclose(float(x.double().sum()), golden["input_checksum"]["sum"], abs_tol=1e-6)
+    assert math.isclose(float(x.double().abs().sum()), golden["input_checksum"]["abs_sum"], rel_tol=1e-9)
+
+    model = camkit.create_model("gmic", preset="official", train_cam="cam")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    for ours, theirs in [("y_fusion", "y_fusion"), ("y_global", "y_global"), ("y_local", "y_local"),
+                         ("patch_attention", "patch_attns")]:
+        torch.testing.assert_close(out[ours].double(), torch.tensor(golden[theirs], dtype=torch.float64),
+                                   atol=1e-4, rtol=0, msg=ours)
+    assert out["patch_locations"].tolist() == [[[int(v) for v in p] for p in img] for img in golden["patch_locations"]]
+    sal = out["saliency"].double()
+    assert tuple(sal.shape[-2:]) == tuple(golden["cam_size"])
+    torch.testing.assert_close(sal.sum((2, 3)), torch.tensor(golden["saliency_sum"], dtype=torch.float64),
+                               atol=1e-3, rtol=1e-6)  # a sum of 208 values, each within float32 rounding
+    torch.testing.assert_close(sal.flatten(2).amax(-1), torch.tensor(golden["saliency_max"], dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+    assert sal.flatten(2).argmax(-1).tolist() == golden["saliency_argmax"]
+
+
+def test_bad_options_fail_clearly():
+    with pytest.raises(UnknownNameError, match="did you mean|Did you mean"):
+        camkit.create_model("gmic", preset="cpus")
+    with pytest.raises(CamkitError, match="num_crop"):
+        camkit.create_model("gmic", preset="cpu", num_crop=3)
+    with pytest.raises(UnknownNameError, match="no-such-cam"):
+        camkit.create_model("gmic", preset="cpu", train_cam="no-such-cam")
+    with pytest.raises(CamkitError, match="crop_size"):
+        camkit.create_model("gmic", preset="cpu", crop_size=(300, 48))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        camkit.create_model("gmic", preset="cpu")(torch.zeros(1, 3, 256, 160))
+
+
+def test_official_defaults_are_released_model_1(official):
+    cfg = official.cfg
+    assert (cfg.num_classes, cfg.input_size, cfg.num_crops) == (2, (2944, 1920), 6)
+    assert (cfg.crop_size, cfg.top_t) == ((256, 256), 0.02)
+    assert (cfg.beta, official.default_lr, cfg.flip_weight) == (3.259e-06, 4.134e-06, 0.0)
+    out = {"y_fusion": torch.tensor([[0.1, 0.9], [0.7, 0.2]])}
+    assert official.predict(out).tolist() == pytest.approx([0.9, 0.2])  # malignant channel
+
+
+def test_cpu_forward_shapes_and_protocol():
+    torch.manual_seed(0)
+    model = camkit.create_model("gmic", preset="cpu", num_crops=3, crop_size=(40, 40)).eval()
+    x = torch.randn(3, 1, 256, 160)
+    with torch.no_grad():
+        out = model(x)
+    k, h, w = 3, 16, 10
+    shapes = {"y_fusion": (3, 1), "y_global": (3, 1), "y_local": (3, 1), "saliency": (3, 1, h, w),
+              "patch_locations": (3, k, 2), "patch_attention": (3, k), "h_g": (3, 32, h, w), "roi_map": (3, 1, h, w)}
+    assert {n: tuple(out[n].shape) for n in shapes} == shapes
+    assert all(torch.isfinite(v.float()).all() for v in out.values())
+    torch.testing.assert_close(out["patch_attention"].sum(1), torch.ones(3))
+    assert model.native_cam(out) is out["saliency"]
+    assert model.predict(out).shape == (3,)
+    assert out["patch_locations"].dtype == torch.long
+    # the hooked layer's output is h_g
+    seen = []
+    handle = model.get_submodule(model.cam_layers[0]).register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        out2 = model(x)
+    handle.remove()
+    assert len(seen) == 1 and torch.equal(seen[0], out2["h_g"])
+
+
+def test_bf16_autocast_forward_runs_and_keeps_rois_in_float32():
+    model = camkit.create_model("gmic", preset="cpu").eval()
+    x = torch.randn(2, 1, 256, 160)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out["roi_map"].dtype == torch.float32
+    assert torch.isfinite(out["y_fusion"].float()).all()
+
+
+def test_training_loss_matches_eq2_and_backpropagates():
+    torch.manual_seed(1)
+    model = camkit.create_model("gmic", preset="cpu", flip_weight=0.0, beta=0.5).train()
+    x, y = torch.randn(4, 1, 128, 96), torch.tensor([0, 1, 1, 0])
+    loss, parts = model.training_loss(x, y, progress=0.0)
+    assert loss.dim() == 0 and all(isinstance(v, float) for v in parts.values())
+    expected = parts["bce_global"] + parts["bce_local"] + parts["bce_fusion"] + 0.5 * parts["saliency_l1"]
+    assert parts["loss"] == pytest.approx(expected, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    assert parts["flip_consistency"] == 0.0
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    assert grads["ds_net.first_conv.weight"].abs().sum() > 0 and grads["dn_resnet.conv1.weight"].abs().sum() > 0
+
+
+def test_two_class_labels_target_the_mass_class():
+    model = camkit.create_model("gmic", preset="cpu", num_classes=2)
+    assert model.targets(torch.tensor([1, 0]), 2).tolist() == [[0.0, 1.0], [0.0, 0.0]]
+    model0 = camkit.create_model("gmic", preset="cpu", num_classes=2, mass_class=0)
+    assert model0.targets(torch.tensor([1, 0]), 2).tolist() == [[1.0, 0.0], [0.0, 0.0]]
+
+
+def test_flip_consistency_ramps_in_and_alternates_axes(monkeypatch):
+    model = camkit.create_model("gmic", preset="cpu", flip_weight=2.0, flip_ramp=0.5).train()
+    flips = []
+    orig = model.global_saliency
+    monkeypatch.setattr(model, "global_saliency", lambda x: (flips.append(x), orig(x))[1])
+    x, y = torch.randn(2, 1, 128, 96), torch.tensor([0, 1])  # any size works; small keeps it fast
+    _, p0 = model.training_loss(x, y, progress=0.0)
+    assert flips == [] and p0["flip_consistency"] == 0.0
+    _, p1 = model.training_loss(x, y, progress=0.25)  # weight 1.0 of 2.0
+    _, p2 = model.training_loss(x, y, progress=0.9)  # full weight
+    assert len(flips) == 2 and p1["flip_consistency"] > 0
+    assert torch.equal(flips[0], x.flip(2)) and torch.equal(flips[1], x.flip(3))  # vertical, then horizontal
+    bce = p1["bce_global"] + p1["bce_local"] + p1["bce_fusion"] + model.cfg.beta * p1["saliency_l1"]
+    assert p1["loss"] == pytest.approx(bce + 1.0 * p1["flip_consistency"], rel=1e-5)
+
+
+def test_real_mammograms_smoke(shared_dir):
+    folder = shared_dir / "data" / "nyu-gmic-sample"
+    files = sorted(folder.glob("0_*.png")) if folder.is_dir() else []
+    if not files:
+        pytest.skip("nyu-gmic-sample images are not available")
+    import numpy as np
+    from PIL import Image
+
+    h, w = 736, 480  # official preset at a quarter of the released size, to stay fast on CPU
+    imgs = []
+    for f in files:
+        arr = np.asarray(Image.open(f)).astype(np.float32)
+        t = torch.from_numpy(arr)[None, None]
+        t = torch.nn.functional.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)[0]
+        imgs.append((t - t.mean()) / t.std().clamp_min(1e-5))
+    x = torch.stack(imgs)
+    assert x.shape == (len(files), 1, h, w)
+    model = camkit.create_model("gmic", preset="official").eval()
+    with torch.no_grad():
+        out = model(x)
+    b = len(files)
+    assert out["y_fusion"].shape == (b, 2) and out["saliency"].shape == (b, 2, 12, 8)
+    assert out["patch_locations"].shape == (b, 6, 2)
+    assert all(torch.isfinite(v.float()).all() for v in out.values())
+    assert ((out["patch_locations"] >= 0) & (out["patch_locations"] <= torch.tensor([h, w]))).all()
+
+
+def test_folded_grey_stem_equals_the_trunk_on_repeated_crops():
+    """local_features runs conv1 on one channel with summed weights: same features and conv1 gradient."""
+    from camkit_gmic.local_net import build_local_resnet, local_features
+
+    torch.manual_seed(0)
+    net = build_local_resnet((8, 8, 16, 16), (1, 1, 1, 1), 8, in_chans=3).eval()
+    crops = torch.randn(2, 3, 32, 32)
+    ours = local_features(net, crops, 3)
+    ours.square().sum().backward()
+    g_ours = net.conv1.weight.grad.clone()
+    net.zero_grad()
+    ref = net.forward_features(crops.reshape(6, 1, 32, 32).expand(-1, 3, -1, -1)).mean((2, 3)).view(2, 3, -1)
+    ref.square().sum().backward()
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_ours, net.conv1.weight.grad, rtol=1e-3, atol=1e-5)
