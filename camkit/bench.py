@@ -55,6 +55,7 @@ class BenchConfig:
     seed: int = 0
     model_options: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    split_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split, over dataset_options
     train: dict[str, Any] = field(default_factory=dict)
     eval_batch_size: int | None = None
     box_threshold: float = 0.5
@@ -73,6 +74,8 @@ class BenchConfig:
         out.dataset = self.dataset or p["dataset"]
         out.model_options = {**p["model_options"], **self.model_options}
         out.dataset_options = {**p["dataset_options"], **self.dataset_options}
+        out.split_options = {k: {**p.get("split_options", {}).get(k, {}), **self.split_options.get(k, {})}
+                             for k in ("train", "val", "test")}
         out.train = {**p["train"], **self.train}
         out.eval_batch_size = self.eval_batch_size or p["eval_batch_size"]
         return out
@@ -168,7 +171,8 @@ def _datasets(cfg: BenchConfig) -> dict[str, Any]:
     from .api import create_dataset
 
     opts = {"seed": cfg.seed, **cfg.dataset_options}
-    return {split: create_dataset(cfg.dataset, split=split, **opts) for split in ("train", "val", "test")}
+    return {split: create_dataset(cfg.dataset, split=split, **{**opts, **cfg.split_options.get(split, {})})
+            for split in ("train", "val", "test")}
 
 
 def _train_one(cfg: BenchConfig, train_cam: str, sets: dict[str, Any], out: Path, display: Any):
