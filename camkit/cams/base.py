@@ -33,7 +33,9 @@ class CAMContext:
 class CAMMethod:
     """Base class: override ``weights`` (per-channel weights) or ``raw_map`` (a whole map).
 
-    ``raw_map`` returns (B, h, w) before ReLU and normalisation; the engine applies those.
+    ``raw_map`` returns (B, h, w) before ReLU and normalisation; the engine applies those. It may return
+    None when the method does not apply to this layer (CAM on a layer that does not feed the classifier);
+    the engine then fuses the layers that gave a map and raises, quoting ``not_applicable``, if none did.
     """
 
     name: ClassVar[str] = ""
@@ -43,8 +45,8 @@ class CAMMethod:
         """Per-channel weights (B, K) for ``sum_k w_k A_k``."""
         raise NotImplementedError(f"{type(self).__name__} must define weights() or raw_map()")  # abstract
 
-    def raw_map(self, ctx: CAMContext) -> Tensor:
-        """The map (B, h, w) before ReLU and normalisation."""
+    def raw_map(self, ctx: CAMContext) -> Tensor | None:
+        """The map (B, h, w) before ReLU and normalisation (None: not applicable to this layer)."""
         w = self.weights(ctx)
         return torch.einsum("bk,bkhw->bhw", w, ctx.activations)
 

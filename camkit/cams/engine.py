@@ -1,0 +1,230 @@
+"""The activation-map engine: one forward, one ``autograd.grad``, the maps of every requested method.
+
+``run_cams`` hooks the target layer(s), runs the model once (parameters frozen for the call, so autograd records
+only what depends on the hooked activations), takes ``torch.autograd.grad`` of the summed target scores with
+respect to the hooked activations only (no parameter gradients), then hands each method its ``(A, G)`` and
+applies the shared pipeline (ReLU, min-max, upsampling, layer fusion). ``train_time_map`` serves models that need a raw map inside their own forward.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import CamkitError
+from .base import CAMContext, CAMMethod
+from .capture import LayerCapture
+from .pipeline import FUSIONS, fuse_layers, layer_maps
+from .resolve import (LayerSpec, MethodSpec, TargetSpec, output_size, resolve_layers, resolve_methods,
+                      resolve_targets, select_scores)
+from .resolve import classifier_weight as model_classifier_weight
+
+
+def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layers: LayerSpec = None,
+             targets: TargetSpec = None, output: str | int | None = None, fuse: str = "mean",
+             size: int | Sequence[int] | None = None) -> dict[str, Tensor]:
+    """The maps of every requested method from one forward pass: {method name: (B, H, W) in [0, 1]}.
+
+    Args:
+        model: any ``nn.Module``, in eval or train mode (its mode is left alone; a train-mode forward updates
+            BatchNorm statistics as any forward would).
+        inputs: the image batch (B, C, H, W), on the model's device.
+        methods: names (``["gradcam", "cam"]``), ``"all"`` (every registered method, plugins included) or
+            ``CAMMethod`` instances.
+        target_layers: modules or dotted names (``"layer4"``); default ``model.cam_layers``.
+        targets: one class index per image, one int for all, a callable on the model's output returning
+            either, or None for each image's top class.
+        output: which score tensor to explain when the model returns several (a dict key or attribute such as
+            GMIC's ``"y_global"``; default ``model.cam_output``).
+        fuse: ``"mean"`` (grad-cam) or ``"max"`` (LayerCAM's authors, torchcam) across layers.
+        size: (H, W) of the maps; default the input's spatial size.
+
+    Example::
+
+        >>> import timm, torch, camkit
+        >>> model = timm.create_model("resnet18", num_classes=2, in_chans=1).eval()
+        >>> maps = camkit.cam_maps(model, torch.randn(2, 1, 64, 64), "all", ["layer4"], targets=[1, 0])
+        >>> {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"} <= set(maps), tuple(maps["gradcampp"].shape)
+        (True, (2, 64, 64))
+    """
+    return run_cams(model, inputs, methods, target_layers, targets, output, fuse, size)
+
+
+def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layers: LayerSpec = None,
+             targets: TargetSpec = None, output: str | int | None = None, fuse: str = "mean",
+             size: int | Sequence[int] | None = None, return_output: bool = False):
+    """``cam_maps``; with ``return_output=True`` returns ``(maps, model_output)`` from the same forward
+    (the output's tensors detached), so a caller gets predictions without a second pass."""
+    if fuse not in FUSIONS:
+        raise CamkitError(f"fuse must be one of {FUSIONS}; got {fuse!r}")
+    chosen = resolve_methods(methods)
+    layers = resolve_layers(model, target_layers)
+    out_size = output_size(inputs, size)
+    needs_grad = any(getattr(m, "needs_gradients", True) for m in chosen.values())
+
+    outputs, acts, scores = _forward(model, inputs, layers, output, needs_grad)
+    if needs_grad and not scores.requires_grad:
+        raise CamkitError(
+            f"the target score ({output or getattr(model, 'cam_output', None) or 'model output'}) is not "
+            "differentiable with respect to the target layers: the model detaches it or computes it under "
+            "torch.no_grad. Gradient methods need it in the autograd graph; choose a differentiable output= "
+            "or use 'cam'")
+    target_idx = resolve_targets(targets, outputs, scores)
+    grads = _gradients(scores, target_idx, acts) if needs_grad else {}
+
+    native = getattr(model, "native_cam", None)
+    native_map = native(outputs) if callable(native) else None
+    weight = model_classifier_weight(model)
+    device_type = next(iter(acts.values())).device.type
+    with torch.no_grad(), torch.autocast(device_type=device_type, enabled=False):
+        contexts = [CAMContext(a.detach().float(), grads[n].float() if n in grads else None, target_idx,
+                               weight.float() if weight is not None else None,
+                               native_map.detach().float() if native_map is not None else None)
+                    for n, a in acts.items()]
+        raws = [{name: _checked_raw(method, name, ctx) for name, method in chosen.items()} for ctx in contexts]
+        maps = _postprocess(raws, chosen, list(acts), out_size, fuse)
+    if return_output:
+        return maps, _detach(outputs)
+    return maps
+
+
+def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
+                   classes: int | Sequence[int] | None = None, *, native_cam: Tensor | None = None,
+                   classifier_weight: Tensor | None = None) -> Tensor:
+    """A raw map per class from inside a model's own forward (GMIC's ROI selection), without a second forward.
+
+    ``activations`` (B, K, h, w) must be part of the autograd graph of ``score`` (B, C): build both under
+    ``torch.enable_grad()`` (also in eval / under an outer ``no_grad``). One ``autograd.grad`` per class with
+    ``retain_graph=True`` gives ``G`` for that class; parameter gradients are never built and the caller's
+    graph stays usable for its loss. Returns (B, len(classes), h, w), ReLU'd, not normalised, detached.
+    ``"cam"`` needs ``native_cam`` (B, C, h, w) or ``classifier_weight`` (C, K) instead of gradients.
+    """
+    m = resolve_methods([method])
+    name, impl = next(iter(m.items()))
+    if score.dim() == 1:
+        score = score[:, None]
+    if score.dim() != 2 or score.shape[0] != activations.shape[0]:
+        raise CamkitError(f"train_time_map: score must be (B, C) with B = {activations.shape[0]}; got "
+                          f"{tuple(score.shape)}")
+    batch, n_classes = score.shape
+    if classes is None:
+        classes = list(range(n_classes))
+    elif isinstance(classes, int):
+        classes = [classes]
+    needs_grad = getattr(impl, "needs_gradients", True)
+    if needs_grad and not (activations.requires_grad and score.requires_grad):
+        raise CamkitError(
+            f"train_time_map({name!r}) needs activations that require grad and a score computed from them in "
+            "the same graph; build both under torch.enable_grad() (e.g. h = h.detach().requires_grad_() is "
+            "not enough if the score was computed under no_grad)")
+    a32 = activations.detach().float()
+    out = []
+    for c in classes:
+        if not 0 <= c < n_classes:
+            raise CamkitError(f"train_time_map: class {c} is out of range for {n_classes} classes")
+        g = None
+        if needs_grad:
+            with torch.enable_grad():  # works under a caller's no_grad: the graph was built before
+                (g,) = torch.autograd.grad(score[:, c].float().sum(), activations, retain_graph=True,
+                                           allow_unused=True)
+            if g is None:
+                raise CamkitError("train_time_map: the score does not depend on the activations given")
+        with torch.no_grad(), torch.autocast(device_type=a32.device.type, enabled=False):
+            ctx = CAMContext(a32, g.float() if g is not None else None,
+                             torch.full((batch,), c, dtype=torch.long, device=a32.device),
+                             classifier_weight.detach().float() if classifier_weight is not None else None,
+                             native_cam.detach().float() if native_cam is not None else None)
+            raw = _checked_raw(impl, name, ctx)
+            if raw is None:
+                raise CamkitError(f"train_time_map: {name!r} does not apply to these activations: "
+                                  f"{getattr(impl, 'not_applicable', 'see its documentation')}")
+            out.append(raw.clamp(min=0))
+    return torch.stack(out, dim=1)
+
+
+def _forward(model: nn.Module, inputs: Tensor, layers: dict[str, nn.Module], output: str | int | None,
+             needs_grad: bool) -> tuple[Any, dict[str, Tensor], Tensor]:
+    # Parameters are frozen for the forward, so autograd records only what depends on the hooked
+    # activations: the network before the first hooked layer (and any branch that does not read it, such as
+    # GMIC's local network) costs what an inference forward costs, and no parameter gradient can be built.
+    frozen = [p for p in model.parameters() if p.requires_grad] if needs_grad else []
+    x = inputs.detach() if isinstance(inputs, Tensor) else inputs
+    try:
+        for p in frozen:
+            p.requires_grad_(False)
+        with LayerCapture(layers, track_grad=needs_grad) as capture, torch.set_grad_enabled(needs_grad):
+            outputs = model(x)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    missing = capture.missing()
+    if missing:
+        raise CamkitError(f"target layer(s) {missing} never ran in the forward of {type(model).__name__}; "
+                          "hook a module on the path from the input to the scores")
+    scores = select_scores(outputs, output, model)
+    if scores.shape[0] != next(iter(capture.activations.values())).shape[0]:
+        raise CamkitError(f"the scores have batch size {scores.shape[0]} but the hooked activations "
+                          f"{next(iter(capture.activations.values())).shape[0]}")
+    return outputs, dict(capture.activations), scores
+
+
+def _gradients(scores: Tensor, targets: Tensor, acts: dict[str, Tensor]) -> dict[str, Tensor]:
+    # One backward for the whole batch: the sum of each image's target score (images are independent in eval).
+    names = list(acts)
+    with torch.enable_grad():  # the caller may hold an outer no_grad; the score's graph exists regardless
+        total = scores.float().gather(1, targets[:, None]).sum()
+        grads = torch.autograd.grad(total, [acts[n] for n in names], allow_unused=True)
+    unused = [n for n, g in zip(names, grads) if g is None]
+    if unused:
+        raise CamkitError(f"the target score does not depend on target layer(s) {unused}; hook a layer on the "
+                          "path to the chosen output")
+    return dict(zip(names, grads))
+
+
+def _postprocess(raws: list[dict[str, Tensor | None]], methods: dict[str, Any], layer_names: list[str],
+                 size: tuple[int, int], fuse: str) -> dict[str, Tensor]:
+    """Per layer, every method's raw map -> the shared pipeline -> one fused (B, H, W) map per method."""
+    per_method: dict[str, list[Tensor]] = {name: [] for name in methods}
+    for layer in raws:
+        by_shape: dict[tuple, list[str]] = {}
+        for name, raw in layer.items():
+            if raw is not None:
+                by_shape.setdefault(tuple(raw.shape), []).append(name)
+        for shape, names in by_shape.items():
+            # all methods of one layer upsampled in one call, as (M*B, h, w); up[i] is method i's (B, H, W)
+            up = layer_maps(torch.cat([layer[n] for n in names]), size).unflatten(0, (len(names), shape[0]))
+            for i, name in enumerate(names):
+                per_method[name].append(up[i])
+    out = {}
+    for name, layers in per_method.items():
+        if not layers:
+            raise CamkitError(f"CAM method {name!r} applies to none of the target layers {layer_names}: "
+                              f"{getattr(methods[name], 'not_applicable', 'see its documentation')}")
+        out[name] = fuse_layers(layers, fuse, owned=True)
+    return out
+
+
+def _checked_raw(method: Any, name: str, ctx: CAMContext) -> Tensor | None:
+    raw = method.raw_map(ctx)
+    if raw is None:  # the method does not apply to this layer (CAM on a layer that does not feed the head)
+        return None
+    b = ctx.activations.shape[0]
+    if not isinstance(raw, Tensor) or raw.dim() != 3 or raw.shape[0] != b:
+        shape = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
+        raise CamkitError(f"CAM method {name!r} returned {shape} from raw_map; it must return (B, h, w) "
+                          f"with B = {b}")
+    return raw.float()
+
+
+def _detach(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.detach()
+    if isinstance(obj, Mapping):
+        return {k: _detach(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(_detach(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_detach(v) for v in obj)
+    return obj
