@@ -1,28 +1,15 @@
 """``camkit bench``, ``camkit leaderboard`` and ``camkit explain``."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from .cli_options import parse_options as _parse_options
+
 from .output import render
-
-
-def _parse_options(pairs: tuple[str, ...], what: str) -> dict:
-    """KEY=VALUE pairs; values parsed as JSON when they can be (numbers, lists, true/false)."""
-    import json
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 @click.command()
@@ -69,7 +56,10 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
                       test_cams=expand_cams(test_cams, PAPER_TEST_CAMS),
                       model_options=_parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
                       train=train, box_threshold=box_threshold, bootstrap=bootstrap)
-    progress = BenchProgress("off" if quiet else "auto", n_train_cams=len(cfg.train_cams))
+    from .distributed import env_world_size
+
+    rank0 = int(os.environ.get("RANK", "0")) == 0 or env_world_size() == 1
+    progress = BenchProgress("off" if quiet or not rank0 else "auto", n_train_cams=len(cfg.train_cams))
     try:
         results = run_bench(cfg, out, progress=progress)
     except KeyboardInterrupt:

@@ -29,8 +29,11 @@ def explain_image(image: str | Path, checkpoint: str | Path, out: str | Path, *,
     config = dict(stored.get("model_config") or {}) if stored.get("format") else {}
     config.update(model_options or {})
     config.pop("checkpoint", None)
-    model = create_model(model_name, **config)
-    load_checkpoint(checkpoint, model)
+    if stored.get("format"):
+        model = create_model(model_name, **config)
+        load_checkpoint(checkpoint, model)
+    else:  # a plain state dict (e.g. released weights): the model's own loader knows its quirks
+        model = create_model(model_name, checkpoint=str(checkpoint), **config)
     model.eval()
     methods = cams or list_cams()
     pixels = read_image(image)
