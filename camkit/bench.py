@@ -38,6 +38,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model_options": {"preset": "official", "num_classes": 1},
         # balance_by="box" and no validation split give the paper's 1,978 / 474 images (docs/vindr.md)
         "dataset_options": {"size": [2944, 1920], "balanced": True, "balance_by": "box", "val_fraction": 0.0},
+        # scoring counts every test image once (box balancing would repeat multi-mass images: 474 -> 438)
+        "split_options": {"test": {"balance_by": "image"}},
         "train": {"epochs": 50, "batch_size": 6, "lr": 4.134e-6},
         "eval_batch_size": 6,
     },
@@ -140,6 +142,7 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None) -> dic
             t0 = time.perf_counter()
             records = evaluate_pairings(model, sets["test"], cfg, display.eval_sink(train_cam))
             if not main:
+                distributed.barrier()  # wait while rank 0 scores, instead of timing out in the next train()
                 continue
             eval_s = time.perf_counter() - t0
             _write_predictions(out, train_cam, records)
@@ -151,6 +154,7 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None) -> dic
                                              "cam_s": records["cam_seconds"]}
             save_results(out, results)  # scores first: a failing figure must not lose them
             overlay_figure(model, sets["test"], cfg, out / "figures" / f"overlay-{train_cam}.png")
+            distributed.barrier()
     finally:
         display.close()
     if not main:

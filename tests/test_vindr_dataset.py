@@ -225,3 +225,11 @@ def test_compressed_without_decoder_names_the_package(tmp_path, syntax, module, 
     else:
         with pytest.raises(DicomReadError, match=rf"c\.dicom .*{package}.*camkit\[jpeg\]"):
             load_unit_image(path)
+
+
+def test_config_tells_preprocessing_and_subsets_apart(written):
+    a = _make(written.root)
+    assert a.config == _make(written.root).config
+    assert a.config != _make(written.root, crop=False).config
+    assert a.config != _make(written.root, balance_by="box").config
+    assert a.config["split"] == "train"

@@ -127,6 +127,13 @@ class VinDrDataset(torch.utils.data.Dataset):
                 f"--out {self.cache_dir.parent}")
 
     # -- samples ----------------------------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """What decides this dataset's samples (root, split, preprocessing, subset options), JSON-able;
+        the training loop's checkpoint fingerprint uses it."""
+        return {"root": str(self.root.resolve()), "split": self.split, "settings": self.settings.key(),
+                "skip_bad": self.skip_bad, **self._options}
+
     def __len__(self) -> int:
         return len(self.records)
 
