@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,19 +13,13 @@ import torch.distributed as dist
 from camkit.results import load_results
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                     reason="this torch build has no torch.distributed gloo backend (needed for CPU DDP)")
-def test_bench_under_torchrun_scores_every_test_image_once(tmp_path):
+def test_bench_under_torchrun_scores_every_test_image_once(tmp_path, free_port):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "camkit", "bench", "--train-cam", "gradcampp",
+           "--master_port", str(free_port), "-m", "camkit", "bench", "--train-cam", "gradcampp",
            "--test-cam", "cam", "--test-cam", "xgradcam", "--epochs", "1", "--batch-size", "4",
            "--dataset-opt", "n=21", "--bootstrap", "20", "--model-opt", "num_crops=1", "--quiet",
            "--format", "json", "--out", str(out)]

@@ -16,13 +16,7 @@ from camkit.errors import CamkitError
 FIVE = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On a shared, busy 2-core machine two OpenMP threads spin against each other (10x slower); one is enough.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyGlobal(nn.Module):

@@ -18,13 +18,7 @@ CASES = [("resnet18", ["layer4"]), ("resnet18", ["layer3", "layer4"]),
 TARGETS = [1, 4, 2]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On a shared, busy 2-core machine two OpenMP threads spin against each other (10x slower); one is enough.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ process updates them once per micro-batch in sequence, DDP ranks once each and a
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,19 +25,13 @@ from camkit.metrics import roc_auc
 HERE = Path(__file__).resolve().parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                     reason="this torch build has no torch.distributed gloo backend (needed for CPU DDP)")
-def test_two_gloo_processes_match_one_process_with_accumulation(tmp_path):
+def test_two_gloo_processes_match_one_process_with_accumulation(tmp_path, free_port):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
         [str(HERE), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(HERE / "train_toy.py"), "--out", str(tmp_path / "ddp"),
+           "--master_port", str(free_port), str(HERE / "train_toy.py"), "--out", str(tmp_path / "ddp"),
            "--batch-size", "4", "--accumulate", "1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
