@@ -67,6 +67,7 @@ class BenchConfig:
     fppi_images: str = "positive"
     bootstrap: int = 1000
     cam_fuse: str = "mean"
+    cam_output: str | None = None  # the score the test-time CAMs explain; None = the model's cam_output
 
     def resolved(self) -> BenchConfig:
         """A copy with the preset's defaults filled in under the explicit options."""
@@ -252,7 +253,7 @@ def overlay_figure(model: Any, test_set: Any, cfg: BenchConfig, path: Path, n: i
     batch = collate(samples)
     x = batch["image"].to(next(model.parameters()).device)
     maps, output = run_cams(model, x, cfg.test_cams, model.cam_layers, int(getattr(model, "target_class", 0)),
-                            output=model.cam_output, fuse=cfg.cam_fuse, return_output=True)
+                            output=cfg.cam_output or model.cam_output, fuse=cfg.cam_fuse, return_output=True)
     probs = model.predict(output).detach().float().cpu().numpy()
     boxes = {c: [b for b, _ in maps_to_boxes(maps[c], cfg.box_threshold, probs, cfg.box_score)]
              for c in cfg.test_cams}

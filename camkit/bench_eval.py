@@ -35,7 +35,8 @@ def evaluate_pairings(model: Any, test_set: Any, cfg: Any, sink: Any = None) -> 
     for batch in loader:
         x = batch["image"].to(device)
         t0 = time.perf_counter()
-        maps, output = run_cams(model, x, cfg.test_cams, model.cam_layers, target, output=model.cam_output,
+        maps, output = run_cams(model, x, cfg.test_cams, model.cam_layers, target,
+                                output=cfg.cam_output or model.cam_output,
                                 fuse=cfg.cam_fuse, return_output=True)
         with torch.no_grad():
             probs = model.predict(output).float().cpu().numpy()

@@ -31,13 +31,15 @@ from .output import render
 @click.option("--box-threshold", type=float, default=0.5, show_default=True,
               help="foreground = map >= threshold x the image's map maximum")
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples (by study)")
+@click.option("--cam-output", default=None,
+              help="model output whose score the test-time CAMs explain (GMIC: y_global (default) or y_fusion)")
 @click.option("--metric", type=click.Choice(["tpr@0.5", "tpr@1", "tpr@2", "best", "cpm"]), default="tpr@1",
               show_default=True, help="what the printed leaderboard shows")
 @click.option("--format", "fmt", type=click.Choice(["auto", "table", "plain", "json", "csv", "markdown"]),
               default="auto", show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress output")
 def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, out, data_root, model_opt,
-          dataset_opt, box_threshold, bootstrap, metric, fmt, quiet):
+          dataset_opt, box_threshold, bootstrap, cam_output, metric, fmt, quiet):
     """Train with each train-cam, score every test-cam, print the leaderboard.
 
     With no options: the paper's matrix (train-cams cam, gradcampp, xgradcam x the five test-cams) on the
@@ -55,7 +57,8 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
                       train_cams=expand_cams(train_cams, PAPER_TRAIN_CAMS),
                       test_cams=expand_cams(test_cams, PAPER_TEST_CAMS),
                       model_options=_parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
-                      train=train, box_threshold=box_threshold, bootstrap=bootstrap)
+                      train=train, box_threshold=box_threshold, bootstrap=bootstrap,
+                      cam_output=cam_output)
     from .distributed import env_world_size
 
     rank0 = int(os.environ.get("RANK", "0")) == 0 or env_world_size() == 1

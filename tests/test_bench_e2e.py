@@ -149,3 +149,12 @@ def test_default_preset_genuinely_localises(tmp_path):
     best = max(entry["tpr@1"]["value"] for entry in results["detection"]["xgradcam"].values())
     assert best >= 0.8, results["detection"]["xgradcam"]
     assert results["classification"]["xgradcam"]["auc"]["value"] > 0.85
+
+
+def test_cam_output_selects_the_explained_score(tmp_path):
+    res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--test-cam", "gradcam", "--cam-output",
+                                    "y_fusion", "--out", str(tmp_path / "run"), "--format", "json", *TINY])
+    assert res.exit_code == 0, res.output
+    results = load_results(tmp_path / "run")
+    assert results["config"]["cam_output"] == "y_fusion"
+    assert "gradcam" in results["detection"]["cam"]
