@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from camkit.boxes import _boxes, _foreground, _prepare, maps_to_boxes, maps_to_boxes_sweep
+from camkit.metrics.boxes import _boxes, _foreground, _prepare, maps_to_boxes, maps_to_boxes_sweep
 from camkit.metrics import bootstrap_classification, bootstrap_froc, compare, froc
 
 

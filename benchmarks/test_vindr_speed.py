@@ -18,7 +18,7 @@ import torch
 from camkit_vindr.cache import prepare
 from camkit_vindr.dataset import VinDrDataset, records_for_prepare
 from camkit_vindr.preprocess import Settings, prepare_image
-from camkit_vindr.writer import write_vindr
+from camkit_synthetic.export import write_vindr
 
 SIZE = (2944, 1920)
 NEEDED = 120.0  # images/s: 6 images per ~50 ms train step
@@ -43,7 +43,7 @@ def _rate(fn, items, repeat=1):
 
 
 def _loader_rate(ds, workers: int, batches: int = 12) -> float:
-    from camkit.data import collate
+    from camkit.data.sample import collate
 
     indices = [i % len(ds) for i in range(6 * batches)]
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, indices), batch_size=6, num_workers=workers,

@@ -7,14 +7,14 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .hookspecs import hookimpl
+from camkit.registry.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "list_cams": "camkit.api", "list_models": "camkit.api", "list_datasets": "camkit.api",
-    "list_backbones": "camkit.api", "get_cam": "camkit.api", "create_model": "camkit.api",
-    "create_dataset": "camkit.api", "create_backbone": "camkit.api",
+    "list_cams": "camkit.registry.api", "list_models": "camkit.registry.api", "list_datasets": "camkit.registry.api",
+    "list_backbones": "camkit.registry.api", "get_cam": "camkit.registry.api", "create_model": "camkit.registry.api",
+    "create_dataset": "camkit.registry.api", "create_backbone": "camkit.registry.api",
     "cam_maps": "camkit.cams.engine", "CAMMethod": "camkit.cams.base",
 }
 

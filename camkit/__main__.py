@@ -1,4 +1,4 @@
 """``python -m camkit`` is the ``camkit`` command."""
-from .cli import main
+from camkit.cli import main
 
 main()

@@ -29,7 +29,7 @@ def shared_dir() -> Path:
 @pytest.fixture
 def fresh_plugins():
     """Reload plugins before and after the test, so in-process registrations do not leak."""
-    from camkit import plugins
+    from camkit.registry import host as plugins
 
     plugins.reset()
     yield plugins

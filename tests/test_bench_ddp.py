@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch.distributed as dist
 
-from camkit.results import load_results
+from camkit.bench.results import load_results
 
 
 @pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),

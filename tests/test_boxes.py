@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from camkit.boxes import batch_to_original, boxes_to_original, maps_to_boxes, maps_to_boxes_sweep
-from camkit.data import BoxTransform
+from camkit.metrics.boxes import batch_to_original, boxes_to_original, maps_to_boxes, maps_to_boxes_sweep
+from camkit.data.sample import BoxTransform
 
 
 def test_box_uses_continuous_coordinates():

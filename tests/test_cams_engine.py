@@ -416,6 +416,6 @@ def test_third_party_method_is_usable_everywhere(fresh_plugins, tiny, x):
 @pytest.mark.parametrize("module", ["cam", "gradcam", "gradcampp", "xgradcam", "layercam", "engine"])
 def test_docstring_examples_run(module):
     pytest.importorskip("timm")
-    mod = importlib.import_module(f"camkit.cams.{module}")
+    mod = importlib.import_module(f"camkit.cams.{module}" if module == "engine" else f"camkit.cams.methods.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -10,7 +10,7 @@ from camkit_folder.dataset import FolderDataError, FolderDataset
 from dicom_fixtures import phantom, write_dicom, write_png
 
 import camkit
-from camkit.data import BoxTransform, collate
+from camkit.data.sample import BoxTransform, collate
 
 H, W = 240, 160
 MASS = [20.0, 40.0, 35.0, 60.0]  # the phantom's bright square, x1 y1 x2 y2, left-facing layout

@@ -22,7 +22,7 @@ def test_cpu_preset_with_gradient_train_cam_is_selectable():
     assert model.config["preset"] == "cpu" and model.config["train_cam"] == "gradcampp"
     assert model.input_size == (256, 160) and model.cam_layers == ["ds_net"] and model.cam_output == "y_global"
     assert model.cfg.class_names == ("mass",) and model.default_lr == model.config["lr"] > 0
-    from camkit.plugins import get_host
+    from camkit.registry.host import get_host
 
     entry, _ = get_host().registry.get("model", "gmic")
     assert set(entry.meta["presets"]) >= {"official", "cpu"}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from dicom_fixtures import phantom, write_dicom, write_png
 
-from camkit import imaging
-from camkit.imaging import ImageReadError
+from camkit.data import imaging
+from camkit.data.imaging import ImageReadError
 
 
 # -- reading ---------------------------------------------------------------------------------------------

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camkit.metrics import (bootstrap, bootstrap_classification, bootstrap_froc, classification, compare, froc,
-                            paired_bootstrap, resample_plan)
+from camkit.metrics import (bootstrap, bootstrap_classification, bootstrap_froc, classification, compare, froc, paired_bootstrap, resample_plan)
 from camkit.metrics.bootstrap import BootstrapResult
 from camkit.metrics.detection import froc_metrics, match_table
 

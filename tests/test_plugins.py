@@ -12,7 +12,7 @@ import pytest
 import camkit
 from camkit import hookimpl
 from camkit.errors import RegistrationError, UnknownNameError
-from camkit.registry import Entry, Registry
+from camkit.registry.table import Entry, Registry
 
 PLUGIN_SRC = Path(__file__).parent / "plugins"
 
@@ -126,7 +126,8 @@ def test_installed_plugin_is_listed_and_broken_ones_reported(plugin_site):
     for name, why in [("broken-import", "No module named 'camkit_this_module_does_not_exist'"),
                       ("broken-hook", "database password not set"),
                       ("misspelled", "unknown hook(s) register_cam"),
-                      ("collides", "registered by both plugin 'timm' and plugin 'collides'")]:
+                      ("collides", "registered by both camkit's built-in plugin 'timm' and plugin 'collides'; "
+                                   "'timm' keeps the name (it loaded first). Rename it in 'collides'")]:
         lines = [line for line in err.splitlines() if f"plugin {name!r}" in line]
         assert len(lines) == 1, (name, err)  # reported once, by name
         assert why in lines[0]

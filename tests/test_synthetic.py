@@ -10,7 +10,7 @@ from camkit_synthetic.dataset import SyntheticDataset
 from camkit_synthetic.generator import DIFFICULTIES, Difficulty, generate, resolve_difficulty
 
 import camkit
-from camkit.data import BoxTransform, collate
+from camkit.data.sample import BoxTransform, collate
 
 
 @pytest.fixture(scope="module")

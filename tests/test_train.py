@@ -12,11 +12,12 @@ import pytest
 import torch
 from train_toy import CountingToyNet, ToyMasses, ToyNet
 
-from camkit import augment, batching
-from camkit.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from camkit.data import augment
+from camkit.training import batching
+from camkit.storage.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from camkit.errors import CamkitError
 from camkit.metrics import roc_auc
-from camkit.train import TrainConfig, train
+from camkit.training.loop import TrainConfig, train
 
 
 @pytest.fixture(autouse=True)
@@ -340,7 +341,7 @@ def test_rich_progress_prints_epochs_and_can_share_a_display(tmp_path):
     from rich.console import Console
     from rich.progress import Progress
 
-    from camkit.progress import RichProgress
+    from camkit.ui.progress import RichProgress
 
     buf = io.StringIO()
     tr, va = data()

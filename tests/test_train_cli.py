@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from train_toy import ToyMasses, ToyNet
 
 from camkit import hookimpl
-from camkit.checkpoint import read_checkpoint
+from camkit.storage.checkpoint import read_checkpoint
 from camkit.cli import main
 
 

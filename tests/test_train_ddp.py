@@ -19,7 +19,7 @@ import torch.distributed as dist
 from train_toy import ToyMasses, ToyNet
 from train_toy import main as toy_main
 
-from camkit.checkpoint import load_checkpoint, read_checkpoint
+from camkit.storage.checkpoint import load_checkpoint, read_checkpoint
 from camkit.metrics import roc_auc
 
 HERE = Path(__file__).resolve().parent

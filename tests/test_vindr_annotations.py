@@ -6,8 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from camkit_vindr.annotations import (BREAST_COLUMNS, FINDING_COLUMNS, AnnotationError, load_records,
-                                      parse_categories)
+from camkit_vindr.annotations import (BREAST_COLUMNS, FINDING_COLUMNS, AnnotationError, load_records, parse_categories)
 from camkit_vindr.splits import SplitError, check_split, select, val_studies
 
 S1, S2, S3 = "a" * 32, "b" * 32, "c" * 32

@@ -14,7 +14,7 @@ import camkit
 from camkit_vindr.cache import CacheError, prepare, settings_dir
 from camkit_vindr.dataset import records_for_prepare
 from camkit_vindr.preprocess import Settings
-from camkit_vindr.writer import write_vindr
+from camkit_synthetic.export import write_vindr
 
 SIZE = (192, 128)
 OPTS = {"val_fraction": 0.2, "seed": 0}

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import camkit
-from camkit import imaging
+from camkit.data import imaging
 from camkit_vindr.annotations import AnnotationError
-from camkit_vindr.dicom import DicomReadError, write_dicom
+from camkit.data.dicom import DicomReadError, write_dicom
 from camkit_vindr.splits import SplitError
-from camkit_vindr.writer import write_vindr
+from camkit_synthetic.export import write_vindr
 
 SIZE = (256, 160)
 
@@ -213,7 +213,7 @@ def test_box_outside_the_image(written, copy):
 def test_compressed_without_decoder_names_the_package(tmp_path, syntax, module, package):
     import importlib.util
 
-    from camkit_vindr.dicom import load_unit_image
+    from camkit.data.dicom import load_unit_image
 
     # a valid-looking codestream start followed by garbage: no encoder needed to make the file
     path = write_dicom(tmp_path / "c.dicom", np.zeros((64, 48), np.uint16), study_id="a" * 32,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from camkit.data import BoxTransform
+from camkit.data.sample import BoxTransform
 
 SIZE = 16
 
@@ -104,8 +104,8 @@ class CountingToyNet(ToyNet):
 
 
 def main(argv: list[str] | None = None) -> None:
-    from camkit import distributed
-    from camkit.train import TrainConfig, train
+    from camkit.training import distributed
+    from camkit.training.loop import TrainConfig, train
 
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)

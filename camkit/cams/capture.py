@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import CamkitError
+from camkit.errors import CamkitError
 
 
 class LayerCapture:

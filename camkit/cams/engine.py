@@ -13,13 +13,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import CamkitError
-from .base import CAMContext, CAMMethod
-from .capture import LayerCapture
-from .pipeline import FUSIONS, fuse_layers, layer_maps
-from .resolve import (LayerSpec, MethodSpec, TargetSpec, output_size, resolve_layers, resolve_methods,
-                      resolve_targets, select_scores)
-from .resolve import classifier_weight as model_classifier_weight
+from camkit.errors import CamkitError
+from camkit.cams.base import CAMContext, CAMMethod
+from camkit.cams.capture import LayerCapture
+from camkit.cams.pipeline import FUSIONS, fuse_layers, layer_maps
+from camkit.cams.resolve import (LayerSpec, MethodSpec, TargetSpec, output_size, resolve_layers, resolve_methods, resolve_targets, select_scores)
+from camkit.cams.resolve import classifier_weight as model_classifier_weight
 
 
 def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layers: LayerSpec = None,

@@ -8,8 +8,8 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from ..errors import CamkitError
-from .base import CAMMethod
+from camkit.errors import CamkitError
+from camkit.cams.base import CAMMethod
 
 MethodSpec = Union[str, CAMMethod, Sequence[Union[str, CAMMethod]]]
 LayerSpec = Union[str, nn.Module, Sequence[Union[str, nn.Module]], None]
@@ -18,7 +18,7 @@ TargetSpec = Union[int, Sequence[int], Tensor, Callable[[Any], Any], None]
 
 def resolve_methods(methods: MethodSpec) -> dict[str, Any]:
     """``"all"``, one name/instance or a list of them -> {name: method instance} (registry look-ups)."""
-    from ..api import get_cam, list_cams
+    from camkit.registry.api import get_cam, list_cams
 
     if isinstance(methods, str):
         methods = list_cams() if methods == "all" else [methods]

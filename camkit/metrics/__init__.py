@@ -4,11 +4,9 @@ See docs/metrics.md for the exact rules (strict IoU > 0.3, which images count in
 """
 from __future__ import annotations
 
-from .bootstrap import (BootstrapResult, PairedResult, ResamplePlan, bootstrap, bootstrap_classification,
-                        bootstrap_froc, compare, paired_bootstrap, resample_plan)
-from .classify import ClassificationResult, classification, roc_auc
-from .detection import (CPM_FPPIS, FROCResult, MatchTable, OperatingPoint, froc, iou_matrix, match_image,
-                        match_table)
+from camkit.metrics.bootstrap import (BootstrapResult, PairedResult, ResamplePlan, bootstrap, bootstrap_classification, bootstrap_froc, compare, paired_bootstrap, resample_plan)
+from camkit.metrics.classify import ClassificationResult, classification, roc_auc
+from camkit.metrics.detection import (CPM_FPPIS, FROCResult, MatchTable, OperatingPoint, froc, iou_matrix, match_image, match_table)
 
 __all__ = [
     "BootstrapResult", "PairedResult", "ResamplePlan", "bootstrap", "bootstrap_classification", "bootstrap_froc",

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .classify import METRICS as CLASSIFICATION_METRICS
-from .classify import check_labels_scores, weighted_classification
-from .detection import froc_metrics, match_table
+from camkit.metrics.classify import METRICS as CLASSIFICATION_METRICS
+from camkit.metrics.classify import check_labels_scores, weighted_classification
+from camkit.metrics.detection import froc_metrics, match_table
 
 # Rows of weights handled at once: bounds memory at ~ this many (resample x prediction) cells.
 _CELLS = 4_000_000

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from camkit.data import clip_boxes
+from camkit.data.sample import clip_boxes
 from camkit.errors import CamkitError
-from camkit.imaging import FLIP_POLICIES, ImageReadError, image_size, preprocess, read_image
+from camkit.data.imaging import FLIP_POLICIES, ImageReadError, image_size, preprocess, read_image
 
 REQUIRED = ("image", "label")
 BOX_COLUMNS = ("x1", "y1", "x2", "y2")

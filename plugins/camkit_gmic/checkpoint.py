@@ -14,16 +14,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from camkit.errors import CamkitError
+from camkit.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
 UNUSED_KEYS = ("shared_rep_filter.weight",)  # in the released files, used by no module
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")  # camkit / common training checkpoints
-
-
-class CheckpointError(CamkitError):
-    """A checkpoint file that is unreadable, not a state dict, or does not fit the model."""
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:

@@ -6,8 +6,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from camkit.data import BoxTransform
-from camkit.imaging import mirror, resize
+from camkit.data.sample import BoxTransform
+from camkit.data.imaging import mirror, resize
 
 from .generator import SPLITS, Difficulty, SyntheticImage, generate, resolve_difficulty
 

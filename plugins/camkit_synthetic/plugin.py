@@ -18,3 +18,10 @@ def create_synthetic(split: str = "train", size: tuple[int, int] = (256, 160), n
 def register_datasets(register):
     register("synthetic", create_synthetic,
              description="Synthetic mammograms with planted masses and exact boxes (seeded; easy/default/hard)")
+
+
+@hookimpl
+def register_commands(cli):
+    from .commands import synth_cmd
+
+    cli.add_command(synth_cmd)

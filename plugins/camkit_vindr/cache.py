@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from camkit.atomic import atomic_write, atomic_write_json
+from camkit.storage.atomic import atomic_write, atomic_write_json
 from camkit.errors import CamkitError
 
 from .annotations import ImageRecord

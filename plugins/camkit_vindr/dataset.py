@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from camkit.data import BoxTransform, clip_boxes
+from camkit.data.sample import BoxTransform, clip_boxes
 
 from .annotations import ImageRecord, load_records
 from .cache import CacheError, default_cache_dir, read_manifest, settings_dir, source_key
-from .dicom import DicomReadError, missing_message, read_header
+from camkit.data.dicom import DicomReadError, missing_message, read_header
 from .preprocess import DEFAULT_SIZE, Settings, finish, finish_uint16, from_uint16, prepare_image
 from .splits import check_split, select
 

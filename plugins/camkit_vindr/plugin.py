@@ -17,3 +17,10 @@ def create_vindr(**kwargs: Any):
 def register_datasets(register):
     register("vindr", create_vindr,
              description="VinDr-Mammo (PhysioNet 1.0.0 DICOMs + CSVs): mass vs normal, balanced, cached")
+
+
+@hookimpl
+def register_commands(cli):
+    from .commands import prepare_cmd
+
+    cli.add_command(prepare_cmd)

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from camkit.data import BoxTransform
+from camkit.data.sample import BoxTransform
 
-from .dicom import DicomReadError, load_unit_image
+from camkit.data.dicom import DicomReadError, load_unit_image
 
 PIPELINE_VERSION = 1
 DEFAULT_SIZE = (2944, 1920)
@@ -58,7 +58,7 @@ def prepare_image(path: str | Path, laterality: str, settings: Settings, expecte
     ``expected_size``: (H0, W0) the CSV lists; a file of another size would misplace every box, so it is a
     :class:`DicomReadError` naming the file and the row (``where``).
     """
-    from camkit import imaging
+    from camkit.data import imaging
 
     pixels = load_unit_image(path, where, voi=settings.voi)
     if expected_size is not None and tuple(pixels.shape) != tuple(expected_size):
@@ -98,7 +98,7 @@ def image_stats(image: torch.Tensor) -> tuple[float, float]:
 
 def finish(image: torch.Tensor) -> torch.Tensor:
     """The per-image z-score the model is fed (GMIC normalises each image by its own mean and std)."""
-    from camkit.imaging import zscore
+    from camkit.data.imaging import zscore
 
     return zscore(image)
 

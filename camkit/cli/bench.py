@@ -1,0 +1,123 @@
+"""``camkit bench``, ``camkit leaderboard`` and ``camkit explain``."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from camkit.cli.options import parse_options as _parse_options
+
+from camkit.ui.output import render
+
+
+@click.command()
+@click.option("--model", default="gmic", show_default=True, help="registered model")
+@click.option("--dataset", default=None, help="registered dataset [preset's: synthetic for cpu, vindr for paper]")
+@click.option("--train-cam", "train_cams", multiple=True,
+              help="CAM driving training (repeat, or 'all') [cam gradcampp xgradcam]")
+@click.option("--test-cam", "test_cams", multiple=True,
+              help="CAM scored at test time (repeat, or 'all' = every registered one) [the paper's five]")
+@click.option("--preset", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True)
+@click.option("--epochs", type=int, default=None, help="override the preset's epochs")
+@click.option("--batch-size", type=int, default=None, help="override the preset's batch size")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("camkit-runs/bench"),
+              show_default=True, help="run directory (re-running with the same options resumes)")
+@click.option("--data", "data_root", default=None, help="dataset root (e.g. the VinDr-Mammo download)")
+@click.option("--model-opt", multiple=True, help="extra model option KEY=VALUE (repeatable)")
+@click.option("--dataset-opt", multiple=True, help="extra dataset option KEY=VALUE (repeatable)")
+@click.option("--box-threshold", type=float, default=0.5, show_default=True,
+              help="foreground = map >= threshold x the image's map maximum")
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples (by study)")
+@click.option("--cam-output", default=None,
+              help="model output whose score the test-time CAMs explain (GMIC: y_global (default) or y_fusion)")
+@click.option("--metric", type=click.Choice(["tpr@0.5", "tpr@1", "tpr@2", "best", "cpm"]), default="tpr@1",
+              show_default=True, help="what the printed leaderboard shows")
+@click.option("--format", "fmt", type=click.Choice(["auto", "table", "plain", "json", "csv", "markdown"]),
+              default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="no progress output")
+def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, out, data_root, model_opt,
+          dataset_opt, box_threshold, bootstrap, cam_output, metric, fmt, quiet):
+    """Train with each train-cam, score every test-cam, print the leaderboard.
+
+    With no options: the paper's matrix (train-cams cam, gradcampp, xgradcam x the five test-cams) on the
+    embedded synthetic mammograms, on the CPU, in a few minutes.
+    """
+    from camkit.bench.runner import PAPER_TEST_CAMS, PAPER_TRAIN_CAMS, BenchConfig, expand_cams, run_bench
+    from camkit.ui.bench_progress import BenchProgress
+    from camkit.bench.results import load_results
+
+    train = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
+    dataset_options = _parse_options(dataset_opt, "--dataset-opt")
+    if data_root:
+        dataset_options["root"] = data_root
+    cfg = BenchConfig(model=model, dataset=dataset, preset=preset, seed=seed,
+                      train_cams=expand_cams(train_cams, PAPER_TRAIN_CAMS),
+                      test_cams=expand_cams(test_cams, PAPER_TEST_CAMS),
+                      model_options=_parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
+                      train=train, box_threshold=box_threshold, bootstrap=bootstrap,
+                      cam_output=cam_output)
+    from camkit.training.distributed import env_world_size
+
+    rank0 = int(os.environ.get("RANK", "0")) == 0 or env_world_size() == 1
+    progress = BenchProgress("off" if quiet or not rank0 else "auto", n_train_cams=len(cfg.train_cams))
+    try:
+        results = run_bench(cfg, out, progress=progress)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: re-run the same command (same --out {out}) to resume", err=True)
+        sys.exit(130)
+    if results is None:  # a torchrun rank other than 0: rank 0 prints
+        return
+    _print_leaderboard([load_results(out)], metric, fmt)
+    if not quiet:
+        click.echo(f"run directory: {out} (results.json, predictions/, models/, figures/)", err=True)
+
+
+def _print_leaderboard(runs, metric: str, fmt: str) -> None:
+    from camkit.bench.leaderboard import (METRICS, classification_rows, detection_records, detection_rows, detection_table)
+    from camkit.ui.output import resolve_format
+
+    table = detection_table(runs, metric)
+    fmt = resolve_format(fmt)
+    cls = classification_rows(runs)
+    if fmt in ("json", "csv"):
+        records = detection_records(table)
+        if fmt == "json":
+            import json
+
+            click.echo(json.dumps({"metric": metric, "detection": records,
+                                   "classification": [{k: v for k, v in r.items()} for r in cls]}, indent=2))
+        else:
+            render(records, None, "csv")
+        return
+    rows = detection_rows(table)
+    n = runs[0].get("dataset", {}).get("counts", {}).get("test")
+    title = (f"Detection: {METRICS[metric]} ↑ (rows: train-cam, columns: test-cam; "
+             f"* best in row, ** best overall; 95% bootstrap CI over studies)")
+    if fmt == "markdown":
+        click.echo(f"**{title}**\n")
+    render(rows, ["train-cam", *table["cols"]], fmt, title=title)
+    if fmt == "markdown":
+        click.echo("\n**Classification (threshold 0.5) ↑**\n")
+    elif fmt == "plain":
+        click.echo("")
+    render(cls, ["train-cam", "accuracy", "auc", "tpr", "tnr"], fmt,
+           title=f"Classification ↑ (positive when p >= 0.5; {n} test images)")
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--metric", type=click.Choice(["tpr@0.5", "tpr@1", "tpr@2", "best", "cpm"]), default="tpr@1",
+              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["auto", "table", "plain", "json", "csv", "markdown"]),
+              default="auto", show_default=True)
+def leaderboard(run_dirs, metric, fmt):
+    """Print the train-cam x test-cam table of one or several bench runs (several seeds aggregate)."""
+    from camkit.bench.results import load_results
+
+    _print_leaderboard([load_results(d) for d in run_dirs], metric, fmt)
+
+
+commands = [bench, leaderboard]

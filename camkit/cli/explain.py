@@ -1,0 +1,48 @@
+"""``camkit explain``: one image, one checkpoint, every requested CAM's map and boxes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from camkit.cli.options import parse_options as _parse_options
+from camkit.ui.output import render
+
+
+@click.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="best.pt / last.pt of a camkit run, or a plain state dict with --model-opt")
+@click.option("--model", "model_name", default="gmic", show_default=True)
+@click.option("--cam", "cams", multiple=True, default=("all",), show_default=True,
+              help="method(s) to draw (repeat), or 'all'")
+@click.option("--laterality", type=click.Choice(["L", "R"]), default=None,
+              help="mirror right views like training did (default: detect the breast side)")
+@click.option("--box-threshold", type=float, default=0.5, show_default=True)
+@click.option("--model-opt", multiple=True, help="model option KEY=VALUE (for plain state dicts)")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("explain.png"),
+              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["auto", "table", "plain", "json", "csv", "markdown"]),
+              default="auto", show_default=True)
+def explain(image, checkpoint, model_name, cams, laterality, box_threshold, model_opt, out, fmt):
+    """Draw every CAM's map and boxes for one image (DICOM or PNG) with a trained checkpoint."""
+    from camkit.registry.api import list_cams
+    from camkit.inference import explain_image
+
+    methods = list_cams() if "all" in cams else list(cams)
+    res = explain_image(image, checkpoint, out, model_name=model_name, cams=methods, laterality=laterality,
+                        box_threshold=box_threshold, model_options=_parse_options(model_opt, "--model-opt"))
+    rows = [{"cam": m, "boxes": len(b["scores"]), "top_score": round(b["scores"][0], 4) if b["scores"] else None,
+             "top_box": [round(v) for v in b["original_frame"][0]] if b["scores"] else None}
+            for m, b in res["boxes"].items()]
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(res, indent=2))
+    else:
+        render(rows, ["cam", "boxes", "top_score", "top_box"], fmt,
+               title=f"{image.name}: p(mass) = {res['probability']:.3f}; boxes in the original image's pixels")
+    click.echo(f"figure: {out}", err=True)
+
+
+commands = [explain]

@@ -1,0 +1,32 @@
+"""Option parsing shared by the CLI commands."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from camkit.ui.output import FORMATS
+
+format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+                             help="table on a terminal, plain otherwise; json/csv/markdown for scripts")
+
+
+def parse_options(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; values parsed as JSON when they can be (numbers, lists, true/false).
+
+    A key given twice is refused (which one was meant is a guess).
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
+        if key in out:
+            raise click.BadParameter(f"{key}= is given twice; keep one", param_hint=what)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

@@ -1,0 +1,183 @@
+"""Activation maps -> scored boxes: per-image normalised threshold, connected components, one box each.
+
+Rules (docs/metrics.md has the long version):
+
+- A pixel is foreground when ``map >= threshold * max(map)`` (the threshold is relative to each image's own
+  maximum, i.e. it is applied to the per-image normalised map). A map whose maximum is <= 0 has no boxes.
+- Components are 8-connected by default (``connectivity=4`` for edge neighbours only); they never connect
+  across images of the batch (the whole batch is labelled in one call with a 3-D structure whose
+  neighbours along the batch axis are all off).
+- One box per component, its tight bounding box in continuous map-pixel coordinates: a component spanning
+  columns j0..j1 and rows i0..i1 gives x1=j0, y1=i0, x2=j1+1, y2=i1+1 (see camkit.data).
+- The score of a box (``score=``): ``"peak"`` the component's maximum map value, ``"mean"`` its mean map value,
+  ``"peak_x_prob"`` (default) / ``"mean_x_prob"`` that value times the image-level probability, so that boxes
+  rank across images. Map values are used as given (the CAM engine's maps are already in [0, 1]).
+- Boxes of each image come sorted by descending score (stable: raster order of the components on ties).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from camkit.data.sample import clip_boxes
+
+SCORES = ("peak_x_prob", "peak", "mean", "mean_x_prob")
+
+BoxList = list[tuple[np.ndarray, np.ndarray]]
+
+
+def maps_to_boxes(maps: Any, threshold: float = 0.5, probs: Any = None, score: str = "peak_x_prob",
+                  min_area: int = 1, connectivity: int = 8) -> BoxList:
+    """Boxes and scores from a batch of activation maps.
+
+    Args:
+        maps: (B, H, W) (or (H, W), or (B, 1, H, W)) torch tensor or array, non-negative, ideally in [0, 1].
+        threshold: in (0, 1]; foreground is ``map >= threshold * map.max()`` per image.
+        probs: (B,) image-level probabilities; required by the ``*_x_prob`` scores.
+        score: one of ``"peak_x_prob"``, ``"peak"``, ``"mean"``, ``"mean_x_prob"``.
+        min_area: components with fewer pixels are dropped.
+        connectivity: 8 (default) or 4.
+
+    Returns:
+        One ``(boxes (N, 4) float64 x1 y1 x2 y2 in map pixels, scores (N,) float64)`` per image, boxes sorted
+        by descending score.
+
+    Example:
+        >>> m = np.zeros((1, 4, 6)); m[0, 1:3, 2:5] = 1.0
+        >>> maps_to_boxes(m, score="peak")[0][0].tolist()
+        [[2.0, 1.0, 5.0, 3.0]]
+    """
+    arr, p = _prepare(maps, probs, score, min_area, connectivity)
+    _check_threshold(threshold)
+    return _boxes(arr, _foreground(arr, threshold), p, score, min_area, connectivity)
+
+
+def maps_to_boxes_sweep(maps: Any, thresholds: Iterable[float], probs: Any = None, score: str = "peak_x_prob",
+                        min_area: int = 1, connectivity: int = 8) -> dict[float, BoxList]:
+    """:func:`maps_to_boxes` at several thresholds, returned as ``{threshold: boxes per image}``.
+
+    Components differ between thresholds, so each threshold is labelled on its own; inputs are checked and
+    converted once. (Stacking all thresholds' masks into one labelling call was measured slower — memory
+    traffic — see benchmarks/test_metrics_speed.py.)
+    """
+    ts = [float(t) for t in thresholds]
+    if not ts:
+        raise ValueError("maps_to_boxes_sweep: thresholds is empty; pass e.g. [0.2, 0.5, 0.8]")
+    for t in ts:
+        _check_threshold(t)
+    arr, p = _prepare(maps, probs, score, min_area, connectivity)
+    return {t: _boxes(arr, _foreground(arr, t), p, score, min_area, connectivity) for t in ts}
+
+
+def boxes_to_original(boxes: Any, transform: Any, map_size: tuple[int, int]) -> np.ndarray:
+    """Boxes in map pixels -> the original image's pixels.
+
+    ``map_size`` (h, w) is the maps' size; boxes are first scaled to the model frame
+    (``transform.model_size``), then sent through ``transform.to_original`` (camkit.data.BoxTransform: undo
+    resize, crop and flip), then clipped to the original image.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    h, w = map_size
+    mh, mw = transform.model_size
+    b[:, [0, 2]] *= mw / w
+    b[:, [1, 3]] *= mh / h
+    # a crop padded past the image edge (aspect-preserving crops) must not yield boxes outside the image
+    return clip_boxes(transform.to_original(b), transform.original_size)
+
+
+def batch_to_original(results: BoxList, transforms: Sequence[Any], map_size: tuple[int, int]) -> BoxList:
+    """:func:`boxes_to_original` for every image of a :func:`maps_to_boxes` result; scores are kept."""
+    if len(results) != len(transforms):
+        raise ValueError(f"batch_to_original: {len(results)} results but {len(transforms)} transforms")
+    return [(boxes_to_original(b, t, map_size), s) for (b, s), t in zip(results, transforms)]
+
+
+# --- internals -------------------------------------------------------------------------------------------
+
+def _prepare(maps: Any, probs: Any, score: str, min_area: int,
+             connectivity: int) -> tuple[np.ndarray, np.ndarray | None]:
+    if hasattr(maps, "detach"):  # torch tensor, without importing torch here
+        maps = maps.detach().float().cpu().numpy()
+    arr = np.asarray(maps)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"maps must be (B, H, W), (H, W) or (B, 1, H, W); got shape {tuple(arr.shape)}")
+    bad = ~np.isfinite(arr).reshape(arr.shape[0], -1).all(axis=1)
+    if bad.any():
+        raise ValueError(f"maps: non-finite values (NaN/inf) in batch item(s) {np.flatnonzero(bad)[:10].tolist()}")
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+    if connectivity not in (4, 8):
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
+    if int(min_area) < 1:
+        raise ValueError(f"min_area must be >= 1, got {min_area!r}")
+    p = None
+    if score.endswith("_x_prob"):
+        if probs is None:
+            raise ValueError(f"score={score!r} needs the image-level probabilities: pass probs=(B,) "
+                             "or choose score='peak' / 'mean'")
+        if hasattr(probs, "detach"):
+            probs = probs.detach().float().cpu().numpy()
+        p = np.asarray(probs, dtype=np.float64).reshape(-1)
+        if p.shape[0] != arr.shape[0]:
+            raise ValueError(f"probs has {p.shape[0]} values for {arr.shape[0]} maps")
+        if not np.isfinite(p).all():
+            bad = np.flatnonzero(~np.isfinite(p))[:10].tolist()
+            raise ValueError(f"probs: non-finite value at batch item(s) {bad}")
+    return arr, p
+
+
+def _check_threshold(t: float) -> None:
+    if not (0.0 < float(t) <= 1.0):
+        raise ValueError(f"threshold must be in (0, 1] (relative to each map's maximum), got {t!r}")
+
+
+def _foreground(arr: np.ndarray, threshold: float) -> np.ndarray:
+    """Mask (B, H, W): pixel >= threshold * its image's max; maps whose max is <= 0 are empty."""
+    peak = arr.reshape(arr.shape[0], -1).max(axis=1)[:, None, None]
+    return (arr >= threshold * peak) & (peak > 0)
+
+
+def _boxes(arr: np.ndarray, fg: np.ndarray, p: np.ndarray | None, score: str, min_area: int,
+           connectivity: int) -> BoxList:
+    from scipy import ndimage
+
+    b = fg.shape[0]
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    labels, n = ndimage.label(fg, structure=structure)
+    if n == 0:
+        return [(np.zeros((0, 4)), np.zeros(0)) for _ in range(b)]
+    objs = ndimage.find_objects(labels)
+    # Slices -> (image, y0, y1, x0, x1); components are numbered in raster order, so images are sorted.
+    ext = np.array([(s[0].start, s[1].start, s[1].stop, s[2].start, s[2].stop) for s in objs], dtype=np.int64)
+    flat = labels.ravel()
+    idx = np.flatnonzero(flat)
+    lab = flat[idx] - 1
+    vals = arr.ravel()[idx]
+    area = np.bincount(lab, minlength=n)
+    if score.startswith("peak"):
+        value = np.full(n, -np.inf)
+        np.maximum.at(value, lab, vals.astype(np.float64))
+    else:
+        value = np.bincount(lab, weights=vals.astype(np.float64), minlength=n) / area
+    img = ext[:, 0]
+    if p is not None:
+        value = value * p[img]
+    keep = area >= min_area
+    img, ext, value = img[keep], ext[keep], value[keep]
+    boxes = ext[:, [3, 1, 4, 2]].astype(np.float64)  # x1=j0, y1=i0, x2=j1+1, y2=i1+1
+    bounds = np.searchsorted(img, np.arange(b + 1))
+    out: BoxList = []
+    for i in range(b):
+        lo, hi = bounds[i], bounds[i + 1]
+        order = np.argsort(-value[lo:hi], kind="stable")
+        out.append((boxes[lo:hi][order], value[lo:hi][order]))
+    return out

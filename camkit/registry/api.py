@@ -1,0 +1,61 @@
+"""The Python API over the plugin registry: list, look up and create things by name."""
+from __future__ import annotations
+
+from typing import Any
+
+from camkit.registry.host import get_host
+from camkit.registry.table import Entry
+
+
+def _entries(kind: str, pattern: str | None) -> list[Entry]:
+    return get_host().registry.entries(kind, pattern)
+
+
+def list_cams(pattern: str | None = None) -> list[str]:
+    """Names of the registered activation-map methods, optionally filtered by a glob."""
+    return [e.name for e in _entries("cam", pattern)]
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Names of the registered models, optionally filtered by a glob."""
+    return [e.name for e in _entries("model", pattern)]
+
+
+def list_datasets(pattern: str | None = None) -> list[str]:
+    """Names of the registered datasets, optionally filtered by a glob."""
+    return [e.name for e in _entries("dataset", pattern)]
+
+
+def list_backbones(pattern: str | None = None) -> list[str]:
+    """Names of the registered backbones; ``"timm:resnet*"`` expands timm's zoo."""
+    return [e.name for e in _entries("backbone", pattern)]
+
+
+def describe(kind: str, pattern: str | None = None) -> list[dict[str, str]]:
+    """Rows of name / plugin / description for ``camkit list``."""
+    return [{"name": e.name + (":<name>" if e.namespace else ""), "plugin": e.plugin,
+             "description": e.description} for e in _entries(kind, pattern)]
+
+
+def get_cam(name: str, **kwargs: Any):
+    """An instance of the activation-map method registered as ``name``."""
+    entry, _ = get_host().registry.get("cam", name)
+    return entry.factory(**kwargs)
+
+
+def create_model(name: str, **kwargs: Any):
+    """Create the model registered as ``name`` with the factory's keyword options."""
+    entry, _ = get_host().registry.get("model", name)
+    return entry.factory(**kwargs)
+
+
+def create_dataset(name: str, **kwargs: Any):
+    """Create the dataset registered as ``name`` (e.g. ``split="test"``)."""
+    entry, _ = get_host().registry.get("dataset", name)
+    return entry.factory(**kwargs)
+
+
+def create_backbone(name: str, **kwargs: Any):
+    """Create a backbone; ``"timm:<model>"`` builds any timm model offline (no weight download)."""
+    entry, sub = get_host().registry.get("backbone", name)
+    return entry.factory(sub, **kwargs) if entry.namespace else entry.factory(**kwargs)

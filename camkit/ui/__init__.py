@@ -1,0 +1,1 @@
+"""What people see: tables in every format, progress displays and figures, all rendered from results."""
