@@ -1,29 +1,112 @@
-"""``camkit explain``: one image (DICOM or PNG), one checkpoint, every requested CAM's map and boxes."""
+"""The one "predict, then maps, then boxes" step, used by the bench, ``camkit explain`` and the overlay figures.
+
+:func:`localize` runs the model once through the CAM engine (all requested maps and the model's own
+prediction come from that one forward), then turns every map into scored boxes; :meth:`Localization.original`
+maps the boxes back to each original image. :func:`explain_image` is that step for one image file.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from camkit.errors import OptionError
 
-def explain_image(image: str | Path, checkpoint: str | Path, out: str | Path, *, model_name: str = "gmic",
-                  cams: list[str] | None = None, laterality: str | None = None, box_threshold: float = 0.5,
-                  model_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Draw ``image``'s maps from every method in ``cams`` (all registered when None) into ``out`` (PNG).
 
-    The model is rebuilt as ``create_model(model_name, **checkpoint["model_config"])`` for camkit
-    checkpoints; a plain state dict (e.g. released weights) needs ``model_options``. Returns the probability,
-    and per method the boxes (model frame and original image frame) and their scores.
+@dataclass(frozen=True)
+class LocalizeOptions:
+    """How maps become boxes: which CAMs, which score they explain, how layers fuse, how boxes are cut.
+
+    ``cam_output`` None means the model's own ``cam_output``; ``box_threshold`` in (0, 1] is relative to each
+    map's maximum; ``box_score`` is one of :data:`camkit.metrics.boxes.SCORES`; ``fuse`` is ``mean``/``max``.
+    """
+
+    cams: tuple[str, ...]
+    box_threshold: float = 0.5
+    box_score: str = "peak_x_prob"
+    cam_output: str | None = None
+    fuse: str = "mean"
+
+    def check(self, model: Any = None) -> LocalizeOptions:
+        """Raise OptionError naming the bad option (``cam_output`` against ``model.score_outputs`` if given)."""
+        from camkit.cams.pipeline import FUSIONS
+        from camkit.metrics.boxes import SCORES
+
+        if not self.cams:
+            raise OptionError("no CAM method requested; pass --test-cam NAME (camkit list cams)")
+        if not isinstance(self.box_threshold, (int, float)) or not 0.0 < float(self.box_threshold) <= 1.0:
+            raise OptionError(f"--box-threshold must be in (0, 1] (a fraction of each map's maximum), got "
+                              f"{self.box_threshold!r}")
+        if self.box_score not in SCORES:
+            raise OptionError(f"box score {self.box_score!r} is not one of {', '.join(SCORES)}")
+        if self.fuse not in FUSIONS:
+            raise OptionError(f"layer fusion {self.fuse!r} is not one of {', '.join(FUSIONS)}")
+        if model is not None and self.cam_output is not None and self.cam_output not in model.score_outputs:
+            raise OptionError(f"--cam-output {self.cam_output!r}: {type(model).__name__} has the score outputs "
+                              f"{', '.join(model.score_outputs)}")
+        return self
+
+
+@dataclass
+class Localization:
+    """What :func:`localize` found for a batch: maps (B, H, W) in the model frame, probabilities (B,), and per
+    CAM one ``(boxes (N, 4) in map pixels, scores (N,))`` pair per image, best first."""
+
+    maps: dict[str, Any]
+    probs: np.ndarray
+    boxes: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        return tuple(next(iter(self.maps.values())).shape[-2:])  # type: ignore[return-value]
+
+    def original(self, transforms: list[Any]) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+        """The boxes in each original image's pixels (through its BoxTransform), per CAM."""
+        from camkit.metrics.boxes import batch_to_original
+
+        return {cam: batch_to_original(found, transforms, self.map_size) for cam, found in self.boxes.items()}
+
+
+def localize(model: Any, images: Any, options: LocalizeOptions, device: Any = None) -> Localization:
+    """All of ``options.cams``' maps and boxes for an image batch, and the model's predictions, from one pass.
+
+    ``images`` (B, C, H, W) go to ``device`` (a :class:`camkit.training.device.DeviceSettings`; default: the
+    model's device as is). The model is put in eval mode.
     """
     import torch
 
-    from camkit.registry.api import create_model, list_cams
-    from camkit.metrics.boxes import batch_to_original, maps_to_boxes
     from camkit.cams.engine import run_cams
-    from camkit.storage.checkpoint import load_checkpoint, read_checkpoint
+    from camkit.metrics.boxes import maps_to_boxes
+
+    model.eval()
+    if device is not None:
+        x = device.prepare_images(images)
+    else:
+        x = images.to(next(model.parameters()).device)
+    maps, output = run_cams(model, x, list(options.cams), model.cam_layers, int(model.target_class),
+                            output=options.cam_output or model.cam_output, fuse=options.fuse, return_output=True)
+    with torch.no_grad():
+        probs = model.predict(output).detach().float().cpu().numpy().reshape(-1)
+    boxes = {cam: maps_to_boxes(maps[cam], options.box_threshold, probs, options.box_score) for cam in options.cams}
+    return Localization(maps, probs, boxes)
+
+
+def explain_image(image: str | Path, checkpoint: str | Path, *, model_name: str = "gmic",
+                  cams: list[str] | None = None, laterality: str | None = None, box_threshold: float = 0.5,
+                  box_score: str = "peak_x_prob", cam_output: str | None = None, fuse: str = "mean",
+                  model_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Maps and boxes of every method in ``cams`` (all registered when None) for one image file.
+
+    The model is rebuilt as ``create_model(model_name, **checkpoint["model_config"])`` for camkit checkpoints; a
+    plain state dict (e.g. released weights) goes to the model factory's ``checkpoint`` option with
+    ``model_options``. Returns the probability, per method the boxes (model frame and original image frame) and
+    their scores, and under ``"arrays"`` the model input and maps (for a figure).
+    """
     from camkit.data.imaging import preprocess, read_image
-    from camkit.ui.figures import overlay_grid
+    from camkit.registry.api import create_model, list_cams
+    from camkit.storage.checkpoint import load_checkpoint, read_checkpoint
 
     stored = read_checkpoint(checkpoint)
     config = dict(stored.get("model_config") or {}) if stored.get("format") else {}
@@ -34,20 +117,13 @@ def explain_image(image: str | Path, checkpoint: str | Path, out: str | Path, *,
         load_checkpoint(checkpoint, model)
     else:  # a plain state dict (e.g. released weights): the model's own loader knows its quirks
         model = create_model(model_name, checkpoint=str(checkpoint), **config)
-    model.eval()
-    methods = cams or list_cams()
-    pixels = read_image(image)
-    x, transform = preprocess(pixels, tuple(model.input_size), laterality=laterality)
-    x = x.reshape(1, 1, *x.shape[-2:])
-    maps, output = run_cams(model, x, methods, model.cam_layers, int(getattr(model, "target_class", 0)),
-                            output=model.cam_output, return_output=True)
-    with torch.no_grad():
-        prob = float(model.predict(output)[0])
-    found = {m: maps_to_boxes(maps[m], box_threshold, np.array([prob])) for m in methods}
-    overlay_grid([x[0, 0].numpy()], [np.zeros((0, 4))], {m: [maps[m][0].detach().cpu().numpy()] for m in methods},
-                 {m: [found[m][0][0]] for m in methods}, out, titles=[f"{Path(image).name} p={prob:.2f}"])
-    map_size = tuple(maps[methods[0]].shape[-2:])
-    return {"image": str(image), "probability": prob, "figure": str(out),
-            "boxes": {m: {"model_frame": found[m][0][0].tolist(),
-                          "original_frame": batch_to_original(found[m], [transform], map_size)[0][0].tolist(),
-                          "scores": found[m][0][1].tolist()} for m in methods}}
+    options = LocalizeOptions(tuple(cams or list_cams()), box_threshold, box_score, cam_output, fuse).check(model)
+    x, transform = preprocess(read_image(image), tuple(model.input_size), laterality=laterality)
+    found = localize(model, x.reshape(1, 1, *x.shape[-2:]), options)
+    original = found.original([transform])
+    return {"image": str(image), "probability": float(found.probs[0]),
+            "boxes": {m: {"model_frame": found.boxes[m][0][0].tolist(),
+                          "original_frame": original[m][0][0].tolist(),
+                          "scores": found.boxes[m][0][1].tolist()} for m in options.cams},
+            "arrays": {"image": x[0].numpy(), "maps": {m: found.maps[m][0].detach().cpu().numpy()
+                                                       for m in options.cams}}}

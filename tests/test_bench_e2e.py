@@ -51,8 +51,8 @@ def test_tiny_matrix_writes_a_complete_run(tiny_run):
 
 
 def test_predictions_are_rescorable_without_inference(tiny_run):
-    from camkit.bench.runner import BenchConfig
-    from camkit.bench.evaluate import score_detection
+    from camkit.bench.config import BenchConfig
+    from camkit.bench.scoring import score_detection
 
     results = load_results(tiny_run)
     cfg = BenchConfig(**{k: v for k, v in results["config"].items()})
@@ -141,8 +141,9 @@ def test_explain_one_png_with_a_bench_checkpoint(tiny_run, tmp_path):
 def test_default_preset_genuinely_localises(tmp_path):
     """The cpu preset's recipe (one train-cam of the default matrix): some pairing reaches TPR >= 0.8 at
     <= 1 FPPI on held-out synthetic masses. About a minute and a half on 2 cores."""
-    from camkit.bench.runner import BenchConfig, run_bench
-    from camkit.ui.bench_progress import BenchProgress
+    from camkit.bench.config import BenchConfig
+    from camkit.bench.runner import run_bench
+    from camkit.ui.progress import BenchProgress
 
     results = run_bench(BenchConfig(train_cams=["xgradcam"], bootstrap=100), tmp_path / "run",
                         progress=BenchProgress("off"))

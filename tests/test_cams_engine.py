@@ -10,7 +10,7 @@ from torch import nn
 
 import camkit
 from camkit.cams.engine import run_cams, train_time_map
-from camkit.cams.pipeline import fuse_layers, layer_map
+from camkit.cams.pipeline import fuse_layers, layer_maps
 from camkit.errors import CamkitError
 
 FIVE = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
@@ -89,7 +89,7 @@ def test_defaults_come_from_the_model_protocol(tiny, x):
 def test_cam_uses_the_native_head(tiny, x):
     maps, out = run_cams(tiny, x, ["cam"], None, [1, 0, 1], return_output=True)
     sal = out["saliency"][torch.arange(3), torch.tensor([1, 0, 1])]
-    expected = fuse_layers([layer_map(sal, (32, 24))])
+    expected = fuse_layers([layer_maps(sal, (32, 24))])
     assert torch.allclose(maps["cam"], expected, atol=1e-6)
     assert not out["y_global"].requires_grad
 
@@ -128,7 +128,7 @@ def test_gradients_are_the_true_gradients_even_with_an_inplace_relu_after_the_la
     score = sal.flatten(2).topk(k, -1).values.mean(-1)
     (g,) = torch.autograd.grad(score[:, 1].sum(), leaf)
     # LayerCAM = sum_k relu(G) * A with A the layer's output *before* the in-place ReLU
-    expected = fuse_layers([layer_map((g.clamp(min=0) * a).sum(1), (32, 24))])
+    expected = fuse_layers([layer_maps((g.clamp(min=0) * a).sum(1), (32, 24))])
     maps = camkit.cam_maps(model, x, ["layercam"], ["trunk"], 1)
     assert torch.allclose(maps["layercam"], expected, atol=1e-6)
 
@@ -150,7 +150,7 @@ def test_fuse_max_and_mean_follow_the_pipeline(x):
     for h in handles:
         h.remove()
     model.zero_grad(set_to_none=True)
-    per_layer = [layer_map((a.grad.clamp(min=0) * a.detach()).sum(1), (32, 24)) for a in saved]
+    per_layer = [layer_maps((a.grad.clamp(min=0) * a.detach()).sum(1), (32, 24)) for a in saved]
     assert torch.allclose(mean, fuse_layers(per_layer, "mean"), atol=1e-5)
     assert torch.allclose(mx, fuse_layers(per_layer, "max"), atol=1e-5)
     assert (mean - mx).abs().max() > 1e-3
@@ -354,7 +354,7 @@ def test_train_time_map_matches_the_engine_and_keeps_the_graph(tiny, x):
         assert raw.shape == (3, 2, 8, 6) and not raw.requires_grad and raw.min() >= 0
         # train mode on the same batch: the same BatchNorm statistics as the engine's own forward
         engine = camkit.cam_maps(tiny, x, [method], None, 1)[method]
-        assert torch.allclose(fuse_layers([layer_map(raw[:, 1], (32, 24))]), engine, atol=1e-5), method
+        assert torch.allclose(fuse_layers([layer_maps(raw[:, 1], (32, 24))]), engine, atol=1e-5), method
     assert all(p.grad is None for p in tiny.parameters())
     with torch.no_grad():  # a caller's outer no_grad does not matter once the graph exists
         again = train_time_map("gradcam", h, score, classes=1)

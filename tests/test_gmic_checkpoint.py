@@ -20,7 +20,7 @@ class NotATensor:  # a custom class: unpickling it would run arbitrary code path
 def released_like(tmp_path_factory):
     """A file laid out like sample_model_N.p: the official state dict plus the unused shared_rep_filter."""
     torch.manual_seed(3)
-    model = camkit.create_model("gmic", preset="official", channels_last=False)
+    model = camkit.create_model("gmic", preset="official")
     state = {k: (v + torch.rand_like(v) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     path = tmp_path_factory.mktemp("ckpt") / "sample_model_1.p"
     # legacy (pre-zip) serialisation, as the 2020 release files most likely use
@@ -40,7 +40,7 @@ def test_released_layout_loads_strictly_through_the_factory(released_like):
 
 def test_other_class_count_keeps_all_but_the_heads(released_like, caplog):
     path, state = released_like
-    model = camkit.create_model("gmic", preset="official", num_classes=1, channels_last=False)
+    model = camkit.create_model("gmic", preset="official", num_classes=1)
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
     with caplog.at_level("WARNING"):
         reinit = load_checkpoint(model, path)

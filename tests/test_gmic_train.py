@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 import camkit
-from camkit.training.loop import TrainConfig, train
+from camkit.training import TrainConfig, train
 
 SMALL = dict(preset="cpu", input_size=(128, 80), crop_size=(32, 32), num_crops=2)
 

@@ -17,7 +17,7 @@ from camkit.training import batching
 from camkit.storage.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from camkit.errors import CamkitError
 from camkit.metrics import roc_auc
-from camkit.training.loop import TrainConfig, train
+from camkit.training import TrainConfig, train
 
 
 @pytest.fixture(autouse=True)
@@ -129,12 +129,45 @@ def test_ctrl_c_leaves_resumable_state(tmp_path):
         train(CountingToyNet(seed=1), tr, va, cfg(tmp_path, "split"), progress=_InterruptAt(3))
     saved = read_checkpoint(tmp_path / "split" / "last.pt")
     assert (saved["epoch"], saved["epoch_step"], saved["step"]) == (0, 3, 3)
-    assert saved["model_train_state"] == {"calls": 3}
+    assert saved["state"]["model_train_state"] == {"calls": 3}
     resumed_model = CountingToyNet(seed=1)
     resumed_model.load_state_dict(scrambled().state_dict())
     _, resumed = fit(tmp_path, "split", model=resumed_model)
     assert resumed_model.calls == 8
     assert_same(weights(full.last_checkpoint), weights(resumed.last_checkpoint))
+
+
+def _interrupt_inside_forward(model: ToyNet, at: int) -> ToyNet:
+    """Make ``model.training_loss`` raise KeyboardInterrupt on call ``at``, after its forward has run (and so
+    after BatchNorm updated its running statistics and num_batches_tracked). The class stays ToyNet, so the
+    configuration (and its hash) is the uninterrupted run's."""
+    inner, calls = model.training_loss, []
+
+    def training_loss(images, labels, progress):
+        out = inner(images, labels, progress)
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return out
+
+    model.training_loss = training_loss
+    return model
+
+
+@pytest.mark.parametrize("at", [3, 6, 7, 12])  # first / second micro-batch of a step, an epoch's last step
+def test_ctrl_c_inside_a_step_then_resume_equals_uninterrupted_buffers_included(tmp_path, at):
+    kw = dict(batch_size=4, accumulate=2)
+    _, full = fit(tmp_path, "full", **kw)
+    tr, va = data()
+    with pytest.raises(KeyboardInterrupt):
+        train(_interrupt_inside_forward(ToyNet(seed=1), at), tr, va, cfg(tmp_path, "split", **kw))
+    saved = read_checkpoint(tmp_path / "split" / "last.pt")
+    assert saved["step"] == (at - 1) // 2  # the state after the last completed step
+    _, resumed = fit(tmp_path, "split", model=scrambled(), **kw)
+    a, b = weights(full.last_checkpoint), weights(resumed.last_checkpoint)
+    assert int(a["features.1.num_batches_tracked"]) == int(b["features.1.num_batches_tracked"]) == 16
+    assert_same(a, b)  # parameters and every buffer, bit for bit
+    assert [r["val_auc"] for r in full.history] == [r["val_auc"] for r in resumed.history]
 
 
 def test_complete_run_is_reused_and_other_config_refused(tmp_path):
@@ -316,7 +349,7 @@ def test_bad_input_gets_clear_errors(tmp_path):
         train(ToyNet(), ToyMasses(4), va, cfg(tmp_path, batch_size=8))
     with pytest.raises(CamkitError, match="amp must be one of"):
         train(ToyNet(), tr, va, cfg(tmp_path, amp="fp8"))
-    with pytest.raises(CamkitError, match="lacks training_loss"):
+    with pytest.raises(CamkitError, match="does not follow the model contract: it lacks input_size.*training_loss"):
         train(torch.nn.Linear(2, 2), tr, va, cfg(tmp_path))
     with pytest.raises(CamkitError, match=r"model expects \(C, 16, 16\)"):
         train(ToyNet(), ToyMasses(16, size=12), None, cfg(tmp_path))

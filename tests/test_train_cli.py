@@ -91,7 +91,7 @@ def test_init_checkpoint_is_loaded_weights_only(toy, tmp_path):
 
 def test_missing_dataset_is_a_usage_error(toy):
     res = CliRunner().invoke(main, ["train", "--model", "toytrain"])
-    assert res.exit_code == 2 and "--dataset is required" in res.output + res.stderr
+    assert res.exit_code == 1 and "no dataset: pass --dataset NAME" in res.output + res.stderr
 
 
 def test_gmic_on_synthetic_smoke(tmp_path):

@@ -68,13 +68,13 @@ def test_counts_per_split_and_class_match_what_was_written(written, balanced):
     got = {s: _make(written.root, s, balanced=balanced) for s in ("train", "val", "test")}
     for split, official in (("test", "test"), ("train+val", "training")):
         parts = [got[s] for s in split.split("+")]
-        masses = sum(sum(d.labels) for d in parts)
-        normals = sum(len(d) - sum(d.labels) for d in parts)
+        masses = sum(sum(d.labels()) for d in parts)
+        normals = sum(len(d) - sum(d.labels()) for d in parts)
         assert masses == written.count(official, 1)
         if balanced:  # as many normals as masses, or all of them when there are fewer
             for d, s in zip(parts, split.split("+")):
-                available = len(_make(written.root, s, balanced=False)) - sum(d.labels)
-                assert len(d) - sum(d.labels) == min(sum(d.labels), available)
+                available = len(_make(written.root, s, balanced=False)) - sum(d.labels())
+                assert len(d) - sum(d.labels()) == min(sum(d.labels()), available)
         else:
             assert normals == written.count(official, 0)
     assert not {r.study_id for r in got["train"].records} & {r.study_id for r in got["val"].records}
@@ -86,7 +86,7 @@ def test_counts_per_split_and_class_match_what_was_written(written, balanced):
 def test_balance_by_box_counts_mass_boxes(written):
     d = _make(written.root, "test", balance_by="box")
     boxes = sum(len(im.boxes) for im in written.images if im.split == "test" and im.label == 1)
-    assert sum(d.labels) == boxes and len(d) == 2 * boxes
+    assert sum(d.labels()) == boxes and len(d) == 2 * boxes
 
 
 def test_boxes_map_to_the_model_frame_and_back_within_a_pixel(written):
@@ -180,7 +180,7 @@ def test_truncated_or_non_dicom_file(written, copy, damage, message):
     assert len(d.skipped) == 1 and message in d.skipped[0][1]
     # balanced: the skipped normal image is replaced, so the subset stays balanced
     d = _make(copy, "train", val_fraction=0.0, skip_bad=True)
-    assert sum(d.labels) * 2 == len(d)
+    assert sum(d.labels()) * 2 == len(d)
 
 
 def test_csv_with_missing_columns(copy):

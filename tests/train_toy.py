@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from camkit.data.sample import BoxTransform
+from camkit.protocols import ModelDefaults
 
 SIZE = 16
 
@@ -28,6 +29,9 @@ class ToyMasses:
 
     def __len__(self) -> int:
         return self.n
+
+    def labels(self) -> list[int]:
+        return [int(i % 2) ^ int(self.invert) for i in range(self.n)]
 
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < self.n:
@@ -47,7 +51,7 @@ class ToyMasses:
                 "transform": BoxTransform((self.size, self.size), (self.size, self.size))}
 
 
-class ToyNet(nn.Module):
+class ToyNet(ModelDefaults, nn.Module):
     """conv + BatchNorm + ReLU ("features"), a 1x1 CAM head, and a max-pooled score."""
 
     def __init__(self, seed: int = 0, lr: float = 0.02, width: int = 4):
@@ -63,6 +67,7 @@ class ToyNet(nn.Module):
                         torch.ones_like(p) if name == "features.1.weight" else torch.zeros_like(p))
         self.input_size = (SIZE, SIZE)
         self.cam_layers = ["features"]
+        self.score_outputs = ("score",)
         self.cam_output = "score"
         self.config = {"name": "toy", "seed": seed, "lr": lr, "width": width}
         self.progress_seen: list[float] = []
@@ -105,7 +110,7 @@ class CountingToyNet(ToyNet):
 
 def main(argv: list[str] | None = None) -> None:
     from camkit.training import distributed
-    from camkit.training.loop import TrainConfig, train
+    from camkit.training import TrainConfig, train
 
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)

@@ -1,4 +1,9 @@
-"""The evaluation half of a bench: every test-cam's boxes from one CAM-engine pass per batch, then scoring."""
+"""The evaluation half of a bench: every test-cam's boxes from one CAM-engine pass per batch.
+
+Each batch goes through :func:`camkit.inference.localize` (the step ``camkit explain`` uses too); boxes are
+stored in each original image's pixels, where scoring happens. Under ``torchrun`` each rank evaluates a
+disjoint shard and rank 0 gathers the records.
+"""
 from __future__ import annotations
 
 import time
@@ -7,50 +12,40 @@ from typing import Any
 import numpy as np
 
 
-def evaluate_pairings(model: Any, test_set: Any, cfg: Any, sink: Any = None) -> dict[str, Any]:
+def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, device: Any = None,
+                      sink: Any = None) -> dict[str, Any] | None:
     """Run the test set once through the CAM engine; boxes of every test-cam in the original image frame.
 
-    Under ``torchrun`` each rank evaluates a disjoint shard (no padding, no image twice) and rank 0 gathers
-    the records; other ranks return None.
+    ``options``: :class:`camkit.inference.LocalizeOptions`; ``device``: DeviceSettings (default: the model's
+    device). Returns ``{"images": [...], "predictions": {cam: {image_id: {boxes, scores}}}, "cam_seconds"}``
+    on rank 0, None on other ranks.
     """
     import torch
 
-    from camkit.training import distributed
-    from camkit.metrics.boxes import batch_to_original, maps_to_boxes
-    from camkit.cams.engine import run_cams
     from camkit.data.sample import collate
+    from camkit.inference import localize
+    from camkit.training import distributed
 
-    rank, world = _rank_world()
-    indices = list(range(rank, len(test_set), world))
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(test_set, indices),
-                                         batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=collate)
-    device = next(model.parameters()).device
-    target = int(getattr(model, "target_class", 0))
+    rank, world = distributed.rank(), distributed.world_size()
+    indices = list(range(rank, len(test_set), world))  # no padding, no image twice
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(test_set, indices), batch_size=batch_size,
+                                         shuffle=False, collate_fn=collate)
     images: list[dict[str, Any]] = []
-    preds: dict[str, dict[str, Any]] = {c: {} for c in cfg.test_cams}
+    preds: dict[str, dict[str, Any]] = {c: {} for c in options.cams}
     cam_seconds = 0.0
     if sink is not None:
         sink.start(len(loader))
-    model.eval()
     for batch in loader:
-        x = batch["image"].to(device)
         t0 = time.perf_counter()
-        maps, output = run_cams(model, x, cfg.test_cams, model.cam_layers, target,
-                                output=cfg.cam_output or model.cam_output,
-                                fuse=cfg.cam_fuse, return_output=True)
-        with torch.no_grad():
-            probs = model.predict(output).float().cpu().numpy()
+        found = localize(model, batch["image"], options, device)
         cam_seconds += time.perf_counter() - t0
-        map_size = tuple(next(iter(maps.values())).shape[-2:])
-        for cam in cfg.test_cams:
-            found = maps_to_boxes(maps[cam], cfg.box_threshold, probs, cfg.box_score)
-            for image_id, (boxes, scores) in zip(batch["image_id"], batch_to_original(found, batch["transform"],
-                                                                                         map_size)):
+        for cam, per_image in found.original(batch["transform"]).items():
+            for image_id, (boxes, scores) in zip(batch["image_id"], per_image):
                 preds[cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist()}
         for i, image_id in enumerate(batch["image_id"]):
             gt = batch["transform"][i].to_original(batch["boxes"][i]) if len(batch["boxes"][i]) else np.zeros((0, 4))
             images.append({"image_id": image_id, "study_id": batch["study_id"][i],
-                           "label": int(batch["label"][i]), "prob": float(probs[i]),
+                           "label": int(batch["label"][i]), "prob": float(found.probs[i]),
                            "gt": np.round(gt, 2).tolist()})
         if sink is not None:
             sink.step()
@@ -65,16 +60,8 @@ def evaluate_pairings(model: Any, test_set: Any, cfg: Any, sink: Any = None) -> 
     return records
 
 
-def _rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    out = {"images": [], "predictions": {}, "cam_seconds": 0.0}
+    out: dict[str, Any] = {"images": [], "predictions": {}, "cam_seconds": 0.0}
     for p in parts:
         out["images"].extend(p["images"])
         out["cam_seconds"] = max(out["cam_seconds"], p["cam_seconds"])
@@ -84,82 +71,54 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-FROC_NAMES = ("tpr@0.5", "tpr@1", "tpr@2", "cpm", "best_tpr", "best_fppi")
+def overlay_data(model: Any, test_set: Any, options: Any, device: Any = None, n: int = 4,
+                 max_side: int = 512) -> dict[str, np.ndarray] | None:
+    """What the paper's Fig. 4 shows for one trained model, as arrays (the figure is drawn by camkit.ui).
 
-
-def as_predictions(per_image: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """JSON predictions -> the arrays camkit.metrics.froc takes."""
-    return {i: (np.asarray(p["boxes"], dtype=float).reshape(-1, 4), np.asarray(p["scores"], dtype=float))
-            for i, p in per_image.items()}
-
-
-def ground_truth(images: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Per-image ground-truth boxes (original frame) and study ids from evaluation records."""
-    gt = {r["image_id"]: np.asarray(r["gt"], dtype=float).reshape(-1, 4) for r in images}
-    return gt, {r["image_id"]: r["study_id"] for r in images}
-
-
-def score_detection(per_image: dict[str, Any], images: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
-    """One pairing's FROC numbers with study-level bootstrap CIs, and its curve."""
-    from camkit.metrics import bootstrap_froc, froc
-
-    gt, groups = ground_truth(images)
-    preds = as_predictions(per_image)
-    kw = {"iou_threshold": cfg.iou_threshold, "images": cfg.fppi_images}
-    curve = froc(preds, gt, **kw)
-    boot = bootstrap_froc(preds, gt, groups, metrics=FROC_NAMES, n=cfg.bootstrap, seed=cfg.seed, **kw)
-    entry: dict[str, Any] = {m: {"value": boot[m].estimate, "ci": [boot[m].low, boot[m].high]}
-                             for m in ("tpr@0.5", "tpr@1", "tpr@2", "cpm")}
-    best = curve.best_operating_point
-    entry["best"] = {"tpr": best.tpr, "fppi": best.fppi, "threshold": best.threshold,
-                     "ci": [boot["best_tpr"].low, boot["best_tpr"].high],
-                     "fppi_ci": [boot["best_fppi"].low, boot["best_fppi"].high]}
-    entry["froc"] = {"fppi": curve.fppi.tolist(), "tpr": curve.tpr.tolist()}
-    entry.update(n_lesions=curve.n_lesions, n_images=curve.n_images, n_predictions=curve.n_predictions,
-                 images=curve.images, bootstrap={"n": cfg.bootstrap, "seed": cfg.seed, "by": "study",
-                                                 "skipped": boot["tpr@1"].n_skipped})
-    return entry
-
-
-def score_classification(images: list[dict[str, Any]], cfg: Any, threshold: float = 0.5) -> dict[str, Any]:
-    """Accuracy, AUC, TPR, TNR of the image-level probabilities with study-level bootstrap CIs."""
-    from camkit.metrics import bootstrap_classification
-
-    labels = [r["label"] for r in images]
-    probs = [r["prob"] for r in images]
-    boot = bootstrap_classification(labels, probs, [r["study_id"] for r in images], threshold=threshold,
-                                    n=cfg.bootstrap, seed=cfg.seed)
-    out: dict[str, Any] = {m: {"value": b.estimate, "ci": [b.low, b.high]} for m, b in boot.items()}
-    out.update(threshold=threshold, rule="positive when p >= threshold", n=len(images),
-               n_positive=int(sum(labels)), n_negative=len(labels) - int(sum(labels)))
-    return out
-
-
-def score_pairings(records: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Detection numbers of every test-cam and the classification numbers of one trained model."""
-    det = {cam: score_detection(per_image, records["images"], cfg)
-           for cam, per_image in records["predictions"].items()}
-    return det, score_classification(records["images"], cfg)
-
-
-def compare_pairings(predictions: dict[str, dict[str, Any]], images: list[dict[str, Any]], cfg: Any,
-                     baseline: tuple[str, str], metric: str = "tpr@1") -> dict[str, dict[str, Any]]:
-    """Paired bootstrap of every pairing against ``baseline`` (train-cam, test-cam) on the same resamples.
-
-    ``predictions[train_cam][test_cam]`` holds per-image predictions; returns
-    ``{train_cam: {test_cam: {difference, ci, p_value}}}``.
+    The first ``n`` test images with a mass: the model input, its ground truth and each test-cam's map and
+    boxes, downsampled so the longer side is at most ``max_side`` (maps of 2944x1920 inputs would be large).
+    Returns None when the test set has no mass image.
     """
-    from camkit.metrics import bootstrap_froc, compare
+    import torch
+    import torch.nn.functional as F
 
-    gt, groups = ground_truth(images)
-    kw = {"iou_threshold": cfg.iou_threshold, "images": cfg.fppi_images, "n": cfg.bootstrap, "seed": cfg.seed}
-    base = bootstrap_froc(as_predictions(predictions[baseline[0]][baseline[1]]), gt, groups, metrics=[metric],
-                          **kw)[metric]
-    out: dict[str, dict[str, Any]] = {}
-    for train_cam, per_test in predictions.items():
-        for test_cam, per_image in per_test.items():
-            b = bootstrap_froc(as_predictions(per_image), gt, groups, metrics=[metric], **kw)[metric]
-            c = compare(b, base)
-            out.setdefault(train_cam, {})[test_cam] = {"metric": metric, "difference": c.difference,
-                                                       "ci": [c.low, c.high], "p_value": c.p_value}
+    from camkit.data.sample import collate
+    from camkit.inference import localize
+
+    samples = []
+    for i in range(len(test_set)):
+        s = test_set[i]
+        if int(s["label"]) == 1:
+            samples.append(s)
+            if len(samples) == n:
+                break
+    if not samples:
+        return None
+    batch = collate(samples)
+    found = localize(model, batch["image"], options, device)
+    h, w = batch["image"].shape[-2:]
+    scale = min(1.0, max_side / max(h, w))
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+
+    def shrink(x: Any) -> np.ndarray:
+        x = x.detach().float().cpu()
+        if scale < 1.0:
+            x = F.interpolate(x.reshape(-1, 1, h, w), size=size, mode="area").reshape(*x.shape[:-2], *size)
+        return x.numpy().astype(np.float16)
+
+    out = {"image": shrink(batch["image"][:, 0]), "prob": found.probs.astype(np.float32),
+           "image_id": np.asarray(batch["image_id"]), "cams": np.asarray(options.cams),
+           "gt": _stack_boxes([b.numpy() * scale if hasattr(b, "numpy") else np.asarray(b) * scale
+                               for b in batch["boxes"]])}
+    with torch.no_grad():
+        for cam in options.cams:
+            out[f"map_{cam}"] = shrink(found.maps[cam])
+            out[f"boxes_{cam}"] = _stack_boxes([b * scale for b, _ in found.boxes[cam]])
     return out
+
+
+def _stack_boxes(per_image: list[np.ndarray]) -> np.ndarray:
+    """Per-image (N_i, 4) boxes as one (sum N_i, 5) array whose first column is the image index."""
+    rows = [np.column_stack([np.full(len(b), i), np.asarray(b, dtype=np.float32).reshape(-1, 4)])
+            for i, b in enumerate(per_image)]
+    return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 5), np.float32)

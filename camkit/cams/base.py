@@ -48,6 +48,13 @@ class CAMMethod:
     def raw_map(self, ctx: CAMContext) -> Tensor | None:
         """The map (B, h, w) before ReLU and normalisation (None: not applicable to this layer)."""
         w = self.weights(ctx)
+        b, k = ctx.activations.shape[:2]
+        if not isinstance(w, Tensor) or tuple(w.shape) != (b, k):
+            from camkit.errors import ContractError
+
+            shape = tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__
+            raise ContractError(f"CAM method {self.name or type(self).__name__!r}: weights() returned {shape}; it "
+                                f"must return (B, K) = ({b}, {k}), one weight per image and channel")
         return torch.einsum("bk,bkhw->bhw", w, ctx.activations)
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from camkit.errors import CamkitError
+from camkit.errors import CamkitError, ContractError
 from camkit.cams.base import CAMContext, CAMMethod
 from camkit.cams.capture import LayerCapture
 from camkit.cams.pipeline import FUSIONS, fuse_layers, layer_maps
@@ -206,14 +206,18 @@ def _postprocess(raws: list[dict[str, Tensor | None]], methods: dict[str, Any], 
 
 
 def _checked_raw(method: Any, name: str, ctx: CAMContext) -> Tensor | None:
+    """``method.raw_map(ctx)``, checked: (B, h, w) at the layer's resolution, finite; named when it is not."""
     raw = method.raw_map(ctx)
     if raw is None:  # the method does not apply to this layer (CAM on a layer that does not feed the head)
         return None
-    b = ctx.activations.shape[0]
-    if not isinstance(raw, Tensor) or raw.dim() != 3 or raw.shape[0] != b:
+    b, _, h, w = ctx.activations.shape
+    if not isinstance(raw, Tensor) or tuple(raw.shape) != (b, h, w):
         shape = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
-        raise CamkitError(f"CAM method {name!r} returned {shape} from raw_map; it must return (B, h, w) "
-                          f"with B = {b}")
+        raise ContractError(f"CAM method {name!r} returned {shape} from raw_map; it must return (B, h, w) = "
+                            f"({b}, {h}, {w}): one map per image at the hooked layer's resolution")
+    if not bool(torch.isfinite(raw).all()):
+        bad = (~torch.isfinite(raw)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise ContractError(f"CAM method {name!r} returned NaN or infinite values for batch item(s) {bad[:10]}")
     return raw.float()
 
 

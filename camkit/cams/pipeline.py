@@ -46,11 +46,6 @@ def layer_maps(raw: Tensor, size: tuple[int, int]) -> Tensor:
     return m
 
 
-def layer_map(raw: Tensor, size: tuple[int, int]) -> Tensor:
-    """One method's raw map (B, h, w) of one layer -> (B, H, W); same as ``layer_maps``."""
-    return layer_maps(raw, size)
-
-
 def fuse_layers(maps: list[Tensor], fuse: str = "mean", owned: bool = False) -> Tensor:
     """Per-layer maps (each (B, H, W)) -> ReLU, mean or max over layers, min-max again -> (B, H, W).
 

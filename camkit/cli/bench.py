@@ -1,4 +1,4 @@
-"""``camkit bench``, ``camkit leaderboard`` and ``camkit explain``."""
+"""``camkit bench`` and ``camkit leaderboard``."""
 from __future__ import annotations
 
 import os
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
+from camkit.cli.options import format_option
 from camkit.cli.options import parse_options as _parse_options
-
 from camkit.ui.output import render
 
 
 @click.command()
-@click.option("--model", default="gmic", show_default=True, help="registered model")
+@click.option("--model", default=None, help="registered model [the preset's: gmic]")
 @click.option("--dataset", default=None, help="registered dataset [preset's: synthetic for cpu, vindr for paper]")
 @click.option("--train-cam", "train_cams", multiple=True,
               help="CAM driving training (repeat, or 'all') [cam gradcampp xgradcam]")
@@ -22,34 +22,40 @@ from camkit.ui.output import render
 @click.option("--preset", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True)
 @click.option("--epochs", type=int, default=None, help="override the preset's epochs")
 @click.option("--batch-size", type=int, default=None, help="override the preset's batch size")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("camkit-runs/bench"),
+@click.option("--seed", type=int, default=0, show_default=True, help="seeds the data, the model and training")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("camkit-runs/bench"),
               show_default=True, help="run directory (re-running with the same options resumes)")
+@click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
+              help="model store shared with `camkit train` [models/ beside --out]")
 @click.option("--data", "data_root", default=None, help="dataset root (e.g. the VinDr-Mammo download)")
 @click.option("--model-opt", multiple=True, help="extra model option KEY=VALUE (repeatable)")
 @click.option("--dataset-opt", multiple=True, help="extra dataset option KEY=VALUE (repeatable)")
 @click.option("--box-threshold", type=float, default=0.5, show_default=True,
-              help="foreground = map >= threshold x the image's map maximum")
+              help="foreground = map >= threshold x the image's map maximum, in (0, 1]")
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples (by study)")
 @click.option("--cam-output", default=None,
               help="model output whose score the test-time CAMs explain (GMIC: y_global (default) or y_fusion)")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda:LOCAL_RANK when available]")
 @click.option("--metric", type=click.Choice(["tpr@0.5", "tpr@1", "tpr@2", "best", "cpm"]), default="tpr@1",
               show_default=True, help="what the printed leaderboard shows")
-@click.option("--format", "fmt", type=click.Choice(["auto", "table", "plain", "json", "csv", "markdown"]),
-              default="auto", show_default=True)
+@format_option
 @click.option("--quiet", is_flag=True, help="no progress output")
-def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, out, data_root, model_opt,
-          dataset_opt, box_threshold, bootstrap, cam_output, metric, fmt, quiet):
+def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, out, models_dir, data_root,
+          model_opt, dataset_opt, box_threshold, bootstrap, cam_output, device, metric, fmt, quiet):
     """Train with each train-cam, score every test-cam, print the leaderboard.
 
     With no options: the paper's matrix (train-cams cam, gradcampp, xgradcam x the five test-cams) on the
     embedded synthetic mammograms, on the CPU, in a few minutes.
     """
-    from camkit.bench.runner import PAPER_TEST_CAMS, PAPER_TRAIN_CAMS, BenchConfig, expand_cams, run_bench
-    from camkit.ui.bench_progress import BenchProgress
+    from camkit.bench.config import PAPER_TEST_CAMS, PAPER_TRAIN_CAMS, BenchConfig, expand_cams
     from camkit.bench.results import load_results
+    from camkit.bench.runner import run_bench
+    from camkit.training.distributed import env_world_size
+    from camkit.ui.figures import draw_run_figures
+    from camkit.ui.progress import BenchProgress
 
-    train = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
+    train = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "device": device}.items()
+             if v is not None}
     dataset_options = _parse_options(dataset_opt, "--dataset-opt")
     if data_root:
         dataset_options["root"] = data_root
@@ -59,20 +65,26 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
                       model_options=_parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
                       train=train, box_threshold=box_threshold, bootstrap=bootstrap,
                       cam_output=cam_output)
-    from camkit.training.distributed import env_world_size
-
     rank0 = int(os.environ.get("RANK", "0")) == 0 or env_world_size() == 1
     progress = BenchProgress("off" if quiet or not rank0 else "auto", n_train_cams=len(cfg.train_cams))
     try:
-        results = run_bench(cfg, out, progress=progress)
+        results = run_bench(cfg, out, progress=progress, models_dir=models_dir)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: re-run the same command (same --out {out}) to resume", err=True)
         sys.exit(130)
+    finally:
+        progress.close()
     if results is None:  # a torchrun rank other than 0: rank 0 prints
         return
+    try:
+        draw_run_figures(out)
+    except Exception as exc:  # noqa: BLE001 - the scores are saved; a figure is redrawn by the next run
+        click.echo(f"warning: a figure could not be drawn ({type(exc).__name__}: {exc}); re-run the same "
+                   "command to draw it", err=True)
     _print_leaderboard([load_results(out)], metric, fmt)
     if not quiet:
-        click.echo(f"run directory: {out} (results.json, predictions/, models/, figures/)", err=True)
+        click.echo(f"run directory: {out} (results.json, predictions/, overlays/, figures/); models in "
+                   f"{models_dir or out.parent / 'models'}", err=True)
 
 
 def _print_leaderboard(runs, metric: str, fmt: str) -> None:

@@ -1,10 +1,11 @@
-"""``camkit explain``: one image, one checkpoint, every requested CAM's map and boxes."""
+"""``camkit explain``: one image, one checkpoint, every requested CAM's map and boxes, and a figure."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
+from camkit.cli.options import format_option
 from camkit.cli.options import parse_options as _parse_options
 from camkit.ui.output import render
 
@@ -18,20 +19,36 @@ from camkit.ui.output import render
               help="method(s) to draw (repeat), or 'all'")
 @click.option("--laterality", type=click.Choice(["L", "R"]), default=None,
               help="mirror right views like training did (default: detect the breast side)")
-@click.option("--box-threshold", type=float, default=0.5, show_default=True)
+@click.option("--box-threshold", type=float, default=0.5, show_default=True,
+              help="foreground = map >= threshold x the image's map maximum, in (0, 1]")
+@click.option("--box-score", type=click.Choice(["peak_x_prob", "peak", "mean", "mean_x_prob"]),
+              default="peak_x_prob", show_default=True, help="how boxes are scored (as camkit bench)")
+@click.option("--cam-output", default=None, help="model output the CAMs explain [the model's own]")
+@click.option("--fuse", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
+              help="how maps of several hooked layers combine")
 @click.option("--model-opt", multiple=True, help="model option KEY=VALUE (for plain state dicts)")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("explain.png"),
-              show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["auto", "table", "plain", "json", "csv", "markdown"]),
-              default="auto", show_default=True)
-def explain(image, checkpoint, model_name, cams, laterality, box_threshold, model_opt, out, fmt):
+              show_default=True, help="the figure (.png, .pdf, .svg, .jpg ...)")
+@format_option
+def explain(image, checkpoint, model_name, cams, laterality, box_threshold, box_score, cam_output, fuse, model_opt,
+            out, fmt):
     """Draw every CAM's map and boxes for one image (DICOM or PNG) with a trained checkpoint."""
-    from camkit.registry.api import list_cams
-    from camkit.inference import explain_image
+    import numpy as np
 
+    from camkit.inference import explain_image
+    from camkit.registry.api import list_cams
+    from camkit.ui.figures import check_figure_path, overlay_grid
+
+    check_figure_path(out, "--out")
     methods = list_cams() if "all" in cams else list(cams)
-    res = explain_image(image, checkpoint, out, model_name=model_name, cams=methods, laterality=laterality,
-                        box_threshold=box_threshold, model_options=_parse_options(model_opt, "--model-opt"))
+    res = explain_image(image, checkpoint, model_name=model_name, cams=methods, laterality=laterality,
+                        box_threshold=box_threshold, box_score=box_score, cam_output=cam_output, fuse=fuse,
+                        model_options=_parse_options(model_opt, "--model-opt"))
+    arrays = res.pop("arrays")
+    overlay_grid([arrays["image"]], [np.zeros((0, 4))], {m: [arrays["maps"][m]] for m in methods},
+                 {m: [np.asarray(res["boxes"][m]["model_frame"]).reshape(-1, 4)] for m in methods}, out,
+                 titles=[f"{Path(image).name} p={res['probability']:.2f}"])
+    res["figure"] = str(out)
     rows = [{"cam": m, "boxes": len(b["scores"]), "top_score": round(b["scores"][0], 4) if b["scores"] else None,
              "top_box": [round(v) for v in b["original_frame"][0]] if b["scores"] else None}
             for m, b in res["boxes"].items()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from camkit.registry.host import get_host
+from camkit.registry.options import call_factory
 from camkit.registry.table import Entry
 
 
@@ -37,25 +38,36 @@ def describe(kind: str, pattern: str | None = None) -> list[dict[str, str]]:
              "description": e.description} for e in _entries(kind, pattern)]
 
 
-def get_cam(name: str, **kwargs: Any):
+def get_cam(name: str, **options: Any):
     """An instance of the activation-map method registered as ``name``."""
     entry, _ = get_host().registry.get("cam", name)
-    return entry.factory(**kwargs)
+    return call_factory(entry.factory, f"CAM method {name!r}", options)
 
 
-def create_model(name: str, **kwargs: Any):
-    """Create the model registered as ``name`` with the factory's keyword options."""
+def create_model(name: str, train_cam: str | None = None, **options: Any):
+    """Create the model registered as ``name``: ``factory(train_cam=..., **options)`` (see camkit.protocols).
+
+    ``train_cam`` None leaves the factory's own default. An option the factory does not take raises OptionError.
+    """
     entry, _ = get_host().registry.get("model", name)
-    return entry.factory(**kwargs)
+    if train_cam is not None:
+        options["train_cam"] = train_cam
+    return call_factory(entry.factory, f"model {name!r}", options)
 
 
-def create_dataset(name: str, **kwargs: Any):
-    """Create the dataset registered as ``name`` (e.g. ``split="test"``)."""
+def create_dataset(name: str, split: str = "train", **options: Any):
+    """Create the dataset registered as ``name``: ``factory(split=..., size=(H, W), seed=..., **options)``.
+
+    ``size`` and ``seed`` are passed when given (``camkit bench`` and ``camkit train`` always give them).
+    An option the factory does not take raises OptionError.
+    """
     entry, _ = get_host().registry.get("dataset", name)
-    return entry.factory(**kwargs)
+    return call_factory(entry.factory, f"dataset {name!r}", {"split": split, **options})
 
 
-def create_backbone(name: str, **kwargs: Any):
+def create_backbone(name: str, **options: Any):
     """Create a backbone; ``"timm:<model>"`` builds any timm model offline (no weight download)."""
     entry, sub = get_host().registry.get("backbone", name)
-    return entry.factory(sub, **kwargs) if entry.namespace else entry.factory(**kwargs)
+    if entry.namespace:
+        return call_factory(entry.factory, f"backbone {name!r}", options, sub)
+    return call_factory(entry.factory, f"backbone {name!r}", options)

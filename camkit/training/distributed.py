@@ -45,6 +45,9 @@ def setup(device: str | None = None) -> DistInfo:
     import torch
     import torch.distributed as dist
 
+    from camkit.training.device import check_device
+
+    check_device(device)
     world = env_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device is None:
@@ -81,6 +84,13 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def world_size() -> int:
+    """The number of processes in the process group (1 outside one)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def _active() -> bool:
     import torch.distributed as dist
 
@@ -103,17 +113,6 @@ def gather_to_main(obj: Any) -> list[Any] | None:
         return [obj]
     out: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
     dist.gather_object(obj, out, dst=0)
-    return out
-
-
-def all_gather(obj: Any) -> list[Any]:
-    """Every rank's ``obj``, on every rank."""
-    import torch.distributed as dist
-
-    if not _active():
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
     return out
 
 

@@ -1,4 +1,9 @@
-"""Figures from a bench run: FROC curves of every pairing and CAM overlay grids (the paper's Fig. 4)."""
+"""Figures from a bench run: FROC curves of every pairing and CAM overlay grids (the paper's Fig. 4).
+
+Drawn from what the run directory stores (``results.json`` and ``overlays/*.npz``), never from a model:
+:func:`draw_run_figures` (re)draws whatever figure is missing or older than its data, so a figure that failed
+to write is drawn again on the next run. matplotlib's object API only: no pyplot state, no backend switch.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,30 +18,82 @@ GT_COLOUR = "#2ca02c"
 BOX_COLOUR = "#ff7f0e"
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs: Any):
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     fmt = path.suffix.lstrip(".") or "png"
-    out = atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=fig.dpi, bbox_inches="tight"))
-    _pyplot().close(fig)
-    return out
+    return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=fig.dpi, bbox_inches="tight"))
+
+
+def check_figure_path(path: str | Path, option: str = "--out") -> None:
+    """Raise OptionError unless ``path``'s extension is a format matplotlib writes (png, pdf, svg, jpg ...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from camkit.errors import OptionError
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise OptionError(f"{option} {str(path)!r}: {'.' + suffix if suffix else 'no extension'} is not a figure "
+                          f"format; use one of {', '.join('.' + f for f in sorted(formats))}")
+    parent = Path(path).parent
+    if parent.exists() and not parent.is_dir():
+        raise OptionError(f"{option} {str(path)!r}: {str(parent)!r} is a file, not a folder")
+
+
+def draw_run_figures(run_dir: str | Path, force: bool = False) -> list[Path]:
+    """Draw ``figures/froc.png`` and ``figures/overlay-<train-cam>.png`` of a bench run directory.
+
+    A figure is drawn when it is missing, older than the data it shows, or ``force``. Returns the paths drawn.
+    """
+    import json
+
+    run = Path(run_dir)
+    drawn: list[Path] = []
+    results_path = run / "results.json"
+    if not results_path.is_file():
+        return drawn
+    froc_path = run / "figures" / "froc.png"
+    if force or _stale(froc_path, results_path):
+        drawn.append(froc_figure(json.loads(results_path.read_text()), froc_path))
+    for data in sorted((run / "overlays").glob("*.npz")):
+        path = run / "figures" / f"overlay-{data.stem}.png"
+        if force or _stale(path, data):
+            drawn.append(overlay_from_file(data, path))
+    return drawn
+
+
+def _stale(figure: Path, source: Path) -> bool:
+    return not figure.is_file() or figure.stat().st_mtime < source.stat().st_mtime
+
+
+def overlay_from_file(data: str | Path, path: str | Path) -> Path:
+    """The overlay grid of one ``overlays/<train-cam>.npz`` (written by the bench)."""
+    with np.load(data, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    cams = [str(c) for c in arrays["cams"]]
+    n = arrays["image"].shape[0]
+
+    def per_image(boxes: np.ndarray) -> list[np.ndarray]:
+        return [boxes[boxes[:, 0] == i, 1:] for i in range(n)]
+
+    return overlay_grid(list(arrays["image"].astype(np.float32)), per_image(arrays["gt"]),
+                        {c: list(arrays[f"map_{c}"].astype(np.float32)) for c in cams},
+                        {c: per_image(arrays[f"boxes_{c}"]) for c in cams}, path,
+                        titles=[f"{i} p={p:.2f}" for i, p in zip(arrays["image_id"], arrays["prob"])])
 
 
 def froc_figure(results: dict[str, Any], path: str | Path, max_fppi: float = 8.0) -> Path:
     """One panel per train-cam, one FROC curve per test-cam (log FPPI axis, as usual for FROC)."""
-    plt = _pyplot()
     detection = results.get("detection", {})
     train_cams = list(detection)
-    fig, axes = plt.subplots(1, max(1, len(train_cams)), figsize=(4.2 * max(1, len(train_cams)), 3.6),
-                             dpi=110, sharey=True, squeeze=False)
+    fig = _figure(figsize=(4.2 * max(1, len(train_cams)), 3.6), dpi=110)
+    axes = fig.subplots(1, max(1, len(train_cams)), sharey=True, squeeze=False)
     for ax, train_cam in zip(axes[0], train_cams):
         for test_cam, entry in detection[train_cam].items():
             curve = entry.get("froc") or {}
@@ -62,15 +119,14 @@ def overlay_grid(images: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray],
                  maps: dict[str, Sequence[np.ndarray]], boxes: dict[str, Sequence[np.ndarray]],
                  path: str | Path, titles: Sequence[str] | None = None) -> Path:
     """Rows: images; columns: the image with its ground truth, then each method's map and boxes."""
-    plt = _pyplot()
     from matplotlib.patches import Rectangle
 
     methods = list(maps)
     n_rows, n_cols = len(images), 1 + len(methods)
     h, w = np.asarray(images[0]).shape[-2:]
     cell = 2.2
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols * w / h + 0.4, cell * n_rows + 0.3),
-                             dpi=110, squeeze=False)
+    fig = _figure(figsize=(cell * n_cols * w / h + 0.4, cell * n_rows + 0.3), dpi=110)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
 
     def draw(ax, bxs, colour):
         for x1, y1, x2, y2 in np.asarray(bxs, dtype=float).reshape(-1, 4):

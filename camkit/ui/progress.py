@@ -1,79 +1,25 @@
-"""Training progress: a rich bar on a terminal, plain log lines otherwise, nothing when switched off.
+"""Progress people see: rich bars on a terminal, plain log lines otherwise, nothing when switched off.
 
-``train()`` calls these methods on rank 0 only; any object with some of them works (missing ones are
-skipped), so a caller such as ``camkit bench`` can drive one shared display::
-
-    on_train_start(info: dict)        # epochs, steps_per_epoch, start_epoch, start_step, world_size, out_dir
-    on_epoch_start(epoch: int, steps: int)            # epoch counts from 1
-    on_step(epoch: int, step: int, steps: int, loss: float, images_per_s: float)
-    on_epoch_end(epoch: int, record: dict)            # the history record (loss, val_auc, best, ...)
-    on_train_end(result)                              # the TrainResult
+The training sinks' interface is :mod:`camkit.training.progress`; :func:`progress_bar` is the one factory of
+rich progress displays (training, bench, evaluation and data preparation all use it).
 """
 from __future__ import annotations
 
 import sys
-import time
 from typing import IO, Any
 
-
-class TrainProgress:
-    """A progress sink that ignores everything; subclass it and override what you need."""
-
-    def on_train_start(self, info: dict[str, Any]) -> None: ...
-    def on_epoch_start(self, epoch: int, steps: int) -> None: ...
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None: ...
-    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None: ...
-    def on_train_end(self, result: Any) -> None: ...
+from camkit.training.progress import LogProgress, TrainProgress, format_record
 
 
-def notify(sink: Any, method: str, *args: Any) -> None:
-    """Call ``sink.method(*args)`` when the sink has it."""
-    fn = getattr(sink, method, None) if sink is not None else None
-    if fn is not None:
-        fn(*args)
+def progress_bar(stream: IO[str] | None = None, transient: bool = False) -> Any:
+    """A started-or-not ``rich.progress.Progress`` with camkit's columns, drawing on ``stream`` (stderr)."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
-
-def format_record(record: dict[str, Any], epochs: int) -> str:
-    """One log line for an epoch's history record."""
-    parts = [f"epoch {record['epoch']}/{epochs}", f"loss {record['loss']:.4f}"]
-    parts += [f"{k} {v:.4f}" for k, v in record.get("parts", {}).items() if k != "loss"]
-    parts.append(f"{record.get('images_per_s', 0.0):.1f} img/s")
-    if record.get("val_auc") is not None:
-        parts.append(f"val_auc {record['val_auc']:.4f}" + (" (best)" if record.get("is_best") else ""))
-    return "  ".join(parts)
-
-
-class LogProgress(TrainProgress):
-    """Plain lines (for logs and pipes): one per epoch, plus one every ``interval`` seconds within an epoch."""
-
-    def __init__(self, stream: IO[str] | None = None, interval: float = 30.0, prefix: str = "train"):
-        self.stream, self.interval, self.prefix = stream, interval, prefix
-        self.epochs = 0
-        self._last = 0.0
-
-    def _write(self, text: str) -> None:
-        stream = self.stream or sys.stderr
-        stream.write(f"{self.prefix}: {text}\n")
-        stream.flush()
-
-    def on_train_start(self, info: dict[str, Any]) -> None:
-        self.epochs = info["epochs"]
-        start = f", resuming at epoch {info['start_epoch']} step {info['start_step']}" if info.get("resumed") else ""
-        self._write(f"{info['epochs']} epochs x {info['steps_per_epoch']} steps, global batch "
-                    f"{info['global_batch']}, {info['world_size']} process(es) on {info['device']}{start}")
-
-    def on_epoch_start(self, epoch: int, steps: int) -> None:
-        self._last = time.monotonic()
-
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.interval:
-            self._last = now
-            self._write(f"epoch {epoch}/{self.epochs} step {step}/{steps}  loss {loss:.4f}  "
-                        f"{images_per_s:.1f} img/s")
-
-    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
-        self._write(format_record(record, self.epochs))
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(file=stream or sys.stderr), transient=transient)
 
 
 class RichProgress(TrainProgress):
@@ -82,13 +28,7 @@ class RichProgress(TrainProgress):
     def __init__(self, progress: Any = None, description: str = "train", stream: IO[str] | None = None):
         self._own = progress is None
         if progress is None:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                console=Console(file=stream or sys.stderr))
+            progress = progress_bar(stream)
         self.progress, self.description = progress, description
         self.task: Any = None
         self.epochs = 0
@@ -109,6 +49,9 @@ class RichProgress(TrainProgress):
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
         self.progress.console.print(format_record(record, self.epochs))
 
+    def on_message(self, text: str) -> None:
+        self.progress.console.print(f"{self.description}: {text}")
+
     def on_train_end(self, result: Any) -> None:
         if self.task is not None and not self._own:
             self.progress.remove_task(self.task)
@@ -124,3 +67,75 @@ def auto_progress(enabled: bool, stream: IO[str] | None = None) -> TrainProgress
     if getattr(s, "isatty", lambda: False)():
         return RichProgress(stream=s)
     return LogProgress(stream=s)
+
+
+class BenchProgress:
+    """Hands ``train()`` and the evaluation loop their progress sinks, all drawn on one display."""
+
+    def __init__(self, mode: str = "auto", stream: IO[str] | None = None, n_train_cams: int = 1):
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "rich" if getattr(self.stream, "isatty", lambda: False)() else "log"
+        self.mode = mode
+        self.progress: Any = None
+        self.matrix: Any = None
+        if mode == "rich":
+            self.progress = progress_bar(self.stream)
+            self.progress.start()
+            self.matrix = self.progress.add_task("bench: train-cams", total=n_train_cams, info="")
+
+    @classmethod
+    def auto(cls, n_train_cams: int) -> BenchProgress:
+        return cls("auto", n_train_cams=n_train_cams)
+
+    def log(self, text: str) -> None:
+        if self.mode == "rich":
+            self.progress.console.print(text)
+        elif self.mode == "log":
+            self.stream.write(f"bench: {text}\n")
+            self.stream.flush()
+
+    def skip(self, train_cam: str) -> None:
+        self.log(f"{train_cam}: already scored in this run directory, skipped")
+        self._advance()
+
+    def _advance(self) -> None:
+        if self.matrix is not None:
+            self.progress.advance(self.matrix)
+
+    def train_sink(self, train_cam: str) -> Any:
+        if self.mode == "rich":
+            return RichProgress(self.progress, description=f"train {train_cam}")
+        if self.mode == "log":
+            return LogProgress(self.stream, prefix=f"train {train_cam}")
+        return None
+
+    def eval_sink(self, train_cam: str) -> EvalSink:
+        return EvalSink(self, train_cam)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class EvalSink:
+    """Progress of the evaluation batches of one train-cam."""
+
+    def __init__(self, parent: BenchProgress, train_cam: str):
+        self.parent, self.train_cam, self.task = parent, train_cam, None
+
+    def start(self, total: int) -> None:
+        if self.parent.mode == "rich":
+            self.task = self.parent.progress.add_task(f"eval {self.train_cam}", total=total, info="")
+        else:
+            self.parent.log(f"{self.train_cam}: evaluating {total} batches")
+
+    def step(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.parent.progress.advance(self.task, n)
+
+    def end(self, summary: str) -> None:
+        if self.task is not None:
+            self.parent.progress.remove_task(self.task)
+        self.parent.log(f"{self.train_cam}: {summary}")
+        self.parent._advance()

@@ -47,14 +47,13 @@ class GMIC(nn.Module):
         # the camkit model protocol
         self.input_size: tuple[int, int] = tuple(cfg.input_size)  # type: ignore[assignment]
         self.cam_layers: list[str] = ["ds_net"]
+        self.score_outputs: tuple[str, ...] = ("y_global", "y_fusion")
         self.cam_output: str = "y_global"
         self.config: dict = {"preset": preset, **cfg.to_dict()}
         self.default_lr: float = cfg.lr
         self.loss_parts_as_floats = True  # False: 0-dim tensors, no host sync per step (for device timing)
         self.reinitialised: list[str] = []  # filled by checkpoint loading into another class count
         self._step = 0
-        if cfg.channels_last:
-            self.to(memory_format=torch.channels_last)
 
     @property
     def train_cam(self) -> str:

@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from camkit.errors import CamkitError, UnknownNameError
+from camkit.errors import CamkitError, OptionError, UnknownNameError, did_you_mean
 
 
 @dataclass
@@ -34,15 +34,13 @@ class GMICConfig:
     local_in_chans: int = 3  # the grey crop is repeated to this many channels
     attn_dim: int = 128  # gated-attention MIL hidden size
     # training-time map that drives ROI retrieval: "cam" (native saliency) or any registered CAM method
-    train_cam: str = "cam"
-    train_cam_output: str = "y_global"
+    train_cam: str = "cam"  # the map is computed from y_global, the only score that exists before the crops
     # loss (paper eq. 2) and optimiser default
     beta: float = 3.259e-06
     lr: float = 4.134e-06
     # camkit addition (not in the paper): flip-consistency of the saliency map, ramped in over flip_ramp
     flip_weight: float = 0.0
     flip_ramp: float = 0.3
-    channels_last: bool = True  # NHWC weights: far faster convolutions (GPU and CPU), same numbers
 
     def validate(self) -> GMICConfig:
         """Check field consistency; raise CamkitError naming the bad field."""
@@ -64,9 +62,6 @@ class GMICConfig:
         h, w = self.input_size
         if not (0 < self.crop_size[0] <= h and 0 < self.crop_size[1] <= w):
             raise CamkitError(f"gmic: crop_size {self.crop_size} must fit inside input_size {self.input_size}")
-        if self.train_cam_output != "y_global":
-            raise CamkitError(f"gmic: train_cam_output={self.train_cam_output!r} is not supported; only "
-                              "'y_global' is computed before the crops (y_fusion depends on them)")
         return self
 
     @property
@@ -102,9 +97,10 @@ def resolve_config(preset: str = "official", **overrides: Any) -> GMICConfig:
     if preset not in PRESETS:
         raise UnknownNameError("gmic preset", preset, PRESETS)
     fields = {f.name for f in dataclasses.fields(GMICConfig)}
-    bad = sorted(set(overrides) - fields)
-    if bad:
-        raise CamkitError(f"gmic: unknown option(s) {bad}; valid options: {sorted(fields)}")
+    for key in overrides:
+        if key not in fields:
+            raise OptionError(f"model 'gmic' has no option {key!r}.{did_you_mean(key, fields)} Its options: "
+                              f"preset, checkpoint, {', '.join(sorted(fields))}")
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None or k == "mass_class"}}
     if "num_classes" in overrides and "class_names" not in overrides and overrides["num_classes"] is not None:
         n = int(overrides["num_classes"])

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from camkit.errors import OptionError, did_you_mean
+
 SPLITS = ("train", "val", "test")
 SHAPES = ("round", "oval", "lobulated", "irregular")
 MARGINS = ("circumscribed", "obscured", "spiculated")
@@ -91,13 +93,14 @@ def resolve_difficulty(difficulty: str | Difficulty = "default", **overrides: An
     elif difficulty in DIFFICULTIES:
         base = DIFFICULTIES[difficulty]
     else:
-        raise ValueError(f"unknown synthetic difficulty {difficulty!r}; use one of "
+        raise OptionError(f"unknown synthetic difficulty {difficulty!r}; use one of "
                          f"{', '.join(DIFFICULTIES)} or a camkit_synthetic.generator.Difficulty")
     names = {f.name for f in fields(Difficulty)}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        raise ValueError(f"unknown synthetic option(s) {', '.join(unknown)}; valid overrides: "
-                         f"{', '.join(sorted(names))}")
+        key = unknown[0]
+        raise OptionError(f"dataset 'synthetic' has no option {key!r}.{did_you_mean(key, names)} Its options: "
+                          f"split, size, n, seed, difficulty, original_size, cache, {', '.join(sorted(names))}")
     clean = {k: (tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else float(v))
              for k, v in overrides.items() if v is not None}
     d = replace(base, **clean)
@@ -111,20 +114,20 @@ def _check(d: Difficulty) -> None:
     for name in ("contrast", "radius", "density", "blob_contrast", "blob_radius"):
         lo, hi = getattr(d, name)
         if not 0 <= lo <= hi:
-            raise ValueError(f"synthetic {name}={getattr(d, name)} must be (low, high) with 0 <= low <= high")
+            raise OptionError(f"synthetic {name}={getattr(d, name)} must be (low, high) with 0 <= low <= high")
     if d.contrast[0] <= 0 or d.radius[0] <= 0:
-        raise ValueError("synthetic contrast and radius must be positive")
+        raise OptionError("synthetic contrast and radius must be positive")
     if d.radius[1] > 0.2:
-        raise ValueError(f"synthetic radius={d.radius} is a fraction of the image height; keep it below 0.2")
+        raise OptionError(f"synthetic radius={d.radius} is a fraction of the image height; keep it below 0.2")
     if d.blob_contrast[1] >= 1:
-        raise ValueError("blob_contrast must stay below 1 (a fraction of the weakest mass's contrast), or "
+        raise OptionError("blob_contrast must stay below 1 (a fraction of the weakest mass's contrast), or "
                          "distractors become indistinguishable from masses")
     for name, n in (("shapes", 4), ("margins", 3)):
         p = getattr(d, name)
         if len(p) != n or min(p) < 0 or sum(p) <= 0:
-            raise ValueError(f"synthetic {name} must be {n} non-negative probabilities, got {p}")
+            raise OptionError(f"synthetic {name} must be {n} non-negative probabilities, got {p}")
     if d.distractors < 0:
-        raise ValueError("synthetic distractors must be >= 0")
+        raise OptionError("synthetic distractors must be >= 0")
 
 
 # -- the result ------------------------------------------------------------------------------------------

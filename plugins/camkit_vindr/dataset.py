@@ -137,7 +137,6 @@ class VinDrDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    @property
     def labels(self) -> list[int]:
         """The label of every sample, in order (1 mass, 0 normal)."""
         return [int(r.label) for r in self.records]
@@ -168,7 +167,7 @@ class VinDrDataset(torch.utils.data.Dataset):
                 "transform": transform}
 
     def __repr__(self) -> str:
-        n_mass = sum(self.labels)
+        n_mass = sum(self.labels())
         return (f"VinDrDataset({str(self.root)!r}, split={self.split!r}, {len(self)} images: {n_mass} mass, "
                 f"{len(self) - n_mass} normal, size={self.settings.size}, "
                 f"cache={str(self.cache_dir) if self.cache_dir else None}, skipped={len(self.skipped)})")

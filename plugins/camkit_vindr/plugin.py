@@ -6,11 +6,18 @@ from typing import Any
 from camkit import hookimpl
 
 
-def create_vindr(**kwargs: Any):
-    """VinDr-Mammo (PhysioNet layout): mass vs normal, official split + seeded val, balanced subsets."""
+def create_vindr(root: str, split: str = "train", size: tuple[int, int] = (2944, 1920), seed: int = 0,
+                 balanced: bool = True, val_fraction: float = 0.1, cache: Any = None, skip_bad: bool = False,
+                 balance_by: str = "image", crop: bool = True, flip: bool = True, voi: bool = True):
+    """VinDr-Mammo (PhysioNet layout): mass vs normal, official split + seeded val, balanced subsets.
+
+    The options are :class:`camkit_vindr.dataset.VinDrDataset`'s (``seed`` draws the validation studies and
+    the balanced normals).
+    """
     from .dataset import VinDrDataset
 
-    return VinDrDataset(**kwargs)
+    return VinDrDataset(root, split=split, size=size, balanced=balanced, val_fraction=val_fraction, seed=seed,
+                        cache=cache, skip_bad=skip_bad, balance_by=balance_by, crop=crop, flip=flip, voi=voi)
 
 
 @hookimpl

@@ -1,0 +1,165 @@
+"""Recipes: which model to train on which data, and how. The one resolver behind ``camkit bench`` and
+``camkit train``, so ``camkit train --preset cpu`` trains exactly what ``camkit bench`` trains (and the bench
+then reuses that checkpoint from the shared model store).
+
+A preset fills in options; explicit options override it. The preset's data options belong to its own dataset:
+with another ``--dataset`` they are dropped (``camkit train --preset paper --dataset synthetic`` trains the
+paper's GMIC recipe on synthetic data). Datasets are always created at the model's ``input_size`` and with the
+run's seed (``--dataset-opt seed=N`` sets the data's seed alone), as the dataset contract says.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from camkit.errors import OptionError, UnknownNameError
+from camkit.protocols import DATASET_CALL_KEYS, SPLITS
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The embedded default: GMIC's small CPU configuration on synthetic mammograms (docs/training.md).
+    "cpu": {
+        "model": "gmic",
+        "dataset": "synthetic",
+        "model_options": {"preset": "cpu", "num_classes": 1},
+        "dataset_options": {},
+        # ~10k training image-steps per train-cam: TPR@1FPPI >= 0.8 on the default synthetic difficulty
+        "split_options": {"train": {"n": 1600}, "val": {"n": 200}, "test": {"n": 400}},
+        "train": {"epochs": 6, "batch_size": 32, "amp": "off"},
+        "eval_batch_size": 64,
+    },
+    # The paper's setup: the released GMIC at 2944x1920 on VinDr-Mammo (docs/paper.md).
+    "paper": {
+        "model": "gmic",
+        "dataset": "vindr",
+        "model_options": {"preset": "official", "num_classes": 1},
+        # balance_by="box" and no validation split give the paper's 1,978 / 474 images (docs/vindr.md)
+        "dataset_options": {"balanced": True, "balance_by": "box", "val_fraction": 0.0},
+        # scoring counts every test image once (box balancing would repeat multi-mass images: 474 -> 438)
+        "split_options": {"test": {"balance_by": "image"}},
+        "train": {"epochs": 50, "batch_size": 6, "lr": 4.134e-6},
+        "eval_batch_size": 6,
+    },
+}
+
+
+@dataclass
+class Recipe:
+    """A resolved recipe: every option filled in, nothing left to the preset."""
+
+    model: str
+    dataset: str
+    model_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # for every split
+    split_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split, over dataset_options
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+    eval_batch_size: int = 8
+    seed: int = 0
+
+    def options_for(self, split: str) -> dict[str, Any]:
+        """The options the dataset factory gets for ``split`` (without split, size and seed)."""
+        return {**self.dataset_options, **self.split_options.get(split, {})}
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(asdict(self))
+
+
+def resolve_recipe(preset: str | None = None, *, model: str | None = None, dataset: str | None = None,
+                   model_options: dict[str, Any] | None = None, dataset_options: dict[str, Any] | None = None,
+                   split_options: dict[str, dict[str, Any]] | None = None, train: dict[str, Any] | None = None,
+                   eval_batch_size: int | None = None, seed: int = 0) -> Recipe:
+    """The preset's options with the explicit ones over them (see the module docstring for the rules)."""
+    if preset is not None and preset not in PRESETS:
+        raise UnknownNameError("preset", preset, PRESETS)
+    p = copy.deepcopy(PRESETS[preset]) if preset else {}
+    model_options, dataset_options = dict(model_options or {}), dict(dataset_options or {})
+    split_options = {k: dict(v) for k, v in (split_options or {}).items()}
+    for key in DATASET_CALL_KEYS:
+        if key in dataset_options or any(key in v for v in split_options.values()):
+            raise OptionError(_reserved(key))
+    bad_splits = sorted(set(split_options) - set(SPLITS))
+    if bad_splits:
+        raise OptionError(f"split options for {bad_splits}: the splits are {', '.join(SPLITS)}")
+    dataset = dataset or p.get("dataset")
+    if not dataset:
+        raise OptionError("no dataset: pass --dataset NAME (camkit list datasets), or a --preset that names one")
+    model = model or p.get("model") or "gmic"
+    same_data = dataset == p.get("dataset")
+    same_model = model == p.get("model")
+    out_splits = {}
+    for split in SPLITS:
+        preset_split = p.get("split_options", {}).get(split, {}) if same_data else {}
+        # an option set explicitly for all splits beats the preset's per-split value of the same key
+        out_splits[split] = {**{k: v for k, v in preset_split.items() if k not in dataset_options},
+                             **split_options.get(split, {})}
+    return Recipe(
+        model=model, dataset=dataset,
+        model_options={**(p.get("model_options", {}) if same_model else {}), **model_options},
+        dataset_options={**(p.get("dataset_options", {}) if same_data else {}), **dataset_options},
+        split_options=out_splits,
+        train={**p.get("train", {}), **(train or {})},
+        eval_batch_size=int(eval_batch_size or p.get("eval_batch_size") or 8), seed=int(seed))
+
+
+def _reserved(key: str) -> str:
+    if key == "split":
+        return ("--dataset-opt split=...: camkit creates the train, val and test splits itself; to change what a "
+                "split holds, pass that dataset's own options (e.g. n=, val_fraction=)")
+    return ("--dataset-opt size=...: datasets are created at the model's input size; set it with "
+            "--model-opt input_size=[H,W]")
+
+
+def build_model(recipe: Recipe, train_cam: str | None = None) -> Any:
+    """The recipe's model with ``train_cam``, its initialisation seeded by the recipe's seed; checked against
+    the model contract."""
+    import torch
+
+    from camkit.protocols import require_model
+    from camkit.registry.api import create_model
+
+    torch.manual_seed(recipe.seed)  # model initialisation is part of the seeded configuration
+    model = create_model(recipe.model, train_cam=train_cam, **recipe.model_options)
+    require_model(model, f"model {recipe.model!r}")
+    return model
+
+
+def build_datasets(recipe: Recipe, input_size: tuple[int, int], splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
+    """The recipe's datasets, each at ``input_size`` (the model's) with the recipe's seed; each checked against
+    the dataset contract."""
+    from camkit.protocols import require_dataset
+    from camkit.registry.api import create_dataset
+
+    out = {}
+    for split in splits:
+        options = {"size": tuple(int(v) for v in input_size), "seed": recipe.seed, **recipe.options_for(split)}
+        dataset = create_dataset(recipe.dataset, split=split, **options)
+        require_dataset(dataset, f"dataset {recipe.dataset!r} ({split} split)")
+        out[split] = dataset
+    return out
+
+
+def train_config(recipe: Recipe, out_dir: str | Path, **overrides: Any) -> Any:
+    """The TrainConfig of this recipe (its ``train`` options, the seed, ``out_dir``), with ``overrides``."""
+    from camkit.training import TrainConfig
+
+    fields = {**recipe.train, "seed": recipe.seed, "out_dir": str(out_dir), **overrides}
+    unknown = sorted(set(fields) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise OptionError(f"training option(s) {unknown} do not exist; valid: "
+                          f"{', '.join(TrainConfig.__dataclass_fields__)}")
+    return TrainConfig(**fields).check()
+
+
+def model_dir(models_root: str | Path, recipe: Recipe, train_cam: str | None, model: Any, train_set: Any,
+              val_set: Any, config: Any, world_size: int = 1, device_type: str = "cpu") -> Path:
+    """Where the model store keeps this training run: ``<root>/<model>-<train_cam>-<config hash>``.
+
+    The hash is the training fingerprint's (camkit.training.config), so any command that would train the same
+    weights finds the same folder, and resumes or reuses what is there.
+    """
+    from camkit.training import config_fingerprint, config_hash
+
+    digest = config_hash(config_fingerprint(model, train_set, val_set, config, world_size, device_type))
+    name = "-".join([recipe.model, train_cam or str(recipe.model_options.get("train_cam", "default")), digest])
+    return Path(models_root) / name
