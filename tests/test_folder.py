@@ -194,7 +194,7 @@ def test_pixels_that_fail_to_decode_raise_with_the_row(folder):
     p = csv("image,label\nm2.dcm,1\n")
     ds = FolderDataset(p)
     (root / "m2.dcm").write_bytes((root / "m2.dcm").read_bytes()[:400])  # truncated after the check
-    with pytest.raises(FolderDataError, match="labels.csv row 2: cannot read DICOM"):
+    with pytest.raises(FolderDataError, match=r"labels.csv row 2: .*m2.dcm: the DICOM header lacks Rows"):
         ds[0]
 
 

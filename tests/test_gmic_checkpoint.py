@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import camkit
-from camkit_gmic.checkpoint import CheckpointError, load_checkpoint, read_state_dict
+from camkit.errors import CheckpointError
+from camkit_gmic.checkpoint import load_into, read_state_dict
 from camkit_gmic.model import CLASS_SPECIFIC_KEYS
 
 
@@ -43,7 +44,7 @@ def test_other_class_count_keeps_all_but_the_heads(released_like, caplog):
     model = camkit.create_model("gmic", preset="official", num_classes=1)
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
     with caplog.at_level("WARNING"):
-        reinit = load_checkpoint(model, path)
+        reinit = load_into(model, path)
     assert sorted(reinit) == sorted(CLASS_SPECIFIC_KEYS) == sorted(model.reinitialised)
     assert "re-initialised" in caplog.text and "fusion_dnn.bias" in caplog.text
     loaded = model.state_dict()

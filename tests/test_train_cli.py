@@ -26,9 +26,9 @@ class ToyTrainPlugin:
 
     @hookimpl
     def register_datasets(self, register):
-        def create_toy_data(split: str = "train", size=(16, 16), seed: int = 0, n: int = 32):
+        def create_toy_data(split: str = "train", size=(16, 16), seed: int = 0, n: int = 32, n_val: int = 16):
             assert list(size) == [16, 16], size  # the CLI passes the model's input size
-            return ToyMasses(n if split == "train" else 16, seed=seed + (split != "train"))
+            return ToyMasses(n if split == "train" else n_val, seed=seed + (split != "train"))
 
         register("toytrain", create_toy_data, description="toy 16x16 images")
 
@@ -111,3 +111,13 @@ def test_gmic_on_synthetic_smoke(tmp_path):
     ckpt = read_checkpoint(tmp_path / "g" / "last.pt")
     assert ckpt["model_config"]["train_cam"] == "gradcampp" and ckpt["step"] == 2
     assert len(json.loads(res.stdout)) == 1
+
+
+def test_an_empty_validation_split_is_said_and_skipped(toy, tmp_path):
+    res = run("--epochs", "2", "--batch-size", "8", "--dataset-opt", "n_val=0", "--out", str(tmp_path / "r"),
+              "--format", "json")
+    assert res.exit_code == 0, res.output + res.stderr
+    assert "the validation split is empty: validation is skipped" in res.stderr
+    rows = json.loads(res.stdout)
+    assert [r["epoch"] for r in rows] == [1, 2] and all(r["val_auc"] is None for r in rows)
+    assert read_checkpoint(tmp_path / "r" / "best.pt")["epoch"] == 2  # best.pt holds the final weights

@@ -112,7 +112,7 @@ def test_bad_image_fails_or_is_recorded(written, tmp_path):
     (root / victim.relpath()).write_text("not a DICOM file")
     cache = tmp_path / "cache"
     with pytest.raises(CacheError, match=r"1 image\(s\) could not be prepared:\n  not a DICOM file: .*"
-                       + victim.image_id + r".*--skip-bad"):
+                       + victim.image_id + r".*skip_bad=True"):
         _prepare(root, cache)
     report, _ = _prepare(root, cache, skip_bad=True)
     assert [p for p, _ in report.skipped] == [str(root / victim.relpath())]

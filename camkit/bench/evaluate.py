@@ -36,6 +36,10 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
     if sink is not None:
         sink.start(len(loader))
     for batch in loader:
+        if batch is None:  # every image of the batch failed to read (skip_bad): reported by the dataset
+            if sink is not None:
+                sink.step()
+            continue
         t0 = time.perf_counter()
         found = localize(model, batch["image"], options, device)
         cam_seconds += time.perf_counter() - t0
@@ -88,7 +92,7 @@ def overlay_data(model: Any, test_set: Any, options: Any, device: Any = None, n:
     samples = []
     for i in range(len(test_set)):
         s = test_set[i]
-        if int(s["label"]) == 1:
+        if s is not None and int(s["label"]) == 1:
             samples.append(s)
             if len(samples) == n:
                 break

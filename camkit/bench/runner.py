@@ -58,9 +58,8 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
         _check_writable(models_root, "the model store (--models)")
     results = _resume_or_new(out, cfg.to_dict(), progress)
     results["dataset"] = {"name": recipe.dataset, "options": recipe.dataset_options,
-                          "counts": {k: len(v) for k, v in sets.items()},
-                          "skipped": {k: [list(map(str, s)) for s in getattr(v, "skipped", [])]
-                                      for k, v in sets.items()}}
+                          "counts": {k: len(v) for k, v in sets.items()}}
+    _record_skipped(results, sets)
     main = info.is_main
     display = progress if main else None
     if main:
@@ -93,6 +92,7 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
             if overlays is not None:
                 _save_overlays(out / "overlays" / f"{train_cam}.npz", overlays)
             distributed.barrier()
+        _record_skipped(results, sets)
     except BaseException as exc:
         if main:
             interrupted = isinstance(exc, KeyboardInterrupt)
@@ -109,6 +109,11 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
     results.pop("error", None)
     save_results(out, results)
     return results
+
+
+def _record_skipped(results: dict[str, Any], sets: dict[str, Any]) -> None:
+    results["dataset"]["skipped"] = {k: [list(map(str, s)) for s in getattr(v, "skipped", [])]
+                                     for k, v in sets.items()}
 
 
 def _call(display: Any, method: str, *args: Any) -> None:

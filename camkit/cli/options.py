@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from camkit.errors import OptionError
+
 from camkit.ui.output import FORMATS
 
 format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
@@ -22,9 +24,9 @@ def parse_options(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
+            raise OptionError(f"{what} {pair!r} is not KEY=VALUE (e.g. {what} n=400)")
         if key in out:
-            raise click.BadParameter(f"{key}= is given twice; keep one", param_hint=what)
+            raise OptionError(f"{what} {key}= is given twice; keep one")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

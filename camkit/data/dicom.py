@@ -1,12 +1,18 @@
-"""Reading (and writing) VinDr-flavoured DICOM files with errors that say which file and what to do.
+"""Reading and writing DICOM mammograms, with errors that say which file is at fault and what to do.
 
-The pixel conversion itself (VOI LUT, MONOCHROME1 inversion, [0, 1]) is :func:`camkit.imaging.read_dicom`;
-this module adds the checks in front of it that VinDr needs (missing decoders, truncation, the UI warning).
+:func:`read_dicom` is the one DICOM reader of camkit (every dataset and ``camkit explain`` use it): header
+checks first (missing, not DICOM, header truncated or incomplete, pixel data shorter than the header says,
+compressed without a decoder), then the pixel pipeline in the order the DICOM standard defines: stored values
+-> modality LUT -> VOI LUT or window (the first of several) -> [0, 1] -> MONOCHROME1 inverted. PALETTE COLOR
+images are turned into their displayed colours and then luminance; multi-frame objects need a chosen frame.
+
+A file without the DICOM file-meta header (no ``DICM`` marker; old exports do this) is read anyway when its
+data set holds an image: its encoding is detected and used to decode the pixels.
 
 VinDr's headers carry the literal file-meta SOP class UID ``1.2.3.4`` and hex-string UIDs, so pydicom warns
 "Invalid value for VR UI" on every file; that one warning is expected and silenced here, locally.
 Compressed transfer syntaxes (JPEG 2000, JPEG-LS, JPEG) decode when the ``jpeg`` extra is installed
-(pylibjpeg + pylibjpeg-openjpeg / pylibjpeg-libjpeg); otherwise the error names the missing package.
+(pylibjpeg + pylibjpeg-openjpeg / pylibjpeg-libjpeg); only then does an error suggest installing it.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from camkit.errors import ImageReadError
 
 UI_WARNING = r"Invalid value for VR UI"
 JPEG_EXTRA = "pip install 'camkit[jpeg]'"
+_REQUIRED = ("Rows", "Columns", "BitsAllocated", "PixelData")
 
 # transfer syntax UID -> (name, the pylibjpeg plugin package that decodes it, its import name)
 _COMPRESSED = {
@@ -43,7 +50,7 @@ _COMPRESSED = {
 
 
 class DicomReadError(ImageReadError):
-    """An image file that is missing, not DICOM, truncated or needs a decoder that is not installed."""
+    """A DICOM file that is missing, not DICOM, truncated or needs a decoder that is not installed."""
 
 
 @contextlib.contextmanager
@@ -59,9 +66,11 @@ def _installed(module: str) -> bool:
 
 
 def _skip_hint(where: str | None) -> str:
-    listed = f" (listed in {where})" if where else ""
-    return f"{listed}; fix or re-download the file (PhysioNet ships SHA256SUMS.txt), or pass skip_bad=True " \
-           "(--skip-bad) to leave the image out"
+    """What a dataset user can do about a bad file (only when a dataset names the row that lists it)."""
+    if not where:
+        return ""
+    return f" (listed in {where}); fix or replace the file, or pass skip_bad=True (--dataset-opt skip_bad=true) " \
+           "to leave the image out"
 
 
 def missing_message(path: str | Path, where: str | None = None) -> str:
@@ -69,9 +78,9 @@ def missing_message(path: str | Path, where: str | None = None) -> str:
     return f"image file missing: {path}{_skip_hint(where)}."
 
 
-def read_header(path: str | Path, where: str | None = None, check_size: bool = True):
-    """The DICOM header of ``path`` without pixel data; raises :class:`DicomReadError` for a missing,
-    non-DICOM or (``check_size``) truncated file. Cheap: the pixel data is located, not read."""
+def read_header(path: str | Path, where: str | None = None, check_size: bool = True) -> Any:
+    """The DICOM header of ``path`` (pixel data located, not read); raises :class:`DicomReadError` for a missing
+    or non-DICOM file, an incomplete or truncated header, or (``check_size``) truncated pixel data."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -80,25 +89,57 @@ def read_header(path: str | Path, where: str | None = None, check_size: bool = T
         raise DicomReadError(missing_message(path, where))
     try:
         with quiet_ui_warnings():
-            ds = pydicom.dcmread(path, defer_size=256)
-    except InvalidDicomError as exc:
-        raise DicomReadError(f"not a DICOM file: {path} ({exc}){_skip_hint(where)}.") from None
+            try:
+                ds = pydicom.dcmread(path, defer_size=256)
+            except InvalidDicomError:
+                ds = _read_without_file_meta(path, where)
+    except DicomReadError:
+        raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on damaged headers
-        raise DicomReadError(f"unreadable DICOM header in {path} ({type(exc).__name__}: {exc})"
-                             f"{_skip_hint(where)}.") from None
-    if "PixelData" not in ds:
-        raise DicomReadError(f"{path} has no pixel data (a truncated or non-image DICOM){_skip_hint(where)}.")
+        raise DicomReadError(f"unreadable DICOM header in {path} ({_one_line(exc)}): the file is damaged or cut "
+                             f"short{_skip_hint(where)}.") from None
+    missing = [tag for tag in _REQUIRED if tag not in ds]
+    if missing:
+        raise DicomReadError(f"{path}: the DICOM header lacks {', '.join(missing)} (a truncated file, or a DICOM "
+                             f"object that is not an image){_skip_hint(where)}.")
     if check_size:
         raw = ds.get_item("PixelData", keep_deferred=True)
-        tsyntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
         expected = _expected_bytes(ds)
-        if tsyntax not in _COMPRESSED and expected and getattr(raw, "value_tell", None):
+        if _transfer_syntax(ds) not in _COMPRESSED and expected and getattr(raw, "value_tell", None):
             available = os.path.getsize(path) - raw.value_tell
             if raw.length < expected or available < expected:
                 raise DicomReadError(f"truncated DICOM file: {path} holds {max(min(available, raw.length), 0)} "
                                      f"of the {expected} pixel-data bytes its header promises"
                                      f"{_skip_hint(where)}.")
     return ds
+
+
+def _read_without_file_meta(path: Path, where: str | None) -> Any:
+    """A DICOM data set stored without the file-meta header (no 'DICM' marker): read it, and record the
+    encoding pydicom detected as its transfer syntax so the pixels decode; not DICOM at all -> an error."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    try:
+        ds = pydicom.dcmread(path, defer_size=256, force=True)
+    except Exception:  # noqa: BLE001
+        ds = None
+    if ds is None or "PixelData" not in ds or "Rows" not in ds:
+        raise DicomReadError(f"not a DICOM file: {path} has no DICOM file header (no 'DICM' marker at byte 128) "
+                             f"and no image data set either; is it another format with a .dcm name?"
+                             f"{_skip_hint(where)}.")
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                  ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    ds.file_meta = meta
+    return ds
+
+
+def _transfer_syntax(ds: Any) -> str:
+    return str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
 
 
 def _expected_bytes(ds: Any) -> int:
@@ -110,22 +151,78 @@ def _expected_bytes(ds: Any) -> int:
         return 0
 
 
-def load_unit_image(path: str | Path, where: str | None = None, voi: bool = True) -> np.ndarray:
-    """The image of ``path`` as (H, W) float32 in [0, 1], tissue bright (VOI LUT/windowing when ``voi``,
-    MONOCHROME1 inverted: :func:`camkit.imaging.read_dicom`), after checks that turn every failure into a
-    :class:`DicomReadError` naming the file and the fix (missing decoder package, truncation ...)."""
-    from camkit.data.imaging import ImageReadError, read_dicom
+def read_dicom(path: str | Path, *, voi: bool = True, frame: int | None = None, where: str | None = None) -> np.ndarray:
+    """Read a DICOM mammogram as an (H, W) float32 array in [0, 1], tissue bright.
 
+    ``voi`` applies the VOI LUT / first window (a broken one can be skipped with ``voi=False``). A multi-frame
+    object needs ``frame`` (0-based); camkit does not guess. ``where`` (e.g. ``"labels.csv row 7"``) is added to
+    messages, with how to skip the image. Every failure is a :class:`DicomReadError` naming the file.
+    """
     path = Path(path)
     ds = read_header(path, where)
-    tsyntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
+    tsyntax = _transfer_syntax(ds)
     if tsyntax in _COMPRESSED:
         _check_decoder(path, tsyntax)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1 and frame is None:
+        raise DicomReadError(f"{path} holds {frames} frames (a multi-frame object, e.g. tomosynthesis); camkit "
+                             f"reads one 2-D image: choose it with frame=0..{frames - 1}{_skip_hint(where)}.")
+    if frame is not None and not 0 <= frame < frames:
+        raise DicomReadError(f"{path}: frame {frame} does not exist; it holds {frames} frame(s)")
     try:
         with quiet_ui_warnings():
-            return read_dicom(path, voi=voi)
-    except ImageReadError as exc:
-        raise DicomReadError(_decode_message(path, tsyntax, exc.__cause__ or exc, where)) from None
+            arr = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pydicom/decoders raise many types
+        raise DicomReadError(_decode_message(path, tsyntax, exc, where)) from None
+    if frames > 1:
+        arr = arr[frame]
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return _colour_to_grey(arr, ds, photometric, path)
+    if arr.ndim != 2:
+        raise DicomReadError(f"{path} has pixel data of shape {arr.shape}; expected a 2-D image")
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    from camkit.data.imaging import to_unit_range
+
+    try:
+        arr = apply_modality_lut(arr, ds)
+        if voi:
+            arr = apply_voi_lut(arr, ds, index=0)
+        out = to_unit_range(arr)
+    except Exception as exc:  # noqa: BLE001 - bad LUT/window values
+        raise DicomReadError(f"cannot convert the pixels of DICOM {path} ({_one_line(exc)}); a broken window or "
+                             "VOI LUT can be skipped with voi=False") from None
+    return 1.0 - out if photometric == "MONOCHROME1" else out
+
+
+def _colour_to_grey(arr: np.ndarray, ds: Any, photometric: str, path: Path) -> np.ndarray:
+    """PALETTE COLOR -> its displayed RGB (not the palette indices); RGB / YBR -> RGB; then luminance."""
+    from pydicom.pixels import apply_color_lut, convert_color_space
+
+    from camkit.data.imaging import to_unit_range
+
+    try:
+        if photometric == "PALETTE COLOR":
+            arr = apply_color_lut(arr, ds)
+        elif photometric.startswith("YBR"):
+            arr = convert_color_space(arr, photometric, "RGB")
+        elif photometric != "RGB":
+            raise DicomReadError(f"{path} has PhotometricInterpretation {photometric!r}, which camkit does not "
+                                 "read; convert it to MONOCHROME2")
+    except DicomReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise DicomReadError(f"cannot convert the {photometric} pixels of {path} ({_one_line(exc)})") from None
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise DicomReadError(f"{path}: {photometric} pixel data has shape {arr.shape}; expected (H, W, 3)")
+    rgb = arr.astype(np.float32)
+    return to_unit_range(rgb @ np.asarray([0.299, 0.587, 0.114], np.float32))  # ITU-R BT.601 luma
+
+
+def load_unit_image(path: str | Path, where: str | None = None, voi: bool = True) -> np.ndarray:
+    """:func:`read_dicom` with the dataset row ``where`` first (the VinDr plugin's spelling)."""
+    return read_dicom(path, voi=voi, where=where)
 
 
 def _check_decoder(path: Path, tsyntax: str) -> None:
@@ -143,8 +240,12 @@ def _check_decoder(path: Path, tsyntax: str) -> None:
                              f"(pylibjpeg, {package}).")
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())  # pydicom lists its plugins on several lines
+
+
 def _decode_message(path: Path, tsyntax: str, exc: Exception, where: str | None) -> str:
-    cause = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line: pydicom lists plugins on several
+    cause = _one_line(exc)
     if tsyntax in _COMPRESSED:
         name, package, module = _COMPRESSED[tsyntax]
         if not (_installed(module) and _installed("pylibjpeg")):

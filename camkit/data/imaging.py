@@ -17,7 +17,6 @@ Conventions (shared with :mod:`camkit.data`):
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +48,12 @@ def is_dicom(path: str | Path) -> bool:
 def read_image(path: str | Path, *, voi: bool = True) -> np.ndarray:
     """Read a PNG/JPEG/TIFF or DICOM mammogram as an (H, W) float32 array in [0, 1], tissue bright.
 
-    DICOMs go through :func:`read_dicom` (``voi`` selects the VOI LUT/windowing step); everything else
-    through :func:`read_picture`. Raises :class:`ImageReadError` naming the file when it cannot be read.
+    DICOMs go through :func:`camkit.data.dicom.read_dicom` (``voi`` selects the VOI LUT/windowing step);
+    everything else through :func:`read_picture`. Raises :class:`ImageReadError` naming the file when it
+    cannot be read.
     """
+    from camkit.data.dicom import read_dicom
+
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image file {str(path)!r} does not exist")
@@ -79,46 +81,6 @@ def read_picture(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"cannot read image {str(path)!r}: {type(exc).__name__}: {exc}") from exc
 
 
-def read_dicom(path: str | Path, *, voi: bool = True, frame: int = 0) -> np.ndarray:
-    """Read a DICOM mammogram with pydicom as an (H, W) float32 array in [0, 1], tissue bright.
-
-    Steps, in the order the DICOM standard defines them: stored values -> modality LUT (rescale slope and
-    intercept) -> VOI LUT or windowing (``pydicom.pixels.apply_voi_lut``; the first of several windows) when
-    ``voi`` -> rescale to [0, 1] -> invert MONOCHROME1. Compressed transfer syntaxes need the decoders in
-    ``pip install camkit[jpeg]``. pydicom's "Invalid value for VR UI" warnings (VinDr's hex UIDs) are muted.
-    """
-    import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*Invalid value for VR UI.*")
-            ds = pydicom.dcmread(path)
-            arr = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - pydicom/decoders raise many types
-        hint = ""
-        if "decod" in str(exc).lower() or "plugin" in str(exc).lower():
-            hint = " (compressed DICOM: install the decoders with `pip install camkit[jpeg]`)"
-        raise ImageReadError(f"cannot read DICOM {str(path)!r}: {type(exc).__name__}: {exc}{hint}") from exc
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        arr = arr[frame]
-    if arr.ndim == 3:  # colour (rare for mammograms): average the samples
-        return to_unit_range(arr.astype(np.float32).mean(axis=-1))
-    if arr.ndim != 2:
-        raise ImageReadError(f"DICOM {str(path)!r} has pixel data of shape {arr.shape}; expected a 2-D image")
-    try:
-        arr = apply_modality_lut(arr, ds)
-        if voi:
-            arr = apply_voi_lut(arr, ds, index=0)
-        out = to_unit_range(arr)
-    except Exception as exc:  # noqa: BLE001 - bad LUT/window values
-        raise ImageReadError(f"cannot convert the pixels of DICOM {str(path)!r} ({type(exc).__name__}: {exc}); "
-                             "a broken window or VOI LUT can be skipped with voi=False") from exc
-    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper() == "MONOCHROME1":
-        out = 1.0 - out
-    return out
-
-
 def image_size(path: str | Path) -> tuple[int, int]:
     """(H, W) of an image file from its header only (no pixel decoding). Raises :class:`ImageReadError`."""
     path = Path(path)
@@ -126,16 +88,16 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise ImageReadError(f"image file {str(path)!r} does not exist")
     try:
         if is_dicom(path):
-            import pydicom
+            from camkit.data.dicom import read_header
 
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r".*Invalid value for VR UI.*")
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = read_header(path, check_size=False)
             return int(ds.Rows), int(ds.Columns)
         from PIL import Image
 
         with Image.open(path) as im:
             return im.height, im.width
+    except ImageReadError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise ImageReadError(f"cannot read image header of {str(path)!r}: {type(exc).__name__}: {exc}") from exc
 

@@ -95,8 +95,29 @@ def clip_boxes(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return b
 
 
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack images and labels; keep per-image boxes, ids and transforms as lists."""
+def skip_unreadable(skipped: list[tuple[str, str]], where: str, exc: Exception) -> None:
+    """Record (once) and report an image that failed to read although its header looked fine.
+
+    A dataset created with ``skip_bad=True`` calls this from ``__getitem__`` and returns None for the sample;
+    :func:`collate` and the training loop leave such samples out of their batch.
+    """
+    import warnings
+
+    if any(w == where for w, _ in skipped):
+        return
+    skipped.append((where, str(exc)))
+    warnings.warn(f"skipped {where}: {exc}", stacklevel=3)
+
+
+def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Stack images and labels; keep per-image boxes, ids and transforms as lists.
+
+    Samples that are None (images a ``skip_bad`` dataset could not read) are left out; a batch of nothing but
+    those is None.
+    """
+    samples = [s for s in samples if s is not None]
+    if not samples:
+        return None
     out: dict[str, Any] = {
         "image": torch.stack([s["image"] for s in samples]),
         "label": torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),

@@ -56,7 +56,8 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)``; anything that needs arbitrary code is refused by name."""
+    """``torch.load(path, weights_only=True)``, with one clear message per way a file can be unusable:
+    missing, empty, not a PyTorch file (or cut short), or holding objects whose unpickling would run code."""
     import pickle
 
     import torch
@@ -64,19 +65,32 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist (check the path or train first)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes): an interrupted copy or download? "
+                              "Copy it again, or train again")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise CheckpointError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint (torch.load: "
+                                  f"{_first_line(exc)}); is it the right file?") from None
         raise CheckpointError(
-            f"refusing to load {str(path)!r}: it is not a weights-only file (unpickling it would run code: "
-            f"{str(exc).splitlines()[0][:200]}). camkit loads only tensors, dicts, lists, numbers and strings; "
-            "re-save it as a plain state dict (torch.save(model.state_dict(), path)) from a source you trust"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {type(exc).__name__}: {exc}") from None
+            f"refusing to load {str(path)!r}: it is not a weights-only file (torch.load(weights_only=True) finds "
+            "Python objects that only unpickling could rebuild, and unpickling runs code). camkit loads only tensors, dicts, lists, numbers and strings; re-save it as a "
+            "plain state dict (torch.save(model.state_dict(), path)) from a source you trust") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on a file that is not its own
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged or not a PyTorch checkpoint (torch.load: "
+                              f"{type(exc).__name__}: {_first_line(exc) or 'unexpected end of file'}); copy it "
+                              "again, or train again") from None
     if not isinstance(obj, dict):
-        raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a dict")
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a state dict or a camkit "
+                              "checkpoint (both are dicts)")
     return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else ""
 
 
 def is_camkit_checkpoint(obj: Any) -> bool:

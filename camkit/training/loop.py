@@ -62,11 +62,15 @@ def _loader_generator(seed: int) -> Any:
     return torch.Generator().manual_seed(_derive_seed(seed, 0x6C6F6164))
 
 
-def _collate(samples: list[dict[str, Any]]) -> tuple[Any, Any]:
+def _collate(samples: list[dict[str, Any] | None]) -> tuple[Any, Any, list[int]]:
+    """(images, labels, positions kept): samples a skip_bad dataset could not read (None) are left out."""
     import torch
 
-    return (torch.stack([s["image"] for s in samples]),
-            torch.tensor([int(s["label"]) for s in samples], dtype=torch.long))
+    kept = [i for i, s in enumerate(samples) if s is not None]
+    if not kept:
+        return None, None, kept
+    return (torch.stack([samples[i]["image"] for i in kept]),
+            torch.tensor([int(samples[i]["label"]) for i in kept], dtype=torch.long), kept)
 
 
 def _loss_module(model: Any) -> Any:
@@ -311,12 +315,16 @@ class _Loop:
         frac = st.step / (self.cfg.epochs * self.steps)
         step_loss = 0.0
         for m, indices in enumerate(micro_batches):
-            images, labels = next(batches)
-            images, labels = self._prepare(images, indices), labels.to(self.dev.device, non_blocking=True)
+            images, labels, kept = next(batches)
             sync = m == acc - 1 or self._ddp is None
             with (contextlib.nullcontext() if sync else self._ddp.no_sync()):
-                with self.dev.autocast():
-                    loss, parts = self._loss_fn(images, labels, frac)
+                if images is None:  # every image of this micro-batch failed to read (skip_bad)
+                    loss, parts = sum(p.sum() for p in self.model.parameters()) * 0.0, {}
+                else:
+                    images = self._prepare(images, [indices[k] for k in kept])
+                    labels = labels.to(self.dev.device, non_blocking=True)
+                    with self.dev.autocast():
+                        loss, parts = self._loss_fn(images, labels, frac)
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise CamkitError(f"train: the loss became {value} at epoch {st.epoch + 1}, step "
@@ -369,7 +377,9 @@ class _Loop:
         self.model.eval()
         try:
             with torch.no_grad():
-                for images, y in loader:
+                for images, y, _ in loader:
+                    if images is None:
+                        continue
                     with self.dev.autocast():
                         out = self.model(self.dev.prepare_images(images))
                     probs.append(self.model.predict(out).float().cpu().reshape(-1))

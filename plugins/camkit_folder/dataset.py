@@ -20,7 +20,6 @@ the image is an error.
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import warnings
@@ -32,8 +31,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from camkit.data.sample import clip_boxes
-from camkit.errors import CamkitError
+from camkit.data.sample import clip_boxes, skip_unreadable
+from camkit.data.tables import read_rows
+from camkit.errors import DataError
 from camkit.data.imaging import FLIP_POLICIES, ImageReadError, image_size, preprocess, read_image
 
 REQUIRED = ("image", "label")
@@ -45,7 +45,7 @@ _SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", 
            "test": "test", "testing": "test"}
 
 
-class FolderDataError(CamkitError):
+class FolderDataError(DataError):
     """A problem with the folder dataset's CSV or one of the images it lists."""
 
 
@@ -112,67 +112,68 @@ class FolderDataset(Dataset):
             bad.add(key)
 
     def _parse(self) -> list[_Record]:
-        with open(self.csv, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames:
-                raise FolderDataError(f"CSV {str(self.csv)!r} is empty; it needs a header row with image,label")
-            cols = {name.strip().lower(): name for name in reader.fieldnames if name is not None}
-            for alias, canon in _BOX_ALIASES.items():
-                if alias in cols and canon not in cols:
-                    cols[canon] = cols.pop(alias)
-            missing = [c for c in REQUIRED if c not in cols]
-            if missing:
-                raise FolderDataError(
-                    f"CSV {str(self.csv)!r} has no column {', '.join(repr(m) for m in missing)} (columns: "
-                    f"{', '.join(reader.fieldnames)}); required: image, label")
-            have_box = [c for c in BOX_COLUMNS if c in cols]
-            if have_box and len(have_box) != 4:
-                raise FolderDataError(f"CSV {str(self.csv)!r} has box column(s) {', '.join(have_box)} but not all "
-                                      "of x1, y1, x2, y2")
-            if self.split is not None and "split" not in cols:
-                raise FolderDataError(f"split={self.split!r} was asked for but CSV {str(self.csv)!r} has no split "
-                                      "column; add one (train/val/test) or leave split unset")
-            records: dict[str, _Record] = {}
-            bad: set[str] = set()
-            for row in reader:
-                line = reader.line_num
-                get = lambda c: (row.get(cols[c]) or "").strip() if c in cols else ""  # noqa: E731
-                if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                    continue  # blank line
-                if self.split is not None and _SPLITS.get(get("split").lower(), get("split")) != self.split:
-                    continue
-                where = f"{self.csv.name} row {line}"
-                raw = get("image")
-                if not raw:
-                    self._problem(where, "the image cell is empty")
-                    continue
-                path = Path(raw).expanduser()
-                path = path if path.is_absolute() else self.csv.parent / path
-                key = str(path)
-                where = f"{where} ({raw})"
-                if key in bad:
-                    continue
-                rec = self._parse_row(get, path, line, where, bad, key)
-                if rec is None:
-                    continue
-                old = records.get(key)
-                if old is None:
-                    records[key] = rec
-                    continue
-                for attr in ("label", "laterality", "view", "study_id", "image_id"):
-                    new, have = getattr(rec, attr), getattr(old, attr)
-                    if new is not None and have is not None and new != have:
-                        self._problem(where, f"{attr} {new!r} disagrees with row {old.rows[0]}'s {have!r} for "
-                                             "the same image", bad, key)
-                        break
-                else:
-                    for attr in ("laterality", "view", "study_id", "image_id"):
-                        if getattr(old, attr) is None:
-                            setattr(old, attr, getattr(rec, attr))
-                    old.rows.append(line)
-                    old.boxes.extend(rec.boxes)
-                    old.box_rows.extend(rec.box_rows)
-            kept = [r for k, r in records.items() if k not in bad]
+        try:
+            fieldnames, rows = read_rows(self.csv)
+        except DataError as exc:
+            raise FolderDataError(str(exc)) from None
+        if not fieldnames:
+            raise FolderDataError(f"CSV {str(self.csv)!r} is empty; it needs a header row with image,label")
+        cols = {name.strip().lower(): name for name in fieldnames if name is not None}
+        for alias, canon in _BOX_ALIASES.items():
+            if alias in cols and canon not in cols:
+                cols[canon] = cols.pop(alias)
+        missing = [c for c in REQUIRED if c not in cols]
+        if missing:
+            raise FolderDataError(
+                f"CSV {str(self.csv)!r} has no column {', '.join(repr(m) for m in missing)} (columns: "
+                f"{', '.join(fieldnames)}); required: image, label")
+        have_box = [c for c in BOX_COLUMNS if c in cols]
+        if have_box and len(have_box) != 4:
+            raise FolderDataError(f"CSV {str(self.csv)!r} has box column(s) {', '.join(have_box)} but not all "
+                                  "of x1, y1, x2, y2")
+        if self.split is not None and "split" not in cols:
+            raise FolderDataError(f"split={self.split!r} was asked for but CSV {str(self.csv)!r} has no split "
+                                  "column; add one (train/val/test) or leave split unset")
+        records: dict[str, _Record] = {}
+        bad: set[str] = set()
+        for line, row in rows:
+            get = lambda c: (row.get(cols[c]) or "").strip() if c in cols else ""  # noqa: E731
+            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                continue  # blank line
+            if self.split is not None and _SPLITS.get(get("split").lower(), get("split")) != self.split:
+                continue
+            where = f"{self.csv.name} row {line}"
+            raw = get("image")
+            if not raw:
+                self._problem(where, "the image cell is empty")
+                continue
+            path = Path(raw).expanduser()
+            path = path if path.is_absolute() else self.csv.parent / path
+            key = str(path)
+            where = f"{where} ({raw})"
+            if key in bad:
+                continue
+            rec = self._parse_row(get, path, line, where, bad, key)
+            if rec is None:
+                continue
+            old = records.get(key)
+            if old is None:
+                records[key] = rec
+                continue
+            for attr in ("label", "laterality", "view", "study_id", "image_id"):
+                new, have = getattr(rec, attr), getattr(old, attr)
+                if new is not None and have is not None and new != have:
+                    self._problem(where, f"{attr} {new!r} disagrees with row {old.rows[0]}'s {have!r} for "
+                                         "the same image", bad, key)
+                    break
+            else:
+                for attr in ("laterality", "view", "study_id", "image_id"):
+                    if getattr(old, attr) is None:
+                        setattr(old, attr, getattr(rec, attr))
+                old.rows.append(line)
+                old.boxes.extend(rec.boxes)
+                old.box_rows.extend(rec.box_rows)
+        kept = [r for k, r in records.items() if k not in bad]
         for rec in kept:  # defaults once every row is in
             if rec.image_id is None:
                 try:
@@ -266,6 +267,9 @@ class FolderDataset(Dataset):
         try:
             pixels = read_image(rec.path)
         except ImageReadError as exc:
+            if self.skip_bad:
+                skip_unreadable(self.skipped, f"{self.csv.name} row {rec.rows[0]} ({rec.path})", exc)
+                return None
             raise FolderDataError(f"{self.csv.name} row {rec.rows[0]}: {exc}") from exc
         image, transform = preprocess(pixels, self.size, laterality=rec.laterality, flip=self.flip,
                                       crop_breast=self.crop, keep_aspect=self.keep_aspect)

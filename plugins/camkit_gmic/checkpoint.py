@@ -1,7 +1,7 @@
 """Load GMIC weights: the released ``sample_model_{1..5}.p`` state dicts or camkit's own checkpoints.
 
-Only ``torch.load(..., weights_only=True)``: a file that would need arbitrary unpickling is refused, never
-loaded another way. Loading into a model with another class count keeps every tensor except the
+Files are read by :func:`camkit.storage.checkpoint.read_checkpoint` (weights-only): a file that would need
+arbitrary unpickling is refused, never loaded another way. Loading into a model with another class count keeps every tensor except the
 class-specific heads, which keep the model's fresh initialisation and are reported by name.
 """
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from camkit.errors import CheckpointError
@@ -28,17 +26,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     Accepts a plain state dict or a dict wrapping one under ``state_dict``/``model``; strips a DDP
     ``module.`` prefix and drops the released files' unused ``shared_rep_filter.weight``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every failure here means "not a safe tensor file"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be loaded as a plain tensor state dict with weights_only=True "
-            f"({type(exc).__name__}: {first[:200]}). camkit never unpickles arbitrary objects; re-save the "
-            "weights from a trusted environment with torch.save(model.state_dict(), path)") from exc
+    from camkit.storage.checkpoint import read_checkpoint
+
+    obj = read_checkpoint(path)  # weights-only, with camkit's messages for missing, empty, damaged, unsafe
     if isinstance(obj, Mapping):
         for key in WRAPPER_KEYS:
             if isinstance(obj.get(key), Mapping):
@@ -85,7 +75,7 @@ def load_state(model: nn.Module, state: Mapping[str, Tensor], class_specific: It
     return reinit
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> list[str]:
+def load_into(model: nn.Module, path: str | os.PathLike) -> list[str]:
     """Read ``path`` safely and load it into a GMIC model; returns (and logs) the re-initialised tensors."""
     from .model import CLASS_SPECIFIC_KEYS
 

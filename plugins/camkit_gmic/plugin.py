@@ -15,7 +15,7 @@ def create_gmic(preset: str = "official", checkpoint: str | os.PathLike | None =
     state dict safely (the released ``sample_model_N.p`` files included); with another class count the
     class-specific heads are re-initialised and listed in ``model.reinitialised``.
     """
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_into
     from .model import GMIC
     from .presets import resolve_config
     from .traincam import check_train_cam
@@ -24,7 +24,7 @@ def create_gmic(preset: str = "official", checkpoint: str | os.PathLike | None =
     check_train_cam(cfg.train_cam)
     model = GMIC(cfg, preset=preset)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
+        load_into(model, checkpoint)
         model.config["checkpoint"] = os.fspath(checkpoint)
     return model
 

@@ -8,7 +8,6 @@ Line numbers in messages are the file's own (the header is line 1).
 from __future__ import annotations
 
 import ast
-import csv
 import math
 import re
 from dataclasses import dataclass, field
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from camkit.errors import CamkitError
+from camkit.data.tables import read_rows
+from camkit.errors import DataError
 
 BREAST_CSV = "breast-level_annotations.csv"
 FINDING_CSV = "finding_annotations.csv"
@@ -30,7 +30,7 @@ SPLITS = ("training", "test")
 MIN_INSIDE_FRACTION = 0.5
 
 
-class AnnotationError(CamkitError):
+class AnnotationError(DataError):
     """A VinDr CSV that cannot be used as is; the message names the file, the line and what to do."""
 
 
@@ -97,18 +97,16 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, 
         raise AnnotationError(f"{path} not found: a VinDr-Mammo root holds {BREAST_CSV} and {FINDING_CSV} "
                               "next to images/ (download PhysioNet's vindr-mammo 1.0.0, or write a synthetic "
                               "set with `camkit synth DIR --format vindr`).")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise AnnotationError(
-                f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'no header'}). "
-                f"Expected the PhysioNet v1.0.0 header: {','.join(columns)}; use the file as downloaded.")
-        rows = []
-        for row in reader:
-            rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None}))
-        return rows
+    try:
+        header, rows = read_rows(path)
+    except DataError as exc:
+        raise AnnotationError(str(exc)) from None
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise AnnotationError(
+            f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'no header'}). "
+            f"Expected the PhysioNet v1.0.0 header: {','.join(columns)}; use the file as downloaded.")
+    return [(line, {k: (v or "").strip() for k, v in row.items() if k is not None}) for line, row in rows]
 
 
 def _int(value: str, name: str) -> int:

@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from camkit.storage.atomic import atomic_write, atomic_write_json
-from camkit.errors import CamkitError
+from camkit.errors import CamkitError, DataError
 
 from .annotations import ImageRecord
 from .preprocess import Settings
@@ -34,7 +34,7 @@ from .preprocess import Settings
 MANIFEST = "manifest.json"
 
 
-class CacheError(CamkitError):
+class CacheError(DataError):
     """A cache that does not match the dataset (missing entries, stale sources, other settings)."""
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from camkit.data.sample import BoxTransform, clip_boxes
+from camkit.data.sample import BoxTransform, clip_boxes, skip_unreadable
 
 from .annotations import ImageRecord, load_records
 from .cache import CacheError, default_cache_dir, read_manifest, settings_dir, source_key
@@ -158,7 +158,13 @@ class VinDrDataset(torch.utils.data.Dataset):
             array = np.load(self.cache_dir / "arrays" / entry["file"], mmap_mode="r")
             image, transform = finish_uint16(array, *entry["stats"]), BoxTransform.from_dict(entry["transform"])
         else:
-            raw, transform = self.load(index)
+            try:
+                raw, transform = self.load(index)
+            except DicomReadError as exc:
+                if not self.skip_bad:
+                    raise
+                skip_unreadable(self.skipped, str(self.root / r.relpath()), exc)
+                return None
             image = finish(raw)
         boxes = clip_boxes(transform.to_model(r.boxes), self.settings.size)
         return {"image": image, "label": int(r.label),

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from camkit.errors import CamkitError
+from camkit.errors import DataError
 
 from .annotations import ImageRecord
 
@@ -22,7 +22,7 @@ SPLITS = ("train", "val", "test")
 BALANCE_BY = ("image", "box")
 
 
-class SplitError(CamkitError, ValueError):
+class SplitError(DataError, ValueError):
     """An unknown split name or option."""
 
 
