@@ -20,7 +20,28 @@ def create_folder(csv: str | None = None, split: str | None = None, size: tuple[
                          skip_bad=skip_bad)
 
 
+def example_options(folder):
+    """Write four 16-bit PNGs (one with a mass box) and labels.csv to ``folder``, for contract checks."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = ["image,label,study_id,laterality,view,split,x1,y1,x2,y2"]
+    for i in range(4):
+        img = np.zeros((120, 80), np.uint16)
+        img[10:110, :60] = rng.integers(8000, 30000, size=(100, 60))
+        Image.fromarray(img).save(root / f"im{i}.png")
+        box = "12,30,40,60" if i == 0 else ",,,"
+        rows.append(f"im{i}.png,{int(i == 0)},s{i // 2},L,{'CC' if i % 2 == 0 else 'MLO'},test,{box}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return {"csv": str(root / "labels.csv")}
+
+
 @hookimpl
 def register_datasets(register):
-    register("folder", create_folder,
+    register("folder", create_folder, example=example_options,
              description="Your own mammograms (PNG/TIFF/DICOM, 8/16-bit) listed in a CSV with labels and boxes")

@@ -33,6 +33,8 @@ def create_gmic(preset: str = "official", checkpoint: str | os.PathLike | None =
 def register_models(register):
     from .presets import PRESETS
 
-    register("gmic", create_gmic, presets=tuple(PRESETS),
+    # small configurations for camkit's contract tests (camkit.testing.check_model)
+    examples = ({"preset": "cpu"}, {"preset": "official", "input_size": [512, 320], "num_classes": 1})
+    register("gmic", create_gmic, presets=tuple(PRESETS), examples=examples,
              description="GMIC (Shen et al. 2021): global ResNet-22 + saliency, ROI crops, local ResNet-18, "
                          "MIL, fusion; presets official|cpu; any CAM as train-cam")

@@ -16,7 +16,7 @@ def create_synthetic(split: str = "train", size: tuple[int, int] = (256, 160), n
 
 @hookimpl
 def register_datasets(register):
-    register("synthetic", create_synthetic,
+    register("synthetic", create_synthetic, example=lambda folder: {"n": 8},
              description="Synthetic mammograms with planted masses and exact boxes (seeded; easy/default/hard)")
 
 

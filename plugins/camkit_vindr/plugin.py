@@ -22,7 +22,9 @@ def create_vindr(root: str, split: str = "train", size: tuple[int, int] = (2944,
 
 @hookimpl
 def register_datasets(register):
-    register("vindr", create_vindr,
+    from .example import example_options
+
+    register("vindr", create_vindr, example=example_options,
              description="VinDr-Mammo (PhysioNet 1.0.0 DICOMs + CSVs): mass vs normal, balanced, cached")
 
 

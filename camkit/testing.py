@@ -1,0 +1,284 @@
+"""Contract checks for plugin authors' own test suites (installed with camkit; pytest-friendly).
+
+::
+
+    from camkit.testing import check_cam, check_dataset, check_model, register_strictly
+
+    def test_my_cam():
+        check_cam(MyCAM())
+
+    def test_my_dataset(tmp_path):
+        check_dataset(MyDataset(split="test", size=(256, 160), seed=0))
+
+    def test_my_plugin_registers_cleanly():
+        with register_strictly(my_plugin_module, name="mine"):
+            assert "mine" in camkit.list_models()
+
+Each ``check_*`` raises ``AssertionError`` whose message names the rule broken (and the sample or output
+at fault); it returns nothing when the object follows the contract of :mod:`camkit.protocols`. camkit's own
+test suite runs them over every registered CAM, model and dataset.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from camkit.protocols import (DATASET_MEMBERS, MODEL_MEMBERS, SAMPLE_KEYS, config_problem, missing_members)
+
+__all__ = ["check_cam", "check_dataset", "check_model", "register_strictly"]
+
+
+def _fail(what: str, rule: str) -> None:
+    raise AssertionError(f"{what}: {rule}")
+
+
+# -- CAM methods -------------------------------------------------------------------------------------------
+def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int, int] = (5, 4)) -> None:
+    """Check a CAM method: its ``raw_map`` on a synthetic layer (shape, batch, finiteness; ``weights`` (B, K)
+    when it defines them), then the whole engine path on a tiny model (maps (B, H, W) in [0, 1])."""
+    import torch
+
+    from camkit.cams.base import CAMContext, CAMMethod
+    from camkit.cams.engine import cam_maps
+    from camkit.errors import CamkitError
+
+    name = getattr(method, "name", "") or type(method).__name__
+    what = f"CAM method {name!r}"
+    if not callable(getattr(method, "raw_map", None)):
+        _fail(what, "has no raw_map(ctx); subclass camkit.CAMMethod and define weights() or raw_map()")
+    if not isinstance(getattr(method, "needs_gradients", None), bool):
+        _fail(what, "needs_gradients must be a bool class attribute (does the method read ctx.gradients?)")
+    gen = torch.Generator().manual_seed(0)
+    h, w = size
+    acts = torch.rand(batch, channels, h, w, generator=gen)
+    ctx = CAMContext(acts, torch.randn(batch, channels, h, w, generator=gen) if method.needs_gradients else None,
+                     torch.arange(batch) % 2, torch.randn(2, channels, generator=gen),
+                     torch.rand(batch, 2, h, w, generator=gen))
+    if type(method).weights is not CAMMethod.weights and isinstance(method, CAMMethod):
+        weights = method.weights(ctx)
+        if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (batch, channels):
+            shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+            _fail(what, f"weights() returned {shape}; it must be (B, K) = ({batch}, {channels})")
+    try:
+        raw = method.raw_map(ctx)
+    except CamkitError as exc:
+        _fail(what, f"raw_map raised on a plain layer: {exc}")
+    if raw is None:
+        _fail(what, "raw_map returned None for a layer whose channels match the classifier; None means "
+                    "'does not apply to this layer' and must be the exception")
+    if not isinstance(raw, torch.Tensor) or raw.dim() != 3 or raw.shape[0] != batch:
+        shape = tuple(raw.shape) if isinstance(raw, torch.Tensor) else type(raw).__name__
+        _fail(what, f"raw_map returned {shape}; it must be (B, h, w) with B = {batch}")
+    if tuple(raw.shape[1:]) != (h, w):
+        _fail(what, f"raw_map returned maps of {tuple(raw.shape[1:])}; it must keep the layer's resolution {(h, w)}")
+    if not bool(torch.isfinite(raw).all()):
+        _fail(what, "raw_map returned NaN or infinite values")
+    model = _TinyCAMNet()
+    x = torch.randn(batch, 1, 16, 12, generator=gen)
+    maps = cam_maps(model, x, [method], ["features"], targets=[i % 2 for i in range(batch)])
+    out = maps[name] if name in maps else next(iter(maps.values()))
+    if tuple(out.shape) != (batch, 16, 12):
+        _fail(what, f"the engine's maps are {tuple(out.shape)}, expected (B, H, W) = ({batch}, 16, 12)")
+    if not bool(torch.isfinite(out).all()) or float(out.min()) < 0 or float(out.max()) > 1:
+        _fail(what, "the engine's maps must be finite and in [0, 1]")
+
+
+def _TinyCAMNet() -> Any:
+    """conv -> ReLU features, global average pool, linear classifier: every CAM method applies to it."""
+    import torch
+    from torch import nn
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            gen = torch.Generator().manual_seed(1)
+            self.features = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU())
+            self.fc = nn.Linear(6, 2)
+            with torch.no_grad():
+                for p in self.parameters():
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+
+        def forward(self, x: Any) -> Any:
+            return self.fc(self.features(x).mean((2, 3)))
+
+        def get_classifier(self) -> Any:
+            return self.fc
+
+    return Tiny().eval()
+
+
+# -- datasets ------------------------------------------------------------------------------------------------
+def check_dataset(dataset: Any, n: int = 4) -> None:
+    """Check a dataset: its members, ``labels()``, a stable ``config``, and up to ``n`` samples (one with a
+    mass when there is one): every key, shapes and types, boxes inside the image and round-tripping through
+    their transform."""
+    import numpy as np
+    import torch
+
+    from camkit.data.sample import BoxTransform
+
+    what = f"dataset {type(dataset).__name__}"
+    missing = missing_members(dataset, DATASET_MEMBERS)
+    if missing:
+        _fail(what, f"lacks {', '.join(missing)} (see camkit.protocols.Dataset)")
+    if not callable(dataset.labels):
+        _fail(what, "labels must be a method: labels() -> list[int]")
+    problem = config_problem(dataset.config)
+    if problem:
+        _fail(what, f"config {problem}")
+    if json.dumps(dataset.config, sort_keys=True) != json.dumps(dataset.config, sort_keys=True):
+        _fail(what, "config changes between two reads; it must identify the data, always the same way")
+    size = len(dataset)
+    if size == 0:
+        _fail(what, "is empty; create it with options that select some images to check it")
+    labels = dataset.labels()
+    if len(labels) != size or any(int(v) not in (0, 1) or int(v) != v for v in labels):
+        _fail(what, f"labels() must return {size} values, each 0 (normal) or 1 (mass)")
+    picks = list(range(min(n, size)))
+    positives = [i for i, v in enumerate(labels) if v == 1]
+    if positives and not any(labels[i] == 1 for i in picks):
+        picks.append(positives[0])
+    ids: set[str] = set()
+    for i in picks:
+        where = f"{what} sample {i}"
+        s = dataset[i]
+        if not isinstance(s, Mapping):
+            _fail(where, f"is a {type(s).__name__}, not a dict (see camkit.protocols.Sample)")
+        for key in SAMPLE_KEYS:
+            if key not in s:
+                _fail(where, f"lacks the key {key!r}; a sample has {', '.join(SAMPLE_KEYS)}")
+        image = s["image"]
+        if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 1:
+            _fail(where, f"image must be a (1, H, W) tensor, got {getattr(image, 'shape', type(image).__name__)}")
+        if image.dtype != torch.float32 or not bool(torch.isfinite(image).all()):
+            _fail(where, "image must be float32 and finite")
+        if int(s["label"]) != labels[i] or s["label"] not in (0, 1):
+            _fail(where, f"label {s['label']!r} must be 0 or 1 and equal labels()[{i}] = {labels[i]}")
+        boxes = s["boxes"]
+        if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
+            _fail(where, f"boxes must be an (N, 4) tensor, got {getattr(boxes, 'shape', type(boxes).__name__)}")
+        b = boxes.double().numpy()
+        h, w = image.shape[-2:]
+        if s["label"] == 0 and len(b):
+            _fail(where, "a normal image (label 0) has mass boxes")
+        if len(b) and ((b[:, 2] <= b[:, 0]).any() or (b[:, 3] <= b[:, 1]).any()):
+            _fail(where, "boxes must be x1 y1 x2 y2 with x2 > x1 and y2 > y1")
+        if len(b) and ((b < -1e-3).any() or (b[:, [0, 2]] > w + 1e-3).any() or (b[:, [1, 3]] > h + 1e-3).any()):
+            _fail(where, f"boxes {b.tolist()} reach outside the {h}x{w} model frame (clip them)")
+        for key in ("image_id", "study_id"):
+            if not isinstance(s[key], str) or not s[key]:
+                _fail(where, f"{key} must be a non-empty str, got {s[key]!r}")
+        if s["image_id"] in ids:
+            _fail(where, f"image_id {s['image_id']!r} is used by another sample")
+        ids.add(s["image_id"])
+        if s["laterality"] not in ("L", "R", None) or s["view"] not in ("CC", "MLO", None):
+            _fail(where, f"laterality must be 'L', 'R' or None and view 'CC', 'MLO' or None, got "
+                         f"{s['laterality']!r}, {s['view']!r}")
+        t = s["transform"]
+        if not isinstance(t, BoxTransform):
+            _fail(where, f"transform must be a camkit.data.BoxTransform, got {type(t).__name__}")
+        if tuple(t.model_size) != (h, w):
+            _fail(where, f"transform.model_size {tuple(t.model_size)} is not the image's size {(h, w)}")
+        if len(b) and not np.allclose(t.to_model(t.to_original(b)), b, atol=1e-3):
+            _fail(where, "boxes do not round-trip through their transform (to_model(to_original(b)) != b)")
+
+
+# -- models --------------------------------------------------------------------------------------------------
+def check_model(model: Any, batch: int = 2) -> None:
+    """Check a model: its contract members, a forward at ``input_size`` (every score output (B, C), a
+    prediction (B,) in [0, 1], the native CAM), a test-time CAM on its ``cam_layers``, one training loss with
+    a backward, and the train state round trip."""
+    import torch
+
+    from camkit.cams.engine import cam_maps
+
+    what = f"model {type(model).__name__}"
+    missing = missing_members(model, MODEL_MEMBERS)
+    if missing:
+        _fail(what, f"lacks {', '.join(missing)} (see camkit.protocols.Model)")
+    size = tuple(model.input_size)
+    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        _fail(what, f"input_size must be (H, W) positive ints, got {model.input_size!r}")
+    if not model.score_outputs or model.cam_output not in model.score_outputs:
+        _fail(what, f"cam_output {model.cam_output!r} must be one of score_outputs {list(model.score_outputs)}")
+    problem = config_problem(model.config)
+    if problem:
+        _fail(what, f"config {problem}")
+    for layer in model.cam_layers:
+        try:
+            model.get_submodule(layer)
+        except AttributeError:
+            _fail(what, f"cam_layers names {layer!r}, which is not a submodule")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 1, *size, generator=gen)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    if not isinstance(out, Mapping):
+        _fail(what, f"forward must return a dict of tensors, got {type(out).__name__}")
+    for key in model.score_outputs:
+        score = out.get(key)
+        if not isinstance(score, torch.Tensor) or score.dim() != 2 or score.shape[0] != batch:
+            _fail(what, f"output {key!r} must be a (B, C) score tensor, got "
+                        f"{getattr(score, 'shape', type(score).__name__)}")
+        if not 0 <= model.target_class < score.shape[1]:
+            _fail(what, f"target_class {model.target_class} is outside output {key!r}'s {score.shape[1]} classes")
+    prob = model.predict(out)
+    if not isinstance(prob, torch.Tensor) or tuple(prob.shape) != (batch,):
+        _fail(what, f"predict must return (B,) = ({batch},), got {getattr(prob, 'shape', type(prob).__name__)}")
+    if not bool(((prob >= 0) & (prob <= 1)).all()):
+        _fail(what, "predict must return probabilities in [0, 1]")
+    native = model.native_cam(out)
+    if native is not None and (not isinstance(native, torch.Tensor) or native.dim() != 4
+                               or native.shape[0] != batch):
+        _fail(what, f"native_cam must return (B, C, h, w) or None, got {getattr(native, 'shape', type(native))}")
+    for key in model.score_outputs:
+        maps = cam_maps(model, x, ["gradcam"], list(model.cam_layers), targets=model.target_class, output=key)
+        if tuple(maps["gradcam"].shape) != (batch, *size):
+            _fail(what, f"a test-time CAM of output {key!r} came out {tuple(maps['gradcam'].shape)}")
+    model.train()
+    loss, parts = model.training_loss(x, torch.tensor([i % 2 for i in range(batch)]), 0.5)
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
+        _fail(what, "training_loss must return a 0-dim loss tensor that requires grad")
+    if not bool(torch.isfinite(loss)):
+        _fail(what, f"training_loss returned {float(loss)}")
+    if not isinstance(parts, Mapping) or not all(isinstance(float(v), float) for v in parts.values()):
+        _fail(what, "training_loss must return (loss, {name: number})")
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    state = model.train_state()
+    if not isinstance(state, dict):
+        _fail(what, f"train_state() must return a dict, got {type(state).__name__}")
+    try:
+        json.dumps(state)
+    except (TypeError, ValueError):
+        _fail(what, "train_state() must be JSON-able (it is stored in checkpoints)")
+    model.load_train_state(state)
+    if model.train_state() != state:
+        _fail(what, "load_train_state(train_state()) must restore the same state")
+    model.eval()
+
+
+# -- registration --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def register_strictly(plugin: Any, name: str) -> Iterator[Any]:
+    """Register ``plugin`` (a module or object with hook implementations) in this process for the block,
+    raising :class:`camkit.errors.RegistrationError` where camkit would only warn (an unknown hook, a hook that
+    raises, a name another plugin owns); it is unregistered afterwards."""
+    from camkit.registry.host import get_host
+
+    host = get_host()
+    host.strict = True
+    try:
+        host.register(plugin, name=name)
+    except BaseException:
+        host.unregister(name)
+        raise
+    finally:
+        host.strict = False
+    try:
+        yield host.plugins[name]
+    finally:
+        host.unregister(name)
