@@ -52,7 +52,7 @@ def timed(fn: Callable[[], object], repeat: int, warmup: int = 2) -> dict:
 
 
 class _GlobalOnly(torch.nn.Module):
-    """GMIC's global network + saliency head + top-t pooling only (SPEC.md's anchor for the engine)."""
+    """GMIC's global network + saliency head + top-t pooling only (the reference anchor for the engine, docs/performance.md)."""
 
     def __init__(self, gmic: torch.nn.Module):
         super().__init__()

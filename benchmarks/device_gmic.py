@@ -5,7 +5,7 @@
     python benchmarks/device_gmic.py --compile    # also time with the two trunks torch.compile'd
 
 Prints one JSON line per measurement. The target (issue) is a train step at 6x1x2944x1920 within 36 ms
-(SPEC anchors, official code on one H200: eval forward 25.2 ms fp32 / 19.9 ms bf16; train step 71.7 ms fp32,
+(reference anchors, official code on one H200: eval forward 25.2 ms fp32 / 19.9 ms bf16; train step 71.7 ms fp32,
 49.1 ms bf16). ``gmic_section()`` is the entry point benchmarks/device.py calls.
 """
 from __future__ import annotations

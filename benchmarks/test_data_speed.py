@@ -5,7 +5,7 @@ Run::
     python -m pytest benchmarks/test_data_speed.py --benchmark-enable -s -q
 
 Figures are per core (torch limited to one thread). The CPU bench trains at roughly 500 images/s at 256x160
-(SPEC section 5), so synthetic generation at a few hundred images/s costs a few seconds once per dataset
+(docs/training.md), so synthetic generation at a few hundred images/s costs a few seconds once per dataset
 (samples are cached) and reading the cache is far faster than generating. Ratios printed at the end compare
 figures from the same run, so the machine's load cancels.
 """

@@ -5,7 +5,7 @@ Run (about a minute, most of it writing four full-size synthetic DICOMs)::
     python -m pytest benchmarks/test_vindr_speed.py --benchmark-enable -s
 
 Figures are per core (torch limited to one thread). The GMIC train step the loader feeds takes ~50-72 ms per
-batch of 6 on an H200 (SPEC), so a loader needs >= ~120 images/s from the 16 cores of a GPU machine.
+batch of 6 on an H200 (the released code's anchor, docs/performance.md), so a loader needs >= ~120 images/s from the 16 cores of a GPU machine.
 """
 from __future__ import annotations
 

@@ -127,7 +127,7 @@ def test_difficulty_names_and_overrides():
     assert im.mass["contrast"] == 5.0
 
 
-# -- no label leak (SPEC section 5) ----------------------------------------------------------------------------
+# -- no label leak (docs/datasets.md) ----------------------------------------------------------------------------
 def _auc(y, x):
     """ROC AUC by the Mann-Whitney rank sum (ties share their average rank)."""
     y, x = np.asarray(y).astype(bool), np.asarray(x, dtype=np.float64)
@@ -167,7 +167,7 @@ def test_no_label_leak_outside_the_mass(test_images):
 
 
 def test_adding_the_mass_changes_nothing_away_from_it(test_images):
-    """The SPEC trap, checked exactly: z-scoring after adding the mass would shift every pixel."""
+    """The label-leak trap, checked exactly: z-scoring after adding the mass would shift every pixel."""
     for im in test_images[2:40:4]:
         x1, y1, x2, y2 = im.boxes[0]
         reach = 2.8 * max(x2 - x1, y2 - y1)  # spicules reach 2.7 radii from the centre

@@ -1,6 +1,6 @@
 """The post-processing every method shares: ReLU, per-image min-max, upsampling and multi-layer fusion.
 
-The order and the constants match grad-cam 1.5.7 to about 1e-7 (SPEC.md section 1), all in torch on the
+The order and the constants match grad-cam 1.5.7 to about 1e-7 (docs/cams.md), all in torch on the
 maps' own device. At full resolution this is the engine's main cost beyond the forward, so the functions
 avoid passes: maps of several methods are upsampled in one call and normalised in place where they own
 the memory.

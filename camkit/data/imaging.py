@@ -240,16 +240,11 @@ def zscore(img: np.ndarray | torch.Tensor, mean: float | None = None, std: float
 
 
 # -- the whole pipeline ------------------------------------------------------------------------------
-def preprocess(img: np.ndarray, size: tuple[int, int], *, laterality: str | None = None,
-               flip: str = "auto", crop_breast: bool = True, keep_aspect: bool = True,
-               threshold: float = 0.1, margin: float = 0.02) -> tuple[torch.Tensor, BoxTransform]:
-    """Stored (H0, W0) [0, 1] image -> model input (1, H, W) float32 z-scored, and its BoxTransform.
-
-    Mirrors when :func:`needs_flip` says so (``flip`` policy and ``laterality``), crops to the breast
-    (:func:`breast_bbox`, grown to the model's aspect ratio with :func:`fit_aspect` when ``keep_aspect``),
-    resizes (:func:`resize`) and z-scores (:func:`zscore`). Boxes in the stored image's pixels go to the
-    model frame with ``transform.to_model(boxes)`` and back with ``transform.to_original(boxes)``.
-    """
+def prepare(img: np.ndarray, size: tuple[int, int], *, laterality: str | None = None, flip: str = "auto",
+            crop_breast: bool = True, keep_aspect: bool = True, threshold: float = 0.1,
+            margin: float = 0.02) -> tuple[torch.Tensor, BoxTransform]:
+    """The geometric half of :func:`preprocess`: stored (H0, W0) [0, 1] image -> (1, H, W) float32 in [0, 1]
+    (oriented, cropped, resized, clamped) and its BoxTransform. Caches store this half (VinDr's does)."""
     if img.ndim != 2:
         raise ValueError(f"preprocess expects an (H, W) image, got shape {img.shape}")
     flipped = needs_flip(img, laterality, flip)
@@ -267,9 +262,25 @@ def preprocess(img: np.ndarray, size: tuple[int, int], *, laterality: str | None
             oriented = crop(oriented, box)
         else:
             box = None
-    image = zscore(resize(oriented, size))
+    image = resize(oriented, size).clamp_(0.0, 1.0)  # antialiasing may overshoot [0, 1] slightly
     transform = BoxTransform(original_size=(int(img.shape[0]), int(img.shape[1])),
                              model_size=(int(size[0]), int(size[1])),
                              crop=tuple(float(v) for v in box) if box is not None else None,
                              flipped=flipped)
     return image, transform
+
+
+def preprocess(img: np.ndarray, size: tuple[int, int], *, laterality: str | None = None,
+               flip: str = "auto", crop_breast: bool = True, keep_aspect: bool = True,
+               threshold: float = 0.1, margin: float = 0.02) -> tuple[torch.Tensor, BoxTransform]:
+    """Stored (H0, W0) [0, 1] image -> model input (1, H, W) float32 z-scored, and its BoxTransform.
+
+    Mirrors when :func:`needs_flip` says so (``flip`` policy and ``laterality``), crops to the breast
+    (:func:`breast_bbox`, grown to the model's aspect ratio with :func:`fit_aspect` when ``keep_aspect``),
+    resizes (:func:`resize`) -- that much is :func:`prepare` -- and z-scores (:func:`zscore`). Boxes in the
+    stored image's pixels go to the model frame with ``transform.to_model(boxes)`` and back with
+    ``transform.to_original(boxes)``.
+    """
+    image, transform = prepare(img, size, laterality=laterality, flip=flip, crop_breast=crop_breast,
+                               keep_aspect=keep_aspect, threshold=threshold, margin=margin)
+    return zscore(image), transform

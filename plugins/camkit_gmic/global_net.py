@@ -1,6 +1,6 @@
 """GMIC's global network: a pre-activation ResNet ("ResNet-22" at the official widths) and the saliency head.
 
-Layout and key names follow the released model (SPEC section 2) so its state dict loads with strict=True:
+Layout and key names follow the released model (docs/gmic.md) so its state dict loads with strict=True:
 ``first_conv`` (7x7/2, no BN/ReLU after it) -> ``first_pool`` (max 3x3/2, pad 0) -> ``layer_list`` of
 pre-activation blocks, the first block of every layer with a 1x1 projection (no BN) -> ``final_bn`` + ReLU.
 """

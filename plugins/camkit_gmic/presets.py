@@ -76,7 +76,7 @@ class GMICConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # The released model 1 (Shen et al. 2021): 2 classes, 2944x1920, K=6, 256x256 crops, t=0.02.
     "official": {},
-    # Small enough to train on a 2-core CPU in minutes (SPEC section 5): 16x10 saliency map, receptive
+    # Small enough to train on a 2-core CPU in minutes (docs/training.md): 16x10 saliency map, receptive
     # field ~100 px, t=0.01 (2 cells), flip consistency on, one class "mass".
     # About 6-7 ms per image per training step on 2 busy cores (~150 img/s).
     "cpu": dict(

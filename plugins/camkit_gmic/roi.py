@@ -1,6 +1,6 @@
 """Region-of-interest retrieval and crop extraction, batched on the device (no host syncs, no per-image loop).
 
-Released behaviour (SPEC section 2): min-max normalise each class map and sum over classes; K times take the
+Released behaviour (docs/gmic.md): min-max normalise each class map and sum over classes; K times take the
 first maximum of a stride-1 average pool with the crop's window in map cells, corner row = idx // pooled width
 (integer division), and zero that window; corners go to input pixels with round(row / h * H) (half to even).
 A crop that runs off the image is filled with the image's minimum and its valid pixels sit bottom-right.

@@ -18,7 +18,7 @@ back, exactly as for real data. Lengths scale with the image height, so any size
 
 Contrast is the mass's peak added intensity in units of the *texture SD*: the standard deviation of the
 anatomical background (fat, glandular tissue, strands, noise) inside the breast's interior, before
-distractors. SPEC section 5: peak contrast 2.5-4 texture SDs was learnable in ~85 s on a 2-core CPU.
+distractors. A prototype measured (docs/training.md): peak contrast 2.5-4 texture SDs was learnable in ~85 s on a 2-core CPU.
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class Difficulty:
 
 
 DIFFICULTIES: dict[str, Difficulty] = {
-    # Anchored on SPEC section 5 (a GMIC-like global net on a 2-core CPU, 256x160, TPR@1FPPI): peak
+    # Anchored on a prototype's measurements (a GMIC-like global net on a 2-core CPU, 256x160, TPR@1FPPI): peak
     # contrast 2.5-4 texture SDs reached 0.90-0.97 in ~85 s; 1.5-3 reached 0.88-0.92 in ~200 s.
     # easy: quick demos and smoke tests (bigger, brighter, mostly circumscribed masses, fewer distractors).
     "easy": Difficulty(contrast=(3.5, 5.0), radius=(0.045, 0.08), margins=(0.7, 0.2, 0.1), density=(0.0, 0.8),

@@ -1,9 +1,9 @@
 """One VinDr image -> the model's input, in two halves so the cache can store the expensive one.
 
-``prepare_image``: decode, VOI/windowing, MONOCHROME1 inversion, mirror right views, crop to the breast,
-resize: a [0, 1] float image of the model's size plus its :class:`~camkit.data.BoxTransform` (what
-``camkit prepare`` stores as uint16). ``finish``: the per-image z-score that turns it into the tensor.
-The steps are :mod:`camkit.imaging`'s helpers in :func:`camkit.imaging.preprocess`'s order and defaults.
+``prepare_image``: decode (camkit.data.dicom), then :func:`camkit.data.imaging.prepare` (mirror right
+views, crop to the breast, resize): a [0, 1] float image of the model's size plus its BoxTransform (what
+``camkit prepare`` stores as uint16). ``finish``: the per-image z-score that turns it into the tensor, the
+other half of :func:`camkit.data.imaging.preprocess`.
 """
 from __future__ import annotations
 
@@ -65,18 +65,10 @@ def prepare_image(path: str | Path, laterality: str, settings: Settings, expecte
         raise DicomReadError(f"{path} is {pixels.shape[0]}x{pixels.shape[1]} (HxW) but "
                              f"{where or 'the CSV'} says {expected_size[0]}x{expected_size[1]}: boxes would not "
                              "line up; fix the CSV or the file, or pass skip_bad=True (--skip-bad).")
-    flipped = settings.flip and laterality == "R"
-    oriented = imaging.mirror(pixels) if flipped else pixels
-    box = None
-    if settings.crop:
-        box = imaging.breast_bbox(oriented, threshold=settings.threshold, margin=settings.margin)
-        box = imaging.fit_aspect(box, settings.size[0] / settings.size[1])
-        oriented = imaging.crop(oriented, box)
-    image = imaging.resize(oriented, settings.size).clamp_(0.0, 1.0)
-    transform = BoxTransform(original_size=(int(pixels.shape[0]), int(pixels.shape[1])),
-                             model_size=settings.size,
-                             crop=tuple(float(v) for v in box) if box is not None else None, flipped=flipped)
-    return image, transform
+    # camkit's one pipeline, with VinDr's orientation rule: right views (by the CSV's laterality) are mirrored
+    return imaging.prepare(pixels, settings.size, laterality=laterality,
+                           flip="laterality" if settings.flip else "none", crop_breast=settings.crop,
+                           keep_aspect=True, threshold=settings.threshold, margin=settings.margin)
 
 
 def to_uint16(image: torch.Tensor) -> np.ndarray:
