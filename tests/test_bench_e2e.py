@@ -69,7 +69,9 @@ def test_rerun_resumes_without_training_again(tiny_run):
     after = load_results(tiny_run)
     assert after["detection"] == before["detection"]
     assert after["training"] == before["training"]
-    assert res.output.splitlines()[0].startswith("train_cam,test_cam,metric,value")
+    header = res.output.splitlines()[0]
+    assert header.startswith("table,train_cam,test_cam,metric,value")
+    assert any(line.startswith("classification,cam,,auc,") for line in res.output.splitlines())
 
 
 def test_changed_options_refuse_to_mix_into_an_existing_run(tiny_run):
@@ -77,16 +79,58 @@ def test_changed_options_refuse_to_mix_into_an_existing_run(tiny_run):
     assert res.exit_code == 1 and "another configuration" in res.output
 
 
+@pytest.fixture(scope="module")
+def tiny_run_seed1(tiny_run) -> Path:
+    out = tiny_run.parent / "run-seed1"
+    res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--train-cam", "xgradcam", "--test-cam", "all",
+                                    "--out", str(out), "--format", "json", "--seed", "1", *TINY])
+    assert res.exit_code == 0, res.output
+    return out
+
+
 @pytest.mark.parametrize("metric", ["tpr@1", "best", "cpm"])
-def test_leaderboard_formats(tiny_run, metric):
+def test_leaderboard_formats_keep_their_titles(tiny_run, metric):
     runner = CliRunner()
     md = runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", metric, "--format", "markdown"])
     assert md.exit_code == 0, md.output
     assert "| train-cam | cam | gradcam | gradcampp | xgradcam | layercam |" in md.output
-    js = json.loads(runner.invoke(main, ["leaderboard", str(tiny_run), str(tiny_run), "--metric", metric,
-                                         "--format", "json"]).output)
-    assert sum(r["best_overall"] for r in js["detection"]) == 1
-    assert all(r["runs"] == 2 for r in js["detection"])
+    assert md.output.count("**Detection: ") == 1 and md.output.count("**Classification ") == 1
+    plain = runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", metric, "--format", "plain"])
+    assert plain.output.startswith("Detection: ") and "IoU > 0.3" in plain.output
+    assert "\nClassification ↑ (positive when p >= 0.5" in plain.output
+
+
+def test_leaderboard_combines_seeds_with_a_two_level_interval(tiny_run, tiny_run_seed1):
+    from camkit.bench.leaderboard import detection_table, load_runs
+
+    js = json.loads(CliRunner().invoke(main, ["leaderboard", str(tiny_run), str(tiny_run_seed1), "--format",
+                                              "json"]).output)
+    assert js["runs"] == 2 and js["seeds"] == [0, 1] and "two-level bootstrap" in js["interval"]
+    assert sum(r["best_overall"] for r in js["detection"]) == 1 and all(r["runs"] == 2 for r in js["detection"])
+    one = [detection_table(load_runs([d]))["cells"] for d in (tiny_run, tiny_run_seed1)]
+    for r in js["detection"]:
+        key = (r["train_cam"], r["test_cam"])
+        values = [cells[key].value for cells in one]
+        assert r["value"] == pytest.approx(sum(values) / 2)  # the mean of the seeds
+        assert r["ci_low"] <= r["value"] <= r["ci_high"]
+    assert {r["metric"] for r in js["classification"]} == {"accuracy", "auc", "tpr", "tnr"}
+
+
+def test_leaderboard_refuses_runs_that_differ_beyond_the_seed(tiny_run, tmp_path):
+    runner = CliRunner()
+    same = runner.invoke(main, ["leaderboard", str(tiny_run), str(tiny_run)])
+    assert same.exit_code == 1 and "the same seed appears twice" in same.output
+    other = tmp_path / "other"
+    other.mkdir()
+    doc = load_results(tiny_run)
+    doc["config"]["box_threshold"] = 0.3
+    (other / "results.json").write_text(json.dumps(doc))
+    mixed = runner.invoke(main, ["leaderboard", str(tiny_run), str(other)])
+    assert mixed.exit_code == 1 and "differ in more than the seed (box_threshold: 0.5, 0.3)" in mixed.output
+    grouped = runner.invoke(main, ["leaderboard", str(tiny_run), str(other), "--group", "--format", "plain"])
+    assert grouped.exit_code == 0, grouped.output
+    assert "configuration 1 of 2: box_threshold=0.5" in grouped.output
+    assert "configuration 2 of 2: box_threshold=0.3" in grouped.output
 
 
 def test_unknown_cam_is_refused_with_suggestion():

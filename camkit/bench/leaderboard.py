@@ -1,11 +1,20 @@
-"""Leaderboards from one or several ``results.json``: the paper's Table II (detection) and Table I
-(classification). Several runs (seeds) of the same matrix aggregate to mean and spread."""
+"""Leaderboards from one or several bench runs: the paper's Table II (detection) and Table I (classification).
+
+One run: each cell is the metric with its study-level bootstrap CI. Several runs (training seeds) of the same
+configuration: each cell is the mean over runs with a two-level bootstrap CI (runs, then the studies of each
+drawn run; camkit.metrics.combine_runs) and the spread (sd) across runs, recomputed from each run's stored
+predictions. Runs whose configurations differ in anything but the seed are not averaged: :func:`group_runs`
+separates them, and :func:`check_same_recipe` refuses to mix them, naming the fields that differ.
+"""
 from __future__ import annotations
 
-import statistics
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from camkit.errors import OptionError
 
 METRICS = {
     "tpr@0.5": "TPR at <= 0.5 false positives per image",
@@ -15,34 +24,83 @@ METRICS = {
     "cpm": "mean TPR over FPPI 1/8 .. 8 (competition performance metric)",
 }
 CLASSIFICATION_METRICS = ("accuracy", "auc", "tpr", "tnr")
+_BOOTSTRAP_NAME = {"best": "best_tpr"}  # the leaderboard's metric -> camkit.metrics' bootstrap name
+SEED_FIELDS = ("seed",)
+
+
+@dataclass
+class Run:
+    """One bench run directory: its results document (and, on demand, its stored predictions)."""
+
+    path: Path | None
+    results: dict[str, Any]
+
+    @property
+    def seed(self) -> Any:
+        return self.results.get("config", {}).get("seed")
+
+    def predictions(self, train_cam: str) -> dict[str, Any] | None:
+        if self.path is None:
+            return None
+        file = self.path / "predictions" / f"{train_cam}.json"
+        return json.loads(file.read_text()) if file.is_file() else None
+
+
+def load_runs(paths: Sequence[str | Path]) -> list[Run]:
+    from camkit.bench.results import load_results
+
+    return [Run(Path(p) if Path(p).is_dir() else Path(p).parent, load_results(p)) for p in paths]
+
+
+def recipe_key(run: Run) -> str:
+    """The run's configuration without the seed: runs with equal keys differ only by their seed."""
+    conf = {k: v for k, v in run.results.get("config", {}).items() if k not in SEED_FIELDS}
+    return json.dumps(conf, sort_keys=True)
+
+
+def config_differences(runs: Sequence[Run]) -> dict[str, list[Any]]:
+    """Configuration fields (other than the seed) whose values differ between ``runs``, with those values."""
+    confs = [r.results.get("config", {}) for r in runs]
+    keys = sorted({k for c in confs for k in c} - set(SEED_FIELDS))
+    out = {}
+    for k in keys:
+        values = [c.get(k) for c in confs]
+        if any(json.dumps(v, sort_keys=True) != json.dumps(values[0], sort_keys=True) for v in values):
+            out[k] = values
+    return out
+
+
+def check_same_recipe(runs: Sequence[Run]) -> None:
+    """Raise OptionError unless ``runs`` differ by their seed alone (only those may be averaged)."""
+    diff = config_differences(runs)
+    if diff:
+        fields = "; ".join(f"{k}: {', '.join(json.dumps(v) for v in vals)}" for k, vals in list(diff.items())[:4])
+        raise OptionError(f"these runs differ in more than the seed ({fields}); averaging them would mix "
+                          "methods. Pass runs of one configuration, or --group to print one table per "
+                          "configuration")
+    seeds = [r.seed for r in runs]
+    if len(set(map(str, seeds))) != len(seeds):
+        raise OptionError(f"the same seed appears twice among the runs ({seeds}); each run must be another seed")
+
+
+def group_runs(runs: Sequence[Run]) -> list[list[Run]]:
+    """``runs`` split into groups that differ by the seed alone, in first-seen order."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(recipe_key(r), []).append(r)
+    return list(groups.values())
 
 
 @dataclass
 class Cell:
-    """One pairing's figure, over one run (with its bootstrap CI) or several (mean and sd)."""
+    """One figure: a single run's value with its CI, or several runs' mean with a two-level CI and sd."""
 
-    values: list[float] = field(default_factory=list)
-    cis: list[tuple[float | None, float | None]] = field(default_factory=list)
-    fppis: list[float] = field(default_factory=list)
-
-    @property
-    def value(self) -> float | None:
-        vals = [v for v in self.values if v is not None]
-        return statistics.fmean(vals) if vals else None
-
-    @property
-    def spread(self) -> float | None:
-        vals = [v for v in self.values if v is not None]
-        return statistics.stdev(vals) if len(vals) > 1 else None
-
-    @property
-    def ci(self) -> tuple[float | None, float | None]:
-        return self.cis[0] if len(self.cis) == 1 else (None, None)
-
-    @property
-    def fppi(self) -> float | None:
-        vals = [v for v in self.fppis if v is not None]
-        return statistics.fmean(vals) if vals else None
+    value: float | None = None
+    ci: tuple[float | None, float | None] = (None, None)
+    fppi: float | None = None
+    sd: float | None = None
+    runs: int = 1
+    values: list[float | None] = field(default_factory=list)
 
     def text(self) -> str:
         if self.value is None:
@@ -50,43 +108,47 @@ class Cell:
         s = f"{self.value:.2f}"
         if self.fppi is not None:
             s += f"@{self.fppi:.2f}"
-        if self.spread is not None:
-            s += f" ± {self.spread:.2f} (n={len(self.values)})"
-        elif self.ci[0] is not None and self.ci[1] is not None:
+        if self.ci[0] is not None and self.ci[1] is not None:
             s += f" [{self.ci[0]:.2f}, {self.ci[1]:.2f}]"
+        if self.runs > 1 and self.sd is not None:
+            s += f" sd {self.sd:.2f}"
         return s
 
 
-def _metric_of(entry: dict[str, Any], metric: str) -> tuple[float | None, tuple, float | None]:
-    m = entry.get(metric)
-    if m is None:
-        return None, (None, None), None
+def _single(entry: dict[str, Any], metric: str) -> Cell:
+    m = entry.get(metric) or {}
     ci = tuple(m.get("ci") or (None, None))
     if metric == "best":
-        return m.get("tpr"), ci, m.get("fppi")
-    return m.get("value"), ci, None
+        return Cell(m.get("tpr"), ci, m.get("fppi"), values=[m.get("tpr")])
+    return Cell(m.get("value"), ci, values=[m.get("value")])
 
 
-def detection_table(runs: Sequence[dict[str, Any]], metric: str = "tpr@1") -> dict[str, Any]:
-    """Rows train-cam x columns test-cam of ``metric`` aggregated over ``runs``, best per row and overall."""
+def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
+                    n: int | None = None) -> dict[str, Any]:
+    """Rows train-cam x columns test-cam of ``metric``; best per row and overall (ties: the lower FPPI).
+
+    Several runs must share their configuration but the seed; their cells are combined from the stored
+    predictions with the two-level bootstrap (``n`` resamples, default the runs' own bootstrap count).
+    """
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        raise OptionError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    runs = [r if isinstance(r, Run) else Run(None, r) for r in runs]
+    if len(runs) > 1:
+        check_same_recipe(runs)
     rows: list[str] = []
     cols: list[str] = []
-    cells: dict[tuple[str, str], Cell] = {}
     for run in runs:
-        for train_cam, per_test in run.get("detection", {}).items():
-            if train_cam not in rows:
-                rows.append(train_cam)
-            for test_cam, entry in per_test.items():
-                if test_cam not in cols:
-                    cols.append(test_cam)
-                value, ci, fppi = _metric_of(entry, metric)
-                cell = cells.setdefault((train_cam, test_cam), Cell())
-                cell.values.append(value)
-                cell.cis.append(ci)
-                if fppi is not None:
-                    cell.fppis.append(fppi)
+        for train_cam, per_test in run.results.get("detection", {}).items():
+            rows += [train_cam] if train_cam not in rows else []
+            cols += [c for c in per_test if c not in cols]
+    cells: dict[tuple[str, str], Cell] = {}
+    for r in rows:
+        for c in cols:
+            entries = [run.results.get("detection", {}).get(r, {}).get(c) for run in runs]
+            if any(e is None for e in entries):
+                continue
+            cells[(r, c)] = _single(entries[0], metric) if len(runs) == 1 else \
+                _combined_detection(runs, r, c, metric, n)
     best_row = {}
     for r in rows:
         scored = [(cells[(r, c)].value, -(cells[(r, c)].fppi or 0), c) for c in cols
@@ -96,16 +158,42 @@ def detection_table(runs: Sequence[dict[str, Any]], metric: str = "tpr@1") -> di
     scored_all = [(cell.value, -(cell.fppi or 0), key) for key, cell in cells.items() if cell.value is not None]
     best_all = max(scored_all)[2] if scored_all else None
     return {"metric": metric, "rows": rows, "cols": cols, "cells": cells, "best_row": best_row,
-            "best_all": best_all, "runs": len(runs)}
+            "best_all": best_all, "runs": len(runs), "seeds": [run.seed for run in runs]}
+
+
+def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: str, n: int | None) -> Cell:
+    from camkit.bench.config import BenchConfig
+    from camkit.bench.scoring import as_predictions, ground_truth
+    from camkit.metrics import bootstrap_froc, combine_runs
+
+    name = _BOOTSTRAP_NAME.get(metric, metric)
+    per_run, fppis = [], []
+    for run in runs:
+        stored = run.predictions(train_cam)
+        if stored is None:
+            raise OptionError(f"{run.path}: predictions/{train_cam}.json is missing; the combined interval needs "
+                              "every run's stored predictions (re-run its bench to write them)")
+        cfg = BenchConfig(**run.results["config"])
+        gt, groups = ground_truth(stored["images"])
+        names = [name, "best_fppi"] if metric == "best" else [name]
+        boot = bootstrap_froc(as_predictions(stored["predictions"][test_cam]), gt, groups, metrics=names,
+                              n=n or cfg.bootstrap, seed=cfg.seed, iou_threshold=cfg.iou_threshold,
+                              images=cfg.fppi_images)
+        per_run.append(boot[name])
+        if metric == "best":
+            fppis.append(boot["best_fppi"].estimate)
+    c = combine_runs(per_run, n=n or per_run[0].n, seed=0)
+    fppi = sum(fppis) / len(fppis) if fppis else None
+    return Cell(c.estimate, (c.low, c.high), fppi, None if c.sd != c.sd else c.sd, len(runs), list(c.values))
 
 
 def detection_records(table: dict[str, Any]) -> list[dict[str, Any]]:
     """Flat records of a detection table, for json and csv."""
     out = []
     for (r, c), cell in table["cells"].items():
-        out.append({"train_cam": r, "test_cam": c, "metric": table["metric"], "value": cell.value,
-                    "ci_low": cell.ci[0], "ci_high": cell.ci[1], "fppi": cell.fppi, "sd": cell.spread,
-                    "runs": len(cell.values), "best_in_row": table["best_row"].get(r) == c,
+        out.append({"table": "detection", "train_cam": r, "test_cam": c, "metric": table["metric"],
+                    "value": cell.value, "ci_low": cell.ci[0], "ci_high": cell.ci[1], "fppi": cell.fppi,
+                    "sd": cell.sd, "runs": cell.runs, "best_in_row": table["best_row"].get(r) == c,
                     "best_overall": table["best_all"] == (r, c)})
     return out
 
@@ -127,21 +215,64 @@ def detection_rows(table: dict[str, Any], marks: tuple[str, str] = ("*", "**")) 
     return out
 
 
-def classification_rows(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Table I: one row per train-cam with accuracy, AUC, TPR and TNR (CI or mean ± sd over runs)."""
-    grouped: dict[str, dict[str, Cell]] = {}
+def classification_table(runs: Sequence[Run | dict[str, Any]], n: int | None = None) -> dict[str, dict[str, Cell]]:
+    """Table I: per train-cam, accuracy / AUC / TPR / TNR cells (combined over runs as detection is)."""
+    runs = [r if isinstance(r, Run) else Run(None, r) for r in runs]
+    out: dict[str, dict[str, Cell]] = {}
+    train_cams = [tc for tc in runs[0].results.get("classification", {})
+                  if all(tc in r.results.get("classification", {}) for r in runs)]
+    for tc in train_cams:
+        if len(runs) == 1:
+            metrics = runs[0].results["classification"][tc]
+            out[tc] = {m: Cell((metrics.get(m) or {}).get("value"), tuple((metrics.get(m) or {}).get("ci")
+                                                                          or (None, None)))
+                       for m in CLASSIFICATION_METRICS}
+        else:
+            out[tc] = _combined_classification(runs, tc, n)
+    return out
+
+
+def _combined_classification(runs: list[Run], train_cam: str, n: int | None) -> dict[str, Cell]:
+    from camkit.bench.config import BenchConfig
+    from camkit.metrics import bootstrap_classification, combine_runs
+
+    per_metric: dict[str, list[Any]] = {m: [] for m in CLASSIFICATION_METRICS}
     for run in runs:
-        for train_cam, metrics in run.get("classification", {}).items():
-            for name in CLASSIFICATION_METRICS:
-                m = metrics.get(name) or {}
-                cell = grouped.setdefault(train_cam, {}).setdefault(name, Cell())
-                cell.values.append(m.get("value"))
-                cell.cis.append(tuple(m.get("ci") or (None, None)))
+        stored = run.predictions(train_cam)
+        if stored is None:
+            raise OptionError(f"{run.path}: predictions/{train_cam}.json is missing; the combined interval needs "
+                              "every run's stored predictions")
+        cfg = BenchConfig(**run.results["config"])
+        images = stored["images"]
+        threshold = run.results["classification"][train_cam].get("threshold", 0.5)
+        boot = bootstrap_classification([i["label"] for i in images], [i["prob"] for i in images],
+                                        [i["study_id"] for i in images], threshold=threshold,
+                                        n=n or cfg.bootstrap, seed=cfg.seed)
+        for m in CLASSIFICATION_METRICS:
+            per_metric[m].append(boot[m])
+    cells = {}
+    for m, results in per_metric.items():
+        c = combine_runs(results, n=n or results[0].n, seed=0)
+        cells[m] = Cell(c.estimate, (c.low, c.high), None, None if c.sd != c.sd else c.sd, len(runs),
+                        list(c.values))
+    return cells
+
+
+def classification_rows(table: dict[str, dict[str, Cell]]) -> list[dict[str, Any]]:
+    """Display rows of :func:`classification_table` (text cells plus the bare values)."""
     rows = []
-    for train_cam, cells in grouped.items():
-        row: dict[str, Any] = {"train-cam": train_cam}
-        for name in CLASSIFICATION_METRICS:
-            row[name] = cells[name].text() if name in cells else "n/a"
-            row[f"{name}_value"] = cells[name].value if name in cells else None
+    for tc, cells in table.items():
+        row: dict[str, Any] = {"train-cam": tc}
+        for m in CLASSIFICATION_METRICS:
+            row[m] = cells[m].text()
+            row[f"{m}_value"] = cells[m].value
         rows.append(row)
     return rows
+
+
+def classification_records(table: dict[str, dict[str, Cell]]) -> list[dict[str, Any]]:
+    """Flat records of :func:`classification_table`, with the same columns as :func:`detection_records`."""
+    return [{"table": "classification", "train_cam": tc, "test_cam": None, "metric": m, "value": cell.value,
+             "ci_low": cell.ci[0], "ci_high": cell.ci[1], "fppi": None, "sd": cell.sd, "runs": cell.runs,
+             "best_in_row": None, "best_overall": None}
+            for tc, cells in table.items() for m, cell in cells.items()]

@@ -1,6 +1,7 @@
 """``camkit bench`` and ``camkit leaderboard``."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -48,7 +49,7 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
     embedded synthetic mammograms, on the CPU, in a few minutes.
     """
     from camkit.bench.config import PAPER_TEST_CAMS, PAPER_TRAIN_CAMS, BenchConfig, expand_cams
-    from camkit.bench.results import load_results
+    from camkit.bench.leaderboard import load_runs
     from camkit.bench.runner import run_bench
     from camkit.training.distributed import env_world_size
     from camkit.ui.figures import draw_run_figures
@@ -81,55 +82,77 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
     except Exception as exc:  # noqa: BLE001 - the scores are saved; a figure is redrawn by the next run
         click.echo(f"warning: a figure could not be drawn ({type(exc).__name__}: {exc}); re-run the same "
                    "command to draw it", err=True)
-    _print_leaderboard([load_results(out)], metric, fmt)
+    _print_leaderboard(load_runs([out]), metric, fmt)
     if not quiet:
         click.echo(f"run directory: {out} (results.json, predictions/, overlays/, figures/); models in "
                    f"{models_dir or out.parent / 'models'}", err=True)
 
 
 def _print_leaderboard(runs, metric: str, fmt: str) -> None:
-    from camkit.bench.leaderboard import (METRICS, classification_rows, detection_records, detection_rows, detection_table)
+    """Tables I and II of ``runs`` (bench.leaderboard.Run): one run, or several seeds of one configuration."""
+    from camkit.bench.leaderboard import (METRICS, classification_records, classification_rows,
+                                          classification_table, detection_records, detection_rows,
+                                          detection_table)
     from camkit.ui.output import resolve_format
 
-    table = detection_table(runs, metric)
+    table, cls = detection_table(runs, metric), classification_table(runs)
     fmt = resolve_format(fmt)
-    cls = classification_rows(runs)
+    config = runs[0].results.get("config", {})
+    seeds = table["seeds"]
+    if len(runs) > 1:
+        interval = (f"mean of {len(runs)} seeds ({', '.join(map(str, seeds))}); 95% CI: two-level bootstrap "
+                    "(seeds, then studies); sd across seeds")
+    else:
+        interval = "95% bootstrap CI over studies"
     if fmt in ("json", "csv"):
-        records = detection_records(table)
+        records = detection_records(table) + classification_records(cls)
         if fmt == "json":
             import json
 
-            click.echo(json.dumps({"metric": metric, "detection": records,
-                                   "classification": [{k: v for k, v in r.items()} for r in cls]}, indent=2))
+            click.echo(json.dumps({"metric": metric, "runs": len(runs), "seeds": seeds, "interval": interval,
+                                   "detection": detection_records(table),
+                                   "classification": classification_records(cls)}, indent=2))
         else:
-            render(records, None, "csv")
+            render(records, list(records[0]) if records else None, "csv")
         return
-    rows = detection_rows(table)
-    n = runs[0].get("dataset", {}).get("counts", {}).get("test")
-    title = (f"Detection: {METRICS[metric]} ↑ (rows: train-cam, columns: test-cam; "
-             f"* best in row, ** best overall; 95% bootstrap CI over studies)")
-    if fmt == "markdown":
-        click.echo(f"**{title}**\n")
-    render(rows, ["train-cam", *table["cols"]], fmt, title=title)
-    if fmt == "markdown":
-        click.echo("\n**Classification (threshold 0.5) ↑**\n")
-    elif fmt == "plain":
-        click.echo("")
-    render(cls, ["train-cam", "accuracy", "auc", "tpr", "tnr"], fmt,
-           title=f"Classification ↑ (positive when p >= 0.5; {n} test images)")
+    n = runs[0].results.get("dataset", {}).get("counts", {}).get("test")
+    rule = (f"IoU > {config.get('iou_threshold', 0.3)}, boxes at {config.get('box_threshold', 0.5)} x the map's "
+            f"maximum, FPPI over {config.get('fppi_images', 'positive')} test images")
+    render(detection_rows(table), ["train-cam", *table["cols"]], fmt,
+           title=f"Detection: {METRICS[metric]} ↑ (rows: train-cam, columns: test-cam; * best in row, ** best "
+                 f"overall; {rule}; {interval})")
+    click.echo("")
+    render(classification_rows(cls), ["train-cam", "accuracy", "auc", "tpr", "tnr"], fmt,
+           title=f"Classification ↑ (positive when p >= 0.5; {n} test images; {interval})")
 
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--metric", type=click.Choice(["tpr@0.5", "tpr@1", "tpr@2", "best", "cpm"]), default="tpr@1",
               show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["auto", "table", "plain", "json", "csv", "markdown"]),
-              default="auto", show_default=True)
-def leaderboard(run_dirs, metric, fmt):
-    """Print the train-cam x test-cam table of one or several bench runs (several seeds aggregate)."""
-    from camkit.bench.results import load_results
+@click.option("--group", is_flag=True, help="runs of different configurations: one table per configuration "
+                                             "(otherwise they are refused)")
+@format_option
+def leaderboard(run_dirs, metric, group, fmt):
+    """Print Tables I and II of one bench run, or of several seeds of one configuration combined.
 
-    _print_leaderboard([load_results(d) for d in run_dirs], metric, fmt)
+    Several runs must differ by their seed alone: cells become the mean over seeds, with a two-level bootstrap
+    CI (seeds, then studies) and the sd across seeds.
+    """
+    from camkit.bench.leaderboard import config_differences, group_runs, load_runs
+
+    runs = load_runs(run_dirs)
+    if not group:
+        _print_leaderboard(runs, metric, fmt)
+        return
+    groups = group_runs(runs)
+    diff = config_differences([g[0] for g in groups])
+    for k, members in enumerate(groups):
+        if len(groups) > 1:
+            what = ", ".join(f"{f}={json.dumps(members[0].results['config'].get(f))}" for f in diff)
+            click.echo(f"{'' if k == 0 else chr(10)}configuration {k + 1} of {len(groups)}: {what} "
+                       f"({len(members)} run(s))")
+        _print_leaderboard(members, metric, fmt)
 
 
 commands = [bench, leaderboard]

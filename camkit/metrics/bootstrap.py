@@ -10,6 +10,10 @@ Rules (docs/metrics.md):
   interpolation) of the resampled values. The estimate is the metric on the full data, not the resample mean.
 - A resample on which the metric is undefined (the metric returns NaN, e.g. AUC with one class only) is
   skipped; ``n_skipped`` says how many, and the CI uses the rest (NaN if none is left).
+- Several training runs (seeds) of one method: :func:`combine_runs`, a two-level bootstrap. Each resample
+  draws the runs with replacement, and for each drawn run one of that run's study-level resamples (its own
+  test studies), and averages: the interval holds both training variance and test-set sampling. The
+  estimate is the mean of the runs' estimates; ``sd`` their spread across runs.
 - Paired comparison of a and b: per resample d = a - b (skipped when either is undefined); CI from the
   percentiles of d; two-sided p-value ``min(1, 2 * (1 + min(#{d <= 0}, #{d >= 0})) / (n_valid + 1))``.
 """
@@ -112,6 +116,58 @@ class PairedResult:
         return {"metric": self.metric, "difference": self.difference, "low": self.low, "high": self.high,
                 "p_value": self.p_value, "level": self.level, "n": self.n, "n_skipped": self.n_skipped,
                 "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class CombinedResult:
+    """A metric over several runs: the mean of their estimates, a two-level bootstrap CI, the runs' spread."""
+
+    metric: str
+    estimate: float
+    low: float
+    high: float
+    sd: float
+    values: tuple[float, ...]  # each run's estimate
+    level: float
+    n: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "estimate": self.estimate, "low": self.low, "high": self.high,
+                "sd": self.sd, "values": list(self.values), "level": self.level, "n": self.n, "seed": self.seed,
+                "method": "two-level bootstrap: runs with replacement, then one study resample per drawn run"}
+
+
+def combine_runs(results: Sequence[BootstrapResult], n: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> CombinedResult:
+    """Two-level bootstrap of one metric over runs that each carry a study-level bootstrap (module docstring).
+
+    Each run's resamples with an undefined metric (NaN) are left out of its pool; a run with none left
+    contributes its estimate only through the mean and the spread.
+    """
+    _check_level(level)
+    if not results:
+        raise ValueError("combine_runs needs at least one run")
+    names = {r.metric for r in results}
+    if len(names) != 1:
+        raise ValueError(f"combine_runs: the runs hold different metrics {sorted(names)}")
+    values = np.array([r.estimate for r in results], dtype=float)
+    pools = [r.samples[~np.isnan(r.samples)] for r in results]
+    usable = [i for i, pool in enumerate(pools) if pool.size]
+    rng = np.random.default_rng([int(seed), 0x32626F6F])
+    if usable:
+        runs = rng.choice(np.asarray(usable), size=(int(n), len(usable)), replace=True)
+        picks = np.empty(runs.shape)
+        for k in usable:  # one random resample of run k wherever run k was drawn
+            where = runs == k
+            picks[where] = pools[k][rng.integers(0, pools[k].size, size=int(where.sum()))]
+        lo, hi = _percentiles(picks.mean(axis=1), level)
+    else:
+        lo = hi = float("nan")
+    finite = values[np.isfinite(values)]
+    sd = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
+    return CombinedResult(results[0].metric, float(finite.mean()) if finite.size else float("nan"), lo, hi, sd,
+                          tuple(float(v) for v in values), float(level), int(n), int(seed))
 
 
 def bootstrap(metric_fn: Callable[[list[Any]], float], records: Sequence[Any], groups: Sequence[Any],

@@ -21,7 +21,10 @@ def resolve_format(fmt: str, stream=None) -> str:
 
 def render(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, fmt: str = "auto",
            title: str | None = None, stream=None) -> None:
-    """Write ``rows`` (dicts) to ``stream`` in ``fmt``; json keeps every key, the others ``columns``."""
+    """Write ``rows`` (dicts) to ``stream`` in ``fmt``; json keeps every key, the others ``columns``.
+
+    ``title`` (which metric, which rule) heads the table in every human format: rich, plain and markdown.
+    """
     stream = stream or sys.stdout
     fmt = resolve_format(fmt, stream)
     columns = list(columns or (rows[0].keys() if rows else []))
@@ -34,9 +37,9 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None,
         writer.writerows(rows)
         stream.write(buf.getvalue())
     elif fmt == "markdown":
-        stream.write(markdown_table(rows, columns))
+        stream.write((f"**{title}**\n\n" if title else "") + markdown_table(rows, columns))
     elif fmt == "plain":
-        stream.write(plain_table(rows, columns))
+        stream.write((f"{title}\n" if title else "") + plain_table(rows, columns))
     elif fmt == "table":
         from rich.console import Console
         from rich.table import Table
