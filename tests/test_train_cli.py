@@ -121,3 +121,42 @@ def test_an_empty_validation_split_is_said_and_skipped(toy, tmp_path):
     rows = json.loads(res.stdout)
     assert [r["epoch"] for r in rows] == [1, 2] and all(r["val_auc"] is None for r in rows)
     assert read_checkpoint(tmp_path / "r" / "best.pt")["epoch"] == 2  # best.pt holds the final weights
+
+
+def test_train_preset_trains_what_bench_trains_and_bench_reuses_it(tmp_path):
+    from camkit.bench.results import load_results
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    small = ["--epochs", "1", "--batch-size", "8", "--dataset-opt", "n=24", "--model-opt", "num_crops=1"]
+    try:
+        res = CliRunner().invoke(main, ["train", "--preset", "cpu", "--train-cam", "xgradcam", "--models",
+                                        str(tmp_path / "models"), "--quiet", "--format", "json", *small])
+        assert res.exit_code == 0, res.output
+        trained = list((tmp_path / "models").glob("gmic-xgradcam-*/best.pt"))
+        assert len(trained) == 1
+        res = CliRunner().invoke(main, ["bench", "--train-cam", "xgradcam", "--test-cam", "cam", "--out",
+                                        str(tmp_path / "bench"), "--bootstrap", "20", "--quiet", "--format", "json",
+                                        *small])
+        assert res.exit_code == 0, res.output
+    finally:
+        torch.set_num_threads(n)
+    training = load_results(tmp_path / "bench")["training"]["xgradcam"]
+    assert training["reused"] is True
+    assert (tmp_path / "bench" / training["checkpoint"]).resolve() == trained[0].resolve()
+
+
+def test_train_paper_preset_on_synthetic_data_drops_the_vindr_options(tmp_path):
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = CliRunner().invoke(main, ["train", "--preset", "paper", "--dataset", "synthetic", "--model-opt",
+                                        "input_size=[512,320]", "--batch-size", "2", "--max-steps", "1",
+                                        "--dataset-opt", "n=4", "--val-split", "none", "--device", "cpu",
+                                        "--out", str(tmp_path / "p"), "--quiet", "--format", "json"])
+    finally:
+        torch.set_num_threads(n)
+    assert res.exit_code == 0, res.output
+    ckpt = read_checkpoint(tmp_path / "p" / "last.pt")
+    assert ckpt["step"] == 1 and ckpt["model_config"]["preset"] == "official"
+    assert ckpt["config"]["lr"] == 4.134e-6 and ckpt["fingerprint"]["train_set"]["config"]["name"] == "synthetic"
