@@ -181,3 +181,30 @@ def test_cam_output_selects_the_explained_score(tmp_path):
     results = load_results(tmp_path / "run")
     assert results["config"]["cam_output"] == "y_fusion"
     assert "gradcam" in results["detection"]["cam"]
+
+
+def test_bench_seeds_trains_each_seed_and_prints_them_combined(tmp_path):
+    out = tmp_path / "seeds"
+    args = ["bench", "--seeds", "0,1", "--train-cam", "cam", "--test-cam", "cam", "--test-cam", "xgradcam",
+            "--out", str(out), *TINY]
+    res = CliRunner().invoke(main, [*args, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    board = json.loads(res.output[: res.output.rindex("}") + 1])
+    assert board["runs"] == 2 and board["seeds"] == [0, 1] and all(r["runs"] == 2 for r in board["detection"])
+    for s in (0, 1):
+        assert load_results(out / f"seed-{s}")["config"]["seed"] == s
+    assert len(list((out / "models").glob("gmic-cam-*"))) == 2  # one model per seed, in one store
+    again = CliRunner().invoke(main, ["leaderboard", str(out), "--format", "json"])  # the folder = its seeds
+    assert json.loads(again.output)["detection"] == board["detection"]
+    both = CliRunner().invoke(main, [*args, "--seed", "3"])
+    assert both.exit_code == 1 and "either --seed or --seeds" in both.output
+
+
+def test_a_model_that_classifies_but_does_not_localise_is_named():
+    from camkit.bench.runner import localisation_warning
+
+    det = {"cam": {"tpr@1": {"value": 0.05}}, "gradcam": {"tpr@1": {"value": 0.12}}}
+    msg = localisation_warning("xgradcam", det, {"auc": {"value": 0.93}})
+    assert "train-cam 'xgradcam'" in msg and "AUC 0.93" in msg and "0.12" in msg and "docs/training.md" in msg
+    assert localisation_warning("cam", det, {"auc": {"value": 0.6}}) is None
+    assert localisation_warning("cam", {"cam": {"tpr@1": {"value": 0.5}}}, {"auc": {"value": 0.9}}) is None

@@ -47,9 +47,40 @@ class Run:
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
-    from camkit.bench.results import load_results
+    """The runs at ``paths``; a folder written by ``camkit bench --seeds`` stands for its ``seed-*`` runs."""
+    from camkit.bench.results import RESULTS_FILE, load_results
 
-    return [Run(Path(p) if Path(p).is_dir() else Path(p).parent, load_results(p)) for p in paths]
+    out = []
+    for p in map(Path, paths):
+        seeds = sorted(p.glob(f"seed-*/{RESULTS_FILE}"), key=lambda f: _seed_order(f.parent.name))
+        if p.is_dir() and not (p / RESULTS_FILE).is_file() and seeds:
+            out += [Run(f.parent, load_results(f)) for f in seeds]
+        else:
+            out.append(Run(p if p.is_dir() else p.parent, load_results(p)))
+    return out
+
+
+def _seed_order(name: str) -> tuple[int, str]:
+    tail = name.partition("-")[2]
+    return (int(tail), "") if tail.lstrip("-").isdigit() else (0, tail)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` or ``"0-4"`` (inclusive) -> a list of distinct seeds, in order."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                lo, hi = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
+                seeds += list(range(int(lo), int(hi) + 1))
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        raise OptionError(f"--seeds {text!r}: give seeds as 0,1,2 or a range 0-4") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise OptionError(f"--seeds {text!r}: give distinct seeds, e.g. 0,1,2 or 0-4")
+    return seeds
 
 
 def recipe_key(run: Run) -> str:

@@ -83,6 +83,11 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
             atomic_write_json(out / "predictions" / f"{train_cam}.json",
                               {"images": records["images"], "predictions": records["predictions"]})
             det, cls = score_pairings(records, cfg)
+            warning = localisation_warning(train_cam, det, cls)
+            if warning:
+                results["warnings"] = [w for w in results.get("warnings", []) if not w.startswith(
+                    f"train-cam {train_cam!r}:")] + [warning]
+                _call(display, "log", f"warning: {warning}")
             results["training"][train_cam] = training
             results["detection"][train_cam] = det
             results["classification"][train_cam] = cls
@@ -109,6 +114,21 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
     results.pop("error", None)
     save_results(out, results)
     return results
+
+
+#: A model that separates the classes this well but whose maps reach this little is not localising.
+WARN_AUC, WARN_TPR = 0.8, 0.2
+
+
+def localisation_warning(train_cam: str, detection: dict[str, Any], classification: dict[str, Any]) -> str | None:
+    """A warning when a trained model classifies well but none of its maps localises (the seed problem)."""
+    auc = (classification.get("auc") or {}).get("value")
+    tprs = [e["tpr@1"]["value"] for e in detection.values() if e.get("tpr@1", {}).get("value") is not None]
+    if auc is None or not tprs or not (auc >= WARN_AUC and max(tprs) < WARN_TPR):
+        return None
+    return (f"train-cam {train_cam!r}: the model classifies well (AUC {auc:.2f}) but none of its maps localises "
+            f"(best TPR@1FPPI {max(tprs):.2f}): its maps fire beside the lesions. Look at "
+            "figures/overlay-*.png and read docs/training.md, 'When the maps do not localise'")
 
 
 def _record_skipped(results: dict[str, Any], sets: dict[str, Any]) -> None:

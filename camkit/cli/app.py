@@ -9,7 +9,6 @@ import click
 
 from camkit import __version__
 
-CORE_COMMANDS = ("bench", "explain", "leaderboard", "list", "plugins", "train")
 
 
 class CamkitGroup(click.Group):

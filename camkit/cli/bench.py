@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from camkit.cli.options import format_option
+from camkit.errors import OptionError
 from camkit.cli.options import parse_options as _parse_options
 from camkit.ui.output import render
 
@@ -24,6 +25,9 @@ from camkit.ui.output import render
 @click.option("--epochs", type=int, default=None, help="override the preset's epochs")
 @click.option("--batch-size", type=int, default=None, help="override the preset's batch size")
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds the data, the model and training")
+@click.option("--seeds", default=None, metavar="LIST",
+              help="train every train-cam once per seed (0,1,2 or 0-4) into --out/seed-N, and print the seeds "
+                   "combined (two-level bootstrap CI, sd across seeds)")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("camkit-runs/bench"),
               show_default=True, help="run directory (re-running with the same options resumes)")
 @click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
@@ -41,8 +45,8 @@ from camkit.ui.output import render
               show_default=True, help="what the printed leaderboard shows")
 @format_option
 @click.option("--quiet", is_flag=True, help="no progress output")
-def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, out, models_dir, data_root,
-          model_opt, dataset_opt, box_threshold, bootstrap, cam_output, device, metric, fmt, quiet):
+def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, seeds, out, models_dir,
+          data_root, model_opt, dataset_opt, box_threshold, bootstrap, cam_output, device, metric, fmt, quiet):
     """Train with each train-cam, score every test-cam, print the leaderboard.
 
     With no options: the paper's matrix (train-cams cam, gradcampp, xgradcam x the five test-cams) on the
@@ -66,10 +70,22 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
                       model_options=_parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
                       train=train, box_threshold=box_threshold, bootstrap=bootstrap,
                       cam_output=cam_output)
+    from dataclasses import replace
+
+    from camkit.bench.leaderboard import parse_seeds
+
+    seed_list = parse_seeds(seeds) if seeds is not None else None
+    if seed_list is not None and seed != 0:
+        raise OptionError("give either --seed or --seeds, not both")
+    runs = [(cfg, out)] if seed_list is None else [(replace(cfg, seed=s), out / f"seed-{s}") for s in seed_list]
+    for run_cfg, _ in runs:
+        run_cfg.resolved()  # every seed's options are checked before the first one trains
     rank0 = int(os.environ.get("RANK", "0")) == 0 or env_world_size() == 1
-    progress = BenchProgress("off" if quiet or not rank0 else "auto", n_train_cams=len(cfg.train_cams))
+    progress = BenchProgress("off" if quiet or not rank0 else "auto", n_train_cams=len(cfg.train_cams) * len(runs))
     try:
-        results = run_bench(cfg, out, progress=progress, models_dir=models_dir)
+        for run_cfg, run_out in runs:
+            results = run_bench(run_cfg, run_out, progress=progress,
+                                models_dir=models_dir or (out / "models" if seed_list is not None else None))
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: re-run the same command (same --out {out}) to resume", err=True)
         sys.exit(130)
@@ -77,15 +93,22 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
         progress.close()
     if results is None:  # a torchrun rank other than 0: rank 0 prints
         return
-    try:
-        draw_run_figures(out)
-    except Exception as exc:  # noqa: BLE001 - the scores are saved; a figure is redrawn by the next run
-        click.echo(f"warning: a figure could not be drawn ({type(exc).__name__}: {exc}); re-run the same "
-                   "command to draw it", err=True)
-    _print_leaderboard(load_runs([out]), metric, fmt)
+    for _, run_out in runs:
+        try:
+            draw_run_figures(run_out)
+        except Exception as exc:  # noqa: BLE001 - the scores are saved; a figure is redrawn by the next run
+            click.echo(f"warning: a figure of {run_out} could not be drawn ({type(exc).__name__}: {exc}); re-run "
+                       "the same command to draw it", err=True)
+    loaded = load_runs([run_out for _, run_out in runs])
+    _print_leaderboard(loaded, metric, fmt)
+    for run in loaded:
+        for warning in run.results.get("warnings", []):
+            click.echo(f"warning ({run.path.name}): {warning}" if len(loaded) > 1 else f"warning: {warning}",
+                       err=True)
     if not quiet:
-        click.echo(f"run directory: {out} (results.json, predictions/, overlays/, figures/); models in "
-                   f"{models_dir or out.parent / 'models'}", err=True)
+        where = f"{out}/seed-* (one run per seed)" if seed_list is not None else str(out)
+        click.echo(f"run directory: {where} (results.json, predictions/, overlays/, figures/); models in "
+                   f"{models_dir or (out / 'models' if seed_list is not None else out.parent / 'models')}", err=True)
 
 
 def _print_leaderboard(runs, metric: str, fmt: str) -> None:

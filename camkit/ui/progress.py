@@ -84,10 +84,6 @@ class BenchProgress:
             self.progress.start()
             self.matrix = self.progress.add_task("bench: train-cams", total=n_train_cams, info="")
 
-    @classmethod
-    def auto(cls, n_train_cams: int) -> BenchProgress:
-        return cls("auto", n_train_cams=n_train_cams)
-
     def log(self, text: str) -> None:
         if self.mode == "rich":
             self.progress.console.print(text)
