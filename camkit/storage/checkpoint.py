@@ -71,9 +71,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():
-            raise CheckpointError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint (torch.load: "
-                                  f"{_first_line(exc)}); is it the right file?") from None
+        # weights_only refuses both code (an unsupported GLOBAL) and bytes that are no pickle at all
+        if "GLOBAL" not in str(exc):
+            raise CheckpointError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint (its bytes are neither a "
+                                  "torch.save archive nor a pickle): the wrong file, or a damaged one; copy it "
+                                  "again, or train again") from None
         raise CheckpointError(
             f"refusing to load {str(path)!r}: it is not a weights-only file (torch.load(weights_only=True) finds "
             "Python objects that only unpickling could rebuild, and unpickling runs code). camkit loads only tensors, dicts, lists, numbers and strings; re-save it as a "

@@ -32,8 +32,8 @@ class Checkpointer:
         try:
             ckpt = read_checkpoint(self.last_path)
         except CheckpointError as exc:
-            raise CheckpointError(f"{exc}. To start this run over, delete {str(self.last_path)!r} or pass "
-                                  "resume=False (--no-resume)") from None
+            raise CheckpointError(f"{str(exc).rstrip('.')}. To start this run over, delete "
+                                  f"{str(self.last_path)!r} or pass resume=False (--no-resume)") from None
         if ckpt.get("format") != FORMAT or ckpt.get("kind") != "last":
             raise CheckpointError(f"{str(self.last_path)!r} is not a camkit last.pt; move it away or pass "
                                   "resume=False (--no-resume) to start over")
