@@ -39,11 +39,18 @@ class Run:
     def seed(self) -> Any:
         return self.results.get("config", {}).get("seed")
 
-    def predictions(self, train_cam: str) -> dict[str, Any] | None:
-        if self.path is None:
-            return None
-        file = self.path / "predictions" / f"{train_cam}.json"
-        return json.loads(file.read_text()) if file.is_file() else None
+    def predictions(self, train_cam: str) -> dict[str, Any]:
+        """The stored per-image predictions of ``train_cam`` (what combined intervals are recomputed from)."""
+        file = self.path / "predictions" / f"{train_cam}.json" if self.path is not None else None
+        if file is None or not file.is_file():
+            raise OptionError(f"{self.path}: predictions/{train_cam}.json is missing; combining runs needs every "
+                              "run's stored predictions (re-run its bench to write them)")
+        return json.loads(file.read_text())
+
+    def config(self) -> Any:
+        from camkit.bench.config import BenchConfig
+
+        return BenchConfig(**self.results["config"])
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
@@ -193,18 +200,13 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
 
 
 def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: str, n: int | None) -> Cell:
-    from camkit.bench.config import BenchConfig
     from camkit.bench.scoring import as_predictions, ground_truth
     from camkit.metrics import bootstrap_froc, combine_runs
 
     name = _BOOTSTRAP_NAME.get(metric, metric)
     per_run, fppis = [], []
     for run in runs:
-        stored = run.predictions(train_cam)
-        if stored is None:
-            raise OptionError(f"{run.path}: predictions/{train_cam}.json is missing; the combined interval needs "
-                              "every run's stored predictions (re-run its bench to write them)")
-        cfg = BenchConfig(**run.results["config"])
+        stored, cfg = run.predictions(train_cam), run.config()
         gt, groups = ground_truth(stored["images"])
         names = [name, "best_fppi"] if metric == "best" else [name]
         boot = bootstrap_froc(as_predictions(stored["predictions"][test_cam]), gt, groups, metrics=names,
@@ -264,16 +266,11 @@ def classification_table(runs: Sequence[Run | dict[str, Any]], n: int | None = N
 
 
 def _combined_classification(runs: list[Run], train_cam: str, n: int | None) -> dict[str, Cell]:
-    from camkit.bench.config import BenchConfig
     from camkit.metrics import bootstrap_classification, combine_runs
 
     per_metric: dict[str, list[Any]] = {m: [] for m in CLASSIFICATION_METRICS}
     for run in runs:
-        stored = run.predictions(train_cam)
-        if stored is None:
-            raise OptionError(f"{run.path}: predictions/{train_cam}.json is missing; the combined interval needs "
-                              "every run's stored predictions")
-        cfg = BenchConfig(**run.results["config"])
+        stored, cfg = run.predictions(train_cam), run.config()
         images = stored["images"]
         threshold = run.results["classification"][train_cam].get("threshold", 0.5)
         boot = bootstrap_classification([i["label"] for i in images], [i["prob"] for i in images],
