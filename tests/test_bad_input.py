@@ -84,7 +84,8 @@ def test_explain_refuses_an_unknown_figure_format_before_loading_anything(tmp_pa
     (b"", ["is empty (0 bytes)"]),
     (b"this is not a checkpoint at all" * 20, ["is not a PyTorch checkpoint"]),
     (b"\x00" * 64, ["is not a PyTorch checkpoint"]),
-])
+    (b"PK\x03\x04" + b"\x00" * 60, ["is damaged or not a PyTorch checkpoint"]),
+], ids=["empty", "text", "null-bytes", "cut-zip"])
 def test_empty_or_garbage_checkpoint(tmp_path, content, needles):
     png = write_png(tmp_path / "one.png", np.zeros((40, 30)))
     ckpt = tmp_path / "bad.pt"

@@ -273,7 +273,8 @@ def froc_metrics(tp: np.ndarray, fp: np.ndarray, n_lesions: np.ndarray, n_images
 
     def at(f: float) -> np.ndarray:
         keys, off = flat("fp", fp)
-        c = _max_count(f, n_images, int(fp[:, -1].max()) + 1)
+        # a row without images has no lesions either (NaN below): any positive count keeps the arithmetic quiet
+        c = _max_count(f, np.maximum(n_images, 1), int(fp[:, -1].max()) + 1)
         k = np.searchsorted(keys, c + off, side="right") - rows * p - 1
         return tpr_rows(np.maximum(k, 0))
 
@@ -292,7 +293,7 @@ def froc_metrics(tp: np.ndarray, fp: np.ndarray, n_lesions: np.ndarray, n_images
         elif name == "best_fppi":
             keys, off = flat("tp", tp)
             k = np.searchsorted(keys, tp[:, -1] + off, side="left") - rows * p
-            out[name] = np.where(defined, fp[rows, k] / n_images, np.nan)
+            out[name] = np.where(defined, fp[rows, k] / np.maximum(n_images, 1), np.nan)
         else:
             raise ValueError(f"unknown FROC metric {name!r}; use 'tpr@<fppi>', 'cpm', 'best_tpr' or 'best_fppi'")
     return out

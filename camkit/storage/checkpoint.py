@@ -68,6 +68,13 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes): an interrupted copy or download? "
                               "Copy it again, or train again")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    # torch.save writes a zip archive (PK..) or, in its legacy format, a pickle (protocol >= 2 opens with 0x80)
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint (its bytes are neither a "
+                              "torch.save archive nor a pickle): the wrong file, or a damaged one; copy it "
+                              "again, or train again")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
