@@ -77,6 +77,32 @@ def test_cpu_preset_train_step(benchmark, train_cam):
     _run(benchmark, f"cpu_train_step_b16_{train_cam}", _train_step(model, x, y, opt), rounds=5)
 
 
+@pytest.mark.parametrize("stem", ["plain", "rearranged"])
+def test_cpu_stem_forward_backward(benchmark, stem):
+    """The 7x7/2 one-channel stem, forward + both gradients: F.conv2d against camkit_gmic.stem's rearrangement."""
+    import torch.nn.functional as F
+    from camkit_gmic.stem import stride2_conv
+
+    x = torch.randn(32, 1, 256, 160, requires_grad=True)
+    w = torch.randn(8, 1, 7, 7, requires_grad=True)
+    conv = (lambda: F.conv2d(x, w, stride=2, padding=3)) if stem == "plain" else (lambda: stride2_conv(x, w, 3))
+
+    def step():
+        x.grad = w.grad = None
+        conv().sum().backward()
+    _run(benchmark, f"stem_{stem}", step, rounds=5)
+
+
+@pytest.mark.parametrize("evidence", [0.0, 1.0])
+def test_cpu_preset_train_step_evidence(benchmark, evidence):
+    """The cpu preset's step at batch 32 with and without the evidence-alignment term (its extra backward)."""
+    torch.manual_seed(0)
+    model = camkit.create_model("gmic", preset="cpu", evidence_weight=evidence, evidence_ramp=0).train()
+    x, y = torch.randn(32, 1, *model.input_size), torch.arange(32) % 2
+    opt = torch.optim.Adam(model.parameters(), lr=model.default_lr)
+    _run(benchmark, f"cpu_train_step_b32_evidence{evidence:g}", _train_step(model, x, y, opt), rounds=5)
+
+
 def test_crop_extraction_batched_vs_loop(benchmark):
     g = torch.Generator().manual_seed(0)
     images = torch.randn(6, 1, *HW, generator=g)
@@ -107,7 +133,10 @@ def test_zz_report_ratios():
              ("official train step / forward", "official_train_step", "official_forward_cam"),
              ("gradcampp train-cam / native cam, cpu train step",
               "cpu_train_step_b16_gradcampp", "cpu_train_step_b16_cam"),
-             ("per-crop loop / batched crops (36 crops)", "crops_loop", "crops_batched")]
+             ("per-crop loop / batched crops (36 crops)", "crops_loop", "crops_batched"),
+             ("plain / rearranged 7x7/2 stem, forward + backward", "stem_plain", "stem_rearranged"),
+             ("evidence term on / off, cpu train step b32", "cpu_train_step_b32_evidence1",
+              "cpu_train_step_b32_evidence0")]
     lines = [f"{name}: {r[a] / r[b]:.2f}x" for name, a, b in pairs if a in r and b in r]
     lines += [f"{k}: {v * 1000:.1f} ms" for k, v in sorted(r.items())]
     print("\nGMIC speed (%dx%d official input)\n  " % HW + "\n  ".join(lines))

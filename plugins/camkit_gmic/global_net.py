@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .stem import stride2_conv, use_rearranged
+
 
 class BasicBlockV2(nn.Module):
     """Pre-activation basic block: BN-ReLU-conv3x3(stride) -> BN-ReLU-conv3x3, plus the (projected) input."""
@@ -54,7 +56,10 @@ class GlobalNetwork(nn.Module):
         self.out_channels = prev
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.first_pool(self.first_conv(x))
+        conv = self.first_conv
+        # training on the CPU: the same convolution rearranged, with a ~3x faster backward (stem.py)
+        x = stride2_conv(x, conv.weight, conv.padding[0]) if use_rearranged(x, self.training) else conv(x)
+        x = self.first_pool(x)
         for layer in self.layer_list:
             x = layer(x)
         return F.relu(self.final_bn(x))  # not in place: CAM hooks keep this tensor

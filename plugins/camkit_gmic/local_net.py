@@ -6,6 +6,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .stem import stride2_conv, use_rearranged
+
 
 def build_local_resnet(widths: Sequence[int] = (64, 128, 256, 512), blocks: Sequence[int] = (2, 2, 2, 2),
                        stem_width: int = 64, in_chans: int = 3) -> nn.Module:
@@ -22,15 +24,16 @@ def local_features(resnet: nn.Module, crops: Tensor, in_chans: int) -> Tensor:
     A grey crop repeated to 3 channels through ``conv1`` equals the crop through ``conv1`` with its weight
     summed over input channels (gradients included), so the stem runs on one channel: no 3x copy of the
     crops and a third of the stem's work. Needs timm's ResNet stem layout (conv1, bn1, act1, maxpool).
+    Training on the CPU, the stem runs rearranged (:mod:`.stem`).
     """
     b, k, ch, cw = crops.shape
     x = crops.reshape(b * k, 1, ch, cw)
-    if in_chans == 1:
-        feats = resnet.forward_features(x)
+    conv = resnet.conv1
+    weight = conv.weight if in_chans == 1 else conv.weight.sum(1, keepdim=True)
+    if use_rearranged(x, resnet.training) and conv.stride == (2, 2) and conv.bias is None:
+        x = stride2_conv(x, weight, conv.padding[0])  # same function, faster backward on the CPU (stem.py)
     else:
-        conv = resnet.conv1
-        weight = conv.weight.sum(1, keepdim=True)
         x = F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-        x = resnet.maxpool(resnet.act1(resnet.bn1(x)))
-        feats = resnet.layer4(resnet.layer3(resnet.layer2(resnet.layer1(x))))
+    x = resnet.maxpool(resnet.act1(resnet.bn1(x)))
+    feats = resnet.layer4(resnet.layer3(resnet.layer2(resnet.layer1(x))))
     return feats.mean((2, 3)).view(b, k, -1)
