@@ -411,3 +411,26 @@ def test_checkpoint_every_writes_mid_epoch_state(tmp_path):
     tr, va = data()
     train(ToyNet(seed=1), tr, va, cfg(tmp_path, checkpoint_every=2), progress=Peek())
     assert seen == [2]
+
+
+def test_cosine_schedule_sets_each_steps_lr_from_the_step_alone():
+    from camkit.errors import OptionError
+    from camkit.training.config import TrainConfig, scheduled_lr
+
+    assert scheduled_lr(1e-3, "constant", 0.7) == 1e-3
+    assert scheduled_lr(1e-3, "cosine", 0.0) == pytest.approx(1e-3)
+    assert scheduled_lr(1e-3, "cosine", 0.5) == pytest.approx(5e-4)
+    assert scheduled_lr(2.0, "cosine", 0.75) == pytest.approx(1.0 - 2 ** -0.5)
+    with pytest.raises(OptionError, match="lr_schedule must be one of constant, cosine"):
+        TrainConfig(lr_schedule="linear").check()
+
+
+def test_cosine_schedule_resumes_exactly_and_is_logged(tmp_path):
+    _, full = fit(tmp_path, "full", batch_size=4, lr_schedule="cosine")
+    _, const = fit(tmp_path, "const", batch_size=4)
+    assert full.config_hash != const.config_hash  # the schedule changes the weights: its own checkpoint
+    lrs = [r["lr"] for r in full.history]
+    assert lrs[0] > lrs[-1] > 0 and all(r["lr"] == const.history[0]["lr"] for r in const.history)
+    fit(tmp_path, "split", batch_size=4, lr_schedule="cosine", max_steps=5)
+    _, resumed = fit(tmp_path, "split", model=scrambled(), batch_size=4, lr_schedule="cosine")
+    assert_same(weights(full.last_checkpoint), weights(resumed.last_checkpoint))

@@ -27,6 +27,8 @@ from camkit.cli.options import parse_options as _parse_options
 @click.option("--accumulate", type=int, default=1, show_default=True, help="micro-batches per optimizer step")
 @click.option("--lr", type=float, default=None, help="Adam learning rate [model's default]")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default=None,
+              help="learning rate over the run [preset's, else constant]")
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds model init, data order, augmentation")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="checkpoint directory [the model store: <--models>/<model>-<train-cam>-<config hash>]")
@@ -79,7 +81,7 @@ def _run(o: SimpleNamespace) -> None:
     if o.data_root:
         dataset_options["root"] = o.data_root
     overrides = {k: v for k, v in {"epochs": o.epochs, "batch_size": o.batch_size, "lr": o.lr, "amp": o.amp,
-                                   "channels_last": o.channels_last}.items() if v is not None}
+                                   "channels_last": o.channels_last, "lr_schedule": o.lr_schedule}.items() if v is not None}
     recipe = resolve_recipe(o.preset, model=o.model, dataset=o.dataset,
                             model_options=_parse_options(o.model_opt, "--model-opt"),
                             dataset_options=dataset_options, seed=o.seed)

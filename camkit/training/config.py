@@ -12,6 +12,18 @@ from typing import Any
 from camkit.errors import OptionError
 from camkit.training.device import AMP_MODES
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_lr(lr: float, schedule: str, progress: float) -> float:
+    """The learning rate of the optimizer step taken at ``progress`` (steps done / all steps) in [0, 1)."""
+    import math
+
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return lr
+
+
 # Fields that change what training produces; the others (paths, logging, workers, test stops) do not.
 UNHASHED = {"out_dir", "resume", "progress", "num_workers", "max_steps", "checkpoint_every", "device",
             "val_batch_size", "accumulate", "find_unused_parameters"}
@@ -28,6 +40,8 @@ class TrainConfig:
     ``max_steps`` stops after that many optimizer steps in total (a resumable stop, for tests and smoke runs);
     ``checkpoint_every`` also writes ``last.pt`` every that many steps within an epoch (0: only at epoch ends
     and on Ctrl-C). ``progress``: plain log lines on stderr when no progress object is given.
+    ``lr_schedule``: ``"constant"``, or ``"cosine"`` (``lr * (1 + cos(pi * progress)) / 2`` at each optimizer
+    step, ``progress`` = steps done / all steps: a short run ends with small, careful steps).
     """
 
     epochs: int = 10
@@ -52,6 +66,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     device: str | None = None
     find_unused_parameters: bool = False
+    lr_schedule: str = "constant"
 
     def check(self) -> TrainConfig:
         """Raise OptionError naming the first invalid option."""
@@ -67,6 +82,9 @@ class TrainConfig:
             raise OptionError(f"train: crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
         if self.lr is not None and not self.lr > 0:
             raise OptionError(f"train: lr must be > 0, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise OptionError(f"train: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+                              f"{self.lr_schedule!r}")
         if self.weight_decay < 0:
             raise OptionError(f"train: weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:

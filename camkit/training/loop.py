@@ -22,7 +22,8 @@ from camkit.errors import CamkitError
 from camkit.protocols import require_model
 from camkit.training import batching, distributed
 from camkit.training.checkpointer import Checkpointer
-from camkit.training.config import TrainConfig, TrainResult, config_fingerprint, config_hash, resolve_lr
+from camkit.training.config import (TrainConfig, TrainResult, config_fingerprint, config_hash, resolve_lr,
+                                    scheduled_lr)
 from camkit.training.device import DeviceSettings
 from camkit.training.progress import LogProgress, notify
 from camkit.training.state import Snapshot, TrainState
@@ -334,6 +335,8 @@ class _Loop:
             step_loss += value / acc
             st.record_micro_batch(value, parts)
         self._in_update = True
+        for group in self.optimizer.param_groups:  # a function of the step alone: resumes exactly
+            group["lr"] = scheduled_lr(self.lr, self.cfg.lr_schedule, frac)
         if self.cfg.grad_clip is not None:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
@@ -356,7 +359,7 @@ class _Loop:
         if validate:
             self._save_last()  # the epoch's steps are safe even if validation fails (resume re-validates)
         val_auc = self.evaluate() if validate else None
-        record = st.close_epoch(val_auc, self.lr)
+        record = st.close_epoch(val_auc, self.optimizer.param_groups[0]["lr"])
         if record["is_best"] or (number == cfg.epochs and st.best["epoch"] is None):
             self._save_best()
         self._save_last()
