@@ -160,20 +160,6 @@ def test_explain_one_png_with_a_bench_checkpoint(tiny_run, tmp_path):
     assert fig.stat().st_size > 1000
 
 
-def test_default_preset_genuinely_localises(tmp_path):
-    """The cpu preset's recipe (one train-cam of the default matrix): some pairing reaches TPR >= 0.8 at
-    <= 1 FPPI on held-out synthetic masses. About a minute and a half on 2 cores."""
-    from camkit.bench.config import BenchConfig
-    from camkit.bench.runner import run_bench
-    from camkit.ui.progress import BenchProgress
-
-    results = run_bench(BenchConfig(train_cams=["xgradcam"], bootstrap=100), tmp_path / "run",
-                        progress=BenchProgress("off"))
-    best = max(entry["tpr@1"]["value"] for entry in results["detection"]["xgradcam"].values())
-    assert best >= 0.8, results["detection"]["xgradcam"]
-    assert results["classification"]["xgradcam"]["auc"]["value"] > 0.85
-
-
 def test_cam_output_selects_the_explained_score(tmp_path):
     res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--test-cam", "gradcam", "--cam-output",
                                     "y_fusion", "--out", str(tmp_path / "run"), "--format", "json", *TINY])

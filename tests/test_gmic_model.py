@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -152,7 +153,8 @@ def test_two_class_labels_target_the_mass_class():
 
 
 def test_flip_consistency_ramps_in_and_alternates_axes(monkeypatch):
-    model = camkit.create_model("gmic", preset="cpu", flip_weight=2.0, flip_ramp=0.5).train()
+    model = camkit.create_model("gmic", preset="cpu", flip_weight=2.0, flip_ramp=0.5,
+                                evidence_weight=0.0).train()
     flips = []
     orig = model.global_saliency
     monkeypatch.setattr(model, "global_saliency", lambda x: (flips.append(x), orig(x))[1])
@@ -209,3 +211,98 @@ def test_folded_grey_stem_equals_the_trunk_on_repeated_crops():
     ref.square().sum().backward()
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(g_ours, net.conv1.weight.grad, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("space", ["map", "logit"])
+def test_evidence_alignment_by_hand(space):
+    from camkit_gmic.losses import evidence_alignment
+
+    # a 4x4 input gradient pooled onto a 2x2 map: block means |g| = 1, 0, 0, 3 -> power 2 -> target 0.1, 0, 0, 0.9
+    g = torch.zeros(1, 1, 4, 4)
+    g[0, 0, :2, :2] = -1.0
+    g[0, 0, 2:, 2:] = 3.0
+    sal = torch.tensor([[[0.5, 0.5], [0.5, 0.5]]], requires_grad=True)  # uniform map: q = 1/4 in both spaces
+    kl = evidence_alignment(sal, g, power=2.0, space=space)
+    t = np.array([0.1, 0.0, 0.0, 0.9])
+    assert kl.item() == pytest.approx(float((t[[0, 3]] * np.log(t[[0, 3]] / 0.25)).sum()), rel=1e-6)
+    kl.backward()
+    if space == "logit":  # d KL / d logit = q - t, and d logit / d s = 1 / (s (1 - s)) = 4 at s = 0.5
+        expected = (0.25 - t) * 4
+    else:  # q = s / S: d KL / d s_i = -t_i / s_i + 1 / S, with s_i = 0.5 and S = 2
+        expected = -t / 0.5 + 0.5
+    np.testing.assert_allclose(sal.grad.flatten().numpy(), expected, rtol=1e-5, atol=1e-7)
+    # a map already peaked where the evidence is costs less than the uniform one
+    peaked = torch.tensor([[[0.3, 0.01], [0.01, 0.95]]])
+    assert evidence_alignment(peaked, g, 2.0, space=space).item() < kl.item()
+
+
+def test_evidence_alignment_in_map_space_penalises_a_plateau_that_logits_ignore():
+    from camkit_gmic.losses import evidence_alignment
+
+    g = torch.zeros(1, 1, 2, 2)
+    g[0, 0, 0, 0] = 1.0  # all the evidence in one cell
+    plateau = torch.tensor([[[0.999, 0.5], [0.5, 0.5]]])  # the peak in the right place, the rest at half
+    assert evidence_alignment(plateau, g, 4.0, space="logit").item() < 0.01  # log(1 + 3 e^-6.9): nearly free
+    assert evidence_alignment(plateau, g, 4.0, space="map").item() > 0.9  # log(2.499 / 0.999)
+
+
+def test_evidence_term_ramps_in_skips_steps_and_needs_positives(monkeypatch):
+    model = camkit.create_model("gmic", preset="cpu", flip_weight=0.0, evidence_weight=2.0, evidence_ramp=0.5,
+                                evidence_every=2).train()
+    calls = []
+    orig = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: (calls.append(1), orig(*a, **k))[1])
+    x, y = torch.randn(2, 1, 128, 96), torch.tensor([0, 1])
+    _, p0 = model.training_loss(x, y, progress=0.0)  # step 0, ramp weight 0: nothing computed
+    assert calls == [] and p0["evidence"] == 0.0
+    _, p1 = model.training_loss(x, y, progress=0.25)  # step 1: not an evidence step
+    assert calls == [] and p1["evidence"] == 0.0
+    _, p2 = model.training_loss(x, y, progress=0.25)  # step 2: weight 2 * 0.5 ramp * 2 (every 2nd step)
+    assert calls == [1] and p2["evidence"] > 0
+    bce = p2["bce_global"] + p2["bce_local"] + p2["bce_fusion"] + model.cfg.beta * p2["saliency_l1"]
+    assert p2["loss"] == pytest.approx(bce + 2.0 * p2["evidence"], rel=1e-5)
+    model._step = 0
+    _, p3 = model.training_loss(x, torch.tensor([0, 0]), progress=1.0)  # no positive image: no target
+    assert calls == [1] and p3["evidence"] == 0.0
+
+
+def test_evidence_term_backpropagates_into_the_global_network():
+    torch.manual_seed(0)
+    model = camkit.create_model("gmic", preset="cpu", flip_weight=0.0, evidence_weight=1.0, evidence_ramp=0).train()
+    loss, parts = model.training_loss(torch.randn(3, 1, 128, 96), torch.tensor([1, 0, 1]), progress=1.0)
+    assert parts["evidence"] > 0
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("shape, k, pad, chans", [((256, 160), 7, 3, 1), ((255, 161), 7, 3, 1), ((48, 48), 7, 3, 3),
+                                                  ((31, 17), 3, 1, 2), ((20, 20), 5, 0, 1), ((9, 9), 4, 1, 1)])
+def test_rearranged_stride2_conv_is_the_same_function_and_gradient(shape, k, pad, chans):
+    import torch.nn.functional as F
+    from camkit_gmic.stem import stride2_conv
+
+    x = torch.randn(2, chans, *shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, chans, k, k, dtype=torch.float64, requires_grad=True)
+    ours, ref = stride2_conv(x, w, pad), F.conv2d(x, w, stride=2, padding=pad)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(ours, (x, w), g), torch.autograd.grad(ref, (x, w), g),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_training_forward_on_the_cpu_equals_the_plain_stems(monkeypatch):
+    import camkit_gmic.global_net as gn
+    import camkit_gmic.local_net as ln
+
+    torch.manual_seed(0)
+    model = camkit.create_model("gmic", preset="cpu").train()  # train-mode BatchNorm: batch statistics
+    x = torch.randn(3, 1, 256, 160)
+    with torch.no_grad():
+        rearranged = model(x)
+        monkeypatch.setattr(gn, "use_rearranged", lambda x, training: False)
+        monkeypatch.setattr(ln, "use_rearranged", lambda x, training: False)
+        plain = model(x)
+    for key in ("h_g", "saliency", "y_global", "y_local", "y_fusion"):
+        torch.testing.assert_close(rearranged[key], plain[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert torch.equal(rearranged["patch_locations"], plain["patch_locations"])

@@ -24,9 +24,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dataset": "synthetic",
         "model_options": {"preset": "cpu", "num_classes": 1},
         "dataset_options": {},
-        # ~10k training image-steps per train-cam: TPR@1FPPI >= 0.8 on the default synthetic difficulty
+        # ~13k training image-steps per train-cam; 8 epochs, not 6, for the seeds that localise last
+        # (the seed table in docs/training.md)
         "split_options": {"train": {"n": 1600}, "val": {"n": 200}, "test": {"n": 400}},
-        "train": {"epochs": 6, "batch_size": 32, "amp": "off"},
+        "train": {"epochs": 8, "batch_size": 32, "amp": "off"},
         "eval_batch_size": 64,
     },
     # The paper's setup: the released GMIC at 2944x1920 on VinDr-Mammo (docs/paper.md).

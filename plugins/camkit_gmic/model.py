@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from . import roi
 from .global_net import GlobalNetwork, SaliencyHead, top_t_pool
 from .local_net import build_local_resnet, local_features
-from .losses import gmic_loss
+from .losses import evidence_alignment, gmic_loss
 from .mil import gated_attention
 from .presets import GMICConfig
 from .traincam import roi_source_maps
@@ -113,17 +113,42 @@ class GMIC(nn.Module):
         return t
 
     def training_loss(self, images: Tensor, labels: Tensor, progress: float) -> tuple[Tensor, dict]:
-        """Paper eq. 2 (BCE on y_global, y_local, y_fusion per class + beta * mean |saliency|), plus the
-        optional camkit flip-consistency term (``flip_weight``; not in the paper)."""
-        out = self(images)
-        flip_w = self.cfg.flip_weight * (min(1.0, progress / self.cfg.flip_ramp) if self.cfg.flip_ramp > 0 else 1.0)
-        # horizontal and vertical flips on alternate steps (both at once lets the net read the breast side)
-        flip_dim = 3 if self._step % 2 == 0 else 2
+        """Paper eq. 2 (BCE on y_global, y_local, y_fusion per class + beta * mean |saliency|), plus camkit's
+        optional flip-consistency (``flip_weight``) and evidence-alignment (``evidence_weight``) terms, neither
+        in the paper. The two extra terms are always in ``parts`` (0 when off) so logs keep their columns."""
+        cfg = self.cfg
+        step = self._step
         self._step += 1
+        flip_w = _ramped(cfg.flip_weight, cfg.flip_ramp, progress)
+        # every n-th step at n times the weight: the same pull on average for 1/n of the extra backward
+        evidence_w = cfg.evidence_every * _ramped(cfg.evidence_weight, cfg.evidence_ramp, progress)
+        if step % cfg.evidence_every:
+            evidence_w = 0.0
+        if evidence_w > 0:
+            images = images.detach().requires_grad_(True)
+        out = self(images)
+        targets = self.targets(labels, out["y_fusion"].shape[1])
+        # horizontal and vertical flips on alternate steps (both at once lets the net read the breast side)
+        flip_dim = 3 if step % 2 == 0 else 2
         flipped = self.global_saliency(images.flip(flip_dim)) if flip_w > 0 else None
-        loss, parts = gmic_loss(out, self.targets(labels, out["y_fusion"].shape[1]), self.cfg.beta,
-                                flip_w, flipped, flip_dim)
+        loss, parts = gmic_loss(out, targets, cfg.beta, flip_w, flipped, flip_dim)
+        evidence = torch.zeros((), device=images.device)
+        positive = targets[:, cfg.mass_index] > 0.5
+        if evidence_w > 0 and bool(positive.any()):
+            # only the input gradient (no parameter gradients): one extra backward through the global network
+            (grad,) = torch.autograd.grad(out["y_global"][positive, cfg.mass_index].sum(), images,
+                                          retain_graph=True)
+            evidence = evidence_alignment(out["saliency"][positive, cfg.mass_index], grad[positive],
+                                          cfg.evidence_power, cfg.evidence_space)
+            loss = loss + evidence_w * evidence
+            parts["loss"] = loss.detach()
+        parts["evidence"] = evidence.detach()
         if self.loss_parts_as_floats:
             vals = torch.stack(list(parts.values())).tolist()  # one host sync for all parts
             parts = dict(zip(parts, vals))
         return loss, parts
+
+
+def _ramped(weight: float, ramp: float, progress: float) -> float:
+    """``weight`` scaled linearly from 0 to 1 over the first ``ramp`` fraction of training."""
+    return weight * (min(1.0, progress / ramp) if ramp > 0 else 1.0)
