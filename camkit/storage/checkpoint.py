@@ -72,17 +72,13 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         magic = f.read(4)
     # torch.save writes a zip archive (PK..) or, in its legacy format, a pickle (protocol >= 2 opens with 0x80)
     if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
-        raise CheckpointError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint (its bytes are neither a "
-                              "torch.save archive nor a pickle): the wrong file, or a damaged one; copy it "
-                              "again, or train again")
+        raise _not_a_checkpoint(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses both code (an unsupported GLOBAL) and bytes that are no pickle at all
         if "GLOBAL" not in str(exc):
-            raise CheckpointError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint (its bytes are neither a "
-                                  "torch.save archive nor a pickle): the wrong file, or a damaged one; copy it "
-                                  "again, or train again") from None
+            raise _not_a_checkpoint(path) from None
         raise CheckpointError(
             f"refusing to load {str(path)!r}: it is not a weights-only file (torch.load(weights_only=True) finds "
             "Python objects that only unpickling could rebuild, and unpickling runs code). camkit loads only tensors, dicts, lists, numbers and strings; re-save it as a "
@@ -95,6 +91,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a state dict or a camkit "
                               "checkpoint (both are dicts)")
     return obj
+
+
+def _not_a_checkpoint(path: Path) -> CheckpointError:
+    return CheckpointError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint (its bytes are neither a "
+                           "torch.save archive nor a pickle): the wrong file, or a damaged one; copy it again, "
+                           "or train again")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,6 @@ LR_SCHEDULES = ("constant", "cosine")
 
 def scheduled_lr(lr: float, schedule: str, progress: float) -> float:
     """The learning rate of the optimizer step taken at ``progress`` (steps done / all steps) in [0, 1)."""
-    import math
-
     if schedule == "cosine":
         return lr * 0.5 * (1.0 + math.cos(math.pi * progress))
     return lr

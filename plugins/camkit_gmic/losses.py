@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .presets import EVIDENCE_SPACES
+
 HEADS = ("y_global", "y_local", "y_fusion")
 
 
@@ -64,5 +66,3 @@ def evidence_alignment(saliency: Tensor, input_grad: Tensor, power: float, space
             logq = F.log_softmax(torch.logit(s, eps=1e-6), 1)
         return (target * (torch.log(target.clamp_min(tiny)) - logq)).sum(1).mean()
 
-
-EVIDENCE_SPACES = ("map", "logit")

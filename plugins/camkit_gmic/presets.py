@@ -12,6 +12,10 @@ from typing import Any
 from camkit.errors import CamkitError, OptionError, UnknownNameError, did_you_mean
 
 
+# how evidence alignment reads the saliency map as a distribution (losses.evidence_alignment)
+EVIDENCE_SPACES = ("map", "logit")
+
+
 @dataclass
 class GMICConfig:
     """All of GMIC's sizes and training defaults (JSON-able; tuples for shapes)."""
@@ -68,8 +72,9 @@ class GMICConfig:
             raise CamkitError("gmic: flip_weight and evidence_weight must be >= 0")
         if self.evidence_power <= 0:
             raise CamkitError(f"gmic: evidence_power must be > 0, got {self.evidence_power}")
-        if self.evidence_space not in ("map", "logit"):
-            raise CamkitError(f"gmic: evidence_space must be 'map' or 'logit', got {self.evidence_space!r}")
+        if self.evidence_space not in EVIDENCE_SPACES:
+            raise CamkitError(f"gmic: evidence_space must be one of {', '.join(EVIDENCE_SPACES)}, got "
+                              f"{self.evidence_space!r}")
         if self.evidence_every < 1:
             raise CamkitError(f"gmic: evidence_every must be >= 1 (every n-th step), got {self.evidence_every}")
         if self.num_crops < 1:
@@ -99,8 +104,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         global_widths=(8, 16, 32), global_blocks=(1, 1, 1), global_strides=(1, 2, 2),
         top_t=0.01, num_crops=2, crop_size=(48, 48),
         local_widths=(8, 16, 32, 64), local_blocks=(1, 1, 1, 1), local_stem_width=8, local_in_chans=1,
-        attn_dim=16, beta=1e-3, lr=1e-3, flip_weight=0.0, evidence_weight=1.0, evidence_power=4.0,
-        evidence_space="map",
+        attn_dim=16, beta=1e-3, lr=1e-3, evidence_weight=1.0,
     ),
 }
 
