@@ -56,7 +56,7 @@ def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int
     ctx = CAMContext(acts, torch.randn(batch, channels, h, w, generator=gen) if method.needs_gradients else None,
                      torch.arange(batch) % 2, torch.randn(2, channels, generator=gen),
                      torch.rand(batch, 2, h, w, generator=gen))
-    if type(method).weights is not CAMMethod.weights and isinstance(method, CAMMethod):
+    if isinstance(method, CAMMethod) and type(method).weights is not CAMMethod.weights:
         weights = method.weights(ctx)
         if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (batch, channels):
             shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__

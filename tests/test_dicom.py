@@ -78,6 +78,26 @@ def test_palette_colour_is_read_as_displayed_grey_not_as_indices(tmp_path):
     np.testing.assert_allclose(out, [[1.0, 2 / 3], [1 / 3, 0.0]], atol=1e-3)
 
 
+def test_ybr_colour_is_converted_to_rgb_once(tmp_path):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.pixels import convert_color_space
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    rgb = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [255, 255, 255]]], np.uint8)
+    ds = Dataset()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PlanarConfiguration = 2, 2, 3, 0
+    ds.PhotometricInterpretation = "YBR_FULL"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = convert_color_space(rgb, "RGB", "YBR_FULL").tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    path = tmp_path / "ybr.dcm"
+    ds.save_as(path, enforce_file_format=False)
+    luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    expected = (luma - luma.min()) / (luma.max() - luma.min())
+    np.testing.assert_allclose(read_dicom(path), expected, atol=0.02)  # YBR rounding: a level or two of 255
+
+
 def test_multi_frame_needs_a_chosen_frame(tmp_path):
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian

@@ -197,21 +197,20 @@ def read_dicom(path: str | Path, *, voi: bool = True, frame: int | None = None, 
 
 
 def _colour_to_grey(arr: np.ndarray, ds: Any, photometric: str, path: Path) -> np.ndarray:
-    """PALETTE COLOR -> its displayed RGB (not the palette indices); RGB / YBR -> RGB; then luminance."""
-    from pydicom.pixels import apply_color_lut, convert_color_space
+    """PALETTE COLOR -> its displayed RGB (not the palette indices); RGB / YBR -> RGB; then luminance.
+
+    pydicom 3's ``pixel_array`` already returns YBR pixels as RGB, so only the palette needs applying here.
+    """
+    from pydicom.pixels import apply_color_lut
 
     from camkit.data.imaging import to_unit_range
 
+    if photometric not in ("PALETTE COLOR", "RGB") and not photometric.startswith("YBR"):
+        raise DicomReadError(f"{path} has PhotometricInterpretation {photometric!r}, which camkit does not "
+                             "read; convert it to MONOCHROME2")
     try:
         if photometric == "PALETTE COLOR":
             arr = apply_color_lut(arr, ds)
-        elif photometric.startswith("YBR"):
-            arr = convert_color_space(arr, photometric, "RGB")
-        elif photometric != "RGB":
-            raise DicomReadError(f"{path} has PhotometricInterpretation {photometric!r}, which camkit does not "
-                                 "read; convert it to MONOCHROME2")
-    except DicomReadError:
-        raise
     except Exception as exc:  # noqa: BLE001
         raise DicomReadError(f"cannot convert the {photometric} pixels of {path} ({_one_line(exc)})") from None
     if arr.ndim != 3 or arr.shape[-1] != 3:
