@@ -34,6 +34,9 @@ class Run:
 
     path: Path | None
     results: dict[str, Any]
+    # each file parsed and the config built once per run (a combined table reads them for every cell)
+    _predictions: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _config: Any = field(default=None, repr=False, compare=False)
 
     @property
     def seed(self) -> Any:
@@ -41,16 +44,20 @@ class Run:
 
     def predictions(self, train_cam: str) -> dict[str, Any]:
         """The stored per-image predictions of ``train_cam`` (what combined intervals are recomputed from)."""
-        file = self.path / "predictions" / f"{train_cam}.json" if self.path is not None else None
-        if file is None or not file.is_file():
-            raise OptionError(f"{self.path}: predictions/{train_cam}.json is missing; combining runs needs every "
-                              "run's stored predictions (re-run its bench to write them)")
-        return json.loads(file.read_text())
+        if train_cam not in self._predictions:
+            file = self.path / "predictions" / f"{train_cam}.json" if self.path is not None else None
+            if file is None or not file.is_file():
+                raise OptionError(f"{self.path}: predictions/{train_cam}.json is missing; combining runs needs "
+                                  "every run's stored predictions (re-run its bench to write them)")
+            self._predictions[train_cam] = json.loads(file.read_text())
+        return self._predictions[train_cam]
 
     def config(self) -> Any:
         from camkit.bench.config import BenchConfig
 
-        return BenchConfig(**self.results["config"])
+        if self._config is None:
+            self._config = BenchConfig(**self.results["config"])
+        return self._config
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
@@ -138,7 +145,6 @@ class Cell:
     fppi: float | None = None
     sd: float | None = None
     runs: int = 1
-    values: list[float | None] = field(default_factory=list)
 
     def text(self) -> str:
         if self.value is None:
@@ -157,8 +163,13 @@ def _single(entry: dict[str, Any], metric: str) -> Cell:
     m = entry.get(metric) or {}
     ci = tuple(m.get("ci") or (None, None))
     if metric == "best":
-        return Cell(m.get("tpr"), ci, m.get("fppi"), values=[m.get("tpr")])
-    return Cell(m.get("value"), ci, values=[m.get("value")])
+        return Cell(m.get("tpr"), ci, m.get("fppi"))
+    return Cell(m.get("value"), ci)
+
+
+def _combined_cell(c: Any, runs: int, fppi: float | None = None) -> Cell:
+    """A Cell from a camkit.metrics.CombinedResult (its sd is NaN with one usable run: shown as none)."""
+    return Cell(c.estimate, (c.low, c.high), fppi, None if c.sd != c.sd else c.sd, runs)
 
 
 def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
@@ -217,7 +228,7 @@ def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: 
             fppis.append(boot["best_fppi"].estimate)
     c = combine_runs(per_run, n=n or per_run[0].n, seed=0)
     fppi = sum(fppis) / len(fppis) if fppis else None
-    return Cell(c.estimate, (c.low, c.high), fppi, None if c.sd != c.sd else c.sd, len(runs), list(c.values))
+    return _combined_cell(c, len(runs), fppi)
 
 
 def detection_records(table: dict[str, Any]) -> list[dict[str, Any]]:
@@ -256,10 +267,7 @@ def classification_table(runs: Sequence[Run | dict[str, Any]], n: int | None = N
                   if all(tc in r.results.get("classification", {}) for r in runs)]
     for tc in train_cams:
         if len(runs) == 1:
-            metrics = runs[0].results["classification"][tc]
-            out[tc] = {m: Cell((metrics.get(m) or {}).get("value"), tuple((metrics.get(m) or {}).get("ci")
-                                                                          or (None, None)))
-                       for m in CLASSIFICATION_METRICS}
+            out[tc] = {m: _single(runs[0].results["classification"][tc], m) for m in CLASSIFICATION_METRICS}
         else:
             out[tc] = _combined_classification(runs, tc, n)
     return out
@@ -281,8 +289,7 @@ def _combined_classification(runs: list[Run], train_cam: str, n: int | None) -> 
     cells = {}
     for m, results in per_metric.items():
         c = combine_runs(results, n=n or results[0].n, seed=0)
-        cells[m] = Cell(c.estimate, (c.low, c.high), None, None if c.sd != c.sd else c.sd, len(runs),
-                        list(c.values))
+        cells[m] = _combined_cell(c, len(runs))
     return cells
 
 

@@ -84,9 +84,10 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
                               {"images": records["images"], "predictions": records["predictions"]})
             det, cls = score_pairings(records, cfg)
             warning = localisation_warning(train_cam, det, cls)
+            # a re-scored train-cam replaces its old warning, or clears it
+            results["warnings"] = [w for w in results.get("warnings", []) if not w.startswith(
+                f"train-cam {train_cam!r}:")] + ([warning] if warning else [])
             if warning:
-                results["warnings"] = [w for w in results.get("warnings", []) if not w.startswith(
-                    f"train-cam {train_cam!r}:")] + [warning]
                 _call(display, "log", f"warning: {warning}")
             results["training"][train_cam] = training
             results["detection"][train_cam] = det

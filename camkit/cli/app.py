@@ -10,7 +10,6 @@ import click
 from camkit import __version__
 
 
-
 class CamkitGroup(click.Group):
     """Turns camkit's errors into one-line messages and loads plugin commands on first use (not at import)."""
 

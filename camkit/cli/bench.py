@@ -53,7 +53,7 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
     embedded synthetic mammograms, on the CPU, in a few minutes.
     """
     from camkit.bench.config import PAPER_TEST_CAMS, PAPER_TRAIN_CAMS, BenchConfig, expand_cams
-    from camkit.bench.leaderboard import load_runs
+    from camkit.bench.leaderboard import Run
     from camkit.bench.runner import run_bench
     from camkit.training.distributed import env_world_size
     from camkit.ui.figures import draw_run_figures
@@ -82,10 +82,12 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
         run_cfg.resolved()  # every seed's options are checked before the first one trains
     rank0 = int(os.environ.get("RANK", "0")) == 0 or env_world_size() == 1
     progress = BenchProgress("off" if quiet or not rank0 else "auto", n_train_cams=len(cfg.train_cams) * len(runs))
+    store = models_dir or (out / "models" if seed_list is not None else out.parent / "models")
+    loaded = []
     try:
         for run_cfg, run_out in runs:
-            results = run_bench(run_cfg, run_out, progress=progress,
-                                models_dir=models_dir or (out / "models" if seed_list is not None else None))
+            results = run_bench(run_cfg, run_out, progress=progress, models_dir=store)
+            loaded.append(Run(run_out, results))
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: re-run the same command (same --out {out}) to resume", err=True)
         sys.exit(130)
@@ -99,7 +101,6 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
         except Exception as exc:  # noqa: BLE001 - the scores are saved; a figure is redrawn by the next run
             click.echo(f"warning: a figure of {run_out} could not be drawn ({type(exc).__name__}: {exc}); re-run "
                        "the same command to draw it", err=True)
-    loaded = load_runs([run_out for _, run_out in runs])
     _print_leaderboard(loaded, metric, fmt)
     for run in loaded:
         for warning in run.results.get("warnings", []):
@@ -107,8 +108,8 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
                        err=True)
     if not quiet:
         where = f"{out}/seed-* (one run per seed)" if seed_list is not None else str(out)
-        click.echo(f"run directory: {where} (results.json, predictions/, overlays/, figures/); models in "
-                   f"{models_dir or (out / 'models' if seed_list is not None else out.parent / 'models')}", err=True)
+        click.echo(f"run directory: {where} (results.json, predictions/, overlays/, figures/); models in {store}",
+                   err=True)
 
 
 def _print_leaderboard(runs, metric: str, fmt: str) -> None:
@@ -128,14 +129,12 @@ def _print_leaderboard(runs, metric: str, fmt: str) -> None:
     else:
         interval = "95% bootstrap CI over studies"
     if fmt in ("json", "csv"):
-        records = detection_records(table) + classification_records(cls)
+        det, clsr = detection_records(table), classification_records(cls)
         if fmt == "json":
-            import json
-
             click.echo(json.dumps({"metric": metric, "runs": len(runs), "seeds": seeds, "interval": interval,
-                                   "detection": detection_records(table),
-                                   "classification": classification_records(cls)}, indent=2))
+                                   "detection": det, "classification": clsr}, indent=2))
         else:
+            records = det + clsr
             render(records, list(records[0]) if records else None, "csv")
         return
     n = runs[0].results.get("dataset", {}).get("counts", {}).get("test")

@@ -255,7 +255,8 @@ def froc_metrics(tp: np.ndarray, fp: np.ndarray, n_lesions: np.ndarray, n_images
     r, p = tp.shape
     rows = np.arange(r)
     n_lesions = np.asarray(n_lesions, dtype=np.int64)
-    n_images = np.asarray(n_images, dtype=np.int64)
+    # a row without images has no lesions either (NaN below): a count of 1 keeps the arithmetic quiet
+    n_images = np.maximum(np.asarray(n_images, dtype=np.int64), 1)
     defined = n_lesions > 0
     # Rows made one sorted array by adding row offsets (counts are integers: exact), so a single
     # searchsorted finds every row's cut.
@@ -273,8 +274,7 @@ def froc_metrics(tp: np.ndarray, fp: np.ndarray, n_lesions: np.ndarray, n_images
 
     def at(f: float) -> np.ndarray:
         keys, off = flat("fp", fp)
-        # a row without images has no lesions either (NaN below): any positive count keeps the arithmetic quiet
-        c = _max_count(f, np.maximum(n_images, 1), int(fp[:, -1].max()) + 1)
+        c = _max_count(f, n_images, int(fp[:, -1].max()) + 1)
         k = np.searchsorted(keys, c + off, side="right") - rows * p - 1
         return tpr_rows(np.maximum(k, 0))
 
@@ -293,7 +293,7 @@ def froc_metrics(tp: np.ndarray, fp: np.ndarray, n_lesions: np.ndarray, n_images
         elif name == "best_fppi":
             keys, off = flat("tp", tp)
             k = np.searchsorted(keys, tp[:, -1] + off, side="left") - rows * p
-            out[name] = np.where(defined, fp[rows, k] / np.maximum(n_images, 1), np.nan)
+            out[name] = np.where(defined, fp[rows, k] / n_images, np.nan)
         else:
             raise ValueError(f"unknown FROC metric {name!r}; use 'tpr@<fppi>', 'cpm', 'best_tpr' or 'best_fppi'")
     return out
