@@ -28,11 +28,13 @@ def _run(benchmark, key, fn, rounds=3):
         benchmark.extra_info["median_s"] = RESULTS[key]
 
 
-def _train_step(model, x, y, opt):
+def _train_step(model, x, y, opt, weights_only=False):
+    inputs = list(model.parameters()) if weights_only else None
+
     def step():
         loss, _ = model.training_loss(x, y, progress=0.5)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward(inputs=inputs)
         opt.step()
     return step
 
@@ -103,6 +105,18 @@ def test_cpu_preset_train_step_evidence(benchmark, evidence):
     _run(benchmark, f"cpu_train_step_b32_evidence{evidence:g}", _train_step(model, x, y, opt), rounds=5)
 
 
+@pytest.mark.parametrize("into", ["everything", "weights"])
+def test_cpu_preset_train_step_backward_into(benchmark, into):
+    """The evidence step's backward into every leaf (the input too, which the evidence term made one) or
+    into the weights alone, as camkit.training's loop does."""
+    torch.manual_seed(0)
+    model = camkit.create_model("gmic", preset="cpu", evidence_weight=1.0, evidence_ramp=0).train()
+    x, y = torch.randn(32, 1, *model.input_size), torch.arange(32) % 2
+    opt = torch.optim.Adam(model.parameters(), lr=model.default_lr)
+    _run(benchmark, f"cpu_train_step_b32_backward_{into}",
+         _train_step(model, x, y, opt, weights_only=into == "weights"), rounds=5)
+
+
 def test_crop_extraction_batched_vs_loop(benchmark):
     g = torch.Generator().manual_seed(0)
     images = torch.randn(6, 1, *HW, generator=g)
@@ -136,7 +150,9 @@ def test_zz_report_ratios():
              ("per-crop loop / batched crops (36 crops)", "crops_loop", "crops_batched"),
              ("plain / rearranged 7x7/2 stem, forward + backward", "stem_plain", "stem_rearranged"),
              ("evidence term on / off, cpu train step b32", "cpu_train_step_b32_evidence1",
-              "cpu_train_step_b32_evidence0")]
+              "cpu_train_step_b32_evidence0"),
+             ("backward into every leaf / into the weights, evidence step b32",
+              "cpu_train_step_b32_backward_everything", "cpu_train_step_b32_backward_weights")]
     lines = [f"{name}: {r[a] / r[b]:.2f}x" for name, a, b in pairs if a in r and b in r]
     lines += [f"{k}: {v * 1000:.1f} ms" for k, v in sorted(r.items())]
     print("\nGMIC speed (%dx%d official input)\n  " % HW + "\n  ".join(lines))

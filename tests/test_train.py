@@ -304,6 +304,16 @@ def test_flip_is_exact_and_crop_is_crop_then_resize():
     torch.testing.assert_close(augment.apply(const, [augment.AugmentParams(True, 0.8, 0.5, 0.5)]), const)
 
 
+
+def test_crop_grid_is_affine_grid_of_the_window():
+    """The separable grid the crop samples with is torch's affine_grid for the window's diagonal theta."""
+    draws = [augment.draw_params(5, 2, i) for i in range(8)] + [augment.AugmentParams(False, 0.5, -1.0, 1.0)]
+    theta = torch.tensor([[[p.scale, 0.0, (1 - p.scale) * p.dx], [0.0, p.scale, (1 - p.scale) * p.dy]]
+                          for p in draws])
+    expected = torch.nn.functional.affine_grid(theta, [len(draws), 1, 24, 14], align_corners=False)
+    got = augment._window_grid(draws, (24, 14), torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
 def test_batches_are_the_same_sets_for_any_layout():
     one = batching.rank_micro_batches(50, 1, 0, 4, 2, 0, 1)
     two = [batching.rank_micro_batches(50, 1, 0, 4, 1, r, 2) for r in range(2)]
