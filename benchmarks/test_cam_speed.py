@@ -1,12 +1,12 @@
-"""CAM engine speed on the CPU (pytest-benchmark): all five maps from one pass vs one no-grad forward.
+"""CAM engine speed on the CPU (pytest-benchmark): all maps from one pass vs one no-grad forward.
 
     python -m pytest benchmarks/test_cam_speed.py --benchmark-enable -q        # timings + ratios + memory
     python benchmarks/test_cam_speed.py                                         # the same without pytest
 
 Cases: 1x1x1472x960 and 4x1x736x480, on a timm resnet18 (in_chans=1, random weights, hooked at layer4) and,
 when the camkit_gmic plugin provides it, GMIC (official preset, random weights, hooked at ds_net, explaining
-y_global). Each model is timed three ways in the same run: a no-grad forward, ``run_cams`` with all five
-methods, and grad-cam 1.5.7's four gradient methods (one object per method, as grad-cam is used). The
+y_global). Each model is timed four ways in the same run: a no-grad forward, ``run_cams`` with the paper's
+five methods, ``run_cams`` with every one-pass method (ONE_PASS), and grad-cam 1.5.7's four gradient methods (one object per method, as grad-cam is used). The
 ratios printed at the end divide figures from the same run, so the machine's load largely cancels; nothing
 is asserted. Peak memory is the growth of the peak resident set (VmHWM, reset through /proc/self/clear_refs
 just before the call) over the resident set before it, one fresh subprocess per measurement, no warm-up
@@ -28,8 +28,10 @@ import pytest
 import torch
 
 FIVE = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
+# every one-pass method: the paper's five and the zoo, all from the same forward and activation gradient
+ONE_PASS = [*FIVE, "hirescam", "gradcam-elementwise", "eigencam", "eigengradcam", "kpcacam", "fem", "random"]
 CASES = {"1x1472x960": (1, 1472, 960), "4x736x480": (4, 736, 480)}
-MODES = ("forward", "engine", "gradcam")
+MODES = ("forward", "engine", "one-pass", "gradcam")
 ROUNDS = int(os.environ.get("CAMKIT_BENCH_ROUNDS", "3"))
 THREADS = int(os.environ.get("CAMKIT_BENCH_THREADS", "0")) or max(1, min(2, os.cpu_count() or 1))
 MODELS = [m for m in os.environ.get("CAMKIT_BENCH_MODELS", "resnet18,gmic").split(",") if m]
@@ -85,6 +87,10 @@ def task(mode: str, model, layers, output, x) -> Callable[[], object]:
         from camkit.cams.engine import run_cams
 
         return lambda: run_cams(model, x, FIVE, layers, targets, output=output, return_output=True)
+    if mode == "one-pass":
+        from camkit.cams.engine import run_cams
+
+        return lambda: run_cams(model, x, ONE_PASS, layers, targets, output=output, return_output=True)
     if mode == "gradcam":
         import pytorch_grad_cam as pgc
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -111,7 +117,8 @@ def ratios(results: dict[str, float]) -> list[str]:
             if not fwd:
                 continue
             parts = [f"{kind} {case}: forward {fwd * 1e3:.0f} ms"]
-            for mode, label in (("engine", "engine (5 maps)"), ("gradcam", "grad-cam (4 methods)")):
+            for mode, label in (("engine", "engine (5 maps)"), ("one-pass", f"engine ({len(ONE_PASS)} one-pass maps)"),
+                                ("gradcam", "grad-cam (4 methods)")):
                 t = results.get(f"{kind}/{case}/{mode}")
                 if t:
                     parts.append(f"{label} {t * 1e3:.0f} ms = {t / fwd:.2f}x")

@@ -40,7 +40,7 @@ def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int
     when it defines them), then the whole engine path on a tiny model (maps (B, H, W) in [0, 1])."""
     import torch
 
-    from camkit.cams.base import CAMContext, CAMMethod
+    from camkit.cams.base import COST_CLASSES, CAMContext, CAMMethod
     from camkit.cams.engine import cam_maps
     from camkit.errors import CamkitError
 
@@ -50,6 +50,8 @@ def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int
         _fail(what, "has no raw_map(ctx); subclass camkit.CAMMethod and define weights() or raw_map()")
     if not isinstance(getattr(method, "needs_gradients", None), bool):
         _fail(what, "needs_gradients must be a bool class attribute (does the method read ctx.gradients?)")
+    if getattr(method, "cost", "one-pass") not in COST_CLASSES:
+        _fail(what, f"cost is {getattr(method, 'cost')!r}; declare one of {', '.join(COST_CLASSES)}")
     gen = torch.Generator().manual_seed(0)
     h, w = size
     acts = torch.rand(batch, channels, h, w, generator=gen)

@@ -413,9 +413,27 @@ def test_third_party_method_is_usable_everywhere(fresh_plugins, tiny, x):
     assert "randommap" not in camkit.list_cams()
 
 
-@pytest.mark.parametrize("module", ["cam", "gradcam", "gradcampp", "xgradcam", "layercam", "engine"])
+@pytest.mark.parametrize("module", ["cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam",
+                                    "gradcam_elementwise", "eigencam", "eigengradcam", "kpcacam", "fem",
+                                    "random_map", "engine"])
 def test_docstring_examples_run(module):
     pytest.importorskip("timm")
     mod = importlib.import_module(f"camkit.cams.{module}" if module == "engine" else f"camkit.cams.methods.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_list_cams_shows_cost_class_and_gradients():
+    import json
+
+    from click.testing import CliRunner
+
+    from camkit.cli import main
+
+    res = CliRunner().invoke(main, ["list", "cams", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.output)}
+    assert rows["eigencam"]["cost"] == "one-pass" and rows["eigencam"]["gradients"] == "no"
+    assert rows["hirescam"]["gradients"] == "yes"
+    assert {"cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "gradcam-elementwise", "eigencam",
+            "eigengradcam", "kpcacam", "fem", "random"} <= set(rows)

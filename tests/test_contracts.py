@@ -72,8 +72,18 @@ class _WrongWeights(camkit.CAMMethod):
         return ctx.gradients.mean((1, 2, 3))  # (B,) instead of (B, K)
 
 
+class _UnknownCost(camkit.CAMMethod):
+    name = "unknowncost"
+    needs_gradients = False
+    cost = "cheap"
+
+    def raw_map(self, ctx):
+        return ctx.activations.mean(1)
+
+
 @pytest.mark.parametrize("method, rule", [(_BadShapeCAM(), "keep the layer's resolution"),
-                                          (_NaNCAM(), "NaN"), (_WrongWeights(), r"must be \(B, K\)")])
+                                          (_NaNCAM(), "NaN"), (_WrongWeights(), r"must be \(B, K\)"),
+                                          (_UnknownCost(), "declare one of one-pass")])
 def test_check_cam_names_the_rule_broken(method, rule):
     with pytest.raises(AssertionError, match=rule):
         check_cam(method)

@@ -111,3 +111,14 @@ def test_test_time_engine_runs_on_gmic():
     lo = up.flatten(1).amin(1)[:, None, None]
     norm = (up - lo) / (1e-7 + (up - lo).flatten(1).amax(1)[:, None, None])
     torch.testing.assert_close(maps["cam"], norm, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["hirescam", "gradcam-elementwise", "eigencam", "eigengradcam", "kpcacam",
+                                    "fem", "random"])
+def test_every_one_pass_method_can_drive_roi_retrieval(method):
+    torch.manual_seed(0)
+    model = camkit.create_model("gmic", preset="cpu", train_cam=method, num_classes=1).train()
+    loss, parts = model.training_loss(_x(4), torch.tensor([0, 1, 0, 1]), 0.5)
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(torch.as_tensor(v)) for v in parts.values())
+    assert model.config["train_cam"] == method

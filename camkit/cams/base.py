@@ -8,6 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+#: How a method's map is paid for: from the engine's one forward and one activation gradient ("one-pass"), with
+#: an extra double-backward ("second-order"), or with extra masked or ablated forwards ("perturbation").
+COST_CLASSES = ("one-pass", "second-order", "perturbation")
+
 import torch
 from torch import Tensor
 
@@ -40,6 +44,7 @@ class CAMMethod:
 
     name: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = True
+    cost: ClassVar[str] = "one-pass"  # one of COST_CLASSES
 
     def weights(self, ctx: CAMContext) -> Tensor:
         """Per-channel weights (B, K) for ``sum_k w_k A_k``."""

@@ -1,4 +1,4 @@
-"""Built-in plugin: the five activation-map methods of the paper, registered like any third party's."""
+"""Built-in plugin: camkit's activation-map methods, registered like any third party's."""
 from __future__ import annotations
 
 from camkit.registry.hookspecs import hookimpl
@@ -7,10 +7,18 @@ from camkit.registry.hookspecs import hookimpl
 @hookimpl
 def register_cams(register):
     from camkit.cams.methods.cam import CAM
+    from camkit.cams.methods.eigencam import EigenCAM
+    from camkit.cams.methods.eigengradcam import EigenGradCAM
+    from camkit.cams.methods.fem import FEM
     from camkit.cams.methods.gradcam import GradCAM
+    from camkit.cams.methods.gradcam_elementwise import GradCAMElementWise
     from camkit.cams.methods.gradcampp import GradCAMPlusPlus
+    from camkit.cams.methods.hirescam import HiResCAM
+    from camkit.cams.methods.kpcacam import KPCACAM
     from camkit.cams.methods.layercam import LayerCAM
+    from camkit.cams.methods.random_map import RandomCAM
     from camkit.cams.methods.xgradcam import XGradCAM
 
-    for method in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM):
+    for method in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, GradCAMElementWise, EigenCAM,
+                   EigenGradCAM, KPCACAM, FEM, RandomCAM):
         register(method.name, method)

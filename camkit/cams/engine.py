@@ -3,7 +3,8 @@
 ``run_cams`` hooks the target layer(s), runs the model once (parameters frozen for the call, so autograd records
 only what depends on the hooked activations), takes ``torch.autograd.grad`` of the summed target scores with
 respect to the hooked activations only (no parameter gradients), then hands each method its ``(A, G)`` and
-applies the shared pipeline (ReLU, min-max, upsampling, layer fusion). ``train_time_map`` serves models that need a raw map inside their own forward.
+applies the shared pipeline (ReLU, min-max, upsampling, layer fusion). ``train_time_map`` serves models that need
+a raw map inside their own forward. Methods compute in float32, or in float64 for a float64 model.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from camkit.errors import CamkitError, ContractError
 from camkit.cams.base import CAMContext, CAMMethod
 from camkit.cams.capture import LayerCapture
 from camkit.cams.pipeline import FUSIONS, fuse_layers, layer_maps
-from camkit.cams.resolve import (LayerSpec, MethodSpec, TargetSpec, output_size, resolve_layers, resolve_methods, resolve_targets, select_scores)
+from camkit.cams.resolve import (LayerSpec, MethodSpec, TargetSpec, output_size, resolve_layers, resolve_methods,
+                                 resolve_targets, select_scores)
 from camkit.cams.resolve import classifier_weight as model_classifier_weight
 
 
@@ -78,9 +80,9 @@ def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
     weight = model_classifier_weight(model)
     device_type = next(iter(acts.values())).device.type
     with torch.no_grad(), torch.autocast(device_type=device_type, enabled=False):
-        contexts = [CAMContext(a.detach().float(), grads[n].float() if n in grads else None, target_idx,
-                               weight.float() if weight is not None else None,
-                               native_map.detach().float() if native_map is not None else None)
+        contexts = [CAMContext(_precise(a), _precise(grads[n], a) if n in grads else None, target_idx,
+                               _precise(weight, a) if weight is not None else None,
+                               _precise(native_map, a) if native_map is not None else None)
                     for n, a in acts.items()]
         raws = [{name: _checked_raw(method, name, ctx) for name, method in chosen.items()} for ctx in contexts]
         maps = _postprocess(raws, chosen, list(acts), out_size, fuse)
@@ -118,7 +120,7 @@ def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
             f"train_time_map({name!r}) needs activations that require grad and a score computed from them in "
             "the same graph; build both under torch.enable_grad() (e.g. h = h.detach().requires_grad_() is "
             "not enough if the score was computed under no_grad)")
-    a32 = activations.detach().float()
+    a32 = _precise(activations)
     out = []
     for c in classes:
         if not 0 <= c < n_classes:
@@ -126,15 +128,15 @@ def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
         g = None
         if needs_grad:
             with torch.enable_grad():  # works under a caller's no_grad: the graph was built before
-                (g,) = torch.autograd.grad(score[:, c].float().sum(), activations, retain_graph=True,
-                                           allow_unused=True)
+                (g,) = torch.autograd.grad(_precise(score[:, c], grad=True).sum(), activations,
+                                           retain_graph=True, allow_unused=True)
             if g is None:
                 raise CamkitError("train_time_map: the score does not depend on the activations given")
         with torch.no_grad(), torch.autocast(device_type=a32.device.type, enabled=False):
-            ctx = CAMContext(a32, g.float() if g is not None else None,
+            ctx = CAMContext(a32, _precise(g, a32) if g is not None else None,
                              torch.full((batch,), c, dtype=torch.long, device=a32.device),
-                             classifier_weight.detach().float() if classifier_weight is not None else None,
-                             native_cam.detach().float() if native_cam is not None else None)
+                             _precise(classifier_weight, a32) if classifier_weight is not None else None,
+                             _precise(native_cam, a32) if native_cam is not None else None)
             raw = _checked_raw(impl, name, ctx)
             if raw is None:
                 raise CamkitError(f"train_time_map: {name!r} does not apply to these activations: "
@@ -173,7 +175,7 @@ def _gradients(scores: Tensor, targets: Tensor, acts: dict[str, Tensor]) -> dict
     # One backward for the whole batch: the sum of each image's target score (images are independent in eval).
     names = list(acts)
     with torch.enable_grad():  # the caller may hold an outer no_grad; the score's graph exists regardless
-        total = scores.float().gather(1, targets[:, None]).sum()
+        total = _precise(scores, grad=True).gather(1, targets[:, None]).sum()
         grads = torch.autograd.grad(total, [acts[n] for n in names], allow_unused=True)
     unused = [n for n, g in zip(names, grads) if g is None]
     if unused:
@@ -218,7 +220,15 @@ def _checked_raw(method: Any, name: str, ctx: CAMContext) -> Tensor | None:
     if not bool(torch.isfinite(raw).all()):
         bad = (~torch.isfinite(raw)).flatten(1).any(1).nonzero().flatten().tolist()
         raise ContractError(f"CAM method {name!r} returned NaN or infinite values for batch item(s) {bad[:10]}")
-    return raw.float()
+    return raw.to(ctx.activations.dtype)
+
+
+def _precise(t: Tensor, like: Tensor | None = None, grad: bool = False) -> Tensor:
+    """``t`` (detached unless ``grad``) in the precision methods compute in: float64 when the model runs in
+    float64 (a reference computation), float32 otherwise (half and bfloat16 included). ``like``: that of
+    another tensor."""
+    dtype = torch.float64 if (like if like is not None else t).dtype == torch.float64 else torch.float32
+    return (t if grad else t.detach()).to(dtype)
 
 
 def _detach(obj: Any) -> Any:

@@ -37,7 +37,9 @@ def list_cmd(kind: str, pattern: str | None, fmt: str) -> None:
     from camkit.registry.api import describe
 
     rows = describe(kind[:-1], pattern)
-    render(rows, ["name", "plugin", "description"], fmt, title=f"camkit {kind}")
+    columns = ["name", "plugin", "cost", "gradients", "description"] if kind == "cams" else \
+        ["name", "plugin", "description"]
+    render(rows, columns, fmt, title=f"camkit {kind}")
 
 
 commands = [plugins, list_cmd]

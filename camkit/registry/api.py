@@ -33,9 +33,18 @@ def list_backbones(pattern: str | None = None) -> list[str]:
 
 
 def describe(kind: str, pattern: str | None = None) -> list[dict[str, str]]:
-    """Rows of name / plugin / description for ``camkit list``."""
-    return [{"name": e.name + (":<name>" if e.namespace else ""), "plugin": e.plugin,
-             "description": e.description} for e in _entries(kind, pattern)]
+    """Rows of name / plugin / description for ``camkit list``; CAM methods add their cost class and whether
+    they need gradients (class attributes of the registered factory, when it declares them)."""
+    rows = []
+    for e in _entries(kind, pattern):
+        row = {"name": e.name + (":<name>" if e.namespace else ""), "plugin": e.plugin,
+               "description": e.description}
+        if kind == "cam":
+            row["cost"] = str(getattr(e.factory, "cost", ""))
+            grads = getattr(e.factory, "needs_gradients", None)
+            row["gradients"] = "" if grads is None else ("yes" if grads else "no")
+        rows.append(row)
+    return rows
 
 
 def get_cam(name: str, **options: Any):
