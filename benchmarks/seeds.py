@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                           **({"train_cams": a.train_cams} if a.train_cams else {}))
         res = run_bench(cfg, out / f"seed-{seed}", models_dir=out / "models")
         det = res["detection"]
-        pairs = {(tc, c): e["tpr@1"]["value"] for tc, per in det.items() for c, e in per.items()}
+        pairs = {(tc, c): e["tpr@1"]["value"] for tc, per in det.items() for c, e in per.items() if "tpr@1" in e}
         (btc, bc), best = max(pairs.items(), key=lambda kv: kv[1])
         trained = sum(1 for t in res["training"].values() if not t["reused"])
         rows.append({"seed": seed, "best": best, "best_pairing": f"{btc} x {bc}",

@@ -52,11 +52,14 @@ class LocalizeOptions:
 @dataclass
 class Localization:
     """What :func:`localize` found for a batch: maps (B, H, W) in the model frame, probabilities (B,), and per
-    CAM one ``(boxes (N, 4) in map pixels, scores (N,))`` pair per image, best first."""
+    CAM one ``(boxes (N, 4) in map pixels, scores (N,))`` pair per image, best first. A requested CAM that
+    does not apply to the model (FinerCAM on a one-class model) has no map and no boxes; ``not_applicable``
+    says why."""
 
     maps: dict[str, Any]
     probs: np.ndarray
     boxes: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
     @property
     def map_size(self) -> tuple[int, int]:
@@ -77,8 +80,9 @@ def localize(model: Any, images: Any, options: LocalizeOptions, device: Any = No
     """
     import torch
 
-    from camkit.cams.engine import run_cams
+    from camkit.cams.engine import not_applicable_reason, run_cams
     from camkit.metrics.boxes import maps_to_boxes
+    from camkit.registry.api import get_cam
 
     model.eval()
     if device is not None:
@@ -86,11 +90,13 @@ def localize(model: Any, images: Any, options: LocalizeOptions, device: Any = No
     else:
         x = images.to(next(model.parameters()).device)
     maps, output = run_cams(model, x, list(options.cams), model.cam_layers, int(model.target_class),
-                            output=options.cam_output or model.cam_output, fuse=options.fuse, return_output=True)
+                            output=options.cam_output or model.cam_output, fuse=options.fuse, return_output=True,
+                            not_applicable="skip")
     with torch.no_grad():
         probs = model.predict(output).detach().float().cpu().numpy().reshape(-1)
-    boxes = {cam: maps_to_boxes(maps[cam], options.box_threshold, probs, options.box_score) for cam in options.cams}
-    return Localization(maps, probs, boxes)
+    boxes = {cam: maps_to_boxes(maps[cam], options.box_threshold, probs, options.box_score) for cam in maps}
+    skipped = {cam: not_applicable_reason(get_cam(cam)) for cam in options.cams if cam not in maps}
+    return Localization(maps, probs, boxes, skipped)
 
 
 def explain_image(image: str | Path, checkpoint: str | Path, *, model_name: str = "gmic",
@@ -102,7 +108,8 @@ def explain_image(image: str | Path, checkpoint: str | Path, *, model_name: str 
     The model is rebuilt as ``create_model(model_name, **checkpoint["model_config"])`` for camkit checkpoints; a
     plain state dict (e.g. released weights) goes to the model factory's ``checkpoint`` option with
     ``model_options``. Returns the probability, per method the boxes (model frame and original image frame) and
-    their scores, and under ``"arrays"`` the model input and maps (for a figure).
+    their scores, the methods that do not apply to the model with the reason (``"not_applicable"``), and under
+    ``"arrays"`` the model input and maps (for a figure).
     """
     from camkit.data.imaging import preprocess, read_image
     from camkit.registry.api import create_model, list_cams
@@ -124,6 +131,7 @@ def explain_image(image: str | Path, checkpoint: str | Path, *, model_name: str 
     return {"image": str(image), "probability": float(found.probs[0]),
             "boxes": {m: {"model_frame": found.boxes[m][0][0].tolist(),
                           "original_frame": original[m][0][0].tolist(),
-                          "scores": found.boxes[m][0][1].tolist()} for m in options.cams},
+                          "scores": found.boxes[m][0][1].tolist()} for m in found.maps},
+            "not_applicable": found.not_applicable,
             "arrays": {"image": x[0].numpy(), "maps": {m: found.maps[m][0].detach().cpu().numpy()
-                                                       for m in options.cams}}}
+                                                       for m in found.maps}}}

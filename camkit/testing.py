@@ -57,7 +57,9 @@ def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int
     acts = torch.rand(batch, channels, h, w, generator=gen)
     ctx = CAMContext(acts, torch.randn(batch, channels, h, w, generator=gen) if method.needs_gradients else None,
                      torch.arange(batch) % 2, torch.randn(2, channels, generator=gen),
-                     torch.rand(batch, 2, h, w, generator=gen))
+                     torch.rand(batch, 2, h, w, generator=gen), scores=torch.randn(batch, 2, generator=gen),
+                     hessian_vector=torch.randn(batch, channels, h, w, generator=gen)
+                     if getattr(method, "needs_hessian_vector", False) else None)
     if isinstance(method, CAMMethod) and type(method).weights is not CAMMethod.weights:
         weights = method.weights(ctx)
         if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (batch, channels):

@@ -176,3 +176,65 @@ def test_class_agnostic_methods_ignore_the_target(models, images):
     b = camkit.cam_maps(model, images, ["eigencam", "kpcacam", "fem"], ["layer3"], [1, 2, 3])
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+# -- second order and class-contrastive: one extra double-backward / one extra gradient, no extra forward --------
+
+@pytest.mark.parametrize("arch,layers", CASES, ids=[f"{a}-{'+'.join(l)}" for a, l in CASES])
+def test_shapleycam_and_finercam_match_grad_cam_in_float64(models64, images, arch, layers):
+    model, x = models64[arch], images.double()
+    modules = [model.get_submodule(name) for name in layers]
+    if len(layers) == 1:  # grad-cam's ShapleyCAM frees the graph after the first layer's H A: one layer only
+        ours = camkit.cam_maps(model, x, ["shapleycam"], layers, TARGETS)["shapleycam"]
+        _assert_parity("shapleycam", ours, _reference(gradcam_lib.ShapleyCAM, model, modules, x))
+    # FinerCAM with grad-cam's defaults: each image's top class against the 3 classes scored closest to it
+    finer = camkit.cam_maps(model, x, ["finercam"], layers, None)["finercam"]
+    with gradcam_lib.FinerCAM(model=model, target_layers=modules) as ref_cam:
+        ref = torch.from_numpy(ref_cam(input_tensor=x, targets=None)).double()
+    _assert_parity("finercam", finer, ref)
+
+
+def test_shapleycam_second_order_term_through_gmic_saliency():
+    """GMIC's score is the top-t mean of sigmoid(conv1x1(h_g)): curved in h_g, so H A is not 0. The engine's H A
+    is checked against torch.autograd.functional.hvp of that function of h_g."""
+    from camkit.cams.engine import _derivatives
+
+    torch.manual_seed(0)
+    gmic = camkit.create_model("gmic", preset="cpu", num_classes=1).eval()
+    with torch.no_grad():  # move the saliency logits off 0, where sigmoid'' vanishes (an untrained head sits there)
+        gmic.left_postprocess_net.gn_conv_last.weight.mul_(40)
+    x = torch.randn(2, 1, 256, 160)
+    # (the maps equal Grad-CAM's: through a 1x1 head, G and H A are both multiples of the head's weight at every
+    # cell, so both weight vectors are proportional to it; the H A itself is what is checked)
+    from camkit_gmic.global_net import top_t_pool
+
+    with torch.no_grad():
+        h = gmic.ds_net(x)
+
+    def head(t):  # h_g -> y_global, as GMIC's forward computes it
+        return top_t_pool(gmic.left_postprocess_net(t), gmic.cfg.top_t)
+
+    a = h.clone().requires_grad_()
+    d = _derivatives({"shapleycam": camkit.get_cam("shapleycam")}, ["shapleycam"], head(a),
+                     torch.zeros(2, dtype=torch.long), {"h": a})
+    _, expected = torch.autograd.functional.hvp(lambda t: head(t)[:, 0].sum(), h, h)
+    assert expected.abs().max() > 0
+    torch.testing.assert_close(d["hessian_vector"]["h"], expected, atol=1e-6 * float(expected.abs().max()),
+                               rtol=1e-4)
+
+
+def test_shapleycam_is_gradcam_through_a_piecewise_linear_head(models, images):
+    """ResNet-18 after layer4 is global average pooling and a linear layer: the Hessian term vanishes."""
+    maps = camkit.cam_maps(models["resnet18"], images, ["shapleycam", "gradcam"], ["layer4"], TARGETS)
+    torch.testing.assert_close(maps["shapleycam"], maps["gradcam"], atol=1e-6, rtol=0)
+
+
+def test_finercam_does_not_apply_to_one_class_and_all_skips_it():
+    one = timm.create_model("resnet18", num_classes=1).eval()
+    x = torch.randn(2, 3, 64, 64)
+    from camkit.errors import CamkitError
+
+    with pytest.raises(CamkitError, match="single class"):
+        camkit.cam_maps(one, x, ["finercam"], ["layer4"], 0)
+    maps = camkit.cam_maps(one, x, "all", ["layer4"], 0)
+    assert "finercam" not in maps and {"gradcam", "shapleycam", "eigencam"} <= set(maps)

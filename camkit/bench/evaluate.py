@@ -17,8 +17,9 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
     """Run the test set once through the CAM engine; boxes of every test-cam in the original image frame.
 
     ``options``: :class:`camkit.inference.LocalizeOptions`; ``device``: DeviceSettings (default: the model's
-    device). Returns ``{"images": [...], "predictions": {cam: {image_id: {boxes, scores}}}, "cam_seconds"}``
-    on rank 0, None on other ranks.
+    device). Returns ``{"images": [...], "predictions": {cam: {image_id: {boxes, scores}}}, "not_applicable":
+    {cam: reason}, "cam_seconds"}`` on rank 0, None on other ranks; a test-cam that does not apply to the model
+    is in ``not_applicable`` instead of ``predictions``.
     """
     import torch
 
@@ -32,6 +33,7 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
                                          shuffle=False, collate_fn=collate)
     images: list[dict[str, Any]] = []
     preds: dict[str, dict[str, Any]] = {c: {} for c in options.cams}
+    skipped: dict[str, str] = {}
     cam_seconds = 0.0
     if sink is not None:
         sink.start(len(loader))
@@ -43,6 +45,7 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
         t0 = time.perf_counter()
         found = localize(model, batch["image"], options, device)
         cam_seconds += time.perf_counter() - t0
+        skipped.update(found.not_applicable)
         for cam, per_image in found.original(batch["transform"]).items():
             for image_id, (boxes, scores) in zip(batch["image_id"], per_image):
                 preds[cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist()}
@@ -53,7 +56,8 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
                            "gt": np.round(gt, 2).tolist()})
         if sink is not None:
             sink.step()
-    records = {"images": images, "predictions": preds, "cam_seconds": cam_seconds}
+    records = {"images": images, "predictions": {c: p for c, p in preds.items() if c not in skipped},
+               "not_applicable": skipped, "cam_seconds": cam_seconds}
     if world > 1:
         gathered = distributed.gather_to_main(records)
         if gathered is None:
@@ -65,13 +69,15 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"images": [], "predictions": {}, "cam_seconds": 0.0}
+    out: dict[str, Any] = {"images": [], "predictions": {}, "not_applicable": {}, "cam_seconds": 0.0}
     for p in parts:
         out["images"].extend(p["images"])
+        out["not_applicable"].update(p.get("not_applicable", {}))
         out["cam_seconds"] = max(out["cam_seconds"], p["cam_seconds"])
         for cam, per_image in p["predictions"].items():
             out["predictions"].setdefault(cam, {}).update(per_image)
     out["images"].sort(key=lambda r: r["image_id"])
+    out["predictions"] = {c: v for c, v in out["predictions"].items() if c not in out["not_applicable"]}
     return out
 
 
@@ -111,11 +117,11 @@ def overlay_data(model: Any, test_set: Any, options: Any, device: Any = None, n:
         return x.numpy().astype(np.float16)
 
     out = {"image": shrink(batch["image"][:, 0]), "prob": found.probs.astype(np.float32),
-           "image_id": np.asarray(batch["image_id"]), "cams": np.asarray(options.cams),
+           "image_id": np.asarray(batch["image_id"]), "cams": np.asarray(list(found.maps)),
            "gt": _stack_boxes([b.numpy() * scale if hasattr(b, "numpy") else np.asarray(b) * scale
                                for b in batch["boxes"]])}
     with torch.no_grad():
-        for cam in options.cams:
+        for cam in found.maps:
             out[f"map_{cam}"] = shrink(found.maps[cam])
             out[f"boxes_{cam}"] = _stack_boxes([b * scale for b, _ in found.boxes[cam]])
     return out

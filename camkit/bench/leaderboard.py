@@ -145,6 +145,7 @@ class Cell:
     fppi: float | None = None
     sd: float | None = None
     runs: int = 1
+    not_applicable: str | None = None  # why the test-cam gives no map for this model (the cell shows n/a)
 
     def text(self) -> str:
         if self.value is None:
@@ -160,6 +161,8 @@ class Cell:
 
 
 def _single(entry: dict[str, Any], metric: str) -> Cell:
+    if "not_applicable" in entry:
+        return Cell(not_applicable=entry["not_applicable"])
     m = entry.get(metric) or {}
     ci = tuple(m.get("ci") or (None, None))
     if metric == "best":
@@ -196,8 +199,13 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
             entries = [run.results.get("detection", {}).get(r, {}).get(c) for run in runs]
             if any(e is None for e in entries):
                 continue
-            cells[(r, c)] = _single(entries[0], metric) if len(runs) == 1 else \
-                _combined_detection(runs, r, c, metric, n)
+            na = next((e for e in entries if "not_applicable" in e), None)
+            if na is not None:
+                cells[(r, c)] = Cell(not_applicable=na["not_applicable"], runs=len(runs))
+            elif len(runs) == 1:
+                cells[(r, c)] = _single(entries[0], metric)
+            else:
+                cells[(r, c)] = _combined_detection(runs, r, c, metric, n)
     best_row = {}
     for r in rows:
         scored = [(cells[(r, c)].value, -(cells[(r, c)].fppi or 0), c) for c in cols
@@ -238,7 +246,7 @@ def detection_records(table: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"table": "detection", "train_cam": r, "test_cam": c, "metric": table["metric"],
                     "value": cell.value, "ci_low": cell.ci[0], "ci_high": cell.ci[1], "fppi": cell.fppi,
                     "sd": cell.sd, "runs": cell.runs, "best_in_row": table["best_row"].get(r) == c,
-                    "best_overall": table["best_all"] == (r, c)})
+                    "best_overall": table["best_all"] == (r, c), "not_applicable": cell.not_applicable})
     return out
 
 
@@ -309,5 +317,5 @@ def classification_records(table: dict[str, dict[str, Cell]]) -> list[dict[str, 
     """Flat records of :func:`classification_table`, with the same columns as :func:`detection_records`."""
     return [{"table": "classification", "train_cam": tc, "test_cam": None, "metric": m, "value": cell.value,
              "ci_low": cell.ci[0], "ci_high": cell.ci[1], "fppi": None, "sd": cell.sd, "runs": cell.runs,
-             "best_in_row": None, "best_overall": None}
+             "best_in_row": None, "best_overall": None, "not_applicable": None}
             for tc, cells in table.items() for m, cell in cells.items()]

@@ -81,7 +81,8 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
                 continue
             eval_s = time.perf_counter() - t0
             atomic_write_json(out / "predictions" / f"{train_cam}.json",
-                              {"images": records["images"], "predictions": records["predictions"]})
+                              {"images": records["images"], "predictions": records["predictions"],
+                               "not_applicable": records["not_applicable"]})
             det, cls = score_pairings(records, cfg)
             warning = localisation_warning(train_cam, det, cls)
             # a re-scored train-cam replaces its old warning, or clears it
@@ -206,6 +207,8 @@ def _compare_to_baseline(out: Path, results: dict[str, Any], cfg: BenchConfig) -
         return
     stored = {tc: json.loads((out / "predictions" / f"{tc}.json").read_text()) for tc in cfg.train_cams}
     preds = {tc: s["predictions"] for tc, s in stored.items()}
+    if BASELINE[1] not in preds[BASELINE[0]]:  # the baseline pairing does not apply to this model
+        return
     vs = compare_pairings(preds, stored[BASELINE[0]]["images"], cfg, BASELINE)
     for train_cam, per_test in vs.items():
         for test_cam, comparison in per_test.items():

@@ -59,9 +59,11 @@ def score_classification(images: list[dict[str, Any]], cfg: Any, threshold: floa
 
 
 def score_pairings(records: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Detection numbers of every test-cam and the classification numbers of one trained model."""
-    det = {cam: score_detection(per_image, records["images"], cfg)
-           for cam, per_image in records["predictions"].items()}
+    """Detection numbers of every test-cam and the classification numbers of one trained model; a test-cam
+    that does not apply to the model gets ``{"not_applicable": reason}`` instead of numbers."""
+    det: dict[str, Any] = {cam: score_detection(per_image, records["images"], cfg)
+                           for cam, per_image in records["predictions"].items()}
+    det.update({cam: {"not_applicable": why} for cam, why in records.get("not_applicable", {}).items()})
     return det, score_classification(records["images"], cfg)
 
 

@@ -25,6 +25,11 @@ class CAMContext:
     targets            (B,) long, the class index each image's map is for
     classifier_weight  (C, K) weight of the model's linear classifier (CAM on GAP + linear models), or None
     native_cam         (B, C, h', w') the model's own CAM head (GMIC's saliency map), or None
+    scores             (B, C) the class scores the targets index, detached, or None
+    hessian_vector     H A, (B, K, h, w): the Hessian of the target score with respect to A applied to A, for
+                       methods with ``needs_hessian_vector``; None otherwise
+
+    ``gradients`` (and ``hessian_vector``) are of the method's own :meth:`CAMMethod.target_score`.
     """
 
     activations: Tensor
@@ -32,6 +37,8 @@ class CAMContext:
     targets: Tensor
     classifier_weight: Tensor | None = None
     native_cam: Tensor | None = None
+    scores: Tensor | None = None
+    hessian_vector: Tensor | None = None
 
 
 class CAMMethod:
@@ -44,7 +51,16 @@ class CAMMethod:
 
     name: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = True
+    needs_hessian_vector: ClassVar[bool] = False  # the engine then builds G with create_graph and one H A
     cost: ClassVar[str] = "one-pass"  # one of COST_CLASSES
+
+    def target_score(self, scores: Tensor, targets: Tensor) -> Tensor:
+        """The differentiable (B,) score whose gradient ``G`` is: by default each image's target-class score.
+
+        Override for another score (FinerCAM's contrast with the most similar classes); the engine then takes
+        one more activation gradient, for this method alone. ``scores`` (B, C) are in the autograd graph.
+        """
+        return scores.gather(1, targets[:, None])[:, 0]
 
     def weights(self, ctx: CAMContext) -> Tensor:
         """Per-channel weights (B, K) for ``sum_k w_k A_k``."""

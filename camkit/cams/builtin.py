@@ -10,6 +10,7 @@ def register_cams(register):
     from camkit.cams.methods.eigencam import EigenCAM
     from camkit.cams.methods.eigengradcam import EigenGradCAM
     from camkit.cams.methods.fem import FEM
+    from camkit.cams.methods.finercam import FinerCAM
     from camkit.cams.methods.gradcam import GradCAM
     from camkit.cams.methods.gradcam_elementwise import GradCAMElementWise
     from camkit.cams.methods.gradcampp import GradCAMPlusPlus
@@ -17,8 +18,9 @@ def register_cams(register):
     from camkit.cams.methods.kpcacam import KPCACAM
     from camkit.cams.methods.layercam import LayerCAM
     from camkit.cams.methods.random_map import RandomCAM
+    from camkit.cams.methods.shapleycam import ShapleyCAM
     from camkit.cams.methods.xgradcam import XGradCAM
 
     for method in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, GradCAMElementWise, EigenCAM,
-                   EigenGradCAM, KPCACAM, FEM, RandomCAM):
+                   EigenGradCAM, KPCACAM, FEM, RandomCAM, ShapleyCAM, FinerCAM):
         register(method.name, method)

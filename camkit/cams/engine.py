@@ -25,7 +25,7 @@ from camkit.cams.resolve import classifier_weight as model_classifier_weight
 
 def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layers: LayerSpec = None,
              targets: TargetSpec = None, output: str | int | None = None, fuse: str = "mean",
-             size: int | Sequence[int] | None = None) -> dict[str, Tensor]:
+             size: int | Sequence[int] | None = None, not_applicable: str | None = None) -> dict[str, Tensor]:
     """The maps of every requested method from one forward pass: {method name: (B, H, W) in [0, 1]}.
 
     Args:
@@ -41,6 +41,10 @@ def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
             GMIC's ``"y_global"``; default ``model.cam_output``).
         fuse: ``"mean"`` (grad-cam) or ``"max"`` (LayerCAM's authors, torchcam) across layers.
         size: (H, W) of the maps; default the input's spatial size.
+        not_applicable: what to do with a method that applies to none of the target layers (CAM without a
+            classifier that fits, FinerCAM on a one-class model): ``"raise"`` a CamkitError naming it, or
+            ``"skip"`` it (it is then missing from the result; :func:`not_applicable_reason` says why).
+            Default: ``"skip"`` for ``methods="all"``, ``"raise"`` for methods asked by name.
 
     Example::
 
@@ -50,16 +54,25 @@ def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
         >>> {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"} <= set(maps), tuple(maps["gradcampp"].shape)
         (True, (2, 64, 64))
     """
-    return run_cams(model, inputs, methods, target_layers, targets, output, fuse, size)
+    return run_cams(model, inputs, methods, target_layers, targets, output, fuse, size,
+                    not_applicable=not_applicable)
+
+
+NOT_APPLICABLE = ("raise", "skip")
 
 
 def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layers: LayerSpec = None,
              targets: TargetSpec = None, output: str | int | None = None, fuse: str = "mean",
-             size: int | Sequence[int] | None = None, return_output: bool = False):
+             size: int | Sequence[int] | None = None, return_output: bool = False,
+             not_applicable: str | None = None):
     """``cam_maps``; with ``return_output=True`` returns ``(maps, model_output)`` from the same forward
     (the output's tensors detached), so a caller gets predictions without a second pass."""
     if fuse not in FUSIONS:
         raise CamkitError(f"fuse must be one of {FUSIONS}; got {fuse!r}")
+    if not_applicable is None:
+        not_applicable = "skip" if isinstance(methods, str) and methods == "all" else "raise"
+    if not_applicable not in NOT_APPLICABLE:
+        raise CamkitError(f"not_applicable must be one of {NOT_APPLICABLE}; got {not_applicable!r}")
     chosen = resolve_methods(methods)
     layers = resolve_layers(model, target_layers)
     out_size = output_size(inputs, size)
@@ -73,19 +86,24 @@ def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
             "torch.no_grad. Gradient methods need it in the autograd graph; choose a differentiable output= "
             "or use 'cam'")
     target_idx = resolve_targets(targets, outputs, scores)
-    grads = _gradients(scores, target_idx, acts) if needs_grad else {}
+    # one gradient (and, for second-order methods, one Hessian-vector product) per distinct target score:
+    # the plain score for most methods, a method's own score (FinerCAM's contrast) for the others
+    groups = _score_groups(chosen)
+    derivatives = {key: _derivatives(chosen, names, scores, target_idx, acts) for key, names in groups.items()}
 
     native = getattr(model, "native_cam", None)
     native_map = native(outputs) if callable(native) else None
     weight = model_classifier_weight(model)
     device_type = next(iter(acts.values())).device.type
     with torch.no_grad(), torch.autocast(device_type=device_type, enabled=False):
-        contexts = [CAMContext(_precise(a), _precise(grads[n], a) if n in grads else None, target_idx,
-                               _precise(weight, a) if weight is not None else None,
-                               _precise(native_map, a) if native_map is not None else None)
-                    for n, a in acts.items()]
-        raws = [{name: _checked_raw(method, name, ctx) for name, method in chosen.items()} for ctx in contexts]
-        maps = _postprocess(raws, chosen, list(acts), out_size, fuse)
+        shared = dict(targets=target_idx, scores=_precise(scores),
+                      classifier_weight=_precise(weight) if weight is not None else None,
+                      native_cam=_precise(native_map) if native_map is not None else None)
+        contexts = {key: [_context(a, d, n, shared) for n, a in acts.items()] for key, d in derivatives.items()}
+        group_of = {name: key for key, names in groups.items() for name in names}
+        raws = [{name: _checked_raw(method, name, contexts[group_of[name]][i]) for name, method in chosen.items()}
+                for i in range(len(acts))]
+        maps = _postprocess(raws, chosen, list(acts), out_size, fuse, skip=not_applicable == "skip")
     if return_output:
         return maps, _detach(outputs)
     return maps
@@ -121,22 +139,31 @@ def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
             "the same graph; build both under torch.enable_grad() (e.g. h = h.detach().requires_grad_() is "
             "not enough if the score was computed under no_grad)")
     a32 = _precise(activations)
+    second = getattr(impl, "needs_hessian_vector", False)
     out = []
     for c in classes:
         if not 0 <= c < n_classes:
             raise CamkitError(f"train_time_map: class {c} is out of range for {n_classes} classes")
-        g = None
+        target = torch.full((batch,), c, dtype=torch.long, device=a32.device)
+        g = h = None
         if needs_grad:
             with torch.enable_grad():  # works under a caller's no_grad: the graph was built before
-                (g,) = torch.autograd.grad(_precise(score[:, c], grad=True).sum(), activations,
-                                           retain_graph=True, allow_unused=True)
-            if g is None:
-                raise CamkitError("train_time_map: the score does not depend on the activations given")
+                s = _precise(score, grad=True)
+                per_image = impl.target_score(s, target) if _has_own_score(impl) else s[:, c]
+                (g,) = torch.autograd.grad(per_image.sum(), activations, retain_graph=True, create_graph=second,
+                                           allow_unused=True)
+                if g is None:
+                    raise CamkitError("train_time_map: the score does not depend on the activations given")
+                if second:
+                    (h,) = torch.autograd.grad(g, activations, grad_outputs=activations.detach(),
+                                               retain_graph=True, allow_unused=True)
+                    h = torch.zeros_like(activations) if h is None else h
         with torch.no_grad(), torch.autocast(device_type=a32.device.type, enabled=False):
-            ctx = CAMContext(a32, _precise(g, a32) if g is not None else None,
-                             torch.full((batch,), c, dtype=torch.long, device=a32.device),
+            ctx = CAMContext(a32, _precise(g, a32) if g is not None else None, target,
                              _precise(classifier_weight, a32) if classifier_weight is not None else None,
-                             _precise(native_cam, a32) if native_cam is not None else None)
+                             _precise(native_cam, a32) if native_cam is not None else None,
+                             scores=_precise(score, a32),
+                             hessian_vector=_precise(h, a32) if h is not None else None)
             raw = _checked_raw(impl, name, ctx)
             if raw is None:
                 raise CamkitError(f"train_time_map: {name!r} does not apply to these activations: "
@@ -171,21 +198,61 @@ def _forward(model: nn.Module, inputs: Tensor, layers: dict[str, nn.Module], out
     return outputs, dict(capture.activations), scores
 
 
-def _gradients(scores: Tensor, targets: Tensor, acts: dict[str, Tensor]) -> dict[str, Tensor]:
-    # One backward for the whole batch: the sum of each image's target score (images are independent in eval).
-    names = list(acts)
+def _score_groups(chosen: dict[str, Any]) -> dict[str | None, list[str]]:
+    """Methods by the score their gradient is of: None = the plain target score (and every method without
+    gradients), a method's name = its own ``target_score``."""
+    groups: dict[str | None, list[str]] = {}
+    for name, method in chosen.items():
+        own = getattr(method, "needs_gradients", True) and _has_own_score(method)
+        groups.setdefault(name if own else None, []).append(name)
+    return groups
+
+
+def _has_own_score(method: Any) -> bool:
+    fn = getattr(type(method), "target_score", None)
+    return fn is not None and fn is not CAMMethod.target_score
+
+
+def _derivatives(chosen: dict[str, Any], names: list[str], scores: Tensor, targets: Tensor,
+                 acts: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+    """{"gradients": {layer: G}, "hessian_vector": {layer: H A}} of one score group (empty when not needed)."""
+    methods = [chosen[n] for n in names]
+    if not any(getattr(m, "needs_gradients", True) for m in methods):
+        return {"gradients": {}, "hessian_vector": {}}
+    second = any(getattr(m, "needs_hessian_vector", False) for m in methods)
+    layer_names = list(acts)
     with torch.enable_grad():  # the caller may hold an outer no_grad; the score's graph exists regardless
-        total = _precise(scores, grad=True).gather(1, targets[:, None]).sum()
-        grads = torch.autograd.grad(total, [acts[n] for n in names], allow_unused=True)
-    unused = [n for n, g in zip(names, grads) if g is None]
-    if unused:
-        raise CamkitError(f"the target score does not depend on target layer(s) {unused}; hook a layer on the "
-                          "path to the chosen output")
-    return dict(zip(names, grads))
+        s = _precise(scores, grad=True)
+        own = methods[0] if len(methods) == 1 and _has_own_score(methods[0]) else None
+        per_image = own.target_score(s, targets) if own is not None else s.gather(1, targets[:, None])[:, 0]
+        # one backward for the whole batch: images are independent in eval mode
+        grads = torch.autograd.grad(per_image.sum(), [acts[n] for n in layer_names], retain_graph=True,
+                                    create_graph=second, allow_unused=True)
+        unused = [n for n, g in zip(layer_names, grads) if g is None]
+        if unused:
+            raise CamkitError(f"the target score does not depend on target layer(s) {unused}; hook a layer on the "
+                              "path to the chosen output")
+        hvp = {}
+        if second:
+            # H A for each layer: the derivative of <G, A> with A held fixed, i.e. grad(G, A, grad_outputs=A)
+            for n, g in zip(layer_names, grads):
+                (h,) = torch.autograd.grad(g, acts[n], grad_outputs=acts[n].detach(), retain_graph=True,
+                                           allow_unused=True)
+                hvp[n] = h.detach() if h is not None else torch.zeros_like(acts[n])  # piecewise-linear: H = 0
+    return {"gradients": {n: g.detach() for n, g in zip(layer_names, grads)}, "hessian_vector": hvp}
+
+
+def _context(a: Tensor, derivatives: dict[str, dict[str, Tensor]], layer: str, shared: dict[str, Any]) -> CAMContext:
+    g = derivatives["gradients"].get(layer)
+    h = derivatives["hessian_vector"].get(layer)
+    return CAMContext(_precise(a), _precise(g, a) if g is not None else None,
+                      hessian_vector=_precise(h, a) if h is not None else None,
+                      **{k: (v.to(_precise(a).dtype) if isinstance(v, Tensor) and v.is_floating_point() else v)
+                         for k, v in shared.items()})
 
 
 def _postprocess(raws: list[dict[str, Tensor | None]], methods: dict[str, Any], layer_names: list[str],
-                 size: tuple[int, int], fuse: str) -> dict[str, Tensor]:
+                 size: tuple[int, int], fuse: str, skip: bool = False) -> dict[str, Tensor]:
     """Per layer, every method's raw map -> the shared pipeline -> one fused (B, H, W) map per method."""
     per_method: dict[str, list[Tensor]] = {name: [] for name in methods}
     for layer in raws:
@@ -201,10 +268,18 @@ def _postprocess(raws: list[dict[str, Tensor | None]], methods: dict[str, Any], 
     out = {}
     for name, layers in per_method.items():
         if not layers:
+            if skip:
+                continue
             raise CamkitError(f"CAM method {name!r} applies to none of the target layers {layer_names}: "
-                              f"{getattr(methods[name], 'not_applicable', 'see its documentation')}")
+                              f"{not_applicable_reason(methods[name])}")
         out[name] = fuse_layers(layers, fuse, owned=True)
     return out
+
+
+def not_applicable_reason(method: Any) -> str:
+    """Why ``method`` gave no map (its ``not_applicable`` text, or a pointer to its documentation)."""
+    return str(getattr(method, "not_applicable", "") or "the method returned no map for any target layer; see "
+               "its documentation")
 
 
 def _checked_raw(method: Any, name: str, ctx: CAMContext) -> Tensor | None:
