@@ -92,6 +92,10 @@ class Model(Protocol):
     ``train_state``     ``train_state()`` -> dict of Python-side state a checkpoint must hold (may be empty)
     ``load_train_state``  restores it on resume
     ==================  =====================================================================================
+
+    Optional: ``score_from(layer, activations, output)`` -> (N, C) scores computed from a replaced output of
+    cam layer ``layer`` by the part of the network after it, or ``NotImplemented``; Ablation-CAM then re-runs
+    only that part (GMIC: the saliency head and top-t pooling after ``ds_net``) instead of the whole model.
     """
 
     input_size: tuple[int, int]

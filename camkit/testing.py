@@ -37,12 +37,12 @@ def _fail(what: str, rule: str) -> None:
 # -- CAM methods -------------------------------------------------------------------------------------------
 def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int, int] = (5, 4)) -> None:
     """Check a CAM method: its ``raw_map`` on a synthetic layer (shape, batch, finiteness; ``weights`` (B, K)
-    when it defines them), then the whole engine path on a tiny model (maps (B, H, W) in [0, 1])."""
+    when it defines them; not for perturbation methods, which need the model again), then the whole engine path
+    on a tiny model (maps (B, H, W) in [0, 1])."""
     import torch
 
-    from camkit.cams.base import COST_CLASSES, CAMContext, CAMMethod
+    from camkit.cams.base import COST_CLASSES
     from camkit.cams.engine import cam_maps
-    from camkit.errors import CamkitError
 
     name = getattr(method, "name", "") or type(method).__name__
     what = f"CAM method {name!r}"
@@ -53,6 +53,26 @@ def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int
     if getattr(method, "cost", "one-pass") not in COST_CLASSES:
         _fail(what, f"cost is {getattr(method, 'cost')!r}; declare one of {', '.join(COST_CLASSES)}")
     gen = torch.Generator().manual_seed(0)
+    if getattr(method, "cost", "one-pass") != "perturbation":  # those need the model again: engine path only
+        _check_raw_on_plain_layer(method, what, gen, batch, channels, size)
+    model = _TinyCAMNet()
+    x = torch.randn(batch, 1, 16, 12, generator=gen)
+    maps = cam_maps(model, x, [method], ["features"], targets=[i % 2 for i in range(batch)])
+    out = maps[name] if name in maps else next(iter(maps.values()))
+    if tuple(out.shape) != (batch, 16, 12):
+        _fail(what, f"the engine's maps are {tuple(out.shape)}, expected (B, H, W) = ({batch}, 16, 12)")
+    if not bool(torch.isfinite(out).all()) or float(out.min()) < 0 or float(out.max()) > 1:
+        _fail(what, "the engine's maps must be finite and in [0, 1]")
+
+
+def _check_raw_on_plain_layer(method: Any, what: str, gen: Any, batch: int, channels: int,
+                              size: tuple[int, int]) -> None:
+    """``raw_map`` (and ``weights``) of ``method`` on a synthetic layer: shape, batch, resolution, finiteness."""
+    import torch
+
+    from camkit.cams.base import CAMContext, CAMMethod
+    from camkit.errors import CamkitError
+
     h, w = size
     acts = torch.rand(batch, channels, h, w, generator=gen)
     ctx = CAMContext(acts, torch.randn(batch, channels, h, w, generator=gen) if method.needs_gradients else None,
@@ -79,14 +99,6 @@ def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int
         _fail(what, f"raw_map returned maps of {tuple(raw.shape[1:])}; it must keep the layer's resolution {(h, w)}")
     if not bool(torch.isfinite(raw).all()):
         _fail(what, "raw_map returned NaN or infinite values")
-    model = _TinyCAMNet()
-    x = torch.randn(batch, 1, 16, 12, generator=gen)
-    maps = cam_maps(model, x, [method], ["features"], targets=[i % 2 for i in range(batch)])
-    out = maps[name] if name in maps else next(iter(maps.values()))
-    if tuple(out.shape) != (batch, 16, 12):
-        _fail(what, f"the engine's maps are {tuple(out.shape)}, expected (B, H, W) = ({batch}, 16, 12)")
-    if not bool(torch.isfinite(out).all()) or float(out.min()) < 0 or float(out.max()) > 1:
-        _fail(what, "the engine's maps must be finite and in [0, 1]")
 
 
 def _TinyCAMNet() -> Any:

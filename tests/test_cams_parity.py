@@ -238,3 +238,46 @@ def test_finercam_does_not_apply_to_one_class_and_all_skips_it():
         camkit.cam_maps(one, x, ["finercam"], ["layer4"], 0)
     maps = camkit.cam_maps(one, x, "all", ["layer4"], 0)
     assert "finercam" not in maps and {"gradcam", "shapleycam", "eigencam"} <= set(maps)
+
+
+# -- perturbation: extra forwards, batched; kept small (a 64-channel layer, 64x64 images) so CI stays fast ---------
+
+PERTURBATION_CASES = [("resnet18", ["layer1"]), ("convnext_atto", ["stages.0"])]
+
+
+@pytest.mark.parametrize("arch,layers", PERTURBATION_CASES, ids=[a for a, _ in PERTURBATION_CASES])
+def test_scorecam_and_ablationcam_match_grad_cam_in_float64(models64, arch, layers):
+    from camkit.cams.methods.ablationcam import AblationCAM
+    from camkit.cams.methods.scorecam import ScoreCAM
+
+    model = models64[arch]
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    targets = [3, 1]
+    modules = [model.get_submodule(name) for name in layers]
+    # chunks that do not divide the channel count: the last chunk is a short one
+    ours = camkit.cam_maps(model, x, [ScoreCAM(chunk=24), AblationCAM(chunk=40)], layers, targets)
+    for name, cls in (("scorecam", gradcam_lib.ScoreCAM), ("ablationcam", gradcam_lib.AblationCAM)):
+        with cls(model=model, target_layers=modules) as ref_cam:
+            ref = ref_cam(input_tensor=x, targets=[ClassifierOutputTarget(t) for t in targets])
+        ref = torch.from_numpy(ref).double()
+        assert torch.allclose(ours[name].double(), ref, atol=1e-5, rtol=0), \
+            f"{name}: max abs diff {(ours[name] - ref).abs().max():.2e}"
+        assert ours[name].amax(dim=(1, 2)).gt(0.99).all(), f"{name}: degenerate maps"
+
+
+def test_gmic_ablation_reruns_only_the_saliency_head(monkeypatch):
+    """GMIC's score_from (head and pooling after ds_net) gives the same Ablation-CAM as re-running the model."""
+    from camkit.cams.methods.ablationcam import AblationCAM
+    from camkit_gmic.model import GMIC
+
+    torch.manual_seed(0)
+    gmic = camkit.create_model("gmic", preset="cpu", num_classes=1).eval()
+    x = torch.randn(2, 1, 256, 160, generator=torch.Generator().manual_seed(2))
+    calls = []
+    gmic.ds_net.register_forward_hook(lambda *a: calls.append(1))
+    fast = camkit.cam_maps(gmic, x, [AblationCAM(chunk=64)], None, 0)["ablationcam"]
+    assert len(calls) == 1  # the first forward only: every ablated copy went through the head alone
+    monkeypatch.setattr(GMIC, "score_from", lambda self, *a: NotImplemented)
+    slow = camkit.cam_maps(gmic, x, [AblationCAM(chunk=64)], None, 0)["ablationcam"]
+    assert len(calls) > 2
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)

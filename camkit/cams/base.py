@@ -6,7 +6,7 @@ and cleanup; a method only turns one layer's activations ``A`` (and gradients ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 #: How a method's map is paid for: from the engine's one forward and one activation gradient ("one-pass"), with
 #: an extra double-backward ("second-order"), or with extra masked or ablated forwards ("perturbation").
@@ -28,6 +28,8 @@ class CAMContext:
     scores             (B, C) the class scores the targets index, detached, or None
     hessian_vector     H A, (B, K, h, w): the Hessian of the target score with respect to A applied to A, for
                        methods with ``needs_hessian_vector``; None otherwise
+    rerun              a :class:`camkit.cams.rerun.Rerun` (the model again on masked inputs or ablated
+                       activations) for ``cost = "perturbation"`` methods; None otherwise
 
     ``gradients`` (and ``hessian_vector``) are of the method's own :meth:`CAMMethod.target_score`.
     """
@@ -39,6 +41,7 @@ class CAMContext:
     native_cam: Tensor | None = None
     scores: Tensor | None = None
     hessian_vector: Tensor | None = None
+    rerun: Any = None
 
 
 class CAMMethod:

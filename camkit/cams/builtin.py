@@ -6,6 +6,7 @@ from camkit.registry.hookspecs import hookimpl
 
 @hookimpl
 def register_cams(register):
+    from camkit.cams.methods.ablationcam import AblationCAM
     from camkit.cams.methods.cam import CAM
     from camkit.cams.methods.eigencam import EigenCAM
     from camkit.cams.methods.eigengradcam import EigenGradCAM
@@ -18,9 +19,11 @@ def register_cams(register):
     from camkit.cams.methods.kpcacam import KPCACAM
     from camkit.cams.methods.layercam import LayerCAM
     from camkit.cams.methods.random_map import RandomCAM
+    from camkit.cams.methods.scorecam import ScoreCAM
     from camkit.cams.methods.shapleycam import ShapleyCAM
     from camkit.cams.methods.xgradcam import XGradCAM
 
     for method in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, GradCAMElementWise, EigenCAM,
-                   EigenGradCAM, KPCACAM, FEM, RandomCAM, ShapleyCAM, FinerCAM):
+                   EigenGradCAM, KPCACAM, FEM, RandomCAM, ShapleyCAM, FinerCAM,
+                   ScoreCAM, AblationCAM):
         register(method.name, method)

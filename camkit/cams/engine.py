@@ -18,6 +18,7 @@ from camkit.errors import CamkitError, ContractError
 from camkit.cams.base import CAMContext, CAMMethod
 from camkit.cams.capture import LayerCapture
 from camkit.cams.pipeline import FUSIONS, fuse_layers, layer_maps
+from camkit.cams.rerun import Rerun
 from camkit.cams.resolve import (LayerSpec, MethodSpec, TargetSpec, output_size, resolve_layers, resolve_methods,
                                  resolve_targets, select_scores)
 from camkit.cams.resolve import classifier_weight as model_classifier_weight
@@ -99,7 +100,10 @@ def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
         shared = dict(targets=target_idx, scores=_precise(scores),
                       classifier_weight=_precise(weight) if weight is not None else None,
                       native_cam=_precise(native_map) if native_map is not None else None)
-        contexts = {key: [_context(a, d, n, shared) for n, a in acts.items()] for key, d in derivatives.items()}
+        reruns = {n: Rerun(model, n, layers[n], inputs.detach(), output) for n in acts} \
+            if any(getattr(m, "cost", "") == "perturbation" for m in chosen.values()) else {}
+        contexts = {key: [_context(a, d, n, shared, reruns.get(n)) for n, a in acts.items()]
+                    for key, d in derivatives.items()}
         group_of = {name: key for key, names in groups.items() for name in names}
         raws = [{name: _checked_raw(method, name, contexts[group_of[name]][i]) for name, method in chosen.items()}
                 for i in range(len(acts))]
@@ -242,11 +246,12 @@ def _derivatives(chosen: dict[str, Any], names: list[str], scores: Tensor, targe
     return {"gradients": {n: g.detach() for n, g in zip(layer_names, grads)}, "hessian_vector": hvp}
 
 
-def _context(a: Tensor, derivatives: dict[str, dict[str, Tensor]], layer: str, shared: dict[str, Any]) -> CAMContext:
+def _context(a: Tensor, derivatives: dict[str, dict[str, Tensor]], layer: str, shared: dict[str, Any],
+             rerun: Rerun | None) -> CAMContext:
     g = derivatives["gradients"].get(layer)
     h = derivatives["hessian_vector"].get(layer)
     return CAMContext(_precise(a), _precise(g, a) if g is not None else None,
-                      hessian_vector=_precise(h, a) if h is not None else None,
+                      hessian_vector=_precise(h, a) if h is not None else None, rerun=rerun,
                       **{k: (v.to(_precise(a).dtype) if isinstance(v, Tensor) and v.is_floating_point() else v)
                          for k, v in shared.items()})
 

@@ -96,6 +96,14 @@ class GMIC(nn.Module):
         """The saliency map alone (global network + head), e.g. for flip consistency."""
         return self.left_postprocess_net(self.ds_net(x))
 
+    def score_from(self, layer: str, activations: Tensor, output: str | None = None) -> Tensor:
+        """``y_global`` (N, C) computed from a replaced ``ds_net`` output: only the saliency head and top-t pooling
+        run again (what Ablation-CAM needs per ablated channel); NotImplemented for any other layer or output,
+        and the CAM engine then re-runs the whole model."""
+        if layer != "ds_net" or (output or self.cam_output) != "y_global":
+            return NotImplemented
+        return top_t_pool(self.left_postprocess_net(activations), self.cfg.top_t)
+
     def native_cam(self, outputs: dict[str, Tensor]) -> Tensor:
         """GMIC's own CAM: the saliency map (B, C, h, w)."""
         return outputs["saliency"]

@@ -1,0 +1,57 @@
+"""Extra forwards for perturbation methods (Score-CAM, Ablation-CAM): masked inputs or ablated activations,
+batched in memory-bounded chunks, without gradients, on the model's device.
+
+The engine hands a perturbation method a :class:`Rerun` for each hooked layer. ``score_inputs`` runs the
+whole model on new images; ``score_activations`` re-runs only what follows the layer when the model exposes it
+(``model.score_from(layer, activations, output)``, GMIC's saliency head and pooling after ``ds_net``), and
+otherwise runs the whole model on the original image with the layer's output replaced by a forward hook.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from camkit.cams.resolve import select_scores
+
+
+@dataclass
+class Rerun:
+    """The model again, for one hooked layer: ``inputs`` (B, C, H, W) and the explained ``output``."""
+
+    model: nn.Module
+    layer_name: str
+    layer: nn.Module
+    inputs: Tensor
+    output: str | int | None
+
+    def score_inputs(self, images: Tensor) -> Tensor:
+        """Class scores (N, C) of the model on ``images`` (N, C, H, W), no grad, float32."""
+        with torch.no_grad():
+            return select_scores(self.model(images), self.output, self.model).float()
+
+    def score_activations(self, image: int, activations: Tensor) -> Tensor:
+        """Class scores (N, C) with the layer's output replaced by ``activations`` (N, K, h, w), all for image
+        ``image`` of the batch (the model's own ``score_from`` when it has one: only the part after the layer)."""
+        fast: Callable[..., Any] | None = getattr(self.model, "score_from", None)
+        with torch.no_grad():
+            if callable(fast):
+                scores = fast(self.layer_name, activations, self.output)
+                if scores is not NotImplemented:
+                    return scores.float()
+            handle = self.layer.register_forward_hook(lambda module, args, out: activations)
+            try:
+                x = self.inputs[image:image + 1].expand(activations.shape[0], *self.inputs.shape[1:])
+                return select_scores(self.model(x), self.output, self.model).float()
+            finally:
+                handle.remove()
+
+
+def chunks(total: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``size`` covering ``range(total)``."""
+    size = max(1, int(size))
+    for start in range(0, total, size):
+        yield slice(start, min(total, start + size))
