@@ -142,6 +142,11 @@ def test_unknown_cam_is_refused_with_suggestion():
     assert res.exit_code == 1 and "Did you mean 'gradcam'" in res.output
 
 
+def test_a_perturbation_train_cam_is_refused_before_training():
+    res = CliRunner().invoke(main, ["bench", "--train-cam", "scorecam"])
+    assert res.exit_code == 1 and "cannot drive training yet" in res.output
+
+
 def test_explain_one_png_with_a_bench_checkpoint(tiny_run, tmp_path):
     import numpy as np
     from PIL import Image

@@ -122,3 +122,18 @@ def test_every_one_pass_method_can_drive_roi_retrieval(method):
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(torch.as_tensor(v)) for v in parts.values())
     assert model.config["train_cam"] == method
+
+
+@pytest.mark.parametrize("method", ["shapleycam", "finercam"])
+def test_second_order_and_own_score_methods_drive_roi_retrieval(method):
+    model = camkit.create_model("gmic", preset="cpu", train_cam=method, num_classes=2).train()
+    loss, _ = model.training_loss(_x(4), torch.tensor([0, 1, 0, 1]), 0.5)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_a_perturbation_train_cam_is_refused_when_the_model_is_made():
+    from camkit.errors import OptionError
+
+    with pytest.raises(OptionError, match="perturbation method"):
+        camkit.create_model("gmic", preset="cpu", train_cam="scorecam", num_classes=1)

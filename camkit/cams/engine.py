@@ -126,6 +126,9 @@ def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
     """
     m = resolve_methods([method])
     name, impl = next(iter(m.items()))
+    if getattr(impl, "cost", "one-pass") == "perturbation":
+        raise CamkitError(f"train_time_map({name!r}): perturbation methods need extra forwards of the model and "
+                          "cannot run inside its own forward; use a one-pass or second-order method")
     if score.dim() == 1:
         score = score[:, None]
     if score.dim() != 2 or score.shape[0] != activations.shape[0]:

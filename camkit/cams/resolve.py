@@ -40,6 +40,28 @@ def resolve_methods(methods: MethodSpec) -> dict[str, Any]:
     return out
 
 
+def expand_names(names: Sequence[str], default: Sequence[str] = ()) -> list[str]:
+    """Method names with groups expanded, checked, without repeats: ``"all"`` (``default`` first, then every
+    other registered method) and the cost classes ``"one-pass"``, ``"second-order"``, ``"perturbation"``
+    (every registered method of that class); no names means ``default``. Unknown names raise
+    UnknownNameError with close matches."""
+    from camkit.cams.base import COST_CLASSES
+    from camkit.registry.api import get_cam, list_cams
+    from camkit.registry.host import get_host
+
+    out: list[str] = []
+    for n in list(names) or list(default):
+        if n == "all":
+            out += [*default, *[m for m in list_cams() if m not in default]]
+        elif n in COST_CLASSES:
+            out += [e.name for e in get_host().registry.entries("cam")
+                    if getattr(e.factory, "cost", "one-pass") == n]
+        else:
+            get_cam(n)  # raises UnknownNameError with close matches
+            out.append(n)
+    return list(dict.fromkeys(out))
+
+
 def resolve_layers(model: nn.Module, target_layers: LayerSpec) -> dict[str, nn.Module]:
     """Modules or dotted names (default: ``model.cam_layers``) -> {dotted name: module}, in the given order."""
     if target_layers is None:

@@ -15,8 +15,9 @@ from camkit.ui.output import render
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="best.pt / last.pt of a camkit run, or a plain state dict with --model-opt")
 @click.option("--model", "model_name", default="gmic", show_default=True)
-@click.option("--cam", "cams", multiple=True, default=("all",), show_default=True,
-              help="method(s) to draw (repeat), or 'all'")
+@click.option("--cam", "cams", multiple=True, default=("one-pass",), show_default=True,
+              help="method(s) to draw (repeat); 'all', or a cost class: one-pass, second-order, perturbation "
+                   "(one extra forward per channel)")
 @click.option("--laterality", type=click.Choice(["L", "R"]), default=None,
               help="mirror right views like training did (default: detect the breast side)")
 @click.option("--box-threshold", type=float, default=0.5, show_default=True,
@@ -35,16 +36,19 @@ def explain(image, checkpoint, model_name, cams, laterality, box_threshold, box_
     """Draw every CAM's map and boxes for one image (DICOM or PNG) with a trained checkpoint."""
     import numpy as np
 
+    from camkit.cams.resolve import expand_names
     from camkit.inference import explain_image
-    from camkit.registry.api import list_cams
     from camkit.ui.figures import check_figure_path, overlay_grid
 
     check_figure_path(out, "--out")
-    methods = list_cams() if "all" in cams else list(cams)
+    methods = expand_names(cams)
     res = explain_image(image, checkpoint, model_name=model_name, cams=methods, laterality=laterality,
                         box_threshold=box_threshold, box_score=box_score, cam_output=cam_output, fuse=fuse,
                         model_options=_parse_options(model_opt, "--model-opt"))
     arrays = res.pop("arrays")
+    methods = [m for m in methods if m in res["boxes"]]  # a method that does not apply has no map
+    for m, why in res["not_applicable"].items():
+        click.echo(f"{m}: not applicable to this model ({why})", err=True)
     overlay_grid([arrays["image"]], [np.zeros((0, 4))], {m: [arrays["maps"][m]] for m in methods},
                  {m: [np.asarray(res["boxes"][m]["model_frame"]).reshape(-1, 4)] for m in methods}, out,
                  titles=[f"{Path(image).name} p={res['probability']:.2f}"])

@@ -27,11 +27,16 @@ def engine_train_time_map() -> Callable[..., Tensor]:
 
 
 def check_train_cam(name: str) -> None:
-    """Fail early, with close matches, when ``name`` is neither ``cam`` nor a registered CAM method."""
+    """Fail early, with close matches, when ``name`` is neither ``cam`` nor a registered CAM method, and when it
+    is a perturbation method (those need extra forwards of the whole model, not possible inside its own)."""
     if name != NATIVE:
         import camkit
+        from camkit.errors import OptionError
 
-        camkit.get_cam(name)  # raises UnknownNameError listing the registered methods
+        method = camkit.get_cam(name)  # raises UnknownNameError listing the registered methods
+        if getattr(method, "cost", "one-pass") == "perturbation":
+            raise OptionError(f"gmic: train_cam {name!r} is a perturbation method (one extra forward per channel) "
+                              "and cannot drive ROI retrieval yet; choose a one-pass or second-order method")
 
 
 def roi_source_maps(method: str, h_g: Tensor, head_weight: Tensor, top_t: float, saliency: Tensor) -> Tensor:
