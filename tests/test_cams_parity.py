@@ -281,3 +281,44 @@ def test_gmic_ablation_reruns_only_the_saliency_head(monkeypatch):
     slow = camkit.cam_maps(gmic, x, [AblationCAM(chunk=64)], None, 0)["ablationcam"]
     assert len(calls) > 2
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch,layers", PERTURBATION_CASES, ids=[a for a, _ in PERTURBATION_CASES])
+def test_sscam_and_iscam_match_torchcam_given_the_same_noise(models64, arch, layers):
+    """torchcam 0.5 is the reference for SS-CAM and IS-CAM. It returns maps at feature resolution, so camkit's are
+    taken at that size; SS-CAM's noise: torchcam's sampler is handed camkit's stream, in the order camkit draws it
+    (per sample, image and chunk), assembled into the (B, K, H, W) fields torchcam draws per sample."""
+    torchcam = pytest.importorskip("torchcam.methods")
+    from camkit.cams.methods.iscam import ISCAM
+    from camkit.cams.methods.sscam import SSCAM
+
+    model = models64[arch]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    targets = [3, 1]
+    ss, iscam = SSCAM(num_samples=2, std=0.5, chunk=24, seed=4), ISCAM(num_samples=2, chunk=24)
+    seen = []
+    handle = model.get_submodule(layers[0]).register_forward_hook(lambda m, i, o: seen.append(o.shape[1:]))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    k, h, w = seen[0]
+    ours = camkit.cam_maps(model, x, [ss, iscam], layers, targets, size=(h, w))
+
+    from camkit.cams.rerun import chunks
+
+    gen = torch.Generator().manual_seed(4)
+    fields = [torch.stack([torch.cat([ss.noise(gen, p.stop - p.start, (32, 32)) for p in chunks(k, 24)])
+                           for _ in range(2)]).double() for _ in range(2)]
+    for name, cls, kwargs in (("sscam", torchcam.SSCAM, {"num_samples": 2, "std": 0.5}),
+                              ("iscam", torchcam.ISCAM, {"num_samples": 2})):
+        with cls(model, target_layer=layers[0], batch_size=24, input_shape=(3, 32, 32), **kwargs) as extractor:
+            if name == "sscam":
+                stream = iter(fields)
+                extractor._distrib = type("Replay", (), {"sample": lambda self, size: next(stream)})()
+            with torch.no_grad():
+                scores = model(x)
+            ref = extractor(class_idx=targets, scores=scores)[0].double()
+        assert ref.shape == ours[name].shape == (2, h, w)
+        assert torch.allclose(ours[name].double(), ref, atol=1e-5, rtol=0), \
+            f"{name}: max abs diff {(ours[name] - ref).abs().max():.2e}"
+        assert ours[name].amax(dim=(1, 2)).gt(0.99).all(), f"{name}: degenerate maps"

@@ -16,14 +16,16 @@ def register_cams(register):
     from camkit.cams.methods.gradcam_elementwise import GradCAMElementWise
     from camkit.cams.methods.gradcampp import GradCAMPlusPlus
     from camkit.cams.methods.hirescam import HiResCAM
+    from camkit.cams.methods.iscam import ISCAM
     from camkit.cams.methods.kpcacam import KPCACAM
     from camkit.cams.methods.layercam import LayerCAM
     from camkit.cams.methods.random_map import RandomCAM
     from camkit.cams.methods.scorecam import ScoreCAM
     from camkit.cams.methods.shapleycam import ShapleyCAM
+    from camkit.cams.methods.sscam import SSCAM
     from camkit.cams.methods.xgradcam import XGradCAM
 
     for method in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, GradCAMElementWise, EigenCAM,
                    EigenGradCAM, KPCACAM, FEM, RandomCAM, ShapleyCAM, FinerCAM,
-                   ScoreCAM, AblationCAM):
+                   ScoreCAM, AblationCAM, SSCAM, ISCAM):
         register(method.name, method)
