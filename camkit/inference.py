@@ -28,6 +28,13 @@ class LocalizeOptions:
     box_score: str = "peak_x_prob"
     cam_output: str | None = None
     fuse: str = "mean"
+    cam_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {method: constructor options}
+
+    def methods(self) -> dict[str, Any]:
+        """{requested name: method instance}, each created with its ``cam_options``."""
+        from camkit.registry.api import get_cam
+
+        return {cam: get_cam(cam, **self.cam_options.get(cam, {})) for cam in self.cams}
 
     def check(self, model: Any = None) -> LocalizeOptions:
         """Raise OptionError naming the bad option (``cam_output`` against ``model.score_outputs`` if given)."""
@@ -36,6 +43,11 @@ class LocalizeOptions:
 
         if not self.cams:
             raise OptionError("no CAM method requested; pass --test-cam NAME (camkit list cams)")
+        stray = sorted(set(self.cam_options) - set(self.cams))
+        if stray:
+            raise OptionError(f"--cam-opt for {', '.join(stray)}, which is not among the requested CAMs "
+                              f"({', '.join(self.cams)})")
+        self.methods()  # an option a method does not take fails here, naming the method and its options
         if not isinstance(self.box_threshold, (int, float)) or not 0.0 < float(self.box_threshold) <= 1.0:
             raise OptionError(f"--box-threshold must be in (0, 1] (a fraction of each map's maximum), got "
                               f"{self.box_threshold!r}")
@@ -82,27 +94,34 @@ def localize(model: Any, images: Any, options: LocalizeOptions, device: Any = No
 
     from camkit.cams.engine import not_applicable_reason, run_cams
     from camkit.metrics.boxes import maps_to_boxes
-    from camkit.registry.api import get_cam
 
     model.eval()
     if device is not None:
         x = device.prepare_images(images)
     else:
         x = images.to(next(model.parameters()).device)
-    maps, output = run_cams(model, x, list(options.cams), model.cam_layers, int(model.target_class),
-                            output=options.cam_output or model.cam_output, fuse=options.fuse, return_output=True,
-                            not_applicable="skip")
+    methods = options.methods()
+    found, output = run_cams(model, x, list(methods.values()), model.cam_layers, int(model.target_class),
+                             output=options.cam_output or model.cam_output, fuse=options.fuse, return_output=True,
+                             not_applicable="skip")
     with torch.no_grad():
         probs = model.predict(output).detach().float().cpu().numpy().reshape(-1)
+    # the engine names maps by each method's own name; everything downstream uses the requested names
+    maps = {cam: found[_engine_name(m)] for cam, m in methods.items() if _engine_name(m) in found}
     boxes = {cam: maps_to_boxes(maps[cam], options.box_threshold, probs, options.box_score) for cam in maps}
-    skipped = {cam: not_applicable_reason(get_cam(cam)) for cam in options.cams if cam not in maps}
+    skipped = {cam: not_applicable_reason(m) for cam, m in methods.items() if cam not in maps}
     return Localization(maps, probs, boxes, skipped)
+
+
+def _engine_name(method: Any) -> str:
+    return getattr(method, "name", "") or type(method).__name__.lower()
 
 
 def explain_image(image: str | Path, checkpoint: str | Path, *, model_name: str = "gmic",
                   cams: list[str] | None = None, laterality: str | None = None, box_threshold: float = 0.5,
                   box_score: str = "peak_x_prob", cam_output: str | None = None, fuse: str = "mean",
-                  model_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                  model_options: dict[str, Any] | None = None,
+                  cam_options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Maps and boxes of every method in ``cams`` (all registered when None) for one image file.
 
     The model is rebuilt as ``create_model(model_name, **checkpoint["model_config"])`` for camkit checkpoints; a
@@ -124,7 +143,8 @@ def explain_image(image: str | Path, checkpoint: str | Path, *, model_name: str 
         load_checkpoint(checkpoint, model)
     else:  # a plain state dict (e.g. released weights): the model's own loader knows its quirks
         model = create_model(model_name, checkpoint=str(checkpoint), **config)
-    options = LocalizeOptions(tuple(cams or list_cams()), box_threshold, box_score, cam_output, fuse).check(model)
+    options = LocalizeOptions(tuple(cams or list_cams()), box_threshold, box_score, cam_output, fuse,
+                              dict(cam_options or {})).check(model)
     x, transform = preprocess(read_image(image), tuple(model.input_size), laterality=laterality)
     found = localize(model, x.reshape(1, 1, *x.shape[-2:]), options)
     original = found.original([transform])

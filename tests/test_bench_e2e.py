@@ -204,3 +204,17 @@ def test_a_model_that_classifies_but_does_not_localise_is_named():
     assert "train-cam 'xgradcam'" in msg and "AUC 0.93" in msg and "0.12" in msg and "docs/training.md" in msg
     assert localisation_warning("cam", det, {"auc": {"value": 0.6}}) is None
     assert localisation_warning("cam", {"cam": {"tpr@1": {"value": 0.5}}}, {"auc": {"value": 0.9}}) is None
+
+
+def test_cam_options_reach_the_method_and_bad_ones_stop_before_training(tmp_path):
+    bad = CliRunner().invoke(main, ["bench", "--test-cam", "fem", "--cam-opt", "fem.kk=3"])
+    assert bad.exit_code == 1 and "has no option 'kk'" in bad.output and "Did you mean 'k'" in bad.output
+    stray = CliRunner().invoke(main, ["bench", "--test-cam", "fem", "--cam-opt", "scorecam.chunk=8"])
+    assert stray.exit_code == 1 and "not among the requested CAMs" in stray.output
+    res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--test-cam", "fem", "--test-cam", "eigencam",
+                                    "--cam-opt", "fem.k=1", "--out", str(tmp_path / "run"), "--format", "json",
+                                    *TINY])
+    assert res.exit_code == 0, res.output
+    results = load_results(tmp_path / "run")
+    assert results["config"]["cam_options"] == {"fem": {"k": 1}}
+    assert set(results["detection"]["cam"]) == {"fem", "eigencam"}

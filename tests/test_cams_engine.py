@@ -438,3 +438,14 @@ def test_list_cams_shows_cost_class_and_gradients():
     assert rows["hirescam"]["gradients"] == "yes"
     assert {"cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "gradcam-elementwise", "eigencam",
             "eigengradcam", "kpcacam", "fem", "random"} <= set(rows)
+
+
+def test_cam_options_build_the_methods_the_localizer_runs():
+    from camkit.errors import OptionError
+    from camkit.inference import LocalizeOptions
+
+    opts = LocalizeOptions(("fem", "scorecam"), cam_options={"fem": {"k": 1.5}, "scorecam": {"chunk": 7}}).check()
+    methods = opts.methods()
+    assert methods["fem"].k == 1.5 and methods["scorecam"].chunk == 7
+    with pytest.raises(OptionError, match="has no option 'kk'"):
+        LocalizeOptions(("fem",), cam_options={"fem": {"kk": 1}}).check()

@@ -37,6 +37,7 @@ class BenchConfig:
     bootstrap: int = 1000
     cam_fuse: str = "mean"
     cam_output: str | None = None  # the score the test-time CAMs explain; None = the model's cam_output
+    cam_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # test-cam constructor options
 
     def recipe(self) -> Recipe:
         """The training recipe: the preset with this config's explicit options over it."""
@@ -82,10 +83,13 @@ class BenchConfig:
         from camkit.inference import LocalizeOptions
 
         return LocalizeOptions(tuple(self.test_cams), self.box_threshold, self.box_score, self.cam_output,
-                               self.cam_fuse)
+                               self.cam_fuse, dict(self.cam_options))
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        d = json.loads(json.dumps(asdict(self)))
+        if not d["cam_options"]:  # absent when unused: configurations (and their hashes) from before it stay equal
+            del d["cam_options"]
+        return d
 
 
 def expand_cams(names: list[str] | tuple[str, ...], default: tuple[str, ...], train: bool = False) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from camkit.cli.options import format_option
+from camkit.cli.options import format_option, parse_cam_options
 from camkit.errors import OptionError
 from camkit.cli.options import parse_options as _parse_options
 from camkit.ui.output import render
@@ -41,13 +41,16 @@ from camkit.ui.output import render
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples (by study)")
 @click.option("--cam-output", default=None,
               help="model output whose score the test-time CAMs explain (GMIC: y_global (default) or y_fusion)")
+@click.option("--cam-opt", multiple=True,
+              help="test-cam option METHOD.KEY=VALUE (repeatable), e.g. scorecam.chunk=64 or fem.k=3")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda:LOCAL_RANK when available]")
 @click.option("--metric", type=click.Choice(["tpr@0.5", "tpr@1", "tpr@2", "best", "cpm"]), default="tpr@1",
               show_default=True, help="what the printed leaderboard shows")
 @format_option
 @click.option("--quiet", is_flag=True, help="no progress output")
 def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, seeds, out, models_dir,
-          data_root, model_opt, dataset_opt, box_threshold, bootstrap, cam_output, device, metric, fmt, quiet):
+          data_root, model_opt, dataset_opt, box_threshold, bootstrap, cam_output, cam_opt, device, metric, fmt,
+          quiet):
     """Train with each train-cam, score every test-cam, print the leaderboard.
 
     With no options: the paper's matrix (train-cams cam, gradcampp, xgradcam x the five test-cams) on the
@@ -70,7 +73,7 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
                       test_cams=expand_cams(test_cams, PAPER_TEST_CAMS),
                       model_options=_parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
                       train=train, box_threshold=box_threshold, bootstrap=bootstrap,
-                      cam_output=cam_output)
+                      cam_output=cam_output, cam_options=parse_cam_options(cam_opt))
     from dataclasses import replace
 
     from camkit.bench.leaderboard import parse_seeds

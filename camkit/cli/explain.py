@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from camkit.cli.options import format_option
+from camkit.cli.options import format_option, parse_cam_options
 from camkit.cli.options import parse_options as _parse_options
 from camkit.ui.output import render
 
@@ -28,11 +28,13 @@ from camkit.ui.output import render
 @click.option("--fuse", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
               help="how maps of several hooked layers combine")
 @click.option("--model-opt", multiple=True, help="model option KEY=VALUE (for plain state dicts)")
+@click.option("--cam-opt", multiple=True,
+              help="CAM option METHOD.KEY=VALUE (repeatable), e.g. scorecam.chunk=64 or fem.k=3")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("explain.png"),
               show_default=True, help="the figure (.png, .pdf, .svg, .jpg ...)")
 @format_option
 def explain(image, checkpoint, model_name, cams, laterality, box_threshold, box_score, cam_output, fuse, model_opt,
-            out, fmt):
+            cam_opt, out, fmt):
     """Draw every CAM's map and boxes for one image (DICOM or PNG) with a trained checkpoint."""
     import numpy as np
 
@@ -44,7 +46,8 @@ def explain(image, checkpoint, model_name, cams, laterality, box_threshold, box_
     methods = expand_names(cams)
     res = explain_image(image, checkpoint, model_name=model_name, cams=methods, laterality=laterality,
                         box_threshold=box_threshold, box_score=box_score, cam_output=cam_output, fuse=fuse,
-                        model_options=_parse_options(model_opt, "--model-opt"))
+                        model_options=_parse_options(model_opt, "--model-opt"),
+                        cam_options=parse_cam_options(cam_opt))
     arrays = res.pop("arrays")
     methods = [m for m in methods if m in res["boxes"]]  # a method that does not apply has no map
     for m, why in res["not_applicable"].items():

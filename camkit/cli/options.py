@@ -32,3 +32,14 @@ def parse_options(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def parse_cam_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--cam-opt NAME.KEY=VALUE`` pairs -> {method name: {key: value}} (values as in :func:`parse_options`)."""
+    grouped: dict[str, list[str]] = {}
+    for pair in pairs:
+        target, sep, rest = pair.partition(".")
+        if not sep or not target or "=" not in rest:
+            raise OptionError(f"--cam-opt {pair!r} is not METHOD.KEY=VALUE (e.g. --cam-opt scorecam.chunk=64)")
+        grouped.setdefault(target, []).append(rest)
+    return {name: parse_options(tuple(items), f"--cam-opt {name}.") for name, items in grouped.items()}
