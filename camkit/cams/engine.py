@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from camkit.errors import CamkitError, ContractError
-from camkit.cams.base import CAMContext, CAMMethod
+from camkit.cams.base import COST_CLASSES, CAMContext, CAMMethod
 from camkit.cams.capture import LayerCapture
 from camkit.cams.pipeline import FUSIONS, fuse_layers, layer_maps
 from camkit.cams.rerun import Rerun
@@ -33,8 +33,8 @@ def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
         model: any ``nn.Module``, in eval or train mode (its mode is left alone; a train-mode forward updates
             BatchNorm statistics as any forward would).
         inputs: the image batch (B, C, H, W), on the model's device.
-        methods: names (``["gradcam", "cam"]``), ``"all"`` (every registered method, plugins included) or
-            ``CAMMethod`` instances.
+        methods: names (``["gradcam", "cam"]``), ``"all"`` (every registered method, plugins included), a cost
+            class (``"one-pass"``, ``"second-order"``, ``"perturbation"``) or ``CAMMethod`` instances.
         target_layers: modules or dotted names (``"layer4"``); default ``model.cam_layers``.
         targets: one class index per image, one int for all, a callable on the model's output returning
             either, or None for each image's top class.
@@ -45,13 +45,13 @@ def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
         not_applicable: what to do with a method that applies to none of the target layers (CAM without a
             classifier that fits, FinerCAM on a one-class model): ``"raise"`` a CamkitError naming it, or
             ``"skip"`` it (it is then missing from the result; :func:`not_applicable_reason` says why).
-            Default: ``"skip"`` for ``methods="all"``, ``"raise"`` for methods asked by name.
+            Default: ``"skip"`` for ``"all"`` and the cost classes, ``"raise"`` for methods asked by name.
 
     Example::
 
         >>> import timm, torch, camkit
         >>> model = timm.create_model("resnet18", num_classes=2, in_chans=1).eval()
-        >>> maps = camkit.cam_maps(model, torch.randn(2, 1, 64, 64), "all", ["layer4"], targets=[1, 0])
+        >>> maps = camkit.cam_maps(model, torch.randn(2, 1, 64, 64), "one-pass", ["layer4"], targets=[1, 0])
         >>> {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"} <= set(maps), tuple(maps["gradcampp"].shape)
         (True, (2, 64, 64))
     """
@@ -71,7 +71,7 @@ def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
     if fuse not in FUSIONS:
         raise CamkitError(f"fuse must be one of {FUSIONS}; got {fuse!r}")
     if not_applicable is None:
-        not_applicable = "skip" if isinstance(methods, str) and methods == "all" else "raise"
+        not_applicable = "skip" if isinstance(methods, str) and methods in ("all", *COST_CLASSES) else "raise"
     if not_applicable not in NOT_APPLICABLE:
         raise CamkitError(f"not_applicable must be one of {NOT_APPLICABLE}; got {not_applicable!r}")
     chosen = resolve_methods(methods)

@@ -20,8 +20,11 @@ def resolve_methods(methods: MethodSpec) -> dict[str, Any]:
     """``"all"``, one name/instance or a list of them -> {name: method instance} (registry look-ups)."""
     from camkit.registry.api import get_cam, list_cams
 
+    from camkit.cams.base import COST_CLASSES
+
     if isinstance(methods, str):
-        methods = list_cams() if methods == "all" else [methods]
+        methods = list_cams() if methods == "all" else \
+            expand_names([methods]) if methods in COST_CLASSES else [methods]
     elif not isinstance(methods, Sequence):
         methods = [methods]
     if len(methods) == 0:
@@ -43,7 +46,7 @@ def resolve_methods(methods: MethodSpec) -> dict[str, Any]:
 def expand_names(names: Sequence[str], default: Sequence[str] = ()) -> list[str]:
     """Method names with groups expanded, checked, without repeats: ``"all"`` (``default`` first, then every
     other registered method) and the cost classes ``"one-pass"``, ``"second-order"``, ``"perturbation"``
-    (every registered method of that class); no names means ``default``. Unknown names raise
+    (every registered method of that class, ``default``'s first); no names means ``default``. Unknown names raise
     UnknownNameError with close matches."""
     from camkit.cams.base import COST_CLASSES
     from camkit.registry.api import get_cam, list_cams
@@ -54,8 +57,8 @@ def expand_names(names: Sequence[str], default: Sequence[str] = ()) -> list[str]
         if n == "all":
             out += [*default, *[m for m in list_cams() if m not in default]]
         elif n in COST_CLASSES:
-            out += [e.name for e in get_host().registry.entries("cam")
-                    if getattr(e.factory, "cost", "one-pass") == n]
+            group = [e.name for e in get_host().registry.entries("cam") if getattr(e.factory, "cost", "one-pass") == n]
+            out += [*[d for d in default if d in group], *[m for m in group if m not in default]]
         else:
             get_cam(n)  # raises UnknownNameError with close matches
             out.append(n)

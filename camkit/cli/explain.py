@@ -38,12 +38,13 @@ def explain(image, checkpoint, model_name, cams, laterality, box_threshold, box_
     """Draw every CAM's map and boxes for one image (DICOM or PNG) with a trained checkpoint."""
     import numpy as np
 
+    from camkit.bench.config import PAPER_TEST_CAMS
     from camkit.cams.resolve import expand_names
     from camkit.inference import explain_image
     from camkit.ui.figures import check_figure_path, overlay_grid
 
     check_figure_path(out, "--out")
-    methods = expand_names(cams)
+    methods = expand_names(cams, PAPER_TEST_CAMS)  # the paper's five first in a group
     res = explain_image(image, checkpoint, model_name=model_name, cams=methods, laterality=laterality,
                         box_threshold=box_threshold, box_score=box_score, cam_output=cam_output, fuse=fuse,
                         model_options=_parse_options(model_opt, "--model-opt"),
