@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camkit.cams.resolve import select_scores
@@ -55,3 +56,12 @@ def chunks(total: int, size: int) -> Iterator[slice]:
     size = max(1, int(size))
     for start in range(0, total, size):
         yield slice(start, min(total, start + size))
+
+
+def feature_masks(a: Tensor, size: tuple[int, int]) -> Tensor:
+    """torchcam's Score-CAM masks: each channel min-max normalised at feature resolution (eps 1e-8), then
+    upsampled bilinearly (``align_corners=False``) to ``size``: (K, h, w) -> (K, H, W)."""
+    lo = a.flatten(1).amin(1)[:, None, None]
+    norm = a - lo
+    norm = norm / (norm.flatten(1).amax(1)[:, None, None] + 1e-8)
+    return F.interpolate(norm[None], size=size, mode="bilinear", align_corners=False)[0]

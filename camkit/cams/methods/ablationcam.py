@@ -40,6 +40,7 @@ class AblationCAM(CAMMethod):
     def weights(self, ctx: CAMContext) -> Tensor:
         rerun, a = ctx.rerun, ctx.activations
         b, k = a.shape[:2]
+        targets = ctx.targets.tolist()  # one host sync, not one per chunk
         original = ctx.scores.gather(1, ctx.targets[:, None])[:, 0].double()
         ablated = torch.empty(b, k, dtype=torch.float64, device=a.device)
         for i in range(b):
@@ -51,5 +52,5 @@ class AblationCAM(CAMMethod):
                 copies = source.unsqueeze(0).repeat(len(channels), 1, 1, 1)
                 copies[torch.arange(len(channels)), channels] = value
                 s = rerun.score_activations(i, copies)
-                ablated[i, part] = s[:, int(ctx.targets[i])].double()
+                ablated[i, part] = s[:, targets[i]].double()
         return ((original[:, None] - ablated) / original[:, None]).to(a.dtype)

@@ -5,8 +5,7 @@ import torch
 from torch import Tensor
 
 from camkit.cams.base import CAMContext, CAMMethod
-from camkit.cams.methods.sscam import feature_masks
-from camkit.cams.rerun import chunks
+from camkit.cams.rerun import chunks, feature_masks
 
 
 class ISCAM(CAMMethod):
@@ -43,6 +42,7 @@ class ISCAM(CAMMethod):
         rerun, a = ctx.rerun, ctx.activations
         x = rerun.inputs
         b, k = a.shape[:2]
+        targets = ctx.targets.tolist()  # one host sync, not one per chunk
         size = tuple(x.shape[-2:])
         base = ctx.scores.gather(1, ctx.targets[:, None])[:, 0].double()
         total = torch.zeros(b, k, dtype=torch.float64, device=a.device)
@@ -53,5 +53,5 @@ class ISCAM(CAMMethod):
                 for step in range(self.num_samples):
                     coeff += (step + 1) / self.num_samples
                     s = rerun.score_inputs(coeff * masked)
-                    total[i, part] += s[:, int(ctx.targets[i])].double() - base[i]
+                    total[i, part] += s[:, targets[i]].double() - base[i]
         return torch.softmax(total / self.num_samples, dim=1).to(a.dtype)

@@ -42,6 +42,7 @@ class ScoreCAM(CAMMethod):
         rerun = ctx.rerun
         x = rerun.inputs
         b, k = ctx.activations.shape[:2]
+        targets = ctx.targets.tolist()  # one host sync, not one per chunk
         scores = torch.empty(b, k, dtype=torch.float64, device=ctx.activations.device)
         for i in range(b):
             a = ctx.activations[i:i + 1]
@@ -51,5 +52,5 @@ class ScoreCAM(CAMMethod):
                 hi = up.flatten(1).amax(1)[:, None, None]
                 masks = (up - lo) / (hi - lo + 1e-8)
                 s = rerun.score_inputs(x[i:i + 1] * masks[:, None])
-                scores[i, part] = s[:, int(ctx.targets[i])].double()
+                scores[i, part] = s[:, targets[i]].double()
         return torch.softmax(scores, dim=1).to(ctx.activations.dtype)

@@ -2,20 +2,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from camkit.cams.base import CAMContext, CAMMethod
-from camkit.cams.rerun import chunks
-
-
-def feature_masks(a: Tensor, size: tuple[int, int]) -> Tensor:
-    """torchcam's Score-CAM masks: each channel min-max normalised at feature resolution (eps 1e-8), then
-    upsampled bilinearly (``align_corners=False``) to ``size``: (K, h, w) -> (K, H, W)."""
-    lo = a.flatten(1).amin(1)[:, None, None]
-    norm = a - lo
-    norm = norm / (norm.flatten(1).amax(1)[:, None, None] + 1e-8)
-    return F.interpolate(norm[None], size=size, mode="bilinear", align_corners=False)[0]
+from camkit.cams.rerun import chunks, feature_masks
 
 
 class SSCAM(CAMMethod):
@@ -57,6 +47,7 @@ class SSCAM(CAMMethod):
         rerun, a = ctx.rerun, ctx.activations
         x = rerun.inputs
         b, k = a.shape[:2]
+        targets = ctx.targets.tolist()  # one host sync, not one per chunk
         size = tuple(x.shape[-2:])
         base = ctx.scores.gather(1, ctx.targets[:, None])[:, 0].double()
         total = torch.zeros(b, k, dtype=torch.float64, device=a.device)
@@ -67,5 +58,5 @@ class SSCAM(CAMMethod):
                     masks = feature_masks(a[i, part].to(x.dtype), size)
                     delta = self.noise(generator, part.stop - part.start, size).to(x.device, x.dtype)
                     s = rerun.score_inputs(x[i:i + 1] * (masks + delta)[:, None])
-                    total[i, part] += s[:, int(ctx.targets[i])].double() - base[i]
+                    total[i, part] += s[:, targets[i]].double() - base[i]
         return torch.softmax(total / self.num_samples, dim=1).to(a.dtype)
