@@ -84,11 +84,13 @@ class Localization:
         return {cam: batch_to_original(found, transforms, self.map_size) for cam, found in self.boxes.items()}
 
 
-def localize(model: Any, images: Any, options: LocalizeOptions, device: Any = None) -> Localization:
+def localize(model: Any, images: Any, options: LocalizeOptions, device: Any = None,
+             progress: Any = None) -> Localization:
     """All of ``options.cams``' maps and boxes for an image batch, and the model's predictions, from one pass.
 
     ``images`` (B, C, H, W) go to ``device`` (a :class:`camkit.training.device.DeviceSettings`; default: the
-    model's device as is). The model is put in eval mode.
+    model's device as is). The model is put in eval mode. ``progress(done, total)``: the perturbation methods'
+    extra forwards (:func:`camkit.cams.engine.run_cams`).
     """
     import torch
 
@@ -103,7 +105,7 @@ def localize(model: Any, images: Any, options: LocalizeOptions, device: Any = No
     methods = options.methods()
     found, output = run_cams(model, x, list(methods.values()), model.cam_layers, int(model.target_class),
                              output=options.cam_output or model.cam_output, fuse=options.fuse, return_output=True,
-                             not_applicable="skip")
+                             not_applicable="skip", progress=progress)
     with torch.no_grad():
         probs = model.predict(output).detach().float().cpu().numpy().reshape(-1)
     # the engine names maps by each method's own name; everything downstream uses the requested names

@@ -37,7 +37,7 @@ def _fail(what: str, rule: str) -> None:
 # -- CAM methods -------------------------------------------------------------------------------------------
 def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int, int] = (5, 4)) -> None:
     """Check a CAM method: its ``raw_map`` on a synthetic layer (shape, batch, finiteness; ``weights`` (B, K)
-    when it defines them; not for perturbation methods, which need the model again), then the whole engine path
+    when it defines them; not for perturbation or full-backward methods, which need the model), then the whole engine path
     on a tiny model (maps (B, H, W) in [0, 1])."""
     import torch
 
@@ -53,7 +53,8 @@ def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int
     if getattr(method, "cost", "one-pass") not in COST_CLASSES:
         _fail(what, f"cost is {getattr(method, 'cost')!r}; declare one of {', '.join(COST_CLASSES)}")
     gen = torch.Generator().manual_seed(0)
-    if getattr(method, "cost", "one-pass") != "perturbation":  # those need the model again: engine path only
+    # perturbation and full-backward methods need the model again (or its input): engine path only
+    if getattr(method, "cost", "one-pass") in ("one-pass", "second-order"):
         _check_raw_on_plain_layer(method, what, gen, batch, channels, size)
     model = _TinyCAMNet()
     x = torch.randn(batch, 1, 16, 12, generator=gen)

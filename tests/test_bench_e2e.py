@@ -14,10 +14,10 @@ from camkit.cli import main
 from camkit.bench.results import load_results
 
 REPO = Path(__file__).resolve().parents[1]
-# every one-pass method, the second-order one and the two single-sample perturbation methods: each cost class
+# every one-pass method, the second-order one, FullGrad and the two single-sample perturbation methods: each cost class
 # through the bench (SS-CAM and IS-CAM repeat Score-CAM's forwards 35 and 10 times; the parity tests cover them)
-TEST_CAMS = ["--test-cam", "one-pass", "--test-cam", "shapleycam", "--test-cam", "scorecam", "--test-cam",
-             "ablationcam"]
+TEST_CAMS = ["--test-cam", "one-pass", "--test-cam", "shapleycam", "--test-cam", "fullgrad", "--test-cam",
+             "scorecam", "--test-cam", "ablationcam"]
 TINY = ["--epochs", "1", "--batch-size", "8", "--dataset-opt", "n=24", "--bootstrap", "40", "--quiet",
         "--model-opt", "num_crops=1"]
 
@@ -146,9 +146,16 @@ def test_unknown_cam_is_refused_with_suggestion():
     assert res.exit_code == 1 and "Did you mean 'gradcam'" in res.output
 
 
-def test_a_perturbation_train_cam_is_refused_before_training():
-    res = CliRunner().invoke(main, ["bench", "--train-cam", "scorecam"])
-    assert res.exit_code == 1 and "cannot drive training yet" in res.output
+def test_perturbation_and_full_backward_train_cams_drive_a_bench(tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["bench", "--train-cam", "scorecam", "--train-cam", "fullgrad", "--test-cam",
+                                    "gradcam", "--out", str(out), "--format", "json", *TINY])
+    assert res.exit_code == 0, res.output
+    results = load_results(out)
+    assert results["status"] == "complete" and list(results["detection"]) == ["scorecam", "fullgrad"]
+    for train_cam in ("scorecam", "fullgrad"):
+        assert f"gmic-{train_cam}-" in results["training"][train_cam]["checkpoint"]
+        assert 0.0 <= results["detection"][train_cam]["gradcam"]["tpr@1"]["value"] <= 1.0
 
 
 def test_explain_one_png_with_a_bench_checkpoint(tiny_run, tmp_path):

@@ -449,3 +449,20 @@ def test_cam_options_build_the_methods_the_localizer_runs():
     assert methods["fem"].k == 1.5 and methods["scorecam"].chunk == 7
     with pytest.raises(OptionError, match="has no option 'kk'"):
         LocalizeOptions(("fem",), cam_options={"fem": {"kk": 1}}).check()
+
+
+def test_perturbation_progress_counts_every_extra_forward():
+    """run_cams(progress=) reports the perturbation methods' extra forwards against their declared total."""
+    from camkit.cams.methods.sscam import SSCAM
+
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("resnet18", num_classes=2, in_chans=1).eval()
+    seen = []
+    run_cams(model, torch.randn(2, 1, 32, 32), ["scorecam", "ablationcam", SSCAM(num_samples=2, chunk=48),
+                                                "gradcam"], ["layer1"], 0,
+             progress=lambda done, total: seen.append((done, total)))
+    total = 2 * 64 * (1 + 1 + 2)  # batch x channels x (Score-CAM, Ablation-CAM, two SS-CAM samples)
+    assert {t for _, t in seen} == {total} and seen[-1][0] == total
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert run_cams(model, torch.randn(1, 1, 32, 32), ["gradcam"], ["layer1"], 0,
+                    progress=lambda *a: pytest.fail("no perturbation method, no progress"))

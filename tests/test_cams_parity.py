@@ -240,6 +240,42 @@ def test_finercam_does_not_apply_to_one_class_and_all_skips_it():
     assert "finercam" not in maps and {"gradcam", "shapleycam", "eigencam"} <= set(maps)
 
 
+@pytest.mark.parametrize("arch", ["resnet18", "convnext_atto"])
+def test_fullgrad_matches_grad_cam_in_float64(models64, images, arch):
+    """FullGrad ignores the target layers in both libraries: input x gradient plus every bias's gradient map
+    (ResNet: the BatchNorms' effective biases; ConvNeXt: the convolutions' own)."""
+    import copy
+
+    model = copy.deepcopy(models64[arch])
+    gen = torch.Generator().manual_seed(5)
+    for m in model.modules():  # BatchNorm statistics away from (0, 1), so the effective bias is not just beta
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=gen, dtype=torch.float64) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen, dtype=torch.float64) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=gen, dtype=torch.float64) * 0.6 - 0.3)
+    layer = "layer4" if arch == "resnet18" else "stages.3"
+    x = images.double()
+    ours = camkit.cam_maps(model, x, ["fullgrad"], [layer], TARGETS)["fullgrad"]
+    ref = _reference(gradcam_lib.FullGrad, model, [], x)
+    _assert_parity("fullgrad", ours, ref)
+    # together with the one-pass methods, one shared backward gives the same maps
+    both = camkit.cam_maps(model, x, ["gradcam", "fullgrad"], [layer], TARGETS)
+    torch.testing.assert_close(both["fullgrad"], ours, atol=1e-12, rtol=0)
+    alone = camkit.cam_maps(model, x, ["gradcam"], [layer], TARGETS)["gradcam"]
+    torch.testing.assert_close(both["gradcam"], alone, atol=1e-12, rtol=0)
+
+
+def test_fullgrad_does_not_apply_without_biases():
+    from camkit.errors import CamkitError
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, bias=False), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    x = torch.randn(2, 1, 12, 12)
+    with pytest.raises(CamkitError, match="FullGrad needs"):
+        camkit.cam_maps(model, x, ["fullgrad"], ["1"], 0)
+    assert "fullgrad" not in camkit.cam_maps(model, x, "full-backward", ["1"], 0)
+
+
 # -- perturbation: extra forwards, batched; kept small (a 64-channel layer, 64x64 images) so CI stays fast ---------
 
 PERTURBATION_CASES = [("resnet18", ["layer1"]), ("convnext_atto", ["stages.0"])]
@@ -280,6 +316,26 @@ def test_gmic_ablation_reruns_only_the_saliency_head(monkeypatch):
     monkeypatch.setattr(GMIC, "score_from", lambda self, *a: NotImplemented)
     slow = camkit.cam_maps(gmic, x, [AblationCAM(chunk=64)], None, 0)["ablationcam"]
     assert len(calls) > 2
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
+
+
+def test_gmic_scorecam_reruns_only_the_global_network(monkeypatch):
+    """GMIC's score_images (y_global from the global network alone) gives the same Score-CAM as the whole model,
+    whose crops and local network y_global does not read."""
+    from camkit.cams.methods.scorecam import ScoreCAM
+    from camkit_gmic.model import GMIC
+
+    torch.manual_seed(0)
+    gmic = camkit.create_model("gmic", preset="cpu", num_classes=1).eval()
+    x = torch.randn(2, 1, 256, 160, generator=torch.Generator().manual_seed(2))
+    calls = []
+    gmic.mil_attn_V.register_forward_hook(lambda *a: calls.append(1))  # runs once per local-network pass
+    fast = camkit.cam_maps(gmic, x, [ScoreCAM(chunk=64)], None, 0)["scorecam"]
+    assert len(calls) == 1  # the local network ran for the first forward only
+    monkeypatch.setattr(GMIC, "score_images", lambda self, *a: NotImplemented)
+    slow = camkit.cam_maps(gmic, x, [ScoreCAM(chunk=64)], None, 0)["scorecam"]
+    assert len(calls) > 2
+    assert fast.amax(dim=(1, 2)).gt(0.99).all()
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
 
 

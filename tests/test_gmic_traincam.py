@@ -32,7 +32,7 @@ def test_cpu_preset_with_gradient_train_cam_is_selectable():
 def test_patches_follow_the_planted_train_cam_map(method, monkeypatch):
     calls = []
 
-    def planted(name, activations, score, classes=None):
+    def planted(name, activations, score, classes=None, **kw):
         # the model must hand over a live graph from h_g to the global score, even under no_grad
         (g,) = torch.autograd.grad(score.sum(), activations, retain_graph=True)
         assert torch.is_grad_enabled() and g.shape == activations.shape and g.abs().sum() > 0
@@ -132,8 +132,67 @@ def test_second_order_and_own_score_methods_drive_roi_retrieval(method):
     assert torch.isfinite(loss)
 
 
-def test_a_perturbation_train_cam_is_refused_when_the_model_is_made():
-    from camkit.errors import OptionError
+class _GlobalScore(torch.nn.Module):
+    """GMIC's global network and y_global alone, as a model the test-time engine can explain."""
 
-    with pytest.raises(OptionError, match="perturbation method"):
-        camkit.create_model("gmic", preset="cpu", train_cam="scorecam", num_classes=1)
+    def __init__(self, gmic):
+        super().__init__()
+        self.ds_net, self.head, self.top_t = gmic.ds_net, gmic.left_postprocess_net, gmic.cfg.top_t
+
+    def forward(self, x):
+        return top_t_pool(self.head(self.ds_net(x)), self.top_t)
+
+
+def _train_time_map(model, x):
+    with torch.no_grad():
+        return model(x)["roi_map"]
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam", "iscam"])
+def test_a_perturbation_train_cam_is_the_engine_map_of_the_global_network(method):
+    """Inside the forward, Score-CAM re-runs the global network on masked inputs, Ablation-CAM only the
+    saliency head: the maps equal the test-time engine's on the global network alone."""
+    from camkit.cams.pipeline import fuse_layers, layer_maps
+
+    torch.manual_seed(0)
+    model = camkit.create_model("gmic", preset="cpu", train_cam=method, num_classes=1).eval()
+    with torch.no_grad():  # live channels and a head of mixed signs: ablating one both lowers and raises y_global
+        for bn in model.ds_net.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.bias.uniform_(0.0, 0.5)
+        model.left_postprocess_net.gn_conv_last.weight.normal_(0, 0.3)
+    x = _x(2, seed=3)
+    roi_map = _train_time_map(model, x)
+    assert roi_map.shape == (2, 1, 16, 10)
+    ref = camkit.cam_maps(_GlobalScore(model).eval(), x, [method], ["ds_net"], targets=0)[method]
+    assert bool((ref.amax(dim=(1, 2)) > 0.99).all())
+    ours = fuse_layers([layer_maps(roi_map[:, 0].clone(), (256, 160))])  # the engine's pipeline
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+
+
+def test_fullgrad_train_cam_is_the_engine_map_pooled_to_the_saliency_grid():
+    from camkit.cams.pipeline import minmax
+
+    torch.manual_seed(0)
+    model = camkit.create_model("gmic", preset="cpu", train_cam="fullgrad", num_classes=1).eval()
+    x = _x(2, seed=4)
+    out_grad = torch.is_grad_enabled()
+    roi_map = _train_time_map(model, x)
+    assert torch.is_grad_enabled() == out_grad and roi_map.shape == (2, 1, 16, 10)
+    ref = camkit.cam_maps(_GlobalScore(model).eval(), x, ["fullgrad"], ["ds_net"], targets=0)["fullgrad"]
+    pooled = torch.nn.functional.adaptive_avg_pool2d(ref[:, None], (16, 10))[:, 0]
+    torch.testing.assert_close(minmax(roi_map[:, 0]), minmax(pooled), atol=1e-5, rtol=0)
+    with torch.no_grad():  # under no_grad nothing the forward returns carries a graph
+        assert not any(v.requires_grad for v in model(x).values())
+
+
+@pytest.mark.parametrize("method", ["scorecam", "fullgrad"])
+def test_perturbation_and_full_backward_train_cams_train_one_step(method):
+    torch.manual_seed(0)
+    model = camkit.create_model("gmic", preset="cpu", train_cam=method, num_classes=1).train()
+    loss, _ = model.training_loss(_x(4), torch.tensor([0, 1, 0, 1]), 0.5)
+    loss.backward()
+    assert torch.isfinite(loss) and model.ds_net.training  # the masked reruns' eval mode was undone
+    assert all(p.grad is not None for p in model.ds_net.parameters())
+    # one training forward counts once in BatchNorm's statistics: the masked reruns ran in eval mode
+    assert {b.num_batches_tracked.item() for b in model.ds_net.modules() if isinstance(b, torch.nn.BatchNorm2d)} == {1}

@@ -92,20 +92,9 @@ class BenchConfig:
         return d
 
 
-def expand_cams(names: list[str] | tuple[str, ...], default: tuple[str, ...], train: bool = False) -> list[str]:
+def expand_cams(names: list[str] | tuple[str, ...], default: tuple[str, ...]) -> list[str]:
     """``all`` -> every registered method (``default`` first), a cost class -> its methods; unknown names fail
-    with a did-you-mean message (:func:`camkit.cams.resolve.expand_names`). For train-cams (``train``) ``all``
-    leaves out perturbation methods, which cannot drive training yet; naming one is refused."""
+    with a did-you-mean message (:func:`camkit.cams.resolve.expand_names`)."""
     from camkit.cams.resolve import expand_names
-    from camkit.registry.api import get_cam
 
-    out = expand_names(names, default)
-    if not train:
-        return out
-    perturbation = [n for n in out if getattr(get_cam(n), "cost", "one-pass") == "perturbation"]
-    asked = [n for n in perturbation if n in names]
-    if asked:
-        raise OptionError(f"--train-cam {asked[0]}: perturbation methods (one extra forward per channel) cannot "
-                          "drive training yet; train with a one-pass or second-order method and score "
-                          f"{asked[0]} with --test-cam")
-    return [n for n in out if n not in perturbation]
+    return expand_names(names, default)

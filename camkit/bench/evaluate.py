@@ -43,7 +43,7 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
                 sink.step()
             continue
         t0 = time.perf_counter()
-        found = localize(model, batch["image"], options, device)
+        found = localize(model, batch["image"], options, device, getattr(sink, "forwards", None))
         cam_seconds += time.perf_counter() - t0
         skipped.update(found.not_applicable)
         for cam, per_image in found.original(batch["transform"]).items():

@@ -8,12 +8,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-#: How a method's map is paid for: from the engine's one forward and one activation gradient ("one-pass"), with
-#: an extra double-backward ("second-order"), or with extra masked or ablated forwards ("perturbation").
-COST_CLASSES = ("one-pass", "second-order", "perturbation")
-
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+#: How a method's map is paid for: from the engine's one forward and one activation gradient ("one-pass"), with
+#: an extra double-backward ("second-order"), with the shared backward carried on through the whole network to
+#: the input ("full-backward": FullGrad), or with extra masked or ablated forwards ("perturbation").
+COST_CLASSES = ("one-pass", "second-order", "full-backward", "perturbation")
+
+
+@dataclass
+class FullBackward:
+    """What a ``cost = "full-backward"`` method sees besides the target layer: the input and its gradient, and
+    the output gradient of every module it asked for (:meth:`CAMMethod.gradient_layers`), in forward order.
+
+    inputs          x, (B, C, H, W), detached
+    input_gradient  dS/dx, (B, C, H, W)
+    layers          [(name, module, dS/d(module output))]; a module the score does not depend on (GMIC's local
+                    network, for y_global) is left out
+    """
+
+    inputs: Tensor
+    input_gradient: Tensor
+    layers: list[tuple[str, nn.Module, Tensor]]
 
 
 @dataclass
@@ -30,6 +47,8 @@ class CAMContext:
                        methods with ``needs_hessian_vector``; None otherwise
     rerun              a :class:`camkit.cams.rerun.Rerun` (the model again on masked inputs or ablated
                        activations) for ``cost = "perturbation"`` methods; None otherwise
+    full               a :class:`FullBackward` for ``cost = "full-backward"`` methods, in the first target
+                       layer's context only (the map does not depend on the layer); None otherwise
 
     ``gradients`` (and ``hessian_vector``) are of the method's own :meth:`CAMMethod.target_score`.
     """
@@ -42,12 +61,14 @@ class CAMContext:
     scores: Tensor | None = None
     hessian_vector: Tensor | None = None
     rerun: Any = None
+    full: FullBackward | None = None
 
 
 class CAMMethod:
     """Base class: override ``weights`` (per-channel weights) or ``raw_map`` (a whole map).
 
-    ``raw_map`` returns (B, h, w) before ReLU and normalisation; the engine applies those. It may return
+    ``raw_map`` returns (B, h, w) before ReLU and normalisation (at the input's (H, W) for
+    ``resolution = "input"``); the engine applies those. It may return
     None when the method does not apply to this layer (CAM on a layer that does not feed the classifier);
     the engine then fuses the layers that gave a map and raises, quoting ``not_applicable``, if none did.
     """
@@ -56,6 +77,17 @@ class CAMMethod:
     needs_gradients: ClassVar[bool] = True
     needs_hessian_vector: ClassVar[bool] = False  # the engine then builds G with create_graph and one H A
     cost: ClassVar[str] = "one-pass"  # one of COST_CLASSES
+    #: "layer": raw maps at the hooked layer's resolution; "input": at the input's (FullGrad)
+    resolution: ClassVar[str] = "layer"
+
+    def forwards(self, batch: int, channels: int) -> int:
+        """How many extra image (or activation) forwards a ``cost = "perturbation"`` method runs for a batch
+        of ``batch`` images on a layer of ``channels`` channels (the engine's progress total)."""
+        return batch * channels if self.cost == "perturbation" else 0
+
+    def gradient_layers(self, model: nn.Module) -> dict[str, nn.Module]:
+        """{name: module} whose output gradients a ``cost = "full-backward"`` method reads (``ctx.full``)."""
+        return {}
 
     def target_score(self, scores: Tensor, targets: Tensor) -> Tensor:
         """The differentiable (B,) score whose gradient ``G`` is: by default each image's target-class score.

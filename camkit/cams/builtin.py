@@ -12,6 +12,7 @@ def register_cams(register):
     from camkit.cams.methods.eigengradcam import EigenGradCAM
     from camkit.cams.methods.fem import FEM
     from camkit.cams.methods.finercam import FinerCAM
+    from camkit.cams.methods.fullgrad import FullGrad
     from camkit.cams.methods.gradcam import GradCAM
     from camkit.cams.methods.gradcam_elementwise import GradCAMElementWise
     from camkit.cams.methods.gradcampp import GradCAMPlusPlus
@@ -27,5 +28,5 @@ def register_cams(register):
 
     for method in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, GradCAMElementWise, EigenCAM,
                    EigenGradCAM, KPCACAM, FEM, RandomCAM, ShapleyCAM, FinerCAM,
-                   ScoreCAM, AblationCAM, SSCAM, ISCAM):
+                   FullGrad, ScoreCAM, AblationCAM, SSCAM, ISCAM):
         register(method.name, method)

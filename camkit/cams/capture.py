@@ -1,11 +1,29 @@
 """Forward hooks that capture the target layers' activations for one forward pass, and always go away."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from torch import Tensor, nn
 
 from camkit.errors import CamkitError
+
+
+_SUSPENDED: ContextVar[bool] = ContextVar("camkit_capture_suspended", default=False)
+
+
+@contextmanager
+def uncaptured() -> Iterator[None]:
+    """Every :class:`LayerCapture` lets the forwards run inside this block pass unrecorded: the extra forwards
+    of a perturbation map computed inside a model's own forward (GMIC's Score-CAM train-cam) are not part of
+    the forward being explained, and must not count as the hooked layer running twice."""
+    token = _SUSPENDED.set(True)
+    try:
+        yield
+    finally:
+        _SUSPENDED.reset(token)
 
 
 class LayerCapture:
@@ -21,9 +39,10 @@ class LayerCapture:
     caller means is ambiguous (hook the enclosing block, or a module that runs once, instead).
     """
 
-    def __init__(self, layers: dict[str, nn.Module], track_grad: bool) -> None:
+    def __init__(self, layers: dict[str, nn.Module], track_grad: bool, what: str = "target layer") -> None:
         self.layers = layers
         self.track_grad = track_grad
+        self.what = what
         self.activations: dict[str, Tensor] = {}
         self._handles: list[Any] = []
 
@@ -51,13 +70,15 @@ class LayerCapture:
         return [n for n in self.layers if n not in self.activations]
 
     def _hook(self, name: str):
-        def hook(module: nn.Module, args: Any, out: Any) -> Tensor:
+        def hook(module: nn.Module, args: Any, out: Any) -> Tensor | None:
+            if _SUSPENDED.get():
+                return None
             if not isinstance(out, Tensor) or out.dim() != 4:
                 shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-                raise CamkitError(f"target layer {name!r} ({type(module).__name__}) returned {shape}; the CAM "
+                raise CamkitError(f"{self.what} {name!r} ({type(module).__name__}) returned {shape}; the CAM "
                                   "engine needs a (B, K, h, w) feature map: hook a convolutional layer or block")
             if name in self.activations:
-                raise CamkitError(f"target layer {name!r} ({type(module).__name__}) ran twice in one forward; "
+                raise CamkitError(f"{self.what} {name!r} ({type(module).__name__}) ran twice in one forward; "
                                   "hook a module that runs once (e.g. the enclosing block rather than a "
                                   "shared activation module)")
             if not self.track_grad:

@@ -8,14 +8,14 @@ a raw map inside their own forward. Methods compute in float32, or in float64 fo
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from camkit.errors import CamkitError, ContractError
-from camkit.cams.base import COST_CLASSES, CAMContext, CAMMethod
+from camkit.cams.base import COST_CLASSES, CAMContext, CAMMethod, FullBackward
 from camkit.cams.capture import LayerCapture
 from camkit.cams.pipeline import FUSIONS, fuse_layers, layer_maps
 from camkit.cams.rerun import Rerun
@@ -34,7 +34,8 @@ def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
             BatchNorm statistics as any forward would).
         inputs: the image batch (B, C, H, W), on the model's device.
         methods: names (``["gradcam", "cam"]``), ``"all"`` (every registered method, plugins included), a cost
-            class (``"one-pass"``, ``"second-order"``, ``"perturbation"``) or ``CAMMethod`` instances.
+            class (``"one-pass"``, ``"second-order"``, ``"full-backward"``, ``"perturbation"``) or ``CAMMethod``
+            instances.
         target_layers: modules or dotted names (``"layer4"``); default ``model.cam_layers``.
         targets: one class index per image, one int for all, a callable on the model's output returning
             either, or None for each image's top class.
@@ -65,9 +66,11 @@ NOT_APPLICABLE = ("raise", "skip")
 def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layers: LayerSpec = None,
              targets: TargetSpec = None, output: str | int | None = None, fuse: str = "mean",
              size: int | Sequence[int] | None = None, return_output: bool = False,
-             not_applicable: str | None = None):
+             not_applicable: str | None = None, progress: Callable[[int, int], None] | None = None):
     """``cam_maps``; with ``return_output=True`` returns ``(maps, model_output)`` from the same forward
-    (the output's tensors detached), so a caller gets predictions without a second pass."""
+    (the output's tensors detached), so a caller gets predictions without a second pass. ``progress(done,
+    total)`` is called after every extra forward of the perturbation methods (counted in images or ablated
+    copies), for a progress bar on long runs."""
     if fuse not in FUSIONS:
         raise CamkitError(f"fuse must be one of {FUSIONS}; got {fuse!r}")
     if not_applicable is None:
@@ -78,8 +81,9 @@ def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
     layers = resolve_layers(model, target_layers)
     out_size = output_size(inputs, size)
     needs_grad = any(getattr(m, "needs_gradients", True) for m in chosen.values())
+    extra = _gradient_layers(model, chosen)  # None unless a full-backward method (FullGrad) is requested
 
-    outputs, acts, scores = _forward(model, inputs, layers, output, needs_grad)
+    outputs, acts, scores, full_inputs = _forward(model, inputs, layers, output, needs_grad, extra)
     if needs_grad and not scores.requires_grad:
         raise CamkitError(
             f"the target score ({output or getattr(model, 'cam_output', None) or 'model output'}) is not "
@@ -90,7 +94,8 @@ def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
     # one gradient (and, for second-order methods, one Hessian-vector product) per distinct target score:
     # the plain score for most methods, a method's own score (FinerCAM's contrast) for the others
     groups = _score_groups(chosen)
-    derivatives = {key: _derivatives(chosen, names, scores, target_idx, acts) for key, names in groups.items()}
+    derivatives = {key: _derivatives(chosen, names, scores, target_idx, acts, full_inputs if key is None else None)
+                   for key, names in groups.items()}
 
     native = getattr(model, "native_cam", None)
     native_map = native(outputs) if callable(native) else None
@@ -100,9 +105,9 @@ def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
         shared = dict(targets=target_idx, scores=_precise(scores),
                       classifier_weight=_precise(weight) if weight is not None else None,
                       native_cam=_precise(native_map) if native_map is not None else None)
-        reruns = {n: Rerun(model, n, layers[n], inputs.detach(), output) for n in acts} \
-            if any(getattr(m, "cost", "") == "perturbation" for m in chosen.values()) else {}
-        contexts = {key: [_context(a, d, n, shared, reruns.get(n)) for n, a in acts.items()]
+        reruns = _reruns(model, layers, acts, inputs, output, chosen, progress)
+        contexts = {key: [_context(a, d, n, shared, reruns.get(n), first=i == 0)
+                          for i, (n, a) in enumerate(acts.items())]
                     for key, d in derivatives.items()}
         group_of = {name: key for key, names in groups.items() for name in names}
         raws = [{name: _checked_raw(method, name, contexts[group_of[name]][i]) for name, method in chosen.items()}
@@ -115,20 +120,29 @@ def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
 
 def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
                    classes: int | Sequence[int] | None = None, *, native_cam: Tensor | None = None,
-                   classifier_weight: Tensor | None = None) -> Tensor:
+                   classifier_weight: Tensor | None = None, rerun: Any = None,
+                   full_inputs: dict[str, Any] | None = None) -> Tensor:
     """A raw map per class from inside a model's own forward (GMIC's ROI selection), without a second forward.
 
     ``activations`` (B, K, h, w) must be part of the autograd graph of ``score`` (B, C): build both under
     ``torch.enable_grad()`` (also in eval / under an outer ``no_grad``). One ``autograd.grad`` per class with
     ``retain_graph=True`` gives ``G`` for that class; parameter gradients are never built and the caller's
-    graph stays usable for its loss. Returns (B, len(classes), h, w), ReLU'd, not normalised, detached.
-    ``"cam"`` needs ``native_cam`` (B, C, h, w) or ``classifier_weight`` (C, K) instead of gradients.
+    graph stays usable for its loss. Returns (B, len(classes), h, w) (the input's (H, W) for FullGrad),
+    ReLU'd, not normalised, detached. ``"cam"`` needs ``native_cam`` (B, C, h, w) or ``classifier_weight``
+    (C, K) instead of gradients. A perturbation method needs ``rerun``, an object with the
+    :class:`camkit.cams.rerun.Rerun` interface (``inputs``, ``score_inputs``, ``score_activations``; see
+    :class:`camkit.cams.rerun.ScoreRerun`); a full-backward method (FullGrad) needs ``full_inputs``,
+    ``{"inputs": x, "layers": {name: (module, output)}}`` with x and the outputs in the score's graph.
     """
     m = resolve_methods([method])
     name, impl = next(iter(m.items()))
-    if getattr(impl, "cost", "one-pass") == "perturbation":
-        raise CamkitError(f"train_time_map({name!r}): perturbation methods need extra forwards of the model and "
-                          "cannot run inside its own forward; use a one-pass or second-order method")
+    cost = getattr(impl, "cost", "one-pass")
+    if cost == "perturbation" and rerun is None:
+        raise CamkitError(f"train_time_map({name!r}): a perturbation method needs extra forwards of the model; "
+                          "pass rerun= (camkit.cams.rerun.ScoreRerun) or use a one-pass method")
+    if cost == "full-backward" and full_inputs is None:
+        raise CamkitError(f"train_time_map({name!r}): a full-backward method needs the input and its gradient "
+                          "layers in the score's graph; pass full_inputs= or use a one-pass method")
     if score.dim() == 1:
         score = score[:, None]
     if score.dim() != 2 or score.shape[0] != activations.shape[0]:
@@ -146,31 +160,20 @@ def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
             "the same graph; build both under torch.enable_grad() (e.g. h = h.detach().requires_grad_() is "
             "not enough if the score was computed under no_grad)")
     a32 = _precise(activations)
-    second = getattr(impl, "needs_hessian_vector", False)
     out = []
     for c in classes:
         if not 0 <= c < n_classes:
             raise CamkitError(f"train_time_map: class {c} is out of range for {n_classes} classes")
         target = torch.full((batch,), c, dtype=torch.long, device=a32.device)
-        g = h = None
+        d: dict[str, Any] = {"gradients": {}, "hessian_vector": {}, "full": None}
         if needs_grad:
-            with torch.enable_grad():  # works under a caller's no_grad: the graph was built before
-                s = _precise(score, grad=True)
-                per_image = impl.target_score(s, target) if _has_own_score(impl) else s[:, c]
-                (g,) = torch.autograd.grad(per_image.sum(), activations, retain_graph=True, create_graph=second,
-                                           allow_unused=True)
-                if g is None:
-                    raise CamkitError("train_time_map: the score does not depend on the activations given")
-                if second:
-                    (h,) = torch.autograd.grad(g, activations, grad_outputs=activations.detach(),
-                                               retain_graph=True, allow_unused=True)
-                    h = torch.zeros_like(activations) if h is None else h
+            d = _derivatives({name: impl}, [name], score, target, {"activations": activations}, full_inputs)
         with torch.no_grad(), torch.autocast(device_type=a32.device.type, enabled=False):
-            ctx = CAMContext(a32, _precise(g, a32) if g is not None else None, target,
-                             _precise(classifier_weight, a32) if classifier_weight is not None else None,
-                             _precise(native_cam, a32) if native_cam is not None else None,
-                             scores=_precise(score, a32),
-                             hessian_vector=_precise(h, a32) if h is not None else None)
+            shared = dict(targets=target, scores=_precise(score, a32),
+                          classifier_weight=_precise(classifier_weight, a32) if classifier_weight is not None
+                          else None,
+                          native_cam=_precise(native_cam, a32) if native_cam is not None else None)
+            ctx = _context(activations, d, "activations", shared, rerun, first=True)
             raw = _checked_raw(impl, name, ctx)
             if raw is None:
                 raise CamkitError(f"train_time_map: {name!r} does not apply to these activations: "
@@ -179,17 +182,54 @@ def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
     return torch.stack(out, dim=1)
 
 
+def _reruns(model: nn.Module, layers: dict[str, nn.Module], acts: dict[str, Tensor], inputs: Tensor,
+            output: str | int | None, chosen: dict[str, Any],
+            progress: Callable[[int, int], None] | None) -> dict[str, Rerun]:
+    """A :class:`Rerun` per hooked layer when a perturbation method is requested, all counting into one total."""
+    perturbation = [m for m in chosen.values() if getattr(m, "cost", "") == "perturbation"]
+    if not perturbation:
+        return {}
+    tick = None
+    if progress is not None:
+        total = sum(m.forwards(a.shape[0], a.shape[1]) for m in perturbation for a in acts.values())
+        done = [0]
+
+        def tick(rows: int) -> None:
+            done[0] += rows
+            progress(min(done[0], total), total)
+
+    return {n: Rerun(model, n, layers[n], inputs.detach(), output, tick) for n in acts}
+
+
+def _gradient_layers(model: nn.Module, chosen: dict[str, Any]) -> dict[str, nn.Module] | None:
+    """The modules whose output gradients the requested full-backward methods read; None when none is asked."""
+    wanted = [m for m in chosen.values() if getattr(m, "cost", "") == "full-backward"]
+    if not wanted:
+        return None
+    out: dict[str, nn.Module] = {}
+    for m in wanted:
+        out.update(m.gradient_layers(model))
+    return out
+
+
 def _forward(model: nn.Module, inputs: Tensor, layers: dict[str, nn.Module], output: str | int | None,
-             needs_grad: bool) -> tuple[Any, dict[str, Tensor], Tensor]:
+             needs_grad: bool, extra: dict[str, nn.Module] | None = None
+             ) -> tuple[Any, dict[str, Tensor], Tensor, dict[str, Any] | None]:
     # Parameters are frozen for the forward, so autograd records only what depends on the hooked
     # activations: the network before the first hooked layer (and any branch that does not read it, such as
     # GMIC's local network) costs what an inference forward costs, and no parameter gradient can be built.
+    # A full-backward method (``extra`` not None) needs the graph from the input: x then requires grad and the
+    # extra modules' outputs are recorded too (one backward still serves every method).
     frozen = [p for p in model.parameters() if p.requires_grad] if needs_grad else []
     x = inputs.detach() if isinstance(inputs, Tensor) else inputs
+    if extra is not None:
+        x = x.clone().requires_grad_(True)
     try:
         for p in frozen:
             p.requires_grad_(False)
-        with LayerCapture(layers, track_grad=needs_grad) as capture, torch.set_grad_enabled(needs_grad):
+        with LayerCapture(layers, track_grad=needs_grad) as capture, \
+                LayerCapture(extra or {}, track_grad=True, what="gradient layer") as extra_capture, \
+                torch.set_grad_enabled(needs_grad):
             outputs = model(x)
     finally:
         for p in frozen:
@@ -202,7 +242,9 @@ def _forward(model: nn.Module, inputs: Tensor, layers: dict[str, nn.Module], out
     if scores.shape[0] != next(iter(capture.activations.values())).shape[0]:
         raise CamkitError(f"the scores have batch size {scores.shape[0]} but the hooked activations "
                           f"{next(iter(capture.activations.values())).shape[0]}")
-    return outputs, dict(capture.activations), scores
+    full = None if extra is None else {"inputs": x, "layers": {n: (extra[n], a) for n, a in
+                                                                extra_capture.activations.items()}}
+    return outputs, dict(capture.activations), scores, full
 
 
 def _score_groups(chosen: dict[str, Any]) -> dict[str | None, list[str]]:
@@ -221,20 +263,26 @@ def _has_own_score(method: Any) -> bool:
 
 
 def _derivatives(chosen: dict[str, Any], names: list[str], scores: Tensor, targets: Tensor,
-                 acts: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
-    """{"gradients": {layer: G}, "hessian_vector": {layer: H A}} of one score group (empty when not needed)."""
+                 acts: dict[str, Tensor], full_inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """{"gradients": {layer: G}, "hessian_vector": {layer: H A}, "full": FullBackward or None} of one score
+    group (empty when not needed). ``full_inputs`` (from :func:`_forward`): the same backward also reaches the
+    input and the gradient layers."""
     methods = [chosen[n] for n in names]
     if not any(getattr(m, "needs_gradients", True) for m in methods):
-        return {"gradients": {}, "hessian_vector": {}}
+        return {"gradients": {}, "hessian_vector": {}, "full": None}
     second = any(getattr(m, "needs_hessian_vector", False) for m in methods)
     layer_names = list(acts)
+    extra = list(full_inputs["layers"].items()) if full_inputs is not None else []
     with torch.enable_grad():  # the caller may hold an outer no_grad; the score's graph exists regardless
         s = _precise(scores, grad=True)
         own = methods[0] if len(methods) == 1 and _has_own_score(methods[0]) else None
         per_image = own.target_score(s, targets) if own is not None else s.gather(1, targets[:, None])[:, 0]
+        wrt = [acts[n] for n in layer_names] + ([full_inputs["inputs"]] + [a for _, (_, a) in extra]
+                                                if full_inputs is not None else [])
         # one backward for the whole batch: images are independent in eval mode
-        grads = torch.autograd.grad(per_image.sum(), [acts[n] for n in layer_names], retain_graph=True,
-                                    create_graph=second, allow_unused=True)
+        every = torch.autograd.grad(per_image.sum(), wrt, retain_graph=True, create_graph=second,
+                                    allow_unused=True)
+        grads, rest = every[:len(layer_names)], every[len(layer_names):]
         unused = [n for n, g in zip(layer_names, grads) if g is None]
         if unused:
             raise CamkitError(f"the target score does not depend on target layer(s) {unused}; hook a layer on the "
@@ -246,15 +294,25 @@ def _derivatives(chosen: dict[str, Any], names: list[str], scores: Tensor, targe
                 (h,) = torch.autograd.grad(g, acts[n], grad_outputs=acts[n].detach(), retain_graph=True,
                                            allow_unused=True)
                 hvp[n] = h.detach() if h is not None else torch.zeros_like(acts[n])  # piecewise-linear: H = 0
-    return {"gradients": {n: g.detach() for n, g in zip(layer_names, grads)}, "hessian_vector": hvp}
+    full = None
+    if full_inputs is not None:
+        x, gx = full_inputs["inputs"], rest[0]
+        full = FullBackward(x.detach(), gx.detach() if gx is not None else torch.zeros_like(x),
+                            [(n, module, g.detach()) for (n, (module, _)), g in zip(extra, rest[1:])
+                             if g is not None])
+    return {"gradients": {n: g.detach() for n, g in zip(layer_names, grads)}, "hessian_vector": hvp, "full": full}
 
 
-def _context(a: Tensor, derivatives: dict[str, dict[str, Tensor]], layer: str, shared: dict[str, Any],
-             rerun: Rerun | None) -> CAMContext:
+def _context(a: Tensor, derivatives: dict[str, Any], layer: str, shared: dict[str, Any],
+             rerun: Rerun | None, first: bool = False) -> CAMContext:
     g = derivatives["gradients"].get(layer)
     h = derivatives["hessian_vector"].get(layer)
+    full = derivatives.get("full") if first else None
+    if full is not None:
+        full = FullBackward(_precise(full.inputs, a), _precise(full.input_gradient, a),
+                            [(n, m, _precise(t, a)) for n, m, t in full.layers])
     return CAMContext(_precise(a), _precise(g, a) if g is not None else None,
-                      hessian_vector=_precise(h, a) if h is not None else None, rerun=rerun,
+                      hessian_vector=_precise(h, a) if h is not None else None, rerun=rerun, full=full,
                       **{k: (v.to(_precise(a).dtype) if isinstance(v, Tensor) and v.is_floating_point() else v)
                          for k, v in shared.items()})
 
@@ -296,10 +354,14 @@ def _checked_raw(method: Any, name: str, ctx: CAMContext) -> Tensor | None:
     if raw is None:  # the method does not apply to this layer (CAM on a layer that does not feed the head)
         return None
     b, _, h, w = ctx.activations.shape
+    at_input = getattr(method, "resolution", "layer") == "input" and ctx.full is not None
+    if at_input:
+        h, w = ctx.full.inputs.shape[-2:]
     if not isinstance(raw, Tensor) or tuple(raw.shape) != (b, h, w):
         shape = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
+        where = "the input's" if at_input else "the hooked layer's"
         raise ContractError(f"CAM method {name!r} returned {shape} from raw_map; it must return (B, h, w) = "
-                            f"({b}, {h}, {w}): one map per image at the hooked layer's resolution")
+                            f"({b}, {h}, {w}): one map per image at {where} resolution")
     if not bool(torch.isfinite(raw).all()):
         bad = (~torch.isfinite(raw)).flatten(1).any(1).nonzero().flatten().tolist()
         raise ContractError(f"CAM method {name!r} returned NaN or infinite values for batch item(s) {bad[:10]}")

@@ -2,13 +2,15 @@
 batched in memory-bounded chunks, without gradients, on the model's device.
 
 The engine hands a perturbation method a :class:`Rerun` for each hooked layer. ``score_inputs`` runs the
-whole model on new images; ``score_activations`` re-runs only what follows the layer when the model exposes it
+model on new images (only the part the score depends on when the model exposes it, ``model.score_images``);
+``score_activations`` re-runs only what follows the layer when the model exposes it
 (``model.score_from(layer, activations, output)``, GMIC's saliency head and pooling after ``ds_net``), and
 otherwise runs the whole model on the original image with the layer's output replaced by a forward hook.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from camkit.cams.capture import uncaptured
 from camkit.cams.resolve import select_scores
 
 
@@ -28,16 +31,30 @@ class Rerun:
     layer: nn.Module
     inputs: Tensor
     output: str | int | None
+    progress: Callable[[int], None] | None = None  # called with the number of rows of every extra forward
+
+    def _ran(self, rows: int) -> None:
+        if self.progress is not None:
+            self.progress(rows)
 
     def score_inputs(self, images: Tensor) -> Tensor:
-        """Class scores (N, C) of the model on ``images`` (N, C, H, W), no grad, float32."""
+        """Class scores (N, C) of the model on ``images`` (N, C, H, W), no grad, float32 (the model's own
+        ``score_images(images, output)`` when it has one: only the part the score depends on, GMIC's global
+        network for y_global)."""
+        fast: Callable[..., Any] | None = getattr(self.model, "score_images", None)
+        self._ran(images.shape[0])
         with torch.no_grad():
+            if callable(fast):
+                scores = fast(images, self.output)
+                if scores is not NotImplemented:
+                    return scores.float()
             return select_scores(self.model(images), self.output, self.model).float()
 
     def score_activations(self, image: int, activations: Tensor) -> Tensor:
         """Class scores (N, C) with the layer's output replaced by ``activations`` (N, K, h, w), all for image
         ``image`` of the batch (the model's own ``score_from`` when it has one: only the part after the layer)."""
         fast: Callable[..., Any] | None = getattr(self.model, "score_from", None)
+        self._ran(activations.shape[0])
         with torch.no_grad():
             if callable(fast):
                 scores = fast(self.layer_name, activations, self.output)
@@ -49,6 +66,38 @@ class Rerun:
                 return select_scores(self.model(x), self.output, self.model).float()
             finally:
                 handle.remove()
+
+
+@dataclass
+class ScoreRerun:
+    """The :class:`Rerun` interface from two functions, for a model that computes a perturbation method's map
+    inside its own forward (GMIC's train-cam): ``score_inputs_fn(images) -> (N, C)`` and
+    ``score_activations_fn(activations) -> (N, C)``, both run without gradients."""
+
+    inputs: Tensor
+    score_inputs_fn: Callable[[Tensor], Tensor]
+    score_activations_fn: Callable[[Tensor], Tensor]
+
+    def score_inputs(self, images: Tensor) -> Tensor:
+        with torch.no_grad(), uncaptured():
+            return self.score_inputs_fn(images).float()
+
+    def score_activations(self, image: int, activations: Tensor) -> Tensor:
+        with torch.no_grad(), uncaptured():
+            return self.score_activations_fn(activations).float()
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode for the block, each submodule's own mode restored after: extra forwards of a
+    training model must neither update BatchNorm's running statistics nor use the masked copies' batch ones."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def chunks(total: int, size: int) -> Iterator[slice]:

@@ -45,7 +45,7 @@ def resolve_methods(methods: MethodSpec) -> dict[str, Any]:
 
 def expand_names(names: Sequence[str], default: Sequence[str] = ()) -> list[str]:
     """Method names with groups expanded, checked, without repeats: ``"all"`` (``default`` first, then every
-    other registered method) and the cost classes ``"one-pass"``, ``"second-order"``, ``"perturbation"``
+    other registered method) and the cost classes (:data:`camkit.cams.base.COST_CLASSES`)
     (every registered method of that class, ``default``'s first); no names means ``default``. Unknown names raise
     UnknownNameError with close matches."""
     from camkit.cams.base import COST_CLASSES

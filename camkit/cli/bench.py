@@ -18,10 +18,11 @@ from camkit.ui.output import render
 @click.option("--model", default=None, help="registered model [the preset's: gmic]")
 @click.option("--dataset", default=None, help="registered dataset [preset's: synthetic for cpu, vindr for paper]")
 @click.option("--train-cam", "train_cams", multiple=True,
-              help="CAM driving training (repeat, or 'all') [cam gradcampp xgradcam]")
+              help="CAM driving training (repeat, 'all', or a cost class; perturbation methods cost extra forwards per "
+                   "step, docs/performance.md) [cam gradcampp xgradcam]")
 @click.option("--test-cam", "test_cams", multiple=True,
               help="CAM scored at test time (repeat; 'all' = every registered one, or a cost class: one-pass, "
-                   "second-order, perturbation) [the paper's five]")
+                   "second-order, full-backward, perturbation) [the paper's five]")
 @click.option("--preset", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True)
 @click.option("--epochs", type=int, default=None, help="override the preset's epochs")
 @click.option("--batch-size", type=int, default=None, help="override the preset's batch size")
@@ -69,7 +70,7 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
     if data_root:
         dataset_options["root"] = data_root
     cfg = BenchConfig(model=model, dataset=dataset, preset=preset, seed=seed,
-                      train_cams=expand_cams(train_cams, PAPER_TRAIN_CAMS, train=True),
+                      train_cams=expand_cams(train_cams, PAPER_TRAIN_CAMS),
                       test_cams=expand_cams(test_cams, PAPER_TEST_CAMS),
                       model_options=_parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
                       train=train, box_threshold=box_threshold, bootstrap=bootstrap,

@@ -16,8 +16,8 @@ from camkit.ui.output import render
               help="best.pt / last.pt of a camkit run, or a plain state dict with --model-opt")
 @click.option("--model", "model_name", default="gmic", show_default=True)
 @click.option("--cam", "cams", multiple=True, default=("one-pass",), show_default=True,
-              help="method(s) to draw (repeat); 'all', or a cost class: one-pass, second-order, perturbation "
-                   "(one extra forward per channel)")
+              help="method(s) to draw (repeat); 'all', or a cost class: one-pass, second-order, full-backward, "
+                   "perturbation (one extra forward per channel)")
 @click.option("--laterality", type=click.Choice(["L", "R"]), default=None,
               help="mirror right views like training did (default: detect the breast side)")
 @click.option("--box-threshold", type=float, default=0.5, show_default=True,

@@ -6,6 +6,7 @@ rich progress displays (training, bench, evaluation and data preparation all use
 from __future__ import annotations
 
 import sys
+import time
 from typing import IO, Any
 
 from camkit.training.progress import LogProgress, TrainProgress, format_record
@@ -114,23 +115,46 @@ class BenchProgress:
             self.progress.stop()
 
 
+#: In plain-log mode a slow evaluation logs its progress at most this often.
+LOG_EVERY_S = 30.0
+
+
 class EvalSink:
     """Progress of the evaluation batches of one train-cam."""
 
     def __init__(self, parent: BenchProgress, train_cam: str):
         self.parent, self.train_cam, self.task = parent, train_cam, None
+        self.inner: Any = None  # the current batch's perturbation forwards (rich only)
+        self.batch = 0
 
     def start(self, total: int) -> None:
+        self.total, self.last_line = total, time.monotonic()
         if self.parent.mode == "rich":
             self.task = self.parent.progress.add_task(f"eval {self.train_cam}", total=total, info="")
         else:
             self.parent.log(f"{self.train_cam}: evaluating {total} batches")
 
     def step(self, n: int = 1) -> None:
+        self.batch += n
         if self.task is not None:
             self.parent.progress.advance(self.task, n)
+        elif self.parent.mode == "log" and time.monotonic() - self.last_line > LOG_EVERY_S:
+            # slow evaluations (perturbation methods) say where they are in plain logs too
+            self.last_line = time.monotonic()
+            self.parent.log(f"{self.train_cam}: evaluated {self.batch}/{self.total} batches")
+
+    def forwards(self, done: int, total: int) -> None:
+        """The perturbation methods' extra forwards within the current batch (Score-CAM, Ablation-CAM...)."""
+        if self.task is None:
+            return
+        if self.inner is None:
+            self.inner = self.parent.progress.add_task("  perturbation forwards", total=total, info="")
+        self.parent.progress.update(self.inner, completed=done, total=total,
+                                    info=f"batch {self.batch + 1}")
 
     def end(self, summary: str) -> None:
+        if self.inner is not None:
+            self.parent.progress.remove_task(self.inner)
         if self.task is not None:
             self.parent.progress.remove_task(self.task)
         self.parent.log(f"{self.train_cam}: {summary}")

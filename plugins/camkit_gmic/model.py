@@ -9,13 +9,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from camkit.cams.capture import uncaptured
+
 from . import roi
 from .global_net import GlobalNetwork, SaliencyHead, top_t_pool
 from .local_net import build_local_resnet, local_features
 from .losses import evidence_alignment, gmic_loss
 from .mil import gated_attention
 from .presets import GMICConfig
-from .traincam import roi_source_maps
+from .traincam import global_features, roi_source_maps
 
 CLASS_SPECIFIC_KEYS = ("left_postprocess_net.gn_conv_last.weight", "classifier_linear.weight",
                        "fusion_dnn.weight", "fusion_dnn.bias")
@@ -77,11 +79,15 @@ class GMIC(nn.Module):
             raise ValueError(f"gmic expects images (B, 1, H, W), got shape {tuple(x.shape)}")
         cfg = self.cfg
         input_hw = (x.shape[-2], x.shape[-1])
-        h_g = self.ds_net(x)
+        outer_grad = torch.is_grad_enabled()
+        h_g, full_inputs = global_features(self.ds_net, x, cfg.train_cam)
+        if full_inputs is not None and not outer_grad:  # FullGrad's graph from the input serves its map only
+            maps = self._roi_maps(h_g, None, x, full_inputs)
+            h_g = h_g.detach()
         saliency = self.left_postprocess_net(h_g)
         y_global = top_t_pool(saliency, cfg.top_t)
-        maps = roi_source_maps(cfg.train_cam, h_g, self.left_postprocess_net.gn_conv_last.weight, cfg.top_t,
-                               saliency)
+        if full_inputs is None or outer_grad:
+            maps = self._roi_maps(h_g, saliency, x, full_inputs)
         corners = roi.retrieve_rois(maps, cfg.num_crops, cfg.crop_size, input_hw)
         crops = roi.extract_crops(x, corners, cfg.crop_size)
         h_crops = local_features(self.dn_resnet, crops, cfg.local_in_chans)
@@ -91,6 +97,10 @@ class GMIC(nn.Module):
         y_fusion = torch.sigmoid(self.fusion_dnn(torch.cat([g, z.to(g.dtype)], 1)))
         return {"y_fusion": y_fusion, "y_global": y_global, "y_local": y_local, "saliency": saliency,
                 "patch_locations": corners, "patch_attention": attention, "h_g": h_g, "roi_map": maps}
+
+    def _roi_maps(self, h_g: Tensor, saliency: Tensor | None, x: Tensor, full_inputs: dict | None) -> Tensor:
+        return roi_source_maps(self.cfg.train_cam, h_g, self.left_postprocess_net.gn_conv_last.weight,
+                               self.cfg.top_t, saliency, inputs=x, ds_net=self.ds_net, full_inputs=full_inputs)
 
     def global_saliency(self, x: Tensor) -> Tensor:
         """The saliency map alone (global network + head), e.g. for flip consistency."""
@@ -103,6 +113,15 @@ class GMIC(nn.Module):
         if layer != "ds_net" or (output or self.cam_output) != "y_global":
             return NotImplemented
         return top_t_pool(self.left_postprocess_net(activations), self.cfg.top_t)
+
+    def score_images(self, images: Tensor, output: str | None = None) -> Tensor:
+        """``y_global`` (N, C) of new images from the global network alone (what Score-CAM's masked copies
+        need: y_global does not depend on the crops or the local network); NotImplemented for other outputs."""
+        if (output or self.cam_output) != "y_global":
+            return NotImplemented
+        with uncaptured():  # the train-cam's own reruns, if any, stay out of the explained forward's hooks
+            h_g = self.ds_net(images)
+        return top_t_pool(self.left_postprocess_net(h_g), self.cfg.top_t)
 
     def native_cam(self, outputs: dict[str, Tensor]) -> Tensor:
         """GMIC's own CAM: the saliency map (B, C, h, w)."""

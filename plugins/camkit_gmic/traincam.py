@@ -12,7 +12,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from camkit.cams.rerun import ScoreRerun, eval_mode
 
 from .global_net import top_t_pool
 
@@ -26,26 +28,71 @@ def engine_train_time_map() -> Callable[..., Tensor]:
     return train_time_map
 
 
+def method_cost(name: str) -> str:
+    """The cost class of train-cam ``name`` ("native" for GMIC's own saliency map)."""
+    if name == NATIVE:
+        return "native"
+    import camkit
+
+    return str(getattr(camkit.get_cam(name), "cost", "one-pass"))
+
+
 def check_train_cam(name: str) -> None:
-    """Fail early, with close matches, when ``name`` is neither ``cam`` nor a registered CAM method, and when it
-    is a perturbation method (those need extra forwards of the whole model, not possible inside its own)."""
+    """Fail early, with close matches, when ``name`` is neither ``cam`` nor a registered CAM method."""
     if name != NATIVE:
         import camkit
-        from camkit.errors import OptionError
 
-        method = camkit.get_cam(name)  # raises UnknownNameError listing the registered methods
-        if getattr(method, "cost", "one-pass") == "perturbation":
-            raise OptionError(f"gmic: train_cam {name!r} is a perturbation method (one extra forward per channel) "
-                              "and cannot drive ROI retrieval yet; choose a one-pass or second-order method")
+        camkit.get_cam(name)  # raises UnknownNameError listing the registered methods
 
 
-def roi_source_maps(method: str, h_g: Tensor, head_weight: Tensor, top_t: float, saliency: Tensor) -> Tensor:
-    """Class maps (B, C, h, w), detached, float32, for ROI retrieval with train-cam ``method``."""
+def global_features(ds_net: nn.Module, x: Tensor, method: str) -> tuple[Tensor, dict | None]:
+    """``h_g = ds_net(x)``; for a full-backward train-cam (FullGrad) also what its map reads: the input and
+    every biased layer's output, recorded in one graph from the input (under ``enable_grad``, in eval too)."""
+    if method_cost(method) != "full-backward":
+        return ds_net(x), None
+    import camkit
+    from camkit.cams.capture import LayerCapture
+
+    layers = camkit.get_cam(method).gradient_layers(ds_net)
+    with torch.enable_grad(), LayerCapture(layers, track_grad=True, what="gradient layer") as capture:
+        leaf = x if x.requires_grad else x.detach().requires_grad_(True)
+        h_g = ds_net(leaf)
+    return h_g, {"inputs": leaf, "layers": {n: (layers[n], a) for n, a in capture.activations.items()}}
+
+
+def roi_source_maps(method: str, h_g: Tensor, head_weight: Tensor, top_t: float, saliency: Tensor, *,
+                    inputs: Tensor | None = None, ds_net: nn.Module | None = None,
+                    full_inputs: dict | None = None) -> Tensor:
+    """Class maps (B, C, h, w), detached, float32, for ROI retrieval with train-cam ``method``.
+
+    A perturbation method re-runs the global network on masked ``inputs`` (``ds_net`` in eval mode, so
+    BatchNorm uses and keeps its running statistics) or only the saliency head on ablated ``h_g``; a
+    full-backward method (FullGrad) reads ``full_inputs`` from :func:`global_features`, its map at the input's
+    resolution pooled to ``h_g``'s (ROI retrieval works on the saliency grid).
+    """
     if method == NATIVE:
         return saliency.detach().float()
+    weight = head_weight.detach().float()
+
+    def global_score(h: Tensor) -> Tensor:
+        return top_t_pool(torch.sigmoid(F.conv2d(h.float(), weight)), top_t)
+
+    cost = method_cost(method)
     with torch.enable_grad(), torch.autocast(h_g.device.type, enabled=False):
         # float32 and off autocast: ROI picks are argmaxes, where bf16 ties would move crops
+        if cost == "full-backward":
+            maps = engine_train_time_map()(method, h_g, global_score(h_g), full_inputs=full_inputs)
+            return F.adaptive_avg_pool2d(maps.detach().float(), h_g.shape[-2:])
+        rerun = None
+        if cost == "perturbation":
+            if inputs is None or ds_net is None:
+                raise ValueError(f"train-cam {method!r} re-runs the global network: pass inputs= and ds_net=")
+
+            def score_inputs(images: Tensor) -> Tensor:
+                with eval_mode(ds_net):
+                    return global_score(ds_net(images))
+
+            rerun = ScoreRerun(inputs.detach(), score_inputs, global_score)
         leaf = h_g.detach().float().requires_grad_(True)
-        score = top_t_pool(torch.sigmoid(F.conv2d(leaf, head_weight.detach().float())), top_t)
-        maps = engine_train_time_map()(method, leaf, score)
+        maps = engine_train_time_map()(method, leaf, global_score(leaf), rerun=rerun)
     return maps.detach().float()

@@ -38,6 +38,9 @@ class ISCAM(CAMMethod):
     def __repr__(self) -> str:
         return f"ISCAM(num_samples={self.num_samples}, chunk={self.chunk})"
 
+    def forwards(self, batch: int, channels: int) -> int:
+        return self.num_samples * batch * channels
+
     def weights(self, ctx: CAMContext) -> Tensor:
         rerun, a = ctx.rerun, ctx.activations
         x = rerun.inputs

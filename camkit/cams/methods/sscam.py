@@ -43,6 +43,9 @@ class SSCAM(CAMMethod):
         """The next ``count`` noise fields (count, H, W) of the stream, on the CPU."""
         return torch.randn(count, *size, generator=generator, dtype=torch.float32) * self.std
 
+    def forwards(self, batch: int, channels: int) -> int:
+        return self.num_samples * batch * channels
+
     def weights(self, ctx: CAMContext) -> Tensor:
         rerun, a = ctx.rerun, ctx.activations
         x = rerun.inputs
