@@ -155,6 +155,39 @@ def test_first_component_is_the_svd_projection_up_to_its_sign():
     assert bool((corrected.amax(dim=(1, 2)) >= corrected.amin(dim=(1, 2)).abs()).all())
 
 
+def test_top_eigenpair_lanczos_equals_the_dense_solver(monkeypatch):
+    """KPCA-CAM's top eigenpair: the Lanczos path (large maps) equals eigh, and an image whose Ritz pair has not
+    converged falls back to eigh."""
+    from camkit.cams import projection
+
+    gen = torch.Generator().manual_seed(7)
+    s = torch.randn(3, 700, 48, generator=gen, dtype=torch.float64)
+    s[0, :, :4] *= 6  # a clear top eigenvalue; images 1 and 2 have crowded spectra
+    s = s - s.mean(dim=1, keepdim=True)
+    gram = torch.tanh(s @ s.transpose(1, 2) / 48 + 1)
+    col = gram.mean(dim=1, keepdim=True)
+    gram = gram - col - col.transpose(1, 2) + gram.mean(dim=(1, 2), keepdim=True)
+    values, vectors = torch.linalg.eigh(gram)
+    for steps in (96, 3):  # 3 steps converge for no image: every one takes the dense path
+        monkeypatch.setattr(projection, "LANCZOS_STEPS", steps)
+        lam, v = projection.top_eigenpair(gram)
+        torch.testing.assert_close(lam, values[:, -1], atol=1e-10, rtol=0)
+        torch.testing.assert_close(v.abs(), vectors[:, :, -1].abs(), atol=1e-8, rtol=0)
+
+
+def test_kpcacam_through_lanczos_matches_grad_cam(models64, monkeypatch):
+    """A 256-location layer (layer2 at 128x128) with the Lanczos path forced: the maps are grad-cam's."""
+    from camkit.cams import projection
+
+    monkeypatch.setattr(projection, "DENSE_BELOW", 16)
+    model = models64["resnet18"]
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    ours = camkit.cam_maps(model, x, ["kpcacam"], ["layer2"], [1, 4])["kpcacam"]
+    ref = _reference(gradcam_lib.KPCA_CAM, model, [model.layer2], x, targets=[1, 4])
+    assert ours.shape == ref.shape == (2, 128, 128) and ours.amax(dim=(1, 2)).gt(0.99).all()
+    torch.testing.assert_close(ours.double(), ref, atol=1e-5, rtol=0)
+
+
 def test_random_map_matches_grad_cam_given_the_same_draws(models, images, monkeypatch):
     import pytorch_grad_cam.random_cam as random_cam
     from camkit.cams.methods.random_map import RandomCAM
