@@ -79,6 +79,25 @@ def test_cpu_preset_train_step(benchmark, train_cam):
     _run(benchmark, f"cpu_train_step_b16_{train_cam}", _train_step(model, x, y, opt), rounds=5)
 
 
+TRAIN_CAMS = ["cam", "gradcam", "shapleycam", "fullgrad", "ablationcam", "scorecam", "iscam", "sscam"]
+
+
+@pytest.mark.parametrize("train_cam", TRAIN_CAMS)
+def test_cpu_preset_train_step_per_train_cam(benchmark, train_cam):
+    """What each cost class of train-cam adds to the default bench's step (cpu preset, batch 32, evidence term
+    on as in the bench). The Score-CAM family re-runs the global network per channel (32) and sample."""
+    torch.manual_seed(0)
+    model = camkit.create_model("gmic", preset="cpu", train_cam=train_cam, evidence_weight=1.0,
+                                evidence_ramp=0).train()
+    x, y = torch.randn(32, 1, *model.input_size), torch.arange(32) % 2
+    opt = torch.optim.Adam(model.parameters(), lr=model.default_lr)
+    slow = train_cam in ("iscam", "sscam")
+    benchmark.pedantic(_train_step(model, x, y, opt), rounds=1 if slow else 3, iterations=1,
+                       warmup_rounds=0 if slow else 1)
+    if benchmark.stats is not None:
+        RESULTS[f"cpu_train_step_b32_{train_cam}"] = benchmark.stats.stats.median
+
+
 @pytest.mark.parametrize("stem", ["plain", "rearranged"])
 def test_cpu_stem_forward_backward(benchmark, stem):
     """The 7x7/2 one-channel stem, forward + both gradients: F.conv2d against camkit_gmic.stem's rearrangement."""
@@ -153,6 +172,8 @@ def test_zz_report_ratios():
               "cpu_train_step_b32_evidence0"),
              ("backward into every leaf / into the weights, evidence step b32",
               "cpu_train_step_b32_backward_everything", "cpu_train_step_b32_backward_weights")]
+    pairs += [(f"{tc} train-cam / native cam, cpu train step b32", f"cpu_train_step_b32_{tc}",
+               "cpu_train_step_b32_cam") for tc in TRAIN_CAMS[1:]]
     lines = [f"{name}: {r[a] / r[b]:.2f}x" for name, a, b in pairs if a in r and b in r]
     lines += [f"{k}: {v * 1000:.1f} ms" for k, v in sorted(r.items())]
     print("\nGMIC speed (%dx%d official input)\n  " % HW + "\n  ".join(lines))

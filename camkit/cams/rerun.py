@@ -60,12 +60,25 @@ class Rerun:
                 scores = fast(self.layer_name, activations, self.output)
                 if scores is not NotImplemented:
                     return scores.float()
-            handle = self.layer.register_forward_hook(lambda module, args, out: activations)
+            # The network before the layer sees one image, not N copies of it: the hook hands on N ablated
+            # outputs and what follows runs on N. Every tensor from before the layer is the same for all copies,
+            # so a later op that mixes it in (a long skip connection) broadcasts to the same values; a model
+            # where that fails (a concatenation across the layer) is run on N copies instead.
+            single = self.inputs[image:image + 1]
             try:
-                x = self.inputs[image:image + 1].expand(activations.shape[0], *self.inputs.shape[1:])
-                return select_scores(self.model(x), self.output, self.model).float()
-            finally:
-                handle.remove()
+                return self._replaced(single, activations)
+            except RuntimeError:
+                return self._replaced(single.expand(activations.shape[0], *single.shape[1:]), activations)
+
+    def _replaced(self, x: Tensor, activations: Tensor) -> Tensor:
+        handle = self.layer.register_forward_hook(lambda module, args, out: activations)
+        try:
+            scores = select_scores(self.model(x), self.output, self.model).float()
+        finally:
+            handle.remove()
+        if scores.shape[0] != activations.shape[0]:
+            raise RuntimeError("the scores did not follow the replaced activations' batch")
+        return scores
 
 
 @dataclass
