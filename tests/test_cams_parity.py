@@ -411,3 +411,49 @@ def test_sscam_and_iscam_match_torchcam_given_the_same_noise(models64, arch, lay
         assert torch.allclose(ours[name].double(), ref, atol=1e-5, rtol=0), \
             f"{name}: max abs diff {(ours[name] - ref).abs().max():.2e}"
         assert ours[name].amax(dim=(1, 2)).gt(0.99).all(), f"{name}: degenerate maps"
+
+
+class _LongSkip(torch.nn.Module):
+    """A feature map from before the hooked layer joins after it, by addition or by concatenation."""
+
+    def __init__(self, join):
+        super().__init__()
+        self.join = join
+        self.stem = torch.nn.Conv2d(1, 6, 3, padding=1)
+        self.layer = torch.nn.Sequential(torch.nn.Conv2d(6, 6, 3, padding=1), torch.nn.ReLU())
+        self.head = torch.nn.Linear(12 if join == "cat" else 6, 3)
+
+    def forward(self, x):
+        f = torch.relu(self.stem(x))
+        g = self.layer(f)
+        h = torch.cat([f, g], 1) if self.join == "cat" else f + g
+        return self.head(h.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("join", ["add", "cat"])
+def test_ablation_rerun_with_a_long_skip_equals_ablating_by_hand(join):
+    """The pre-layer network runs once per image (broadcast) or, when the model cannot broadcast (a
+    concatenation across the layer), on N copies: either way the scores are those of ablating by hand."""
+    from camkit.cams.methods.ablationcam import AblationCAM
+
+    torch.manual_seed(0)
+    model = _LongSkip(join).double().eval()
+    x = torch.randn(2, 1, 10, 8, dtype=torch.float64)
+    ours = camkit.cam_maps(model, x, [AblationCAM(chunk=4)], ["layer"], [0, 2])["ablationcam"]
+    with torch.no_grad():
+        a = model.layer(torch.relu(model.stem(x)))
+        y = model(x)
+        weights = torch.zeros(2, 6, dtype=torch.float64)
+        for i, t in enumerate([0, 2]):
+            for k in range(6):
+                ablated = a[i:i + 1].clone()
+                ablated[:, k] = 0.0 if a[i].min() == 0 else a[i].min() - 1e7
+                handle = model.layer.register_forward_hook(lambda m, args, out: ablated)
+                y_k = model(x[i:i + 1])[0, t]
+                handle.remove()
+                weights[i, k] = (y[i, t] - y_k) / y[i, t]
+    from camkit.cams.pipeline import fuse_layers, layer_maps
+
+    ref = fuse_layers([layer_maps(torch.einsum("bk,bkhw->bhw", weights, a), (10, 8))])
+    assert ref.amax(dim=(1, 2)).gt(0.99).all()
+    torch.testing.assert_close(ours.double(), ref, atol=1e-6, rtol=0)  # the reruns score in float32
