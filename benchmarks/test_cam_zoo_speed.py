@@ -23,7 +23,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from test_cam_speed import _Scores, build  # noqa: E402 - benchmarks/ is on sys.path in both modes
+# benchmarks/ is on sys.path in both modes; ``models`` is the shared fixture that builds each model once
+from test_cam_speed import _Scores, build, models  # noqa: E402,F401
 
 #: camkit name -> grad-cam 1.5.7 class name (CAM has no grad-cam counterpart: it needs a classifier head)
 GRAD_CAM = {"gradcam": "GradCAM", "gradcampp": "GradCAMPlusPlus", "xgradcam": "XGradCAM", "layercam": "LayerCAM",
@@ -96,19 +97,6 @@ def _report(request):
             reporter.write_line("")
             for line in lines:
                 reporter.write_line(line)
-
-
-@pytest.fixture(scope="module")
-def models():
-    cache: dict[str, object] = {}
-
-    def get(kind):
-        if kind not in cache:
-            cache[kind] = build(kind)
-        if cache[kind] is None:
-            pytest.skip(f"{kind} is not available (camkit_gmic plugin missing?)")
-        return cache[kind]
-    return get
 
 
 @pytest.mark.parametrize("impl,method", [("camkit", "forward"),
