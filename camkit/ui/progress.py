@@ -125,7 +125,8 @@ class EvalSink:
     def __init__(self, parent: BenchProgress, train_cam: str):
         self.parent, self.train_cam, self.task = parent, train_cam, None
         self.inner: Any = None  # the current batch's perturbation forwards (rich only)
-        self.batch = 0
+        self.batch = self.total = 0
+        self.last_line = time.monotonic()  # when plain-log mode last said where it is
 
     def start(self, total: int) -> None:
         self.total, self.last_line = total, time.monotonic()

@@ -17,7 +17,7 @@ from .local_net import build_local_resnet, local_features
 from .losses import evidence_alignment, gmic_loss
 from .mil import gated_attention
 from .presets import GMICConfig
-from .traincam import global_features, roi_source_maps
+from .traincam import global_features, method_cost, roi_source_maps
 
 CLASS_SPECIFIC_KEYS = ("left_postprocess_net.gn_conv_last.weight", "classifier_linear.weight",
                        "fusion_dnn.weight", "fusion_dnn.bias")
@@ -79,15 +79,17 @@ class GMIC(nn.Module):
             raise ValueError(f"gmic expects images (B, 1, H, W), got shape {tuple(x.shape)}")
         cfg = self.cfg
         input_hw = (x.shape[-2], x.shape[-1])
-        outer_grad = torch.is_grad_enabled()
-        h_g, full_inputs = global_features(self.ds_net, x, cfg.train_cam)
-        if full_inputs is not None and not outer_grad:  # FullGrad's graph from the input serves its map only
-            maps = self._roi_maps(h_g, None, x, full_inputs)
-            h_g = h_g.detach()
+        cost = method_cost(cfg.train_cam)  # one registry look-up per forward, shared by the two steps below
+        h_g, full_inputs = global_features(self.ds_net, x, cfg.train_cam, cost)
+        maps = None
+        if full_inputs is not None:  # FullGrad reads the graph from the input, which serves its map only
+            maps = self._roi_maps(h_g, None, x, cost, full_inputs)
+            if not torch.is_grad_enabled():
+                h_g = h_g.detach()
         saliency = self.left_postprocess_net(h_g)
         y_global = top_t_pool(saliency, cfg.top_t)
-        if full_inputs is None or outer_grad:
-            maps = self._roi_maps(h_g, saliency, x, full_inputs)
+        if maps is None:
+            maps = self._roi_maps(h_g, saliency, x, cost, None)
         corners = roi.retrieve_rois(maps, cfg.num_crops, cfg.crop_size, input_hw)
         crops = roi.extract_crops(x, corners, cfg.crop_size)
         h_crops = local_features(self.dn_resnet, crops, cfg.local_in_chans)
@@ -98,9 +100,11 @@ class GMIC(nn.Module):
         return {"y_fusion": y_fusion, "y_global": y_global, "y_local": y_local, "saliency": saliency,
                 "patch_locations": corners, "patch_attention": attention, "h_g": h_g, "roi_map": maps}
 
-    def _roi_maps(self, h_g: Tensor, saliency: Tensor | None, x: Tensor, full_inputs: dict | None) -> Tensor:
+    def _roi_maps(self, h_g: Tensor, saliency: Tensor | None, x: Tensor, cost: str,
+                  full_inputs: dict | None) -> Tensor:
         return roi_source_maps(self.cfg.train_cam, h_g, self.left_postprocess_net.gn_conv_last.weight,
-                               self.cfg.top_t, saliency, inputs=x, ds_net=self.ds_net, full_inputs=full_inputs)
+                               self.cfg.top_t, saliency, inputs=x, ds_net=self.ds_net, full_inputs=full_inputs,
+                               cost=cost)
 
     def global_saliency(self, x: Tensor) -> Tensor:
         """The saliency map alone (global network + head), e.g. for flip consistency."""

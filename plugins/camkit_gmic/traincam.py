@@ -45,10 +45,12 @@ def check_train_cam(name: str) -> None:
         camkit.get_cam(name)  # raises UnknownNameError listing the registered methods
 
 
-def global_features(ds_net: nn.Module, x: Tensor, method: str) -> tuple[Tensor, dict | None]:
+def global_features(ds_net: nn.Module, x: Tensor, method: str, cost: str | None = None
+                    ) -> tuple[Tensor, dict | None]:
     """``h_g = ds_net(x)``; for a full-backward train-cam (FullGrad) also what its map reads: the input and
-    every biased layer's output, recorded in one graph from the input (under ``enable_grad``, in eval too)."""
-    if method_cost(method) != "full-backward":
+    every biased layer's output, recorded in one graph from the input (under ``enable_grad``, in eval too).
+    ``cost``: :func:`method_cost` of ``method`` when the caller has it."""
+    if (cost or method_cost(method)) != "full-backward":
         return ds_net(x), None
     import camkit
     from camkit.cams.capture import LayerCapture
@@ -62,7 +64,7 @@ def global_features(ds_net: nn.Module, x: Tensor, method: str) -> tuple[Tensor, 
 
 def roi_source_maps(method: str, h_g: Tensor, head_weight: Tensor, top_t: float, saliency: Tensor, *,
                     inputs: Tensor | None = None, ds_net: nn.Module | None = None,
-                    full_inputs: dict | None = None) -> Tensor:
+                    full_inputs: dict | None = None, cost: str | None = None) -> Tensor:
     """Class maps (B, C, h, w), detached, float32, for ROI retrieval with train-cam ``method``.
 
     A perturbation method re-runs the global network on masked ``inputs`` (``ds_net`` in eval mode, so
@@ -77,7 +79,7 @@ def roi_source_maps(method: str, h_g: Tensor, head_weight: Tensor, top_t: float,
     def global_score(h: Tensor) -> Tensor:
         return top_t_pool(torch.sigmoid(F.conv2d(h.float(), weight)), top_t)
 
-    cost = method_cost(method)
+    cost = cost or method_cost(method)
     with torch.enable_grad(), torch.autocast(h_g.device.type, enabled=False):
         # float32 and off autocast: ROI picks are argmaxes, where bf16 ties would move crops
         if cost == "full-backward":
