@@ -221,7 +221,7 @@ def test_cam_options_reach_the_method_and_bad_ones_stop_before_training(tmp_path
     bad = CliRunner().invoke(main, ["bench", "--test-cam", "fem", "--cam-opt", "fem.kk=3"])
     assert bad.exit_code == 1 and "has no option 'kk'" in bad.output and "Did you mean 'k'" in bad.output
     stray = CliRunner().invoke(main, ["bench", "--test-cam", "fem", "--cam-opt", "scorecam.chunk=8"])
-    assert stray.exit_code == 1 and "not among the requested CAMs" in stray.output
+    assert stray.exit_code == 1 and "neither a test-cam" in stray.output and "nor a train-cam" in stray.output
     res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--test-cam", "fem", "--test-cam", "eigencam",
                                     "--cam-opt", "fem.k=1", "--out", str(tmp_path / "run"), "--format", "json",
                                     *TINY])
@@ -229,3 +229,20 @@ def test_cam_options_reach_the_method_and_bad_ones_stop_before_training(tmp_path
     results = load_results(tmp_path / "run")
     assert results["config"]["cam_options"] == {"fem": {"k": 1}}
     assert set(results["detection"]["cam"]) == {"fem", "eigencam"}
+
+
+def test_cam_options_reach_a_train_cam_and_its_stored_model(tmp_path):
+    """--cam-opt NAME.KEY=V also configures NAME as a train-cam: the model trained with it records the options
+    (so the model store keeps it apart from the default's), and a bad one stops before anything is trained."""
+    from camkit.storage.checkpoint import read_checkpoint
+
+    bad = CliRunner().invoke(main, ["bench", "--train-cam", "fem", "--test-cam", "cam", "--cam-opt", "fem.kk=1",
+                                    "--out", str(tmp_path / "bad"), *TINY])
+    assert bad.exit_code == 1 and "has no option 'kk'" in bad.output and not (tmp_path / "bad").exists()
+    res = CliRunner().invoke(main, ["bench", "--train-cam", "fem", "--test-cam", "cam", "--cam-opt", "fem.k=1",
+                                    "--out", str(tmp_path / "run"), "--models", str(tmp_path / "models"),
+                                    "--format", "json", *TINY])
+    assert res.exit_code == 0, res.output
+    (folder,) = (tmp_path / "models").glob("gmic-fem-*")
+    assert read_checkpoint(folder / "best.pt")["model_config"]["train_cam_options"] == {"k": 1}
+    assert set(load_results(tmp_path / "run")["detection"]["fem"]) == {"cam"}

@@ -213,6 +213,23 @@ def test_folded_grey_stem_equals_the_trunk_on_repeated_crops():
     torch.testing.assert_close(g_ours, net.conv1.weight.grad, rtol=1e-3, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("stem", [8, 24, 64])
+def test_local_stem_has_the_configured_width(stem):
+    """local_stem_width sizes the local stem (timm's plain stem is 64 wide whatever its stem_width says); the
+    stages after it are timm's blocks with timm's initialisation (the last BN of each block zeroed)."""
+    from camkit_gmic.local_net import build_local_resnet
+
+    net = build_local_resnet((8, 16, 32, 64), (1, 1, 1, 1), stem, in_chans=1)
+    assert net.conv1.out_channels == stem and net.bn1.num_features == stem
+    assert net.layer1[0].conv1.in_channels == stem
+    assert (net.layer1[0].downsample is None) == (stem == 8)  # a projection only where the widths differ
+    assert all(float(b.bn2.weight.detach().abs().sum()) == 0 for stage in (net.layer1, net.layer4) for b in stage)
+    assert net.feature_info[0]["num_chs"] == stem and len(net.feature_info) == 5
+    assert net.forward_features(torch.randn(2, 1, 48, 48)).shape == (2, 64, 2, 2)
+    narrow = camkit.create_model("gmic", preset="cpu", local_stem_width=8)
+    assert narrow.dn_resnet.conv1.out_channels == 8 and narrow.dn_resnet.layer1[0].downsample is None
+
 @pytest.mark.parametrize("space", ["map", "logit"])
 def test_evidence_alignment_by_hand(space):
     from camkit_gmic.losses import evidence_alignment

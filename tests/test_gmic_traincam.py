@@ -32,7 +32,8 @@ def test_cpu_preset_with_gradient_train_cam_is_selectable():
 def test_patches_follow_the_planted_train_cam_map(method, monkeypatch):
     calls = []
 
-    def planted(name, activations, score, classes=None, **kw):
+    def planted(method, activations, score, classes=None, **kw):
+        name = getattr(method, "name", method)  # the model hands over its method instance
         # the model must hand over a live graph from h_g to the global score, even under no_grad
         (g,) = torch.autograd.grad(score.sum(), activations, retain_graph=True)
         assert torch.is_grad_enabled() and g.shape == activations.shape and g.abs().sum() > 0
@@ -122,6 +123,33 @@ def test_every_one_pass_method_can_drive_roi_retrieval(method):
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(torch.as_tensor(v)) for v in parts.values())
     assert model.config["train_cam"] == method
+
+
+def test_train_cam_options_configure_the_method_that_picks_the_patches(monkeypatch):
+    from camkit.errors import OptionError
+
+    seen = []
+    real = traincam.engine_train_time_map()
+
+    def spy(method, *a, **kw):
+        seen.append(method)
+        return real(method, *a, **kw)
+
+    monkeypatch.setattr(traincam, "engine_train_time_map", lambda: spy)
+    model = camkit.create_model("gmic", preset="cpu", train_cam="fem", train_cam_options={"k": 1}).eval()
+    assert model.train_method.k == 1.0 and model.config["train_cam_options"] == {"k": 1}
+    with torch.no_grad():
+        out = model(_x())
+    assert seen and seen[-1] is model.train_method
+    strict = camkit.create_model("gmic", preset="cpu", train_cam="fem").eval()
+    strict.load_state_dict(model.state_dict())
+    assert strict.train_method.k == 2.0 and "train_cam_options" not in strict.config  # unset: hashes stay
+    with torch.no_grad():
+        assert not torch.equal(strict(_x())["roi_map"], out["roi_map"])  # k decides the thresholded map
+    with pytest.raises(OptionError, match="has no option 'kk'"):
+        camkit.create_model("gmic", preset="cpu", train_cam="fem", train_cam_options={"kk": 1})
+    with pytest.raises(OptionError, match="takes no options"):
+        camkit.create_model("gmic", preset="cpu", train_cam="cam", train_cam_options={"k": 1})
 
 
 @pytest.mark.parametrize("method", ["shapleycam", "finercam"])

@@ -37,7 +37,8 @@ class BenchConfig:
     bootstrap: int = 1000
     cam_fuse: str = "mean"
     cam_output: str | None = None  # the score the test-time CAMs explain; None = the model's cam_output
-    cam_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # test-cam constructor options
+    # constructor options per method, for it as a test-cam and as a train-cam (the model's train_cam_options)
+    cam_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def recipe(self) -> Recipe:
         """The training recipe: the preset with this config's explicit options over it."""
@@ -62,7 +63,15 @@ class BenchConfig:
 
         if not self.train_cams or not self.test_cams:
             raise OptionError("the matrix needs at least one --train-cam and one --test-cam")
+        stray = sorted(set(self.cam_options) - set(self.test_cams) - set(self.train_cams))
+        if stray:
+            raise OptionError(f"--cam-opt for {', '.join(stray)}, which is neither a test-cam ("
+                              f"{', '.join(self.test_cams)}) nor a train-cam ({', '.join(self.train_cams)})")
         self.localize_options().check()
+        from camkit.registry.api import get_cam
+
+        for name in sorted(set(self.cam_options) & set(self.train_cams) - set(self.test_cams)):
+            get_cam(name, **self.cam_options[name])  # a train-cam's bad option fails now, not after training
         if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 1:
             raise OptionError(f"--bootstrap must be a positive number of resamples (1,000 is usual), got "
                               f"{self.bootstrap!r}")
@@ -82,8 +91,13 @@ class BenchConfig:
         """How the test-time maps become boxes (:class:`camkit.inference.LocalizeOptions`)."""
         from camkit.inference import LocalizeOptions
 
+        options = {name: opts for name, opts in self.cam_options.items() if name in self.test_cams}
         return LocalizeOptions(tuple(self.test_cams), self.box_threshold, self.box_score, self.cam_output,
-                               self.cam_fuse, dict(self.cam_options))
+                               self.cam_fuse, options)
+
+    def train_cam_options(self, train_cam: str) -> dict[str, Any]:
+        """The ``--cam-opt`` options of ``train_cam`` (its method's options while it drives training)."""
+        return dict(self.cam_options.get(train_cam, {}))
 
     def to_dict(self) -> dict[str, Any]:
         d = json.loads(json.dumps(asdict(self)))

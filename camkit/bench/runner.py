@@ -49,7 +49,7 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
     info = distributed.setup(cfg.train.get("device"))
     out = Path(out)
     models_root = Path(models_dir) if models_dir is not None else out.parent / "models"
-    first = build_model(recipe, cfg.train_cams[0])
+    first = build_model(recipe, cfg.train_cams[0], cfg.train_cam_options(cfg.train_cams[0]))
     options = cfg.localize_options().check(first)
     sets = build_datasets(recipe, first.input_size)
     device = DeviceSettings.resolve(info.device, "off", cfg.train.get("channels_last"))
@@ -70,7 +70,8 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
             if train_cam in results["detection"] and train_cam in results["classification"]:
                 _call(display, "skip", train_cam)
                 continue
-            model = first if train_cam == cfg.train_cams[0] else build_model(recipe, train_cam)
+            model = first if train_cam == cfg.train_cams[0] else \
+                build_model(recipe, train_cam, cfg.train_cam_options(train_cam))
             training = _train_one(recipe, train_cam, model, sets, out, models_root, info, display)
             t0 = time.perf_counter()
             sink = display.eval_sink(train_cam) if display is not None else None

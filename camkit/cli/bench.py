@@ -43,7 +43,8 @@ from camkit.ui.output import render
 @click.option("--cam-output", default=None,
               help="model output whose score the test-time CAMs explain (GMIC: y_global (default) or y_fusion)")
 @click.option("--cam-opt", multiple=True,
-              help="test-cam option METHOD.KEY=VALUE (repeatable), e.g. scorecam.chunk=64 or fem.k=3")
+              help="CAM option METHOD.KEY=VALUE (repeatable), e.g. scorecam.chunk=64 or fem.k=3; applies to "
+                   "the method as a test-cam and as a train-cam")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda:LOCAL_RANK when available]")
 @click.option("--metric", type=click.Choice(["tpr@0.5", "tpr@1", "tpr@2", "best", "cpm"]), default="tpr@1",
               show_default=True, help="what the printed leaderboard shows")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from camkit.cli.options import format_option
+from camkit.cli.options import format_option, parse_cam_options
 from camkit.cli.options import parse_options as _parse_options
 
 
@@ -19,6 +19,8 @@ from camkit.cli.options import parse_options as _parse_options
 @click.option("--preset", type=click.Choice(["cpu", "paper"]), default=None, help="recipe shared with `camkit bench` (cpu, paper): model, dataset "
                                              "and training options; explicit options override it")
 @click.option("--model-opt", multiple=True, help="model option KEY=VALUE (repeatable; JSON values)")
+@click.option("--cam-opt", multiple=True,
+              help="the train-cam's option NAME.KEY=VALUE, e.g. fem.k=3 (repeatable; as in `camkit bench`)")
 @click.option("--dataset-opt", multiple=True, help="dataset option KEY=VALUE (repeatable; JSON values)")
 @click.option("--data", "data_root", default=None, help="dataset root (e.g. the VinDr-Mammo download)")
 @click.option("--val-split", default="val", show_default=True, help="dataset split for validation ('none': skip)")
@@ -93,7 +95,7 @@ def _run(o: SimpleNamespace) -> None:
                         weight_decay=o.weight_decay, num_workers=o.num_workers, max_steps=o.max_steps,
                         device=o.device, progress=False, hflip=o.augment, random_crop=o.augment)
     info = distributed.setup(o.device)
-    net = build_model(recipe, o.train_cam)
+    net = build_model(recipe, o.train_cam, _train_cam_options(o.cam_opt, o.train_cam))
     if init:
         load_checkpoint(init, net)
     val_split = None if o.val_split.lower() == "none" else o.val_split
@@ -122,4 +124,16 @@ def _run(o: SimpleNamespace) -> None:
                    f"config {result.config_hash}", err=True)
 
 
+def _train_cam_options(pairs: tuple[str, ...], train_cam: str | None) -> dict[str, Any]:
+    from camkit.errors import OptionError
+
+    grouped = parse_cam_options(pairs)
+    stray = sorted(set(grouped) - {train_cam})
+    if stray:
+        raise OptionError(f"--cam-opt for {', '.join(stray)}: camkit train takes options for its --train-cam "
+                          f"only ({train_cam or 'none given'})")
+    return grouped.get(train_cam, {}) if train_cam else {}
+
+
 commands = [train]
+

@@ -11,11 +11,26 @@ from .stem import stride2_conv, use_rearranged
 
 def build_local_resnet(widths: Sequence[int] = (64, 128, 256, 512), blocks: Sequence[int] = (2, 2, 2, 2),
                        stem_width: int = 64, in_chans: int = 3) -> nn.Module:
-    """A timm ResNet with basic blocks and no classifier; key names match the released ``dn_resnet``."""
-    from timm.models.resnet import BasicBlock, ResNet
+    """A timm ResNet with basic blocks and no classifier; key names match the released ``dn_resnet``.
 
-    return ResNet(block=BasicBlock, layers=tuple(blocks), channels=tuple(widths), stem_width=stem_width,
-                  in_chans=in_chans, num_classes=0)
+    The stem (``conv1``, ``bn1``) is ``stem_width`` channels wide. timm's single-convolution stem is 64 wide
+    whatever its ``stem_width`` says (it sizes only the deep stems), so another width rebuilds the stem and
+    the stages after it with timm's own block builder and initialisation.
+    """
+    from timm.models.resnet import BasicBlock, ResNet, make_blocks
+
+    net = ResNet(block=BasicBlock, layers=tuple(blocks), channels=tuple(widths), in_chans=in_chans,
+                 num_classes=0)
+    if net.conv1.out_channels != stem_width:
+        net.conv1 = nn.Conv2d(in_chans, stem_width, kernel_size=7, stride=2, padding=3, bias=False)
+        net.bn1 = nn.BatchNorm2d(stem_width)
+        stages, net.feature_info = make_blocks((BasicBlock,) * len(widths), tuple(widths), tuple(blocks),
+                                               stem_width)
+        for name, stage in stages:
+            setattr(net, name, stage)  # replaces layer1.. in place: the state dict keeps its key order
+        net.feature_info.insert(0, dict(num_chs=stem_width, reduction=2, module="act1"))
+        net.init_weights()
+    return net
 
 
 def local_features(resnet: nn.Module, crops: Tensor, in_chans: int) -> Tensor:

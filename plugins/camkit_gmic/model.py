@@ -17,7 +17,7 @@ from .local_net import build_local_resnet, local_features
 from .losses import evidence_alignment, gmic_loss
 from .mil import gated_attention
 from .presets import GMICConfig
-from .traincam import global_features, method_cost, roi_source_maps
+from .traincam import NATIVE, global_features, method_cost, roi_source_maps, train_method
 
 CLASS_SPECIFIC_KEYS = ("left_postprocess_net.gn_conv_last.weight", "classifier_linear.weight",
                        "fusion_dnn.weight", "fusion_dnn.bias")
@@ -46,6 +46,9 @@ class GMIC(nn.Module):
         self.fusion_dnn = nn.Linear(self.ds_net.out_channels + d, c)
         self.cfg = cfg
         self.preset = preset
+        # the train-cam's method, created once (None: GMIC's own map); its cost class decides the forward's path
+        self.train_method = train_method(cfg.train_cam, cfg.train_cam_options)
+        self._train_cost = method_cost(self.train_method or NATIVE)
         # the camkit model protocol
         self.input_size: tuple[int, int] = tuple(cfg.input_size)  # type: ignore[assignment]
         self.cam_layers: list[str] = ["ds_net"]
@@ -79,8 +82,8 @@ class GMIC(nn.Module):
             raise ValueError(f"gmic expects images (B, 1, H, W), got shape {tuple(x.shape)}")
         cfg = self.cfg
         input_hw = (x.shape[-2], x.shape[-1])
-        cost = method_cost(cfg.train_cam)  # one registry look-up per forward, shared by the two steps below
-        h_g, full_inputs = global_features(self.ds_net, x, cfg.train_cam, cost)
+        cost = self._train_cost
+        h_g, full_inputs = global_features(self.ds_net, x, self.train_method, cost)
         maps = None
         if full_inputs is not None:  # FullGrad reads the graph from the input, which serves its map only
             maps = self._roi_maps(h_g, None, x, cost, full_inputs)
@@ -102,7 +105,7 @@ class GMIC(nn.Module):
 
     def _roi_maps(self, h_g: Tensor, saliency: Tensor | None, x: Tensor, cost: str,
                   full_inputs: dict | None) -> Tensor:
-        return roi_source_maps(self.cfg.train_cam, h_g, self.left_postprocess_net.gn_conv_last.weight,
+        return roi_source_maps(self.train_method or NATIVE, h_g, self.left_postprocess_net.gn_conv_last.weight,
                                self.cfg.top_t, saliency, inputs=x, ds_net=self.ds_net, full_inputs=full_inputs,
                                cost=cost)
 

@@ -10,19 +10,17 @@ from camkit import hookimpl
 def create_gmic(preset: str = "official", checkpoint: str | os.PathLike | None = None, **options: Any):
     """GMIC (Shen et al. 2021) with any train-cam; presets: official (released model 1), cpu (small).
 
-    ``options`` override single config fields (``num_classes``, ``train_cam``, ``num_crops``, ``crop_size``,
-    ``top_t``, ``input_size``, widths ...; see ``camkit_gmic.presets.GMICConfig``). ``checkpoint`` loads a
+    ``options`` override single config fields (``num_classes``, ``train_cam``, ``train_cam_options``,
+    ``num_crops``, ``crop_size``, ``top_t``, ``input_size``, widths ...; see ``camkit_gmic.presets.GMICConfig``). ``checkpoint`` loads a
     state dict safely (the released ``sample_model_N.p`` files included); with another class count the
     class-specific heads are re-initialised and listed in ``model.reinitialised``.
     """
     from .checkpoint import load_into
     from .model import GMIC
     from .presets import resolve_config
-    from .traincam import check_train_cam
 
     cfg = resolve_config(preset, **options)
-    check_train_cam(cfg.train_cam)
-    model = GMIC(cfg, preset=preset)
+    model = GMIC(cfg, preset=preset)  # creates the train-cam's method: an unknown name or option fails here
     if checkpoint is not None:
         load_into(model, checkpoint)
         model.config["checkpoint"] = os.fspath(checkpoint)

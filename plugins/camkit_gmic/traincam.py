@@ -1,6 +1,7 @@
 """The training-time map ("train-cam") that drives GMIC's ROI retrieval.
 
-``cam`` is GMIC's own saliency head, as released. Any other name is a registered CAM method, computed inside
+``cam`` is GMIC's own saliency head, as released. Any other name is a registered CAM method (created with the
+config's ``train_cam_options``, e.g. ``{"k": 3}`` for ``fem``), computed inside
 the forward from ``h_g`` and one ``autograd.grad`` of the global score through the camkit CAM engine: no second
 forward of the network, no parameter gradients, and the map never reaches the loss (retrieval is
 non-differentiable). It works in eval under ``torch.no_grad`` too: the gradient is taken w.r.t. a detached
@@ -9,12 +10,14 @@ copy of ``h_g`` pushed through the saliency head and top-t pooling again (cheap:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camkit.cams.rerun import ScoreRerun, eval_mode
+from camkit.errors import OptionError
 
 from .global_net import top_t_pool
 
@@ -28,41 +31,59 @@ def engine_train_time_map() -> Callable[..., Tensor]:
     return train_time_map
 
 
-def method_cost(name: str) -> str:
-    """The cost class of train-cam ``name`` ("native" for GMIC's own saliency map)."""
+def train_method(name: str, options: dict[str, Any] | None = None) -> Any:
+    """The method instance behind train-cam ``name`` with its constructor ``options``; None for ``cam``.
+
+    Fails early, with close matches, when ``name`` is neither ``cam`` nor a registered CAM method, and names
+    the method's options when one is not taken.
+    """
     if name == NATIVE:
-        return "native"
+        if options:
+            raise OptionError(f"train_cam_options {sorted(options)}: train-cam 'cam' (GMIC's own saliency head) "
+                              "takes no options")
+        return None
     import camkit
 
-    return str(getattr(camkit.get_cam(name), "cost", "one-pass"))
+    return camkit.get_cam(name, **dict(options or {}))
 
 
-def check_train_cam(name: str) -> None:
-    """Fail early, with close matches, when ``name`` is neither ``cam`` nor a registered CAM method."""
-    if name != NATIVE:
+def method_cost(method: str | Any) -> str:
+    """The cost class of a train-cam, given by name or as a method instance ("native" for GMIC's own map)."""
+    if isinstance(method, str):
+        if method == NATIVE:
+            return "native"
         import camkit
 
-        camkit.get_cam(name)  # raises UnknownNameError listing the registered methods
+        method = camkit.get_cam(method)
+    return str(getattr(method, "cost", "one-pass"))
 
 
-def global_features(ds_net: nn.Module, x: Tensor, method: str, cost: str | None = None
+def _instance(method: str | Any) -> Any:
+    if isinstance(method, str):
+        import camkit
+
+        return camkit.get_cam(method)
+    return method
+
+
+def global_features(ds_net: nn.Module, x: Tensor, method: str | Any, cost: str | None = None
                     ) -> tuple[Tensor, dict | None]:
     """``h_g = ds_net(x)``; for a full-backward train-cam (FullGrad) also what its map reads: the input and
     every biased layer's output, recorded in one graph from the input (under ``enable_grad``, in eval too).
-    ``cost``: :func:`method_cost` of ``method`` when the caller has it."""
+    ``method``: a name or an instance (:func:`train_method`); ``cost``: its :func:`method_cost` when the
+    caller has it."""
     if (cost or method_cost(method)) != "full-backward":
         return ds_net(x), None
-    import camkit
     from camkit.cams.capture import LayerCapture
 
-    layers = camkit.get_cam(method).gradient_layers(ds_net)
+    layers = _instance(method).gradient_layers(ds_net)
     with torch.enable_grad(), LayerCapture(layers, track_grad=True, what="gradient layer") as capture:
         leaf = x if x.requires_grad else x.detach().requires_grad_(True)
         h_g = ds_net(leaf)
     return h_g, {"inputs": leaf, "layers": {n: (layers[n], a) for n, a in capture.activations.items()}}
 
 
-def roi_source_maps(method: str, h_g: Tensor, head_weight: Tensor, top_t: float, saliency: Tensor, *,
+def roi_source_maps(method: str | Any, h_g: Tensor, head_weight: Tensor, top_t: float, saliency: Tensor, *,
                     inputs: Tensor | None = None, ds_net: nn.Module | None = None,
                     full_inputs: dict | None = None, cost: str | None = None) -> Tensor:
     """Class maps (B, C, h, w), detached, float32, for ROI retrieval with train-cam ``method``.
@@ -72,7 +93,7 @@ def roi_source_maps(method: str, h_g: Tensor, head_weight: Tensor, top_t: float,
     full-backward method (FullGrad) reads ``full_inputs`` from :func:`global_features`, its map at the input's
     resolution pooled to ``h_g``'s (ROI retrieval works on the saliency grid).
     """
-    if method == NATIVE:
+    if isinstance(method, str) and method == NATIVE:
         return saliency.detach().float()
     weight = head_weight.detach().float()
 
