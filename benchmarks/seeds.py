@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     from camkit.bench.leaderboard import parse_seeds
     from camkit.bench.runner import run_bench
     from camkit.cli.options import parse_options
+    from camkit.training.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the camkit command does
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", default="0-4")

@@ -45,6 +45,9 @@ class CamkitGroup(click.Group):
 @click.version_option(__version__, prog_name="camkit")
 def main() -> None:
     """camkit: benchmark class-activation-map methods for weakly supervised mass detection."""
+    from camkit.training.allocator import keep_freed_memory
+
+    keep_freed_memory()  # ~20% faster CPU steps, same numbers (camkit.training.allocator)
 
 
 def _add_core_commands() -> None:
