@@ -160,3 +160,16 @@ def test_train_paper_preset_on_synthetic_data_drops_the_vindr_options(tmp_path):
     ckpt = read_checkpoint(tmp_path / "p" / "last.pt")
     assert ckpt["step"] == 1 and ckpt["model_config"]["preset"] == "official"
     assert ckpt["config"]["lr"] == 4.134e-6 and ckpt["fingerprint"]["train_set"]["config"]["name"] == "synthetic"
+
+
+def test_cam_opt_configures_the_train_cam_and_nothing_else(tmp_path):
+    base = ["train", "--preset", "cpu", "--train-cam", "fem", "--epochs", "1", "--max-steps", "1",
+            "--dataset-opt", "n=8", "--batch-size", "4", "--val-split", "none", "--quiet"]
+    stray = CliRunner().invoke(main, [*base, "--cam-opt", "gradcam.k=1"])
+    assert stray.exit_code == 1 and "takes options for its --train-cam only (fem)" in stray.output
+    bad = CliRunner().invoke(main, [*base, "--cam-opt", "fem.kk=1"])
+    assert bad.exit_code == 1 and "has no option 'kk'" in bad.output
+    ok = CliRunner().invoke(main, [*base, "--cam-opt", "fem.k=1", "--out", str(tmp_path / "run")])
+    assert ok.exit_code == 0, ok.output
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["model_config"]["train_cam_options"] == {"k": 1}

@@ -125,3 +125,19 @@ def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     for key in ("boxes", "image_id", "study_id", "laterality", "view", "transform"):
         out[key] = [s.get(key) for s in samples]
     return out
+
+
+def mass_targets(labels: Any, num_classes: int, mass_index: int) -> Any:
+    """(B,) 0/1 image labels -> (B, num_classes) multi-label targets, 1 on the mass class where the label is 1;
+    (B, C) targets pass through as float. What a model's ``training_loss`` compares its scores with.
+
+    Example:
+        >>> mass_targets(torch.tensor([0, 1]), 2, 1).tolist()
+        [[0.0, 0.0], [0.0, 1.0]]
+    """
+    if labels.dim() == 2:
+        return labels.float()
+    out = torch.zeros(labels.shape[0], num_classes, device=labels.device)
+    out[:, mass_index] = labels.float()
+    return out
+

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camkit.errors import CamkitError
+from camkit.data.sample import mass_targets
 from camkit.protocols import ModelDefaults
 
 from .pooling import GatedAttentionPool, pool
@@ -116,12 +117,8 @@ class PooledClassifier(ModelDefaults, nn.Module):
         return outputs["prob"][:, self.cfg.mass_index]
 
     def targets(self, labels: Tensor, num: int) -> Tensor:
-        """(B,) 0/1 labels -> (B, C) targets on the mass class; (B, C) targets pass through."""
-        if labels.dim() == 2:
-            return labels.float()
-        t = torch.zeros(labels.shape[0], num, device=labels.device)
-        t[:, self.cfg.mass_index] = labels.float()
-        return t
+        """(B,) 0/1 labels -> (B, C) multi-label targets on the mass class; (B, C) targets pass through."""
+        return mass_targets(labels, num, self.cfg.mass_index)
 
     def training_loss(self, images: Tensor, labels: Tensor, progress: float) -> tuple[Tensor, dict]:
         """Binary cross-entropy on the logits, averaged over the batch and summed over classes."""

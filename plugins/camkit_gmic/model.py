@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from camkit.cams.capture import uncaptured
+from camkit.data.sample import mass_targets
 
 from . import roi
 from .global_net import GlobalNetwork, SaliencyHead, top_t_pool
@@ -140,11 +141,7 @@ class GMIC(nn.Module):
 
     def targets(self, labels: Tensor, num: int) -> Tensor:
         """(B,) 0/1 labels -> (B, C) multi-label targets on the mass class; (B, C) targets pass through."""
-        if labels.dim() == 2:
-            return labels.float()
-        t = torch.zeros(labels.shape[0], num, device=labels.device)
-        t[:, self.cfg.mass_index] = labels.float()
-        return t
+        return mass_targets(labels, num, self.cfg.mass_index)
 
     def training_loss(self, images: Tensor, labels: Tensor, progress: float) -> tuple[Tensor, dict]:
         """Paper eq. 2 (BCE on y_global, y_local, y_fusion per class + beta * mean |saliency|), plus camkit's
