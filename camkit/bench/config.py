@@ -59,6 +59,7 @@ class BenchConfig:
 
     def check(self) -> BenchConfig:
         """Raise OptionError for a scoring option that would only fail after training."""
+        from camkit.registry.api import get_cam
         from camkit.training import TrainConfig
 
         if not self.train_cams or not self.test_cams:
@@ -68,8 +69,6 @@ class BenchConfig:
             raise OptionError(f"--cam-opt for {', '.join(stray)}, which is neither a test-cam ("
                               f"{', '.join(self.test_cams)}) nor a train-cam ({', '.join(self.train_cams)})")
         self.localize_options().check()
-        from camkit.registry.api import get_cam
-
         for name in sorted(set(self.cam_options) & set(self.train_cams) - set(self.test_cams)):
             get_cam(name, **self.cam_options[name])  # a train-cam's bad option fails now, not after training
         if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 1:

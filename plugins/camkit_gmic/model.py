@@ -6,6 +6,8 @@ the released keys in the released order.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -18,7 +20,7 @@ from .local_net import build_local_resnet, local_features
 from .losses import evidence_alignment, gmic_loss
 from .mil import gated_attention
 from .presets import GMICConfig
-from .traincam import NATIVE, global_features, method_cost, roi_source_maps, train_method
+from .traincam import NATIVE, global_features, roi_source_maps, train_method
 
 CLASS_SPECIFIC_KEYS = ("left_postprocess_net.gn_conv_last.weight", "classifier_linear.weight",
                        "fusion_dnn.weight", "fusion_dnn.bias")
@@ -47,9 +49,8 @@ class GMIC(nn.Module):
         self.fusion_dnn = nn.Linear(self.ds_net.out_channels + d, c)
         self.cfg = cfg
         self.preset = preset
-        # the train-cam's method, created once (None: GMIC's own map); its cost class decides the forward's path
+        # the train-cam's method, created once with its options (None: GMIC's own map)
         self.train_method = train_method(cfg.train_cam, cfg.train_cam_options)
-        self._train_cost = method_cost(self.train_method or NATIVE)
         # the camkit model protocol
         self.input_size: tuple[int, int] = tuple(cfg.input_size)  # type: ignore[assignment]
         self.cam_layers: list[str] = ["ds_net"]
@@ -83,17 +84,17 @@ class GMIC(nn.Module):
             raise ValueError(f"gmic expects images (B, 1, H, W), got shape {tuple(x.shape)}")
         cfg = self.cfg
         input_hw = (x.shape[-2], x.shape[-1])
-        cost = self._train_cost
-        h_g, full_inputs = global_features(self.ds_net, x, self.train_method, cost)
+        method = self.train_method or NATIVE
+        h_g, full_inputs = global_features(self.ds_net, x, method)
         maps = None
         if full_inputs is not None:  # FullGrad reads the graph from the input, which serves its map only
-            maps = self._roi_maps(h_g, None, x, cost, full_inputs)
+            maps = self._roi_maps(method, h_g, None, x, full_inputs)
             if not torch.is_grad_enabled():
                 h_g = h_g.detach()
         saliency = self.left_postprocess_net(h_g)
         y_global = top_t_pool(saliency, cfg.top_t)
         if maps is None:
-            maps = self._roi_maps(h_g, saliency, x, cost, None)
+            maps = self._roi_maps(method, h_g, saliency, x, None)
         corners = roi.retrieve_rois(maps, cfg.num_crops, cfg.crop_size, input_hw)
         crops = roi.extract_crops(x, corners, cfg.crop_size)
         h_crops = local_features(self.dn_resnet, crops, cfg.local_in_chans)
@@ -104,11 +105,10 @@ class GMIC(nn.Module):
         return {"y_fusion": y_fusion, "y_global": y_global, "y_local": y_local, "saliency": saliency,
                 "patch_locations": corners, "patch_attention": attention, "h_g": h_g, "roi_map": maps}
 
-    def _roi_maps(self, h_g: Tensor, saliency: Tensor | None, x: Tensor, cost: str,
+    def _roi_maps(self, method: Any, h_g: Tensor, saliency: Tensor | None, x: Tensor,
                   full_inputs: dict | None) -> Tensor:
-        return roi_source_maps(self.train_method or NATIVE, h_g, self.left_postprocess_net.gn_conv_last.weight,
-                               self.cfg.top_t, saliency, inputs=x, ds_net=self.ds_net, full_inputs=full_inputs,
-                               cost=cost)
+        return roi_source_maps(method, h_g, self.left_postprocess_net.gn_conv_last.weight, self.cfg.top_t,
+                               saliency, inputs=x, ds_net=self.ds_net, full_inputs=full_inputs)
 
     def global_saliency(self, x: Tensor) -> Tensor:
         """The saliency map alone (global network + head), e.g. for flip consistency."""

@@ -47,18 +47,8 @@ def train_method(name: str, options: dict[str, Any] | None = None) -> Any:
     return camkit.get_cam(name, **dict(options or {}))
 
 
-def method_cost(method: str | Any) -> str:
-    """The cost class of a train-cam, given by name or as a method instance ("native" for GMIC's own map)."""
-    if isinstance(method, str):
-        if method == NATIVE:
-            return "native"
-        import camkit
-
-        method = camkit.get_cam(method)
-    return str(getattr(method, "cost", "one-pass"))
-
-
 def _instance(method: str | Any) -> Any:
+    """A method given by name (a registry look-up) or already as an instance (:func:`train_method`)."""
     if isinstance(method, str):
         import camkit
 
@@ -66,13 +56,18 @@ def _instance(method: str | Any) -> Any:
     return method
 
 
-def global_features(ds_net: nn.Module, x: Tensor, method: str | Any, cost: str | None = None
-                    ) -> tuple[Tensor, dict | None]:
+def method_cost(method: str | Any) -> str:
+    """The cost class of a train-cam, given by name or as a method instance ("native" for GMIC's own map)."""
+    if isinstance(method, str) and method == NATIVE:
+        return "native"
+    return str(getattr(_instance(method), "cost", "one-pass"))
+
+
+def global_features(ds_net: nn.Module, x: Tensor, method: str | Any) -> tuple[Tensor, dict | None]:
     """``h_g = ds_net(x)``; for a full-backward train-cam (FullGrad) also what its map reads: the input and
     every biased layer's output, recorded in one graph from the input (under ``enable_grad``, in eval too).
-    ``method``: a name or an instance (:func:`train_method`); ``cost``: its :func:`method_cost` when the
-    caller has it."""
-    if (cost or method_cost(method)) != "full-backward":
+    ``method``: a name or an instance (:func:`train_method`)."""
+    if method_cost(method) != "full-backward":
         return ds_net(x), None
     from camkit.cams.capture import LayerCapture
 
@@ -85,7 +80,7 @@ def global_features(ds_net: nn.Module, x: Tensor, method: str | Any, cost: str |
 
 def roi_source_maps(method: str | Any, h_g: Tensor, head_weight: Tensor, top_t: float, saliency: Tensor, *,
                     inputs: Tensor | None = None, ds_net: nn.Module | None = None,
-                    full_inputs: dict | None = None, cost: str | None = None) -> Tensor:
+                    full_inputs: dict | None = None) -> Tensor:
     """Class maps (B, C, h, w), detached, float32, for ROI retrieval with train-cam ``method``.
 
     A perturbation method re-runs the global network on masked ``inputs`` (``ds_net`` in eval mode, so
@@ -100,7 +95,7 @@ def roi_source_maps(method: str | Any, h_g: Tensor, head_weight: Tensor, top_t: 
     def global_score(h: Tensor) -> Tensor:
         return top_t_pool(torch.sigmoid(F.conv2d(h.float(), weight)), top_t)
 
-    cost = cost or method_cost(method)
+    cost = method_cost(method)
     with torch.enable_grad(), torch.autocast(h_g.device.type, enabled=False):
         # float32 and off autocast: ROI picks are argmaxes, where bf16 ties would move crops
         if cost == "full-backward":
