@@ -1,5 +1,10 @@
-"""A bench run's configuration: the recipe it trains, the CAMs it pairs, how it scores. Checked in full before
-anything is trained or written, so a bad option costs seconds and leaves nothing behind."""
+"""A bench run's configuration: the recipes it trains, the CAMs it pairs, how it scores. Checked in full before
+anything is trained or written, so a bad option costs seconds and leaves nothing behind.
+
+The leaderboard's rows are :class:`Row` s: a model that retrieves regions inside training (GMIC) gets one row
+per train-cam; a model that does not (the pooled classifier) gets one row. Several models make one matrix
+(``--model gmic --model classifier``); their rows are then labelled ``model+train-cam``.
+"""
 from __future__ import annotations
 
 import copy
@@ -7,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from camkit.bench.recipe import Recipe, resolve_recipe
+from camkit.bench.recipe import Recipe, preset_model, resolve_recipe
 from camkit.errors import OptionError
 
 PAPER_TEST_CAMS = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")
@@ -15,17 +20,43 @@ PAPER_TRAIN_CAMS = ("cam", "gradcampp", "xgradcam")
 FPPI_IMAGES = ("positive", "all")
 
 
+@dataclass(frozen=True)
+class Row:
+    """One leaderboard row: one trained model. ``label`` keys its results, predictions and figures."""
+
+    label: str
+    model: str
+    train_cam: str | None  # None: the model retrieves no regions in training (no train-cam axis)
+
+    @property
+    def title(self) -> str:
+        """What the row is, in words (figure titles, progress)."""
+        if self.train_cam is None:
+            return f"{self.model} (no train-cam)"
+        return f"trained with {self.train_cam}" if self.label == self.train_cam else \
+            f"{self.model} trained with {self.train_cam}"
+
+
+def takes_train_cam(model: str) -> bool:
+    """Whether the registered ``model`` has a train-cam axis (its registration's ``train_cam`` meta, default
+    True; the classifier registers ``train_cam=False``)."""
+    from camkit.registry.host import get_host
+
+    entry, _ = get_host().registry.get("model", model)
+    return bool(entry.meta.get("train_cam", True))
+
+
 @dataclass
 class BenchConfig:
     """Everything that decides a bench run's numbers (paths and display options are not part of it)."""
 
-    model: str = "gmic"
+    model: str | list[str] | None = "gmic"  # several: one matrix, a row per (model, train-cam); None: the preset's
     dataset: str | None = None
-    train_cams: list[str] = field(default_factory=lambda: list(PAPER_TRAIN_CAMS))
+    train_cams: list[str] | None = None  # None: the paper's three (none when no model takes a train-cam)
     test_cams: list[str] = field(default_factory=lambda: list(PAPER_TEST_CAMS))
     preset: str = "cpu"
     seed: int = 0
-    model_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)  # "MODEL.key" keys: for that model alone
     dataset_options: dict[str, Any] = field(default_factory=dict)
     split_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split, over dataset_options
     train: dict[str, Any] = field(default_factory=dict)
@@ -40,36 +71,98 @@ class BenchConfig:
     # constructor options per method, for it as a test-cam and as a train-cam (the model's train_cam_options)
     cam_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def recipe(self) -> Recipe:
-        """The training recipe: the preset with this config's explicit options over it."""
-        return resolve_recipe(self.preset, model=self.model, dataset=self.dataset,
-                              model_options=self.model_options, dataset_options=self.dataset_options,
+    def models(self) -> list[str]:
+        """The models of the matrix, in order (None: the preset's)."""
+        if self.model is None:
+            return [preset_model(self.preset)]
+        names = [self.model] if isinstance(self.model, str) else list(self.model)
+        if not names:
+            raise OptionError("the matrix needs at least one --model")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise OptionError(f"--model {', '.join(twice)} given twice; name each model once (its train-cams "
+                              "make its rows)")
+        return names
+
+    def model_options_for(self, model: str) -> dict[str, Any]:
+        """``model``'s options: the unprefixed ones, and ``MODEL.key`` ones with its name (prefix dropped)."""
+        from camkit.registry.api import list_models
+
+        models, registered = self.models(), set(list_models())
+        out = {}
+        for key, value in self.model_options.items():
+            head, dot, rest = str(key).partition(".")
+            if dot and head in registered:
+                if head not in models:
+                    raise OptionError(f"--model-opt {key}: model {head!r} is not in this bench (its models: "
+                                      f"{', '.join(models)}); add --model {head} or drop the option")
+                if head == model:
+                    out[rest] = value
+            else:
+                out[key] = value
+        return out
+
+    def recipe(self, model: str | None = None) -> Recipe:
+        """The training recipe of ``model`` (default: the first): the preset with the explicit options over it."""
+        model = model or self.models()[0]
+        return resolve_recipe(self.preset, model=model, dataset=self.dataset,
+                              model_options=self.model_options_for(model), dataset_options=self.dataset_options,
                               split_options=self.split_options, train=self.train,
                               eval_batch_size=self.eval_batch_size, seed=self.seed)
 
     def resolved(self) -> BenchConfig:
-        """A checked copy with the preset's defaults filled in under the explicit options."""
-        r = self.recipe()
+        """A checked copy with the preset's defaults filled in under the explicit options.
+
+        One model keeps the one-model form (a model name, plain option keys), so its configuration and hash
+        are those of benches from before models could be mixed; several store each model's options prefixed.
+        """
+        models = self.models()
+        recipes = {m: self.recipe(m) for m in models}
+        r = recipes[models[0]]
         out = copy.deepcopy(self)
-        out.model, out.dataset = r.model, r.dataset
-        out.model_options, out.dataset_options, out.split_options = r.model_options, r.dataset_options, \
-            r.split_options
+        out.model = r.model if len(models) == 1 else models
+        out.model_options = r.model_options if len(models) == 1 else \
+            {f"{m}.{k}": v for m in models for k, v in recipes[m].model_options.items()}
+        out.dataset, out.dataset_options, out.split_options = r.dataset, r.dataset_options, r.split_options
         out.train, out.eval_batch_size = r.train, r.eval_batch_size
+        axis = [m for m in models if takes_train_cam(m)]
+        if out.train_cams is None:
+            out.train_cams = list(PAPER_TRAIN_CAMS) if axis else []
+        elif out.train_cams and not axis:
+            raise OptionError(f"--train-cam {' '.join(out.train_cams)}: {' and '.join(models)} retrieve(s) no "
+                              "regions inside training, so there is no train-cam to choose; drop --train-cam "
+                              "(the bench trains one row per such model)")
         return out.check()
+
+    def rows(self) -> list[Row]:
+        """The leaderboard's rows of a resolved config, in training order."""
+        models = self.models()
+        several = len(models) > 1
+        out = []
+        for m in models:
+            if takes_train_cam(m):
+                out += [Row(f"{m}+{tc}" if several else tc, m, tc) for tc in self.train_cams or ()]
+            else:
+                out.append(Row(m, m, None))
+        return out
 
     def check(self) -> BenchConfig:
         """Raise OptionError for a scoring option that would only fail after training."""
         from camkit.registry.api import get_cam
         from camkit.training import TrainConfig
 
-        if not self.train_cams or not self.test_cams:
-            raise OptionError("the matrix needs at least one --train-cam and one --test-cam")
-        stray = sorted(set(self.cam_options) - set(self.test_cams) - set(self.train_cams))
+        train_cams = self.train_cams or []
+        if not self.test_cams:
+            raise OptionError("the matrix needs at least one --test-cam")
+        if not self.rows():
+            raise OptionError("the matrix needs at least one --train-cam for "
+                              f"{', '.join(m for m in self.models() if takes_train_cam(m))}")
+        stray = sorted(set(self.cam_options) - set(self.test_cams) - set(train_cams))
         if stray:
             raise OptionError(f"--cam-opt for {', '.join(stray)}, which is neither a test-cam ("
-                              f"{', '.join(self.test_cams)}) nor a train-cam ({', '.join(self.train_cams)})")
+                              f"{', '.join(self.test_cams)}) nor a train-cam ({', '.join(train_cams) or 'none'})")
         self.localize_options().check()
-        for name in sorted(set(self.cam_options) & set(self.train_cams) - set(self.test_cams)):
+        for name in sorted(set(self.cam_options) & set(train_cams) - set(self.test_cams)):
             get_cam(name, **self.cam_options[name])  # a train-cam's bad option fails now, not after training
         if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 1:
             raise OptionError(f"--bootstrap must be a positive number of resamples (1,000 is usual), got "

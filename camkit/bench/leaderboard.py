@@ -175,6 +175,22 @@ def _combined_cell(c: Any, runs: int, fppi: float | None = None) -> Cell:
     return Cell(c.estimate, (c.low, c.high), fppi, None if c.sd != c.sd else c.sd, runs)
 
 
+def row_meta(results: dict[str, Any], label: str) -> dict[str, Any]:
+    """A row's model and train-cam (benches from before mixed models: every row is a GMIC train-cam)."""
+    meta = results.get("rows", {}).get(label)
+    if meta is not None:
+        return dict(meta)
+    return {"model": results.get("config", {}).get("model"), "train_cam": label}
+
+
+def row_header(results: dict[str, Any]) -> str:
+    """The rows' column title: ``train-cam`` (one model's train-cams), ``model`` or ``model+train-cam``."""
+    metas = [row_meta(results, label) for label in results.get("detection", {})]
+    if all(m["train_cam"] == label for m, label in zip(metas, results.get("detection", {}))):
+        return "train-cam"
+    return "model" if all(m["train_cam"] is None for m in metas) else "model+train-cam"
+
+
 def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
                     n: int | None = None) -> dict[str, Any]:
     """Rows train-cam x columns test-cam of ``metric``; best per row and overall (ties: the lower FPPI).
@@ -215,7 +231,8 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
     scored_all = [(cell.value, -(cell.fppi or 0), key) for key, cell in cells.items() if cell.value is not None]
     best_all = max(scored_all)[2] if scored_all else None
     return {"metric": metric, "rows": rows, "cols": cols, "cells": cells, "best_row": best_row,
-            "best_all": best_all, "runs": len(runs), "seeds": [run.seed for run in runs]}
+            "best_all": best_all, "runs": len(runs), "seeds": [run.seed for run in runs],
+            "header": row_header(runs[0].results), "meta": {r: row_meta(runs[0].results, r) for r in rows}}
 
 
 def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: str, n: int | None) -> Cell:
@@ -243,18 +260,21 @@ def detection_records(table: dict[str, Any]) -> list[dict[str, Any]]:
     """Flat records of a detection table, for json and csv."""
     out = []
     for (r, c), cell in table["cells"].items():
-        out.append({"table": "detection", "train_cam": r, "test_cam": c, "metric": table["metric"],
+        meta = table["meta"][r]
+        out.append({"table": "detection", "train_cam": meta["train_cam"], "test_cam": c, "metric": table["metric"],
                     "value": cell.value, "ci_low": cell.ci[0], "ci_high": cell.ci[1], "fppi": cell.fppi,
                     "sd": cell.sd, "runs": cell.runs, "best_in_row": table["best_row"].get(r) == c,
-                    "best_overall": table["best_all"] == (r, c), "not_applicable": cell.not_applicable})
+                    "best_overall": table["best_all"] == (r, c), "not_applicable": cell.not_applicable,
+                    "row": r, "model": meta["model"]})
     return out
 
 
 def detection_rows(table: dict[str, Any], marks: tuple[str, str] = ("*", "**")) -> list[dict[str, str]]:
-    """Display rows: one per train-cam, a text cell per test-cam; best in row ``*``, best overall ``**``."""
+    """Display rows: one per row (train-cam, or model), a text cell per test-cam; best in row ``*``, best
+    overall ``**``. The first column is titled ``table["header"]``."""
     out = []
     for r in table["rows"]:
-        row = {"train-cam": r}
+        row = {table["header"]: r}
         for c in table["cols"]:
             cell = table["cells"].get((r, c))
             text = cell.text() if cell else ""
@@ -268,7 +288,8 @@ def detection_rows(table: dict[str, Any], marks: tuple[str, str] = ("*", "**")) 
 
 
 def classification_table(runs: Sequence[Run | dict[str, Any]], n: int | None = None) -> dict[str, dict[str, Cell]]:
-    """Table I: per train-cam, accuracy / AUC / TPR / TNR cells (combined over runs as detection is)."""
+    """Table I: per row (train-cam, or model), accuracy / AUC / TPR / TNR cells (combined over runs as detection
+    is)."""
     runs = [r if isinstance(r, Run) else Run(None, r) for r in runs]
     out: dict[str, dict[str, Cell]] = {}
     train_cams = [tc for tc in runs[0].results.get("classification", {})
@@ -301,11 +322,12 @@ def _combined_classification(runs: list[Run], train_cam: str, n: int | None) -> 
     return cells
 
 
-def classification_rows(table: dict[str, dict[str, Cell]]) -> list[dict[str, Any]]:
-    """Display rows of :func:`classification_table` (text cells plus the bare values)."""
+def classification_rows(table: dict[str, dict[str, Cell]], header: str = "train-cam") -> list[dict[str, Any]]:
+    """Display rows of :func:`classification_table` (text cells plus the bare values); the first column is
+    titled ``header`` (:func:`row_header`)."""
     rows = []
     for tc, cells in table.items():
-        row: dict[str, Any] = {"train-cam": tc}
+        row: dict[str, Any] = {header: tc}
         for m in CLASSIFICATION_METRICS:
             row[m] = cells[m].text()
             row[f"{m}_value"] = cells[m].value
@@ -313,9 +335,13 @@ def classification_rows(table: dict[str, dict[str, Cell]]) -> list[dict[str, Any
     return rows
 
 
-def classification_records(table: dict[str, dict[str, Cell]]) -> list[dict[str, Any]]:
-    """Flat records of :func:`classification_table`, with the same columns as :func:`detection_records`."""
-    return [{"table": "classification", "train_cam": tc, "test_cam": None, "metric": m, "value": cell.value,
+def classification_records(table: dict[str, dict[str, Cell]],
+                           results: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Flat records of :func:`classification_table`, with the same columns as :func:`detection_records`
+    (``results``: the run's document, for each row's model and train-cam)."""
+    meta = {tc: row_meta(results or {}, tc) for tc in table}
+    return [{"table": "classification", "train_cam": meta[tc]["train_cam"], "test_cam": None, "metric": m, "value": cell.value,
              "ci_low": cell.ci[0], "ci_high": cell.ci[1], "fppi": None, "sd": cell.sd, "runs": cell.runs,
-             "best_in_row": None, "best_overall": None, "not_applicable": None}
+             "best_in_row": None, "best_overall": None, "not_applicable": None, "row": tc,
+             "model": meta[tc]["model"]}
             for tc, cells in table.items() for m, cell in cells.items()]

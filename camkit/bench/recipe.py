@@ -2,8 +2,10 @@
 ``camkit train``, so ``camkit train --preset cpu`` trains exactly what ``camkit bench`` trains (and the bench
 then reuses that checkpoint from the shared model store).
 
-A preset fills in options; explicit options override it. The preset's data options belong to its own dataset:
-with another ``--dataset`` they are dropped (``camkit train --preset paper --dataset synthetic`` trains the
+A preset fills in options; explicit options override it. The preset's model options belong to its own model:
+another ``--model`` gets the model preset of the same name when it registers one (``camkit bench --model
+classifier`` trains the classifier's ``cpu`` preset), else its defaults. The preset's data options belong to
+its own dataset: with another ``--dataset`` they are dropped (``camkit train --preset paper --dataset synthetic`` trains the
 paper's GMIC recipe on synthetic data). Datasets are always created at the model's ``input_size`` and with the
 run's seed (``--dataset-opt seed=N`` sets the data's seed alone), as the dataset contract says.
 """
@@ -66,6 +68,21 @@ class Recipe:
         return copy.deepcopy(asdict(self))
 
 
+def preset_model(preset: str | None) -> str:
+    """The model a recipe preset trains when no ``--model`` is given."""
+    return PRESETS.get(preset or "", {}).get("model") or "gmic"
+
+
+def _model_preset(model: str, preset: str | None) -> dict[str, Any]:
+    """Options for a model the recipe preset was not written for: its own preset of that name, if it has one."""
+    from camkit.registry.host import get_host
+
+    if preset is None:
+        return {}
+    entry, _ = get_host().registry.get("model", model)
+    return {"preset": preset} if preset in tuple(entry.meta.get("presets", ())) else {}
+
+
 def resolve_recipe(preset: str | None = None, *, model: str | None = None, dataset: str | None = None,
                    model_options: dict[str, Any] | None = None, dataset_options: dict[str, Any] | None = None,
                    split_options: dict[str, dict[str, Any]] | None = None, train: dict[str, Any] | None = None,
@@ -85,7 +102,7 @@ def resolve_recipe(preset: str | None = None, *, model: str | None = None, datas
     dataset = dataset or p.get("dataset")
     if not dataset:
         raise OptionError("no dataset: pass --dataset NAME (camkit list datasets), or a --preset that names one")
-    model = model or p.get("model") or "gmic"
+    model = model or preset_model(preset)
     same_data = dataset == p.get("dataset")
     same_model = model == p.get("model")
     out_splits = {}
@@ -96,7 +113,8 @@ def resolve_recipe(preset: str | None = None, *, model: str | None = None, datas
                              **split_options.get(split, {})}
     return Recipe(
         model=model, dataset=dataset,
-        model_options={**(p.get("model_options", {}) if same_model else {}), **model_options},
+        model_options={**(p.get("model_options", {}) if same_model else _model_preset(model, preset)),
+                       **model_options},
         dataset_options={**(p.get("dataset_options", {}) if same_data else {}), **dataset_options},
         split_options=out_splits,
         train={**p.get("train", {}), **(train or {})},
@@ -162,13 +180,17 @@ def train_config(recipe: Recipe, out_dir: str | Path, **overrides: Any) -> Any:
 
 def model_dir(models_root: str | Path, recipe: Recipe, train_cam: str | None, model: Any, train_set: Any,
               val_set: Any, config: Any, world_size: int = 1, device_type: str = "cpu") -> Path:
-    """Where the model store keeps this training run: ``<root>/<model>-<train_cam>-<config hash>``.
+    """Where the model store keeps this training run: ``<root>/<model>[-<train_cam>]-<config hash>``.
 
     The hash is the training fingerprint's (camkit.training.config), so any command that would train the same
     weights finds the same folder, and resumes or reuses what is there.
     """
+    from camkit.bench.config import takes_train_cam
     from camkit.training import config_fingerprint, config_hash
 
     digest = config_hash(config_fingerprint(model, train_set, val_set, config, world_size, device_type))
-    name = "-".join([recipe.model, train_cam or str(recipe.model_options.get("train_cam", "default")), digest])
+    # a model without a train-cam axis (the classifier) is named by its model alone
+    cam = [train_cam or str(recipe.model_options.get("train_cam", "default"))] if takes_train_cam(recipe.model) \
+        else []
+    name = "-".join([recipe.model, *cam, digest])
     return Path(models_root) / name

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from camkit.bench.config import BenchConfig
+from camkit.bench.config import BenchConfig, Row
 from camkit.bench.evaluate import evaluate_pairings, overlay_data
 from camkit.bench.recipe import Recipe, build_datasets, build_model, model_dir, train_config
 from camkit.bench.results import RESULTS_FILE, config_hash, load_results, new_results, save_results
@@ -45,20 +45,32 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
     from camkit.training.device import DeviceSettings
 
     cfg = config.resolved()
-    recipe = cfg.recipe()
+    rows = cfg.rows()
     info = distributed.setup(cfg.train.get("device"))
     out = Path(out)
     models_root = Path(models_dir) if models_dir is not None else out.parent / "models"
-    first = build_model(recipe, cfg.train_cams[0], cfg.train_cam_options(cfg.train_cams[0]))
-    options = cfg.localize_options().check(first)
-    sets = build_datasets(recipe, first.input_size)
+    # one model of each kind is built now, so every model's options and test-cams are checked before training
+    recipes = {m: cfg.recipe(m) for m in cfg.models()}
+    firsts: dict[str, Any] = {}
+    for row in rows:
+        if row.model not in firsts:
+            firsts[row.model] = _build(recipes[row.model], row, cfg)
+            cfg.localize_options().check(firsts[row.model])
+    options = cfg.localize_options()
+    sets_by_size: dict[tuple[int, int], dict[str, Any]] = {}
+    for m, model in firsts.items():
+        size = tuple(int(v) for v in model.input_size)
+        if size not in sets_by_size:
+            sets_by_size[size] = build_datasets(recipes[m], size)
+    sets = sets_by_size[tuple(int(v) for v in firsts[rows[0].model].input_size)]
     device = DeviceSettings.resolve(info.device, "off", cfg.train.get("channels_last"))
     if info.is_main:
         _check_writable(out, "--out")
         _check_writable(models_root, "the model store (--models)")
     results = _resume_or_new(out, cfg.to_dict(), progress)
-    results["dataset"] = {"name": recipe.dataset, "options": recipe.dataset_options,
+    results["dataset"] = {"name": cfg.dataset, "options": cfg.dataset_options,
                           "counts": {k: len(v) for k, v in sets.items()}}
+    results["rows"] = {row.label: {"model": row.model, "train_cam": row.train_cam} for row in rows}
     _record_skipped(results, sets)
     main = info.is_main
     display = progress if main else None
@@ -66,39 +78,44 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
         save_results(out, results)
     started = time.perf_counter()
     try:
-        for train_cam in cfg.train_cams:
-            if train_cam in results["detection"] and train_cam in results["classification"]:
-                _call(display, "skip", train_cam)
+        for row in rows:
+            label = row.label
+            if label in results["detection"] and label in results["classification"]:
+                _call(display, "skip", label)
                 continue
-            model = first if train_cam == cfg.train_cams[0] else \
-                build_model(recipe, train_cam, cfg.train_cam_options(train_cam))
-            training = _train_one(recipe, train_cam, model, sets, out, models_root, info, display)
+            if row.train_cam is None:
+                _call(display, "log", f"{label}: no train-cam axis ({row.model} retrieves no regions inside "
+                                      "training): one row, trained once")
+            recipe = recipes[row.model]
+            model = firsts.pop(row.model, None) or _build(recipe, row, cfg)
+            row_sets = sets_by_size[tuple(int(v) for v in model.input_size)]
+            training = _train_one(recipe, row, model, row_sets, out, models_root, info, display)
             t0 = time.perf_counter()
-            sink = display.eval_sink(train_cam) if display is not None else None
-            records = evaluate_pairings(model, sets["test"], options, recipe.eval_batch_size, device, sink)
-            overlays = overlay_data(model, sets["test"], options, device) if main else None
+            sink = display.eval_sink(label) if display is not None else None
+            records = evaluate_pairings(model, row_sets["test"], options, recipe.eval_batch_size, device, sink)
+            overlays = overlay_data(model, row_sets["test"], options, device) if main else None
             if not main:
                 distributed.barrier()  # wait while rank 0 scores, instead of timing out in the next train()
                 continue
             eval_s = time.perf_counter() - t0
-            atomic_write_json(out / "predictions" / f"{train_cam}.json",
+            atomic_write_json(out / "predictions" / f"{label}.json",
                               {"images": records["images"], "predictions": records["predictions"],
                                "not_applicable": records["not_applicable"]})
             det, cls = score_pairings(records, cfg)
-            warning = localisation_warning(train_cam, det, cls)
-            # a re-scored train-cam replaces its old warning, or clears it
+            warning = localisation_warning(row, det, cls)
+            # a re-scored row replaces its old warning, or clears it
             results["warnings"] = [w for w in results.get("warnings", []) if not w.startswith(
-                f"train-cam {train_cam!r}:")] + ([warning] if warning else [])
+                f"{_warning_subject(row)}:")] + ([warning] if warning else [])
             if warning:
                 _call(display, "log", f"warning: {warning}")
-            results["training"][train_cam] = training
-            results["detection"][train_cam] = det
-            results["classification"][train_cam] = cls
-            results["timings"][train_cam] = {"train_s": training["seconds"], "eval_s": eval_s,
-                                             "cam_s": records["cam_seconds"]}
+            results["training"][label] = training
+            results["detection"][label] = det
+            results["classification"][label] = cls
+            results["timings"][label] = {"train_s": training["seconds"], "eval_s": eval_s,
+                                         "cam_s": records["cam_seconds"]}
             save_results(out, results)
             if overlays is not None:
-                _save_overlays(out / "overlays" / f"{train_cam}.npz", overlays)
+                _save_overlays(out / "overlays" / f"{label}.npz", overlays)
             distributed.barrier()
         _record_skipped(results, sets)
     except BaseException as exc:
@@ -119,17 +136,28 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
     return results
 
 
+def _build(recipe: Recipe, row: Row, cfg: BenchConfig) -> Any:
+    return build_model(recipe, row.train_cam, cfg.train_cam_options(row.train_cam) if row.train_cam else None)
+
+
 #: A model that separates the classes this well but whose maps reach this little is not localising.
 WARN_AUC, WARN_TPR = 0.8, 0.2
 
 
-def localisation_warning(train_cam: str, detection: dict[str, Any], classification: dict[str, Any]) -> str | None:
-    """A warning when a trained model classifies well but none of its maps localises (the seed problem)."""
+def _warning_subject(row: Row | str) -> str:
+    if isinstance(row, str):  # a bare train-cam name
+        return f"train-cam {row!r}"
+    return f"train-cam {row.train_cam!r}" if row.label == row.train_cam else f"row {row.label!r}"
+
+
+def localisation_warning(row: Row | str, detection: dict[str, Any], classification: dict[str, Any]) -> str | None:
+    """A warning when a trained model classifies well but none of its maps localises (the seed problem);
+    ``row``: the leaderboard row (or a train-cam name)."""
     auc = (classification.get("auc") or {}).get("value")
     tprs = [e["tpr@1"]["value"] for e in detection.values() if e.get("tpr@1", {}).get("value") is not None]
     if auc is None or not tprs or not (auc >= WARN_AUC and max(tprs) < WARN_TPR):
         return None
-    return (f"train-cam {train_cam!r}: the model classifies well (AUC {auc:.2f}) but none of its maps localises "
+    return (f"{_warning_subject(row)}: the model classifies well (AUC {auc:.2f}) but none of its maps localises "
             f"(best TPR@1FPPI {max(tprs):.2f}): its maps fire beside the lesions. Look at "
             "figures/overlay-*.png and read docs/training.md, 'When the maps do not localise'")
 
@@ -174,17 +202,17 @@ def _resume_or_new(out: Path, conf: dict[str, Any], display: Any) -> dict[str, A
                       f"{config_hash(conf)}); choose a new --out, or delete that directory to start over")
 
 
-def _train_one(recipe: Recipe, train_cam: str, model: Any, sets: dict[str, Any], out: Path, models_root: Path,
+def _train_one(recipe: Recipe, row: Row, model: Any, sets: dict[str, Any], out: Path, models_root: Path,
                info: Any, display: Any) -> dict[str, Any]:
     from camkit.storage.checkpoint import load_checkpoint
     from camkit.training import train
 
     val = sets["val"] if len(sets["val"]) else None  # the paper's preset has no validation split
     tcfg = train_config(recipe, out_dir=".", resume=True, progress=False)
-    folder = model_dir(models_root, recipe, train_cam, model, sets["train"], val, tcfg, info.world_size,
+    folder = model_dir(models_root, recipe, row.train_cam, model, sets["train"], val, tcfg, info.world_size,
                        info.device.type)
     tcfg = replace(tcfg, out_dir=str(folder))
-    sink = display.train_sink(train_cam) if display is not None else None
+    sink = display.train_sink(row.label) if display is not None else None
     result = train(model, sets["train"], val, tcfg, progress=sink)
     best = result.best_checkpoint or result.last_checkpoint
     load_checkpoint(best, model)
@@ -202,15 +230,24 @@ def _save_overlays(path: Path, arrays: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write(buf.getbuffer()))
 
 
+def baseline_row(rows: list[Row]) -> Row | None:
+    """The row of the released GMIC's own pairing: the first trained with CAM (its CAM test-cam is the
+    baseline), else None."""
+    return next((r for r in rows if r.train_cam == BASELINE[0]), None)
+
+
 def _compare_to_baseline(out: Path, results: dict[str, Any], cfg: BenchConfig) -> None:
     """Paired bootstrap of every pairing against the released GMIC's own pairing (CAM for both)."""
-    if BASELINE[0] not in cfg.train_cams or BASELINE[1] not in cfg.test_cams:
+    rows = cfg.rows()
+    base = baseline_row(rows)
+    if base is None or BASELINE[1] not in cfg.test_cams:
         return
-    stored = {tc: json.loads((out / "predictions" / f"{tc}.json").read_text()) for tc in cfg.train_cams}
-    preds = {tc: s["predictions"] for tc, s in stored.items()}
-    if BASELINE[1] not in preds[BASELINE[0]]:  # the baseline pairing does not apply to this model
+    stored = {r.label: json.loads((out / "predictions" / f"{r.label}.json").read_text()) for r in rows}
+    preds = {label: s["predictions"] for label, s in stored.items()}
+    if BASELINE[1] not in preds[base.label]:  # the baseline pairing does not apply to this model
         return
-    vs = compare_pairings(preds, stored[BASELINE[0]]["images"], cfg, BASELINE)
-    for train_cam, per_test in vs.items():
+    vs = compare_pairings(preds, stored[base.label]["images"], cfg, (base.label, BASELINE[1]))
+    for label, per_test in vs.items():
         for test_cam, comparison in per_test.items():
-            results["detection"][train_cam][test_cam]["vs_baseline"] = {"baseline": list(BASELINE), **comparison}
+            results["detection"][label][test_cam]["vs_baseline"] = {"baseline": [base.label, BASELINE[1]],
+                                                                    **comparison}

@@ -15,7 +15,9 @@ from camkit.ui.output import render
 
 
 @click.command()
-@click.option("--model", default=None, help="registered model [the preset's: gmic]")
+@click.option("--model", "models", multiple=True,
+              help="registered model (repeat to mix models in one matrix: a row per model and train-cam) "
+                   "[the preset's: gmic]")
 @click.option("--dataset", default=None, help="registered dataset [preset's: synthetic for cpu, vindr for paper]")
 @click.option("--train-cam", "train_cams", multiple=True,
               help="CAM driving training (repeat, 'all', or a cost class; perturbation methods cost extra forwards per "
@@ -35,7 +37,8 @@ from camkit.ui.output import render
 @click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
               help="model store shared with `camkit train` [models/ beside --out]")
 @click.option("--data", "data_root", default=None, help="dataset root (e.g. the VinDr-Mammo download)")
-@click.option("--model-opt", multiple=True, help="extra model option KEY=VALUE (repeatable)")
+@click.option("--model-opt", multiple=True,
+              help="extra model option KEY=VALUE (repeatable); MODEL.KEY=VALUE for one of several --model")
 @click.option("--dataset-opt", multiple=True, help="extra dataset option KEY=VALUE (repeatable)")
 @click.option("--box-threshold", type=float, default=0.5, show_default=True,
               help="foreground = map >= threshold x the image's map maximum, in (0, 1]")
@@ -50,13 +53,14 @@ from camkit.ui.output import render
               show_default=True, help="what the printed leaderboard shows")
 @format_option
 @click.option("--quiet", is_flag=True, help="no progress output")
-def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, seeds, out, models_dir,
+def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, seeds, out, models_dir,
           data_root, model_opt, dataset_opt, box_threshold, bootstrap, cam_output, cam_opt, device, metric, fmt,
           quiet):
     """Train with each train-cam, score every test-cam, print the leaderboard.
 
     With no options: the paper's matrix (train-cams cam, gradcampp, xgradcam x the five test-cams) on the
-    embedded synthetic mammograms, on the CPU, in a few minutes.
+    embedded synthetic mammograms, on the CPU, in a few minutes. A model without a train-cam axis (the
+    classifier) trains once and makes one row; several --model make one matrix, a row per model and train-cam.
     """
     from camkit.bench.config import PAPER_TEST_CAMS, PAPER_TRAIN_CAMS, BenchConfig, expand_cams
     from camkit.bench.leaderboard import Run
@@ -70,8 +74,9 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
     dataset_options = _parse_options(dataset_opt, "--dataset-opt")
     if data_root:
         dataset_options["root"] = data_root
-    cfg = BenchConfig(model=model, dataset=dataset, preset=preset, seed=seed,
-                      train_cams=expand_cams(train_cams, PAPER_TRAIN_CAMS),
+    cfg = BenchConfig(model=(models[0] if len(models) == 1 else list(models)) if models else None,
+                      dataset=dataset, preset=preset, seed=seed,
+                      train_cams=expand_cams(train_cams, PAPER_TRAIN_CAMS) if train_cams else None,
                       test_cams=expand_cams(test_cams, PAPER_TEST_CAMS),
                       model_options=_parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
                       train=train, box_threshold=box_threshold, bootstrap=bootstrap,
@@ -84,10 +89,9 @@ def bench(model, dataset, train_cams, test_cams, preset, epochs, batch_size, see
     if seed_list is not None and seed != 0:
         raise OptionError("give either --seed or --seeds, not both")
     runs = [(cfg, out)] if seed_list is None else [(replace(cfg, seed=s), out / f"seed-{s}") for s in seed_list]
-    for run_cfg, _ in runs:
-        run_cfg.resolved()  # every seed's options are checked before the first one trains
+    n_rows = sum(len(run_cfg.resolved().rows()) for run_cfg, _ in runs)  # every seed checked before one trains
     rank0 = int(os.environ.get("RANK", "0")) == 0 or env_world_size() == 1
-    progress = BenchProgress("off" if quiet or not rank0 else "auto", n_train_cams=len(cfg.train_cams) * len(runs))
+    progress = BenchProgress("off" if quiet or not rank0 else "auto", n_rows=n_rows)
     store = models_dir or (out / "models" if seed_list is not None else out.parent / "models")
     loaded = []
     try:
@@ -135,7 +139,7 @@ def _print_leaderboard(runs, metric: str, fmt: str) -> None:
     else:
         interval = "95% bootstrap CI over studies"
     if fmt in ("json", "csv"):
-        det, clsr = detection_records(table), classification_records(cls)
+        det, clsr = detection_records(table), classification_records(cls, runs[0].results)
         if fmt == "json":
             click.echo(json.dumps({"metric": metric, "runs": len(runs), "seeds": seeds, "interval": interval,
                                    "detection": det, "classification": clsr}, indent=2))
@@ -146,11 +150,12 @@ def _print_leaderboard(runs, metric: str, fmt: str) -> None:
     n = runs[0].results.get("dataset", {}).get("counts", {}).get("test")
     rule = (f"IoU > {config.get('iou_threshold', 0.3)}, boxes at {config.get('box_threshold', 0.5)} x the map's "
             f"maximum, FPPI over {config.get('fppi_images', 'positive')} test images")
-    render(detection_rows(table), ["train-cam", *table["cols"]], fmt,
-           title=f"Detection: {METRICS[metric]} ↑ (rows: train-cam, columns: test-cam; * best in row, ** best "
+    header = table["header"]
+    render(detection_rows(table), [header, *table["cols"]], fmt,
+           title=f"Detection: {METRICS[metric]} ↑ (rows: {header}, columns: test-cam; * best in row, ** best "
                  f"overall; {rule}; {interval})")
     click.echo("")
-    render(classification_rows(cls), ["train-cam", "accuracy", "auc", "tpr", "tnr"], fmt,
+    render(classification_rows(cls, header), [header, "accuracy", "auc", "tpr", "tnr"], fmt,
            title=f"Classification ↑ (positive when p >= 0.5; {n} test images; {interval})")
 
 

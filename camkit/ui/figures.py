@@ -89,7 +89,10 @@ def overlay_from_file(data: str | Path, path: str | Path) -> Path:
 
 
 def froc_figure(results: dict[str, Any], path: str | Path, max_fppi: float = 8.0) -> Path:
-    """One panel per train-cam, one FROC curve per test-cam (log FPPI axis, as usual for FROC)."""
+    """One panel per row (train-cam, or model), one FROC curve per test-cam (log FPPI axis, as usual for FROC)."""
+    from camkit.bench.config import Row
+    from camkit.bench.leaderboard import row_meta
+
     detection = results.get("detection", {})
     train_cams = list(detection)
     fig = _figure(figsize=(4.2 * max(1, len(train_cams)), 3.6), dpi=110)
@@ -106,7 +109,7 @@ def froc_figure(results: dict[str, Any], path: str | Path, max_fppi: float = 8.0
         ax.set_xlim(1 / 16, max_fppi)
         ax.set_ylim(0, 1.02)
         ax.axvline(1.0, color="grey", lw=0.6, ls=":")
-        ax.set_title(f"trained with {train_cam}")
+        ax.set_title(Row(train_cam, **row_meta(results, train_cam)).title)
         ax.set_xlabel("false positives per image")
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("true positive rate (lesions)")

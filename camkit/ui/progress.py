@@ -73,7 +73,7 @@ def auto_progress(enabled: bool, stream: IO[str] | None = None) -> TrainProgress
 class BenchProgress:
     """Hands ``train()`` and the evaluation loop their progress sinks, all drawn on one display."""
 
-    def __init__(self, mode: str = "auto", stream: IO[str] | None = None, n_train_cams: int = 1):
+    def __init__(self, mode: str = "auto", stream: IO[str] | None = None, n_rows: int = 1):
         self.stream = stream or sys.stderr
         if mode == "auto":
             mode = "rich" if getattr(self.stream, "isatty", lambda: False)() else "log"
@@ -83,7 +83,7 @@ class BenchProgress:
         if mode == "rich":
             self.progress = progress_bar(self.stream)
             self.progress.start()
-            self.matrix = self.progress.add_task("bench: train-cams", total=n_train_cams, info="")
+            self.matrix = self.progress.add_task("bench: rows", total=n_rows, info="")
 
     def log(self, text: str) -> None:
         if self.mode == "rich":
@@ -92,23 +92,23 @@ class BenchProgress:
             self.stream.write(f"bench: {text}\n")
             self.stream.flush()
 
-    def skip(self, train_cam: str) -> None:
-        self.log(f"{train_cam}: already scored in this run directory, skipped")
+    def skip(self, row: str) -> None:
+        self.log(f"{row}: already scored in this run directory, skipped")
         self._advance()
 
     def _advance(self) -> None:
         if self.matrix is not None:
             self.progress.advance(self.matrix)
 
-    def train_sink(self, train_cam: str) -> Any:
+    def train_sink(self, row: str) -> Any:
         if self.mode == "rich":
-            return RichProgress(self.progress, description=f"train {train_cam}")
+            return RichProgress(self.progress, description=f"train {row}")
         if self.mode == "log":
-            return LogProgress(self.stream, prefix=f"train {train_cam}")
+            return LogProgress(self.stream, prefix=f"train {row}")
         return None
 
-    def eval_sink(self, train_cam: str) -> EvalSink:
-        return EvalSink(self, train_cam)
+    def eval_sink(self, row: str) -> EvalSink:
+        return EvalSink(self, row)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -122,8 +122,8 @@ LOG_EVERY_S = 30.0
 class EvalSink:
     """Progress of the evaluation batches of one train-cam."""
 
-    def __init__(self, parent: BenchProgress, train_cam: str):
-        self.parent, self.train_cam, self.task = parent, train_cam, None
+    def __init__(self, parent: BenchProgress, row: str):
+        self.parent, self.row, self.task = parent, row, None
         self.inner: Any = None  # the current batch's perturbation forwards (rich only)
         self.batch = self.total = 0
         self.last_line = time.monotonic()  # when plain-log mode last said where it is
@@ -131,9 +131,9 @@ class EvalSink:
     def start(self, total: int) -> None:
         self.total, self.last_line = total, time.monotonic()
         if self.parent.mode == "rich":
-            self.task = self.parent.progress.add_task(f"eval {self.train_cam}", total=total, info="")
+            self.task = self.parent.progress.add_task(f"eval {self.row}", total=total, info="")
         else:
-            self.parent.log(f"{self.train_cam}: evaluating {total} batches")
+            self.parent.log(f"{self.row}: evaluating {total} batches")
 
     def step(self, n: int = 1) -> None:
         self.batch += n
@@ -142,7 +142,7 @@ class EvalSink:
         elif self.parent.mode == "log" and time.monotonic() - self.last_line > LOG_EVERY_S:
             # slow evaluations (perturbation methods) say where they are in plain logs too
             self.last_line = time.monotonic()
-            self.parent.log(f"{self.train_cam}: evaluated {self.batch}/{self.total} batches")
+            self.parent.log(f"{self.row}: evaluated {self.batch}/{self.total} batches")
 
     def forwards(self, done: int, total: int) -> None:
         """The perturbation methods' extra forwards within the current batch (Score-CAM, Ablation-CAM...)."""
@@ -158,5 +158,5 @@ class EvalSink:
             self.parent.progress.remove_task(self.inner)
         if self.task is not None:
             self.parent.progress.remove_task(self.task)
-        self.parent.log(f"{self.train_cam}: {summary}")
+        self.parent.log(f"{self.row}: {summary}")
         self.parent._advance()

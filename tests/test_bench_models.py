@@ -1,0 +1,115 @@
+"""Benches of other models than GMIC, and of several models in one matrix (issue 12): rows, labels, options."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from camkit.bench.config import BenchConfig, Row
+from camkit.bench.recipe import resolve_recipe
+from camkit.bench.results import load_results
+from camkit.cli import main
+from camkit.errors import CamkitError, OptionError
+
+TINY = ["--epochs", "1", "--batch-size", "8", "--dataset-opt", "n=24", "--bootstrap", "40", "--quiet"]
+
+
+def test_one_gmic_keeps_the_one_model_form_and_its_train_cam_rows():
+    cfg = BenchConfig().resolved()
+    assert cfg.model == "gmic" and cfg.train_cams == ["cam", "gradcampp", "xgradcam"]
+    assert cfg.model_options == {"preset": "cpu", "num_classes": 1}  # no prefixes: old configurations hash equal
+    assert [r.label for r in cfg.rows()] == ["cam", "gradcampp", "xgradcam"]
+    assert cfg.rows()[0] == Row("cam", "gmic", "cam") and cfg.rows()[0].title == "trained with cam"
+
+
+def test_a_model_without_a_train_cam_axis_is_one_row():
+    cfg = BenchConfig(model="classifier").resolved()
+    assert cfg.train_cams == [] and cfg.rows() == [Row("classifier", "classifier", None)]
+    # the recipe preset maps onto the classifier's own preset of the same name
+    assert cfg.model_options == {"preset": "cpu"}
+    with pytest.raises(OptionError, match="no train-cam to choose"):
+        BenchConfig(model="classifier", train_cams=["xgradcam"]).resolved()
+
+
+def test_recipe_presets_map_to_a_model_preset_of_the_same_name_only():
+    assert resolve_recipe("cpu", model="classifier").model_options == {"preset": "cpu"}
+    assert resolve_recipe("paper", model="classifier").model_options == {}  # it has no "paper" preset
+    assert resolve_recipe("paper").model_options == {"preset": "official", "num_classes": 1}
+
+
+def test_mixed_models_label_rows_and_route_prefixed_options():
+    cfg = BenchConfig(model=["gmic", "classifier"], train_cams=["cam", "xgradcam"],
+                      model_options={"classifier.pooling": "max", "gmic.num_crops": 1}).resolved()
+    assert [(r.label, r.model, r.train_cam) for r in cfg.rows()] == [
+        ("gmic+cam", "gmic", "cam"), ("gmic+xgradcam", "gmic", "xgradcam"), ("classifier", "classifier", None)]
+    assert cfg.recipe("classifier").model_options == {"preset": "cpu", "pooling": "max"}
+    assert cfg.recipe("gmic").model_options == {"preset": "cpu", "num_classes": 1, "num_crops": 1}
+    assert cfg.rows()[1].title == "gmic trained with xgradcam"
+    # the resolved form stores each model's options under its prefix, and resolves to itself
+    assert cfg.model_options["classifier.pooling"] == "max" and cfg.model_options["gmic.preset"] == "cpu"
+    assert cfg.resolved().to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"model": ["gmic", "gmic"]}, "given twice"),
+    ({"model": "gmic", "model_options": {"classifier.pooling": "max"}}, "not in this bench"),
+    ({"model": ["gmic", "classifier"], "model_options": {"classifier.pooling": "median"}}, "pooling must be"),
+])
+def test_bad_model_lists_and_options_are_named(kwargs, match, tmp_path):
+    from camkit.bench.runner import run_bench
+
+    with pytest.raises(CamkitError, match=match):
+        run_bench(BenchConfig(**kwargs, train_cams=["cam"], bootstrap=5), tmp_path / "run")
+    assert not (tmp_path / "run" / "results.json").exists()  # refused before anything was written
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("mixed") / "run"
+    res = CliRunner().invoke(main, ["bench", "--model", "gmic", "--model", "classifier", "--train-cam", "cam",
+                                    "--test-cam", "cam", "--test-cam", "gradcampp", "--model-opt",
+                                    "gmic.num_crops=1", "--out", str(out), "--format", "json", *TINY])
+    assert res.exit_code == 0, res.output
+    return out, res.stdout
+
+
+def test_mixed_matrix_has_a_row_per_model_and_train_cam(mixed_run):
+    out, stdout = mixed_run
+    results = load_results(out)
+    assert results["status"] == "complete"
+    assert list(results["detection"]) == ["gmic+cam", "classifier"]
+    assert results["rows"]["classifier"] == {"model": "classifier", "train_cam": None}
+    for label in ("gmic+cam", "classifier"):
+        assert (out / "predictions" / f"{label}.json").is_file()
+        assert (out / "figures" / f"overlay-{label}.png").stat().st_size > 1000
+        assert 0.0 <= results["detection"][label]["cam"]["tpr@1"]["value"] <= 1.0
+    # every row is compared with the released GMIC's own pairing, on the same resamples
+    vs = results["detection"]["classifier"]["gradcampp"]["vs_baseline"]
+    assert vs["baseline"] == ["gmic+cam", "cam"]
+    assert results["detection"]["gmic+cam"]["cam"]["vs_baseline"]["difference"] == 0.0
+    # the classifier's stored model is named by its model alone; GMIC's by its train-cam too
+    store = sorted(p.name.rsplit("-", 1)[0] for p in (out.parent / "models").iterdir())
+    assert store == ["classifier", "gmic-cam"]
+    printed = json.loads(stdout)
+    rec = {(r["row"], r["test_cam"]): r for r in printed["detection"]}
+    assert rec[("classifier", "cam")]["model"] == "classifier" and rec[("classifier", "cam")]["train_cam"] is None
+    assert rec[("gmic+cam", "cam")]["train_cam"] == "cam"
+    assert {r["row"] for r in printed["classification"]} == {"gmic+cam", "classifier"}
+
+
+def test_mixed_matrix_prints_rows_by_model_and_resumes(mixed_run):
+    out, _ = mixed_run
+    res = CliRunner().invoke(main, ["leaderboard", str(out), "--format", "markdown"])
+    assert res.exit_code == 0, res.output
+    assert "| model+train-cam" in res.output and "| classifier" in res.output
+    before = load_results(out)["training"]
+    res = CliRunner().invoke(main, ["bench", "--model", "gmic", "--model", "classifier", "--train-cam", "cam",
+                                    "--test-cam", "cam", "--test-cam", "gradcampp", "--model-opt",
+                                    "gmic.num_crops=1", "--out", str(out), "--format", "csv", *TINY])
+    assert res.exit_code == 0, res.output
+    assert load_results(out)["training"] == before  # nothing retrained
+    # the columns of one-model benches come first, in their old order; the row and its model last
+    assert res.stdout.splitlines()[0] == ("table,train_cam,test_cam,metric,value,ci_low,ci_high,fppi,sd,runs,"
+                                          "best_in_row,best_overall,not_applicable,row,model")
