@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import camkit
-from camkit_gmic import roi
+from camkit.nn import regions as roi
 
 HW = tuple(int(v) for v in os.environ.get("CAMKIT_BENCH_GMIC_HW", "736x480").split("x"))
 RESULTS: dict[str, float] = {}
@@ -100,9 +100,9 @@ def test_cpu_preset_train_step_per_train_cam(benchmark, train_cam):
 
 @pytest.mark.parametrize("stem", ["plain", "rearranged"])
 def test_cpu_stem_forward_backward(benchmark, stem):
-    """The 7x7/2 one-channel stem, forward + both gradients: F.conv2d against camkit_gmic.stem's rearrangement."""
+    """The 7x7/2 one-channel stem, forward + both gradients: F.conv2d against camkit.nn.stem.s rearrangement."""
     import torch.nn.functional as F
-    from camkit_gmic.stem import stride2_conv
+    from camkit.nn.stem import stride2_conv
 
     x = torch.randn(32, 1, 256, 160, requires_grad=True)
     w = torch.randn(8, 1, 7, 7, requires_grad=True)

@@ -296,7 +296,7 @@ def test_evidence_term_backpropagates_into_the_global_network():
                                                   ((31, 17), 3, 1, 2), ((20, 20), 5, 0, 1), ((9, 9), 4, 1, 1)])
 def test_rearranged_stride2_conv_is_the_same_function_and_gradient(shape, k, pad, chans):
     import torch.nn.functional as F
-    from camkit_gmic.stem import stride2_conv
+    from camkit.nn.stem import stride2_conv
 
     x = torch.randn(2, chans, *shape, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, chans, k, k, dtype=torch.float64, requires_grad=True)
@@ -309,7 +309,7 @@ def test_rearranged_stride2_conv_is_the_same_function_and_gradient(shape, k, pad
 
 
 def test_training_forward_on_the_cpu_equals_the_plain_stems(monkeypatch):
-    import camkit_gmic.global_net as gn
+    import camkit.nn.preact_resnet as gn
     import camkit_gmic.local_net as ln
 
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from camkit_gmic import roi
+from camkit.nn import regions as roi
 from camkit_gmic.global_net import GlobalNetwork, feature_size
 
 

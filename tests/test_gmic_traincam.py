@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import camkit
-from camkit_gmic import roi, traincam
+from camkit.nn import regions as roi, traincam
 from camkit_gmic.global_net import top_t_pool
 
 GRADIENT_METHODS = ["gradcam", "gradcampp", "xgradcam", "layercam"]

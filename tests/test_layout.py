@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = [
     ("foundation", ("camkit.errors", "camkit.protocols", "camkit.registry", "camkit.storage")),
     ("data", ("camkit.data",)),
-    ("cams", ("camkit.cams", "camkit.backbones")),
+    ("cams", ("camkit.cams", "camkit.backbones", "camkit.nn")),
     ("metrics", ("camkit.metrics",)),
     ("inference", ("camkit.inference",)),
     ("training", ("camkit.training",)),

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .stem import stride2_conv, use_rearranged
+from camkit.nn.stem import stride2_conv, use_rearranged
 
 
 def build_local_resnet(widths: Sequence[int] = (64, 128, 256, 512), blocks: Sequence[int] = (2, 2, 2, 2),

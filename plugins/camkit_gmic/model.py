@@ -13,14 +13,14 @@ from torch import Tensor, nn
 
 from camkit.cams.capture import uncaptured
 from camkit.data.sample import mass_targets
+from camkit.nn import regions as roi
+from camkit.nn.traincam import NATIVE, global_features, roi_source_maps, train_method
 
-from . import roi
 from .global_net import GlobalNetwork, SaliencyHead, top_t_pool
 from .local_net import build_local_resnet, local_features
 from .losses import evidence_alignment, gmic_loss
 from .mil import gated_attention
 from .presets import GMICConfig
-from .traincam import NATIVE, global_features, roi_source_maps, train_method
 
 CLASS_SPECIFIC_KEYS = ("left_postprocess_net.gn_conv_last.weight", "classifier_linear.weight",
                        "fusion_dnn.weight", "fusion_dnn.bias")

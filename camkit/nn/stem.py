@@ -1,4 +1,4 @@
-"""The stride-2 stems of GMIC's two networks, computed the way a CPU trains them fastest.
+"""The stride-2 stems of GMIC's and GLAM's networks, computed the way a CPU trains them fastest.
 
 A k x k stride-2 convolution equals a stride-1 convolution with a ceil(k/2)-sized kernel on the 2x2
 space-to-depth rearrangement of its (padded) input: the same sums of the same products, in another order.

@@ -1,8 +1,8 @@
-"""The training-time map ("train-cam") that drives GMIC's ROI retrieval.
+"""The training-time map ("train-cam") that drives a model's region retrieval (GMIC's ROIs, GLAM's patch).
 
-``cam`` is GMIC's own saliency head, as released. Any other name is a registered CAM method (created with the
+``cam`` is the model's own map (GMIC's saliency head, as released). Any other name is a registered CAM method (created with the
 config's ``train_cam_options``, e.g. ``{"k": 3}`` for ``fem``), computed inside
-the forward from ``h_g`` and one ``autograd.grad`` of the global score through the camkit CAM engine: no second
+the forward from a feature map ``h_g`` (its score: the top-t mean of a sigmoid 1x1 head) and one ``autograd.grad`` of the global score through the camkit CAM engine: no second
 forward of the network, no parameter gradients, and the map never reaches the loss (retrieval is
 non-differentiable). It works in eval under ``torch.no_grad`` too: the gradient is taken w.r.t. a detached
 copy of ``h_g`` pushed through the saliency head and top-t pooling again (cheap: a 1x1 convolution).
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from camkit.cams.rerun import ScoreRerun, eval_mode
 from camkit.errors import OptionError
 
-from .global_net import top_t_pool
+from .pooling import top_fraction_mean as top_t_pool
 
 NATIVE = "cam"
 

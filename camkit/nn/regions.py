@@ -1,4 +1,5 @@
-"""Region-of-interest retrieval and crop extraction, batched on the device (no host syncs, no per-image loop).
+"""Region-of-interest retrieval, crop extraction and paste-back, batched on the device (no host syncs, no
+per-image loop).
 
 Released behaviour (docs/gmic.md): min-max normalise each class map and sum over classes; K times take the
 first maximum of a stride-1 average pool with the crop's window in map cells, corner row = idx // pooled width
@@ -92,3 +93,27 @@ def _source_index(start: Tensor, size: int, limit: int) -> Tensor:
     i = torch.arange(size, device=start.device)
     src = lo[..., None] + i - offset[..., None]
     return torch.where(i >= offset[..., None], src, torch.full_like(src, -1))
+
+
+def paste_patch_maps(maps: Tensor, corners: Tensor, patch_size: tuple[int, int], input_hw: tuple[int, int]
+                     ) -> Tensor:
+    """Patch maps back into a full-resolution map (GLAM's ``saliency_map_local``): each of ``maps``
+    (B, K, C, mh, mw) nearest-upsampled to ``patch_size`` (every value repeated) and *assigned* into zeros at
+    its upper-left ``corners`` (B, K, 2) in pixels; a later patch overwrites an earlier one where they
+    overlap. Returns (B, C, H, W)."""
+    b, k, c, mh, mw = maps.shape
+    height, width = input_hw
+    ph, pw = patch_size
+    rows = torch.arange(height, device=maps.device)
+    cols = torch.arange(width, device=maps.device)
+    out = maps.new_zeros(b, c, height, width)
+    bi = torch.arange(b, device=maps.device)[:, None, None]
+    for j in range(k):  # K patches, in order (K = 1 as released)
+        dr = rows[None, :] - corners[:, j, 0:1]  # (B, H) offset inside the patch
+        dc = cols[None, :] - corners[:, j, 1:2]  # (B, W)
+        inside = ((dr >= 0) & (dr < ph))[:, :, None] & ((dc >= 0) & (dc < pw))[:, None, :]  # (B, H, W)
+        sr = (dr.clamp(0, ph - 1) * mh) // ph  # nearest source row of the (mh, mw) map
+        sc = (dc.clamp(0, pw - 1) * mw) // pw
+        vals = maps[:, j].permute(0, 2, 3, 1)[bi, sr[:, :, None], sc[:, None, :]]  # (B, H, W, C)
+        out = torch.where(inside[:, None], vals.permute(0, 3, 1, 2), out)
+    return out
