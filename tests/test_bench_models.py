@@ -113,3 +113,42 @@ def test_mixed_matrix_prints_rows_by_model_and_resumes(mixed_run):
     # the columns of one-model benches come first, in their old order; the row and its model last
     assert res.stdout.splitlines()[0] == ("table,train_cam,test_cam,metric,value,ci_low,ci_high,fppi,sd,runs,"
                                           "best_in_row,best_overall,not_applicable,row,model")
+
+
+def test_glam_bench_rows_by_train_cam_and_its_full_resolution_map(tmp_path):
+    out = tmp_path / "glam"
+    res = CliRunner().invoke(main, ["bench", "--model", "glam", "--train-cam", "cam", "--train-cam", "xgradcam",
+                                    "--test-cam", "cam", "--test-cam", "gradcampp", "--out", str(out), *TINY])
+    assert res.exit_code == 0, res.output
+    results = load_results(out)
+    assert list(results["detection"]) == ["cam", "xgradcam"]
+    assert results["rows"]["xgradcam"] == {"model": "glam", "train_cam": "xgradcam"}
+    assert results["detection"]["xgradcam"]["cam"]["vs_baseline"]["baseline"] == ["cam", "cam"]
+    store = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "models").iterdir())
+    assert store == ["glam-cam", "glam-xgradcam"]
+
+
+def test_cam_reads_glams_full_resolution_map():
+    import torch
+
+    import camkit
+
+    model = camkit.create_model("glam", preset="cpu").eval()
+    x = torch.randn(2, 1, 256, 160)
+    maps = camkit.cam_maps(model, x, ["cam"])
+    with torch.no_grad():
+        native = model(x)["saliency"][:, 0]
+    lo = native.flatten(1).amin(1)[:, None, None]
+    hi = native.flatten(1).amax(1)[:, None, None]
+    # CAM on GLAM is its own map at the input's resolution (min-max normalised), not a coarse layer's
+    torch.testing.assert_close(maps["cam"].float(), ((native - lo) / (hi - lo)).float(), atol=1e-5, rtol=0)
+
+
+def test_list_models_shows_every_model_with_its_presets_and_options():
+    res = CliRunner().invoke(main, ["list", "models", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert set(rows) >= {"gmic", "glam", "classifier"}
+    assert rows["glam"]["presets"] == "official, cpu" and "patch_size" in rows["glam"]["options"].split(", ")
+    assert "pooling" in rows["classifier"]["options"].split(", ")
+    assert "train_cam" not in rows["gmic"]["options"].split(", ")  # the bench's axis, not a model option

@@ -13,7 +13,7 @@ from camkit_classifier.pooling import log_sum_exp, top_t_mean
 
 def _small(**options):
     torch.manual_seed(0)
-    base = {"preset": "cpu", "input_size": [64, 48]}
+    base = {"preset": "cpu", "input_size": [64, 48], "pooling": "avg"}
     return camkit.create_model("classifier", **{**base, **options}).eval()
 
 
@@ -93,7 +93,7 @@ def test_pooling_functions_by_hand():
 
 
 def test_other_stages_and_other_backbones():
-    model = _small(cam_layers=["backbone.layer3", "backbone.layer4"])
+    model = _small(cam_layers=["backbone.layer2", "backbone.layer3"])  # the cpu trunk has three stages
     maps = camkit.cam_maps(model, _x(), ["layercam"], model.cam_layers)
     assert maps["layercam"].shape == (2, 64, 48) and torch.isfinite(maps["layercam"]).all()
     with pytest.raises(CamkitError, match="not a submodule.*backbone.layer1"):
@@ -134,3 +134,12 @@ def test_trains_and_round_trips_a_checkpoint(tmp_path):
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(again(x)["logits"], model(x)["logits"])
+
+
+def test_cpu_preset_is_the_localising_configuration_of_the_pooling_study():
+    """docs/models.md: three one-block stages (a small receptive field) and top-t pooling; a 16x10 map at
+    256x160, GMIC cpu's grid."""
+    model = camkit.create_model("classifier", preset="cpu").eval()
+    assert model.cfg.pooling == "topt" and model.cam_layers == ["backbone.layer3"]
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 256, 160))["class_map"].shape == (1, 1, 16, 10)

@@ -349,7 +349,8 @@ def not_applicable_reason(method: Any) -> str:
 
 
 def _checked_raw(method: Any, name: str, ctx: CAMContext) -> Tensor | None:
-    """``method.raw_map(ctx)``, checked: (B, h, w) at the layer's resolution, finite; named when it is not."""
+    """``method.raw_map(ctx)``, checked: (B, h, w) at the layer's resolution (or at the native CAM head's), finite;
+    named when it is not."""
     raw = method.raw_map(ctx)
     if raw is None:  # the method does not apply to this layer (CAM on a layer that does not feed the head)
         return None
@@ -357,7 +358,11 @@ def _checked_raw(method: Any, name: str, ctx: CAMContext) -> Tensor | None:
     at_input = getattr(method, "resolution", "layer") == "input" and ctx.full is not None
     if at_input:
         h, w = ctx.full.inputs.shape[-2:]
-    if not isinstance(raw, Tensor) or tuple(raw.shape) != (b, h, w):
+    # a map read off the model's own CAM head may keep that head's resolution (GLAM's full-resolution map)
+    native_hw = tuple(ctx.native_cam.shape[-2:]) if ctx.native_cam is not None else None
+    if isinstance(raw, Tensor) and native_hw is not None and tuple(raw.shape) == (b, *native_hw):
+        pass
+    elif not isinstance(raw, Tensor) or tuple(raw.shape) != (b, h, w):
         shape = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
         where = "the input's" if at_input else "the hooked layer's"
         raise ContractError(f"CAM method {name!r} returned {shape} from raw_map; it must return (B, h, w) = "

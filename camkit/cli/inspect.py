@@ -37,8 +37,9 @@ def list_cmd(kind: str, pattern: str | None, fmt: str) -> None:
     from camkit.registry.api import describe
 
     rows = describe(kind[:-1], pattern)
-    columns = ["name", "plugin", "cost", "gradients", "description"] if kind == "cams" else \
-        ["name", "plugin", "description"]
+    columns = {"cams": ["name", "plugin", "cost", "gradients", "description"],
+               "models": ["name", "plugin", "presets", "options", "description"]}.get(kind,
+                                                                                 ["name", "plugin", "description"])
     render(rows, columns, fmt, title=f"camkit {kind}")
 
 

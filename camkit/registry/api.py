@@ -34,17 +34,30 @@ def list_backbones(pattern: str | None = None) -> list[str]:
 
 def describe(kind: str, pattern: str | None = None) -> list[dict[str, str]]:
     """Rows of name / plugin / description for ``camkit list``; CAM methods add their cost class and whether
-    they need gradients (class attributes of the registered factory, when it declares them)."""
+    they need gradients (class attributes of the registered factory, when it declares them), models their
+    presets and options (the ``presets=`` and ``options=`` of their registration, else the factory's keywords)."""
     rows = []
     for e in _entries(kind, pattern):
         row = {"name": e.name + (":<name>" if e.namespace else ""), "plugin": e.plugin,
                "description": e.description}
+        if kind == "model":
+            row["presets"] = ", ".join(map(str, e.meta.get("presets", ())))
+            row["options"] = ", ".join(model_options(e))
         if kind == "cam":
             row["cost"] = str(getattr(e.factory, "cost", ""))
             grads = getattr(e.factory, "needs_gradients", None)
             row["gradients"] = "" if grads is None else ("yes" if grads else "no")
         rows.append(row)
     return rows
+
+
+def model_options(entry: Entry) -> list[str]:
+    """The option names a registered model takes: its registration's ``options=``, else its factory's keywords
+    (without ``train_cam``, which the bench sets)."""
+    from camkit.registry.options import factory_options
+
+    names = list(entry.meta.get("options") or factory_options(entry.factory)[0])
+    return [n for n in names if n != "train_cam"]
 
 
 def get_cam(name: str, **options: Any):

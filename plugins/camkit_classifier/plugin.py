@@ -35,9 +35,14 @@ def create_classifier(preset: str = "default", checkpoint: str | os.PathLike | N
 
 @hookimpl
 def register_models(register):
-    from .presets import PRESETS
+    import dataclasses
+
+    from .presets import PRESETS, ClassifierConfig
 
     examples = ({"preset": "cpu"}, {"preset": "cpu", "pooling": "attention"}, {"preset": "cpu", "pooling": "lse"})
-    register("classifier", create_classifier, presets=tuple(PRESETS), examples=examples, train_cam=False,
+    # what `camkit list models` shows: the factory's own keywords and every config field
+    options = ("preset", "checkpoint", *(f.name for f in dataclasses.fields(ClassifierConfig) if f.name != "train_cam"))
+    register("classifier", create_classifier, presets=tuple(PRESETS), options=options, examples=examples,
+             train_cam=False,
              description="CNN classifier on any backbone (timm:<name>) with a pooling head: avg, max, top-t, "
                          "log-sum-exp or gated-attention MIL; CAM exact; no train-cam")
