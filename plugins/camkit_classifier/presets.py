@@ -1,17 +1,18 @@
 """The pooled classifier's configurations: every size is a field; ``cpu`` trains on a 2-core CPU in minutes."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from camkit.errors import CamkitError, OptionError, UnknownNameError, did_you_mean
+from camkit.errors import CamkitError
+from camkit.nn.config import ModelConfigMixin
+from camkit.nn.config import resolve_config as _resolve
 
 from .pooling import POOLINGS
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(ModelConfigMixin):
     """All of the classifier's options (JSON-able; tuples for shapes)."""
 
     backbone: str = "timm:resnet18"  # any registered backbone that gives feature maps (timm's features_only)
@@ -31,11 +32,7 @@ class ClassifierConfig:
         """Check field consistency; raise CamkitError naming the bad field."""
         if self.pooling not in POOLINGS:
             raise CamkitError(f"classifier: pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        if self.num_classes < 1 or len(self.class_names) != self.num_classes:
-            raise CamkitError(f"classifier: class_names {self.class_names} must have num_classes="
-                              f"{self.num_classes} names")
-        if self.mass_class is not None and not 0 <= self.mass_class < self.num_classes:
-            raise CamkitError(f"classifier: mass_class={self.mass_class} is outside 0..{self.num_classes - 1}")
+        self.check_classes("classifier")
         if not 0.0 < self.top_t <= 1.0:
             raise CamkitError(f"classifier: top_t must be in (0, 1], got {self.top_t}")
         if self.lse_r <= 0 or self.attn_dim < 1:
@@ -45,14 +42,6 @@ class ClassifierConfig:
         if len(self.input_size) != 2 or min(self.input_size) < 32:
             raise CamkitError(f"classifier: input_size must be (H, W) of at least 32 pixels, got {self.input_size}")
         return self
-
-    @property
-    def mass_index(self) -> int:
-        return self.num_classes - 1 if self.mass_class is None else self.mass_class
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (tuples become lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -70,20 +59,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def resolve_config(preset: str = "default", **overrides: Any) -> ClassifierConfig:
-    """The preset's config with ``overrides`` applied and validated (unknown names refused, listing the valid
-    ones). ``num_classes`` alone also resets ``class_names``."""
-    if preset not in PRESETS:
-        raise UnknownNameError("classifier preset", preset, PRESETS)
-    fields = {f.name for f in dataclasses.fields(ClassifierConfig)}
-    for key in overrides:
-        if key not in fields:
-            raise OptionError(f"model 'classifier' has no option {key!r}.{did_you_mean(key, fields)} Its "
-                              f"options: preset, checkpoint, {', '.join(sorted(fields))}")
-    values = {**PRESETS[preset], **overrides}
-    if "num_classes" in overrides and "class_names" not in overrides:
-        n = int(overrides["num_classes"])
-        values["class_names"] = ("mass",) if n == 1 else tuple(f"class{i}" for i in range(n))
-    for k, v in list(values.items()):
-        if isinstance(v, list) and k != "backbone_options":
-            values[k] = tuple(v)
-    return ClassifierConfig(**values).validate()
+    """The preset's config with ``overrides`` applied and validated (:func:`camkit.nn.config.resolve_config`:
+    unknown names refused with the valid ones; ``num_classes`` alone also resets ``class_names``)."""
+    return _resolve(ClassifierConfig, PRESETS, preset, "classifier", overrides)

@@ -9,11 +9,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from camkit.errors import CamkitError, OptionError, UnknownNameError, did_you_mean
+from camkit.errors import CamkitError
+from camkit.nn.config import ModelConfigMixin
+from camkit.nn.config import resolve_config as _resolve
 
 
 @dataclass
-class GLAMConfig:
+class GLAMConfig(ModelConfigMixin):
     """All of GLAM's sizes and training defaults (JSON-able; tuples for shapes)."""
 
     num_classes: int = 2
@@ -45,11 +47,7 @@ class GLAMConfig:
 
     def validate(self) -> GLAMConfig:
         """Check field consistency; raise CamkitError naming the bad field."""
-        if self.num_classes < 1 or len(self.class_names) != self.num_classes:
-            raise CamkitError(f"glam: class_names {self.class_names} must have num_classes={self.num_classes} "
-                              "names")
-        if self.mass_class is not None and not 0 <= self.mass_class < self.num_classes:
-            raise CamkitError(f"glam: mass_class={self.mass_class} is outside 0..{self.num_classes - 1}")
+        self.check_classes("glam")
         if not (len(self.global_widths) == len(self.global_blocks) == len(self.global_strides)):
             raise CamkitError("glam: global_widths, global_blocks and global_strides must have the same length")
         n = len(self.global_widths)
@@ -79,17 +77,6 @@ class GLAMConfig:
             raise CamkitError("glam: beta and local_weight must be >= 0")
         return self
 
-    @property
-    def mass_index(self) -> int:
-        return self.num_classes - 1 if self.mass_class is None else self.mass_class
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (tuples become lists); ``train_cam_options`` only when set."""
-        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-        if not d["train_cam_options"]:
-            del d["train_cam_options"]
-        return d
-
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The released model (model_joint / model_sep): 2 classes, 2944x1920, one 512x512 patch, top 3% / 30%.
@@ -108,20 +95,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def resolve_config(preset: str = "official", **overrides: Any) -> GLAMConfig:
-    """The preset's config with ``overrides`` applied and validated (unknown names refused, listing the valid
-    ones). ``num_classes`` alone also resets ``class_names``."""
-    if preset not in PRESETS:
-        raise UnknownNameError("glam preset", preset, PRESETS)
-    fields = {f.name for f in dataclasses.fields(GLAMConfig)}
-    for key in overrides:
-        if key not in fields:
-            raise OptionError(f"model 'glam' has no option {key!r}.{did_you_mean(key, fields)} Its options: "
-                              f"preset, checkpoint, {', '.join(sorted(fields))}")
-    values = {**PRESETS[preset], **overrides}
-    if "num_classes" in overrides and "class_names" not in overrides:
-        n = int(overrides["num_classes"])
-        values["class_names"] = ("mass",) if n == 1 else tuple(f"class{i}" for i in range(n))
-    for k, v in list(values.items()):
-        if isinstance(v, list):
-            values[k] = tuple(v)
-    return GLAMConfig(**values).validate()
+    """The preset's config with ``overrides`` applied and validated (:func:`camkit.nn.config.resolve_config`:
+    unknown names refused with the valid ones; ``num_classes`` alone also resets ``class_names``)."""
+    return _resolve(GLAMConfig, PRESETS, preset, "glam", overrides)

@@ -9,7 +9,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from camkit.errors import CamkitError, OptionError, UnknownNameError, did_you_mean
+from camkit.errors import CamkitError
+from camkit.nn.config import ModelConfigMixin
+from camkit.nn.config import resolve_config as _resolve
 
 
 # how evidence alignment reads the saliency map as a distribution (losses.evidence_alignment)
@@ -17,7 +19,7 @@ EVIDENCE_SPACES = ("map", "logit")
 
 
 @dataclass
-class GMICConfig:
+class GMICConfig(ModelConfigMixin):
     """All of GMIC's sizes and training defaults (JSON-able; tuples for shapes)."""
 
     num_classes: int = 2
@@ -88,18 +90,6 @@ class GMICConfig:
             raise CamkitError(f"gmic: crop_size {self.crop_size} must fit inside input_size {self.input_size}")
         return self
 
-    @property
-    def mass_index(self) -> int:
-        return self.num_classes - 1 if self.mass_class is None else self.mass_class
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (tuples become lists). ``train_cam_options`` only when set, so a configuration (and
-        the model store's hash of it) from before the field existed stays the same."""
-        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-        if not d["train_cam_options"]:
-            del d["train_cam_options"]
-        return d
-
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The released model 1 (Shen et al. 2021): 2 classes, 2944x1920, K=6, 256x256 crops, t=0.02.
@@ -121,24 +111,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def resolve_config(preset: str = "official", **overrides: Any) -> GMICConfig:
-    """The preset's config with ``overrides`` applied and validated.
-
-    ``num_classes`` alone also resets ``class_names`` (to ``("mass",)`` for one class, else ``class0..``).
-    """
-    if preset not in PRESETS:
-        raise UnknownNameError("gmic preset", preset, PRESETS)
-    fields = {f.name for f in dataclasses.fields(GMICConfig)}
-    for key in overrides:
-        if key not in fields:
-            raise OptionError(f"model 'gmic' has no option {key!r}.{did_you_mean(key, fields)} Its options: "
-                              f"preset, checkpoint, {', '.join(sorted(fields))}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None or k == "mass_class"}}
-    if "num_classes" in overrides and "class_names" not in overrides and overrides["num_classes"] is not None:
-        n = int(overrides["num_classes"])
-        base = GMICConfig(**PRESETS[preset]).class_names
-        values["class_names"] = base if len(base) == n else (("mass",) if n == 1 else
-                                                             tuple(f"class{i}" for i in range(n)))
-    for k, v in list(values.items()):
-        if isinstance(v, list):
-            values[k] = tuple(v)
-    return GMICConfig(**values).validate()
+    """The preset's config with ``overrides`` applied and validated (:func:`camkit.nn.config.resolve_config`:
+    unknown names refused with the valid ones; ``num_classes`` alone also resets ``class_names``)."""
+    return _resolve(GMICConfig, PRESETS, preset, "gmic", overrides)
