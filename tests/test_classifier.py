@@ -137,9 +137,9 @@ def test_trains_and_round_trips_a_checkpoint(tmp_path):
 
 
 def test_cpu_preset_is_the_localising_configuration_of_the_pooling_study():
-    """docs/models.md: three one-block stages (a small receptive field) and top-t pooling; a 16x10 map at
+    """docs/models.md: three one-block stages (a small receptive field) and log-sum-exp pooling; a 16x10 map at
     256x160, GMIC cpu's grid."""
     model = camkit.create_model("classifier", preset="cpu").eval()
-    assert model.cfg.pooling == "topt" and model.cam_layers == ["backbone.layer3"]
+    assert model.cfg.pooling == "lse" and model.cam_layers == ["backbone.layer3"]
     with torch.no_grad():
         assert model(torch.randn(1, 1, 256, 160))["class_map"].shape == (1, 1, 16, 10)

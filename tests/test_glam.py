@@ -159,7 +159,7 @@ def test_any_cam_picks_the_patch_inside_the_forward(train_cam):
     model.train()
     loss, parts = model.training_loss(x, torch.tensor([0, 1]), 0.5)
     loss.backward()
-    assert set(parts) == {"loss", "bce_global", "bce_local", "sparsity"} and np.isfinite(parts["loss"])
+    assert set(parts) == {"loss", "bce_global", "bce_local", "sparsity", "evidence"} and np.isfinite(parts["loss"])
     assert model.global_network.downsampling_branch.first_conv.weight.grad is not None
     model.eval()
     with torch.no_grad():
@@ -178,3 +178,16 @@ def test_glam_passes_the_model_contract():
     from camkit.testing import check_model
 
     check_model(camkit.create_model("glam", preset="cpu"))
+
+
+def test_evidence_alignment_pulls_the_patch_map_and_is_zero_when_off():
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 1, 256, 160), torch.tensor([0, 1])
+    off = camkit.create_model("glam", preset="cpu").train()
+    assert off.training_loss(x, y, 0.5)[1]["evidence"] == 0.0
+    on = camkit.create_model("glam", preset="cpu", evidence_weight=1.0).train()
+    on.load_state_dict(off.state_dict())
+    loss, parts = on.training_loss(x, y, 0.5)
+    assert parts["evidence"] > 0 and parts["loss"] == pytest.approx(
+        parts["bce_global"] + parts["bce_local"] + on.cfg.beta * parts["sparsity"] + parts["evidence"], rel=1e-5)
+    loss.backward()

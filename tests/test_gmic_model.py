@@ -232,7 +232,7 @@ def test_local_stem_has_the_configured_width(stem):
 
 @pytest.mark.parametrize("space", ["map", "logit"])
 def test_evidence_alignment_by_hand(space):
-    from camkit_gmic.losses import evidence_alignment
+    from camkit.nn.evidence import evidence_alignment
 
     # a 4x4 input gradient pooled onto a 2x2 map: block means |g| = 1, 0, 0, 3 -> power 2 -> target 0.1, 0, 0, 0.9
     g = torch.zeros(1, 1, 4, 4)
@@ -254,7 +254,7 @@ def test_evidence_alignment_by_hand(space):
 
 
 def test_evidence_alignment_in_map_space_penalises_a_plateau_that_logits_ignore():
-    from camkit_gmic.losses import evidence_alignment
+    from camkit.nn.evidence import evidence_alignment
 
     g = torch.zeros(1, 1, 2, 2)
     g[0, 0, 0, 0] = 1.0  # all the evidence in one cell

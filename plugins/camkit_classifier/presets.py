@@ -49,10 +49,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # Localises the synthetic masses on a 2-core CPU (docs/models.md, the pooling study): a narrow ResNet-10t
     # cut to three one-block stages (stride 16: a 16x10 map at 256x160, GMIC cpu's grid) keeps the receptive
-    # field near the mass, and top-t pooling lets the few cells on it carry the score. With the 4-stage
-    # dilated trunk the maps fired beside the masses, and with average pooling they spread over the breast.
+    # field near the mass, and log-sum-exp pooling lets the few cells on it carry the score (top-t did as
+    # well on three seeds, 0.81-0.88; LSE 0.80-0.89 with a better CAM). With the 4-stage dilated trunk the
+    # maps fired beside the masses, and with average pooling they spread over the breast.
     "cpu": dict(
-        backbone="timm:resnet10t", input_size=(256, 160), pooling="topt",
+        backbone="timm:resnet10t", input_size=(256, 160), pooling="lse",
         backbone_options={"channels": [16, 32, 64], "layers": [1, 1, 1], "stem_width": 8},
     ),
 }

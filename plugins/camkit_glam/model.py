@@ -2,8 +2,8 @@
 
 Module attributes are declared in the released order (``global_network``, ``detection_network``) so the
 official preset's ``state_dict()`` has exactly the released keys (``../shared/glam/state_dict_keys.tsv``).
-Everything runs batched on the model's device: the patch search and crop are GMIC's,
-the paste-back too (all in :mod:`camkit.nn.regions`); no host syncs, no per-image loops, no numpy round trips (the release has all
+Everything runs batched on the model's device: the patch search and crop are GMIC's, and so is the paste-back
+(all in :mod:`camkit.nn.regions`); no host syncs, no per-image loops, no numpy round trips (the release has all
 three, docs/models.md).
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from camkit.data.sample import mass_targets
 from camkit.protocols import ModelDefaults
 from camkit.nn import regions as roi
+from camkit.nn.evidence import evidence_alignment
 
 from .global_net import GlobalNetwork3, top_k_mean
 from .local_net import DetectionNetwork
@@ -108,17 +109,28 @@ class GLAM(ModelDefaults, nn.Module):
 
     def training_loss(self, images: Tensor, labels: Tensor, progress: float) -> tuple[Tensor, dict]:
         """BCE on ``y_global`` and (times ``local_weight``) on ``y_local``, per class, plus ``beta`` times the
-        mean of the three global maps (a sparsity term, as GMIC's). The release has no training code; this is
-        camkit's choice (docs/models.md)."""
+        mean of the three global maps (a sparsity term, as GMIC's), plus ``evidence_weight`` times camkit's
+        evidence alignment of the patch map (0 = off). The release has no training code; this is camkit's
+        choice (docs/models.md)."""
         cfg = self.cfg
+        if cfg.evidence_weight > 0:
+            images = images.detach().requires_grad_(True)
         out = self(images)
         targets = self.targets(labels, out["y_global"].shape[1])
+        evidence = torch.zeros((), device=images.device)
+        positive = targets[:, cfg.mass_index] > 0.5
+        if cfg.evidence_weight > 0 and bool(positive.any()):
+            # only the input gradient (no parameter gradients): one extra backward through the global network
+            (grad,) = torch.autograd.grad(out["y_global"][positive, cfg.mass_index].sum(), images,
+                                          retain_graph=True)
+            evidence = evidence_alignment(out["saliency_global"][positive, cfg.mass_index], grad[positive],
+                                          cfg.evidence_power, cfg.evidence_space)
         with torch.autocast(images.device.type, enabled=False):
             bce_global = F.binary_cross_entropy(out["y_global"].float().clamp(1e-6, 1 - 1e-6), targets,
                                                 reduction="none").mean(0).sum()
             bce_local = F.binary_cross_entropy(out["y_local"].float().clamp(1e-6, 1 - 1e-6), targets,
                                                reduction="none").mean(0).sum()
             sparsity = out["scale_maps"].float().mean()
-            loss = bce_global + cfg.local_weight * bce_local + cfg.beta * sparsity
-        parts = torch.stack([loss, bce_global, bce_local, sparsity]).detach().tolist()  # one host sync
-        return loss, dict(zip(("loss", "bce_global", "bce_local", "sparsity"), parts))
+            loss = bce_global + cfg.local_weight * bce_local + cfg.beta * sparsity + cfg.evidence_weight * evidence
+        parts = torch.stack([loss, bce_global, bce_local, sparsity, evidence]).detach().tolist()  # one host sync
+        return loss, dict(zip(("loss", "bce_global", "bce_local", "sparsity", "evidence"), parts))

@@ -12,6 +12,7 @@ from typing import Any
 from camkit.errors import CamkitError
 from camkit.nn.config import ModelConfigMixin
 from camkit.nn.config import resolve_config as _resolve
+from camkit.nn.evidence import EVIDENCE_SPACES
 
 
 @dataclass
@@ -44,6 +45,11 @@ class GLAMConfig(ModelConfigMixin):
     local_weight: float = 1.0
     beta: float = 1e-4
     lr: float = 1e-5
+    # camkit addition (as for GMIC, camkit.nn.evidence): pull the patch map onto the pixels whose input
+    # gradient moves y_global; weight 0 = off
+    evidence_weight: float = 0.0
+    evidence_power: float = 4.0
+    evidence_space: str = "map"
 
     def validate(self) -> GLAMConfig:
         """Check field consistency; raise CamkitError naming the bad field."""
@@ -73,8 +79,11 @@ class GLAMConfig(ModelConfigMixin):
             raise CamkitError(f"glam: num_patches must be >= 1, got {self.num_patches}")
         if not isinstance(self.train_cam_options, dict):
             raise CamkitError(f"glam: train_cam_options must be a mapping, got {self.train_cam_options!r}")
-        if self.beta < 0 or self.local_weight < 0:
-            raise CamkitError("glam: beta and local_weight must be >= 0")
+        if self.beta < 0 or self.local_weight < 0 or self.evidence_weight < 0:
+            raise CamkitError("glam: beta, local_weight and evidence_weight must be >= 0")
+        if self.evidence_power <= 0 or self.evidence_space not in EVIDENCE_SPACES:
+            raise CamkitError(f"glam: evidence_power must be > 0 and evidence_space one of "
+                              f"{', '.join(EVIDENCE_SPACES)}")
         return self
 
 

@@ -14,11 +14,12 @@ from torch import Tensor, nn
 from camkit.cams.capture import uncaptured
 from camkit.data.sample import mass_targets
 from camkit.nn import regions as roi
+from camkit.nn.evidence import evidence_alignment
 from camkit.nn.traincam import NATIVE, global_features, roi_source_maps, train_method
 
 from .global_net import GlobalNetwork, SaliencyHead, top_t_pool
 from .local_net import build_local_resnet, local_features
-from .losses import evidence_alignment, gmic_loss
+from .losses import gmic_loss
 from .mil import gated_attention
 from .presets import GMICConfig
 

@@ -12,10 +12,7 @@ from typing import Any
 from camkit.errors import CamkitError
 from camkit.nn.config import ModelConfigMixin
 from camkit.nn.config import resolve_config as _resolve
-
-
-# how evidence alignment reads the saliency map as a distribution (losses.evidence_alignment)
-EVIDENCE_SPACES = ("map", "logit")
+from camkit.nn.evidence import EVIDENCE_SPACES  # how evidence alignment reads the map as a distribution
 
 
 @dataclass
@@ -47,7 +44,7 @@ class GMICConfig(ModelConfigMixin):
     lr: float = 4.134e-06
     # camkit additions (not in the paper), each ramped in over the first *_ramp fraction of training:
     # flip consistency of the saliency map, and evidence alignment (the map's peak on the pixels whose
-    # input gradient moves y_global, computed every evidence_every-th step; losses.evidence_alignment)
+    # input gradient moves y_global, computed every evidence_every-th step; camkit.nn.evidence)
     flip_weight: float = 0.0
     flip_ramp: float = 0.3
     evidence_weight: float = 0.0
