@@ -183,7 +183,7 @@ def test_glam_passes_the_model_contract():
 def test_evidence_alignment_pulls_the_patch_map_and_is_zero_when_off():
     torch.manual_seed(0)
     x, y = torch.randn(2, 1, 256, 160), torch.tensor([0, 1])
-    off = camkit.create_model("glam", preset="cpu").train()
+    off = camkit.create_model("glam", preset="cpu", evidence_weight=0.0).train()
     assert off.training_loss(x, y, 0.5)[1]["evidence"] == 0.0
     on = camkit.create_model("glam", preset="cpu", evidence_weight=1.0).train()
     on.load_state_dict(off.state_dict())
