@@ -340,7 +340,8 @@ def classification_records(table: dict[str, dict[str, Cell]],
     """Flat records of :func:`classification_table`, with the same columns as :func:`detection_records`
     (``results``: the run's document, for each row's model and train-cam)."""
     meta = {tc: row_meta(results or {}, tc) for tc in table}
-    return [{"table": "classification", "train_cam": meta[tc]["train_cam"], "test_cam": None, "metric": m, "value": cell.value,
+    return [{"table": "classification", "train_cam": meta[tc]["train_cam"], "test_cam": None, "metric": m,
+             "value": cell.value,
              "ci_low": cell.ci[0], "ci_high": cell.ci[1], "fppi": None, "sd": cell.sd, "runs": cell.runs,
              "best_in_row": None, "best_overall": None, "not_applicable": None, "row": tc,
              "model": meta[tc]["model"]}

@@ -5,9 +5,9 @@ then reuses that checkpoint from the shared model store).
 A preset fills in options; explicit options override it. The preset's model options belong to its own model:
 another ``--model`` gets the model preset of the same name when it registers one (``camkit bench --model
 classifier`` trains the classifier's ``cpu`` preset), else its defaults. The preset's data options belong to
-its own dataset: with another ``--dataset`` they are dropped (``camkit train --preset paper --dataset synthetic`` trains the
-paper's GMIC recipe on synthetic data). Datasets are always created at the model's ``input_size`` and with the
-run's seed (``--dataset-opt seed=N`` sets the data's seed alone), as the dataset contract says.
+its own dataset: with another ``--dataset`` they are dropped (``camkit train --preset paper --dataset synthetic``
+trains the paper's GMIC recipe on synthetic data). Datasets are always created at the model's ``input_size``
+and with the run's seed (``--dataset-opt seed=N`` sets the data's seed alone), as the dataset contract says.
 """
 from __future__ import annotations
 

@@ -51,12 +51,12 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
     models_root = Path(models_dir) if models_dir is not None else out.parent / "models"
     # one model of each kind is built now, so every model's options and test-cams are checked before training
     recipes = {m: cfg.recipe(m) for m in cfg.models()}
+    options = cfg.localize_options()
     firsts: dict[str, Any] = {}
     for row in rows:
         if row.model not in firsts:
             firsts[row.model] = _build(recipes[row.model], row, cfg)
-            cfg.localize_options().check(firsts[row.model])
-    options = cfg.localize_options()
+            options.check(firsts[row.model])
     sets_by_size: dict[tuple[int, int], dict[str, Any]] = {}
     for m, model in firsts.items():
         size = tuple(int(v) for v in model.input_size)
@@ -150,7 +150,8 @@ def _warning_subject(row: Row | str) -> str:
     return f"train-cam {row.train_cam!r}" if row.label == row.train_cam else f"row {row.label!r}"
 
 
-def localisation_warning(row: Row | str, detection: dict[str, Any], classification: dict[str, Any]) -> str | None:
+def localisation_warning(row: Row | str, detection: dict[str, Any],
+                         classification: dict[str, Any]) -> str | None:
     """A warning when a trained model classifies well but none of its maps localises (the seed problem);
     ``row``: the leaderboard row (or a train-cam name)."""
     auc = (classification.get("auc") or {}).get("value")

@@ -358,11 +358,10 @@ def _checked_raw(method: Any, name: str, ctx: CAMContext) -> Tensor | None:
     at_input = getattr(method, "resolution", "layer") == "input" and ctx.full is not None
     if at_input:
         h, w = ctx.full.inputs.shape[-2:]
-    # a map read off the model's own CAM head may keep that head's resolution (GLAM's full-resolution map)
-    native_hw = tuple(ctx.native_cam.shape[-2:]) if ctx.native_cam is not None else None
-    if isinstance(raw, Tensor) and native_hw is not None and tuple(raw.shape) == (b, *native_hw):
-        pass
-    elif not isinstance(raw, Tensor) or tuple(raw.shape) != (b, h, w):
+    allowed = {(b, h, w)}
+    if ctx.native_cam is not None:  # a map read off the model's own CAM head may keep its resolution (GLAM's)
+        allowed.add((b, *ctx.native_cam.shape[-2:]))
+    if not isinstance(raw, Tensor) or tuple(raw.shape) not in allowed:
         shape = tuple(raw.shape) if isinstance(raw, Tensor) else type(raw).__name__
         where = "the input's" if at_input else "the hooked layer's"
         raise ContractError(f"CAM method {name!r} returned {shape} from raw_map; it must return (B, h, w) = "

@@ -39,7 +39,8 @@ class ModelConfigMixin:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tuples become lists). An empty ``train_cam_options`` is left out, so a configuration
         (and the model store's hash of it) from before the field existed stays the same."""
-        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
+        fields = dataclasses.asdict(self)  # type: ignore[call-overload]
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items()}
         if d.get("train_cam_options") == {}:
             del d["train_cam_options"]
         return d

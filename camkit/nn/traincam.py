@@ -1,10 +1,10 @@
 """The training-time map ("train-cam") that drives a model's region retrieval (GMIC's ROIs, GLAM's patch).
 
-``cam`` is the model's own map (GMIC's saliency head, as released). Any other name is a registered CAM method (created with the
-config's ``train_cam_options``, e.g. ``{"k": 3}`` for ``fem``), computed inside
-the forward from a feature map ``h_g`` (its score: the top-t mean of a sigmoid 1x1 head) and one ``autograd.grad`` of the global score through the camkit CAM engine: no second
-forward of the network, no parameter gradients, and the map never reaches the loss (retrieval is
-non-differentiable). It works in eval under ``torch.no_grad`` too: the gradient is taken w.r.t. a detached
+``cam`` is the model's own map (GMIC's saliency head, as released). Any other name is a registered CAM method
+(created with the config's ``train_cam_options``, e.g. ``{"k": 3}`` for ``fem``), computed inside the forward
+from a feature map ``h_g`` (its score: the top-t mean of a sigmoid 1x1 head) and one ``autograd.grad`` of that
+score through the camkit CAM engine: no second forward of the network, no parameter gradients, and the map
+never reaches the loss (retrieval is non-differentiable). It works in eval under ``torch.no_grad`` too: the gradient is taken w.r.t. a detached
 copy of ``h_g`` pushed through the saliency head and top-t pooling again (cheap: a 1x1 convolution).
 """
 from __future__ import annotations
