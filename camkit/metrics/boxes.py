@@ -94,6 +94,26 @@ def batch_to_original(results: BoxList, transforms: Sequence[Any], map_size: tup
     return [(boxes_to_original(b, t, map_size), s) for (b, s), t in zip(results, transforms)]
 
 
+def components(fg: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components of a batch of foreground masks (B, H, W), never joined across images.
+
+    Returns ``(labels (B, H, W) int, extents (L, 5) int64)``: label ``l + 1`` is the component whose row
+    ``l`` of ``extents`` is ``(image, x1, y1, x2, y2)``, its box in continuous pixel coordinates (columns
+    j0..j1, rows i0..i1 give ``j0, i0, j1 + 1, i1 + 1``). Components are numbered in raster order, so
+    ``extents[:, 0]`` is sorted.
+    """
+    from scipy import ndimage
+
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    labels, n = ndimage.label(fg, structure=structure)
+    if n == 0:
+        return labels, np.zeros((0, 5), dtype=np.int64)
+    ext = np.array([(s[0].start, s[2].start, s[1].start, s[2].stop, s[1].stop)
+                    for s in ndimage.find_objects(labels)], dtype=np.int64)
+    return labels, ext
+
+
 # --- internals -------------------------------------------------------------------------------------------
 
 def _prepare(maps: Any, probs: Any, score: str, min_area: int,
@@ -147,17 +167,11 @@ def _foreground(arr: np.ndarray, threshold: float) -> np.ndarray:
 
 def _boxes(arr: np.ndarray, fg: np.ndarray, p: np.ndarray | None, score: str, min_area: int,
            connectivity: int) -> BoxList:
-    from scipy import ndimage
-
     b = fg.shape[0]
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
-    labels, n = ndimage.label(fg, structure=structure)
+    labels, ext = components(fg, connectivity)
+    n = len(ext)
     if n == 0:
         return [(np.zeros((0, 4)), np.zeros(0)) for _ in range(b)]
-    objs = ndimage.find_objects(labels)
-    # Slices -> (image, y0, y1, x0, x1); components are numbered in raster order, so images are sorted.
-    ext = np.array([(s[0].start, s[1].start, s[1].stop, s[2].start, s[2].stop) for s in objs], dtype=np.int64)
     flat = labels.ravel()
     idx = np.flatnonzero(flat)
     lab = flat[idx] - 1
@@ -168,12 +182,12 @@ def _boxes(arr: np.ndarray, fg: np.ndarray, p: np.ndarray | None, score: str, mi
         np.maximum.at(value, lab, vals.astype(np.float64))
     else:
         value = np.bincount(lab, weights=vals.astype(np.float64), minlength=n) / area
-    img = ext[:, 0]
+    img = ext[:, 0].copy()
     if p is not None:
         value = value * p[img]
     keep = area >= min_area
     img, ext, value = img[keep], ext[keep], value[keep]
-    boxes = ext[:, [3, 1, 4, 2]].astype(np.float64)  # x1=j0, y1=i0, x2=j1+1, y2=i1+1
+    boxes = ext[:, 1:].astype(np.float64)
     bounds = np.searchsorted(img, np.arange(b + 1))
     out: BoxList = []
     for i in range(b):

@@ -1,0 +1,279 @@
+"""Threshold-free localisation metrics of weakly supervised object localisation (WSOL): PxAP, MaxBoxAcc, the
+pointing game and the energy-based pointing game.
+
+Conventions (docs/metrics.md has the long version):
+
+- ``maps`` are (N, H, W) in [0, 1] (torch tensor or array; (N, 1, H, W) is accepted), used as given: the
+  CAM engine's maps are already normalised per image, and none of these metrics rescales them.
+- ``boxes`` are per image, (k, 4) ``x1 y1 x2 y2`` in continuous pixel coordinates of the maps: pixel (i, j)
+  covers [j, j+1) x [i, i+1). A pixel is "inside" a box when its centre (j + 0.5, i + 0.5) is.
+- ``masks`` are (N, H, W) bool.
+- The box metrics (MaxBoxAcc, the pointing games) are over the images that have at least one box; images
+  without boxes are left out of the denominator (``n_images`` says how many counted). PxAP counts every pixel of
+  every image, negatives included.
+
+The per-image functions (:func:`box_hits`, :func:`pointing_hits`, :func:`energy_inside`) return one value per
+image (NaN where an image has no box), which is what the study bootstrap resamples.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from camkit.metrics.boxes import components
+
+IOU_THRESHOLDS = (0.3, 0.5, 0.7)
+
+
+def pxap(maps: Any, masks: Any) -> float:
+    """Pixel average precision (Choe et al., CVPR 2020) over all pixels of all images.
+
+    Every distinct map value is a threshold: with pixels sorted by descending value and each tie group
+    entering together, ``AP = sum_n (R_n - R_{n-1}) P_n``, the definition of
+    ``sklearn.metrics.average_precision_score(masks.ravel(), maps.ravel())``. Computed in torch on the maps'
+    device (one sort of all pixels; about as fast as scikit-learn on a CPU, benchmarks/).
+
+    Example:
+        >>> m = np.array([[[0.9, 0.1], [0.8, 0.4]]]); k = np.array([[[True, False], [False, True]]])
+        >>> round(pxap(m, k), 4)
+        0.8333
+    """
+    import torch
+
+    x = _as_maps(maps).reshape(-1)
+    y = _as_tensor(masks, x.device).reshape(-1)
+    if y.numel() != x.numel():
+        raise ValueError(f"pxap: masks have {y.numel()} pixels but maps have {x.numel()}; pass (N, H, W) of both")
+    y = y.bool()
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        raise ValueError("pxap: the masks have no foreground pixel, so precision-recall is undefined")
+    # order within a tie group does not matter (each group is read at its end), so the faster unstable sort
+    xs, order = torch.sort(x, descending=True)
+    ys = y[order].to(torch.float64)
+    tp = torch.cumsum(ys, 0)
+    # the last pixel of each tie group is where the threshold at that value is read
+    last = torch.ones_like(xs, dtype=torch.bool)
+    last[:-1] = xs[1:] != xs[:-1]
+    tp = tp[last]
+    seen = torch.nonzero(last).reshape(-1).to(torch.float64) + 1
+    precision = tp / seen
+    recall = tp / n_pos
+    d_recall = torch.diff(recall, prepend=recall.new_zeros(1))
+    return float((d_recall * precision).sum())
+
+
+def box_hits(maps: Any, boxes: Sequence[Any], thresholds: Any = None,
+             iou_thresholds: Sequence[float] = IOU_THRESHOLDS, multi_box: bool = True,
+             connectivity: int = 8) -> np.ndarray:
+    """Per image, threshold and IoU threshold: is the image a hit? (N, T, D) float, NaN for images without boxes.
+
+    At threshold ``t`` the foreground is ``map >= t``; each 8-connected component gives its tight box; an image
+    is a hit at IoU ``d`` when some component's box (``multi_box=False``: only the largest component, the first
+    in raster order on ties) has ``IoU >= d`` with some ground-truth box. The foreground masks are labelled on
+    the host (scipy.ndimage), all images of a threshold in one call; thresholds that select the same pixels as
+    the previous one reuse its result.
+    """
+    arr = _as_maps(maps).detach().cpu().numpy()
+    n = arr.shape[0]
+    gt = _boxes_list(boxes, n)
+    ts = np.arange(0, 1, 0.01) if thresholds is None else np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if ts.size == 0:
+        raise ValueError("box_hits: thresholds is empty")
+    ds = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1)
+    if ds.size == 0 or ((ds <= 0) | (ds > 1)).any():
+        raise ValueError(f"iou_thresholds must be non-empty values in (0, 1], got {list(iou_thresholds)}")
+    has_box = np.array([len(g) > 0 for g in gt])
+    out = np.full((n, ts.size, ds.size), np.nan)
+    if not has_box.any():
+        return out
+    k = max(len(g) for g in gt)
+    pad = np.full((n, k, 4), np.nan)
+    for i, g in enumerate(gt):
+        pad[i, :len(g)] = g
+    sorted_vals = np.sort(arr.reshape(-1))
+    previous_count, previous = -1, None
+    for ti, t in enumerate(ts):
+        count = sorted_vals.size - np.searchsorted(sorted_vals, t, side="left")
+        if count != previous_count:
+            previous_count = count
+            previous = _best_iou(arr >= t, pad, multi_box, connectivity)
+        out[:, ti, :] = previous[:, None] >= ds[None, :]
+    out[~has_box] = np.nan
+    return out
+
+
+def max_box_acc(maps: Any, boxes: Sequence[Any], iou_thresholds: Sequence[float] = IOU_THRESHOLDS,
+                thresholds: Any = None, multi_box: bool = True) -> dict[Any, Any]:
+    """MaxBoxAcc (Choe et al., CVPR 2020): the best box accuracy over map thresholds, per IoU threshold.
+
+    ``BoxAcc(t, d)`` = hits / images (see :func:`box_hits`; thresholds default ``numpy.arange(0, 1, 0.01)``),
+    ``MaxBoxAcc(d) = max_t BoxAcc(t, d)``; ``"mean"`` averages over the IoU thresholds (MaxBoxAccV2 with the
+    defaults; ``multi_box=False`` is v1's largest-component rule).
+
+    Returns:
+        ``{d: MaxBoxAcc(d) for each d, "mean": ..., "best_threshold": {d: t}, "box_acc": (T, D) array,
+        "thresholds": (T,) array, "n_images": int}``; the best threshold is the lowest one reaching the maximum.
+
+    Example:
+        >>> m = np.zeros((1, 8, 8)); m[0, 2:6, 2:6] = 0.8
+        >>> max_box_acc(m, [np.array([[2, 2, 6, 6]])])[0.7]
+        1.0
+    """
+    hits = box_hits(maps, boxes, thresholds, iou_thresholds, multi_box)
+    ts = np.arange(0, 1, 0.01) if thresholds is None else np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    counted = ~np.isnan(hits[:, 0, 0])
+    if not counted.any():
+        raise ValueError("max_box_acc: no image has a ground-truth box")
+    acc = hits[counted].mean(axis=0)                       # (T, D)
+    best = acc.argmax(axis=0)
+    out: dict[Any, Any] = {float(d): float(acc[best[j], j]) for j, d in enumerate(iou_thresholds)}
+    out["mean"] = float(np.mean([out[float(d)] for d in iou_thresholds]))
+    out["best_threshold"] = {float(d): float(ts[best[j]]) for j, d in enumerate(iou_thresholds)}
+    out["box_acc"] = acc
+    out["thresholds"] = ts
+    out["n_images"] = int(counted.sum())
+    return out
+
+
+def pointing_hits(maps: Any, boxes: Sequence[Any], tolerance: float = 0) -> np.ndarray:
+    """Per image (N,): 1.0 when the map's maximum (first in row-major order) has its pixel centre inside a box
+    grown by ``tolerance`` pixels on every side, else 0.0; NaN for an image without boxes."""
+    import torch
+
+    x = _as_maps(maps)
+    n, _, w = x.shape
+    gt = _boxes_list(boxes, n)
+    flat = torch.argmax(x.reshape(n, -1), dim=1).cpu().numpy()   # torch.argmax returns the first maximum
+    cy, cx = flat // w + 0.5, flat % w + 0.5
+    out = np.full(n, np.nan)
+    tol = float(tolerance)
+    if tol < 0:
+        raise ValueError(f"pointing_game: tolerance must be >= 0, got {tolerance!r}")
+    for i, g in enumerate(gt):
+        if len(g):
+            inside = ((g[:, 0] - tol <= cx[i]) & (cx[i] < g[:, 2] + tol)
+                      & (g[:, 1] - tol <= cy[i]) & (cy[i] < g[:, 3] + tol))
+            out[i] = float(inside.any())
+    return out
+
+
+def pointing_game(maps: Any, boxes: Sequence[Any], tolerance: float = 0) -> float:
+    """The pointing game (Zhang et al., ECCV 2016): fraction of images (with a box) whose map maximum falls in a
+    ground-truth box grown by ``tolerance`` pixels (Zhang et al. use 15 px at their image size).
+
+    Example:
+        >>> m = np.zeros((2, 4, 4)); m[0, 1, 1] = 1; m[1, 3, 3] = 1
+        >>> pointing_game(m, [np.array([[0, 0, 2, 2]]), np.array([[0, 0, 2, 2]])])
+        0.5
+    """
+    return _nanmean(pointing_hits(maps, boxes, tolerance), "pointing_game")
+
+
+def energy_inside(maps: Any, boxes: Sequence[Any]) -> np.ndarray:
+    """Per image (N,): map mass on the pixels inside the union of its boxes / the map's mass (0 when the map
+    is all zeros); NaN for an image without boxes. Computed on the maps' device."""
+    import torch
+
+    x = _as_maps(maps)
+    n, h, w = x.shape
+    gt = _boxes_list(boxes, n)
+    inside = torch.zeros((n, h, w), dtype=torch.bool, device=x.device)
+    cols = torch.arange(w, device=x.device, dtype=torch.float64) + 0.5
+    rows = torch.arange(h, device=x.device, dtype=torch.float64) + 0.5
+    for i, g in enumerate(gt):
+        for x1, y1, x2, y2 in g:
+            inside[i] |= (((rows >= y1) & (rows < y2))[:, None] & ((cols >= x1) & (cols < x2))[None, :])
+    xd = x.to(torch.float64)
+    total = xd.sum(dim=(1, 2))
+    within = (xd * inside).sum(dim=(1, 2))
+    ratio = torch.where(total > 0, within / total.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+    out = ratio.cpu().numpy()
+    out[[len(g) == 0 for g in gt]] = np.nan
+    return out
+
+
+def energy_pointing_game(maps: Any, boxes: Sequence[Any]) -> float:
+    """The energy-based pointing game (Wang et al., Score-CAM, CVPRW 2020): mean over images (with a box) of
+    the map's mass inside the union of the boxes over its whole mass.
+
+    Example:
+        >>> m = np.zeros((1, 4, 4)); m[0, 0, 0] = 3; m[0, 3, 3] = 1
+        >>> energy_pointing_game(m, [np.array([[0, 0, 2, 2]])])
+        0.75
+    """
+    return _nanmean(energy_inside(maps, boxes), "energy_pointing_game")
+
+
+# --- internals -------------------------------------------------------------------------------------------
+
+def _as_tensor(x: Any, device: Any = None) -> Any:
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(np.asarray(x))
+    return x if device is None else x.to(device)
+
+
+def _as_maps(maps: Any) -> Any:
+    import torch
+
+    x = _as_tensor(maps)
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 3:
+        raise ValueError(f"maps must be (N, H, W) or (N, 1, H, W); got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        x = x.to(torch.float32)
+    if not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().reshape(-1)[:10].tolist()
+        raise ValueError(f"maps: non-finite values (NaN/inf) in image(s) {bad}")
+    return x
+
+
+def _boxes_list(boxes: Sequence[Any], n: int) -> list[np.ndarray]:
+    if len(boxes) != n:
+        raise ValueError(f"{len(boxes)} box lists for {n} maps: pass one (k, 4) array per image (k may be 0)")
+    out = []
+    for i, b in enumerate(boxes):
+        arr = np.asarray(b.detach().cpu() if hasattr(b, "detach") else b, dtype=np.float64).reshape(-1, 4)
+        if not np.isfinite(arr).all() or ((arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])).any():
+            raise ValueError(f"boxes of image {i}: each row must be finite x1 y1 x2 y2 with x2 >= x1, y2 >= y1")
+        out.append(arr)
+    return out
+
+
+def _best_iou(fg: np.ndarray, gt: np.ndarray, multi_box: bool, connectivity: int) -> np.ndarray:
+    """(N,) the best IoU between a foreground component's box and a ground-truth box of the same image."""
+    n = fg.shape[0]
+    best = np.zeros(n)
+    labels, ext = components(fg, connectivity)
+    if len(ext) == 0:
+        return best
+    img, pred = ext[:, 0], ext[:, 1:].astype(np.float64)
+    if not multi_box:
+        area = np.bincount(labels.ravel(), minlength=len(ext) + 1)[1:]
+        # the largest component of each image; equal sizes: the first in raster order (the lower label)
+        order = np.lexsort((np.arange(len(ext)), -area, img))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = img[order][1:] != img[order][:-1]
+        keep = order[first]
+        img, pred = img[keep], pred[keep]
+    g = gt[img]                                                        # (L, K, 4), NaN-padded
+    iw = np.clip(np.minimum(pred[:, None, 2], g[..., 2]) - np.maximum(pred[:, None, 0], g[..., 0]), 0, None)
+    ih = np.clip(np.minimum(pred[:, None, 3], g[..., 3]) - np.maximum(pred[:, None, 1], g[..., 1]), 0, None)
+    inter = iw * ih
+    union = ((pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1]))[:, None] \
+        + (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1]) - inter
+    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    iou = np.nan_to_num(iou, nan=0.0).max(axis=1)
+    np.maximum.at(best, img, iou)
+    return best
+
+
+def _nanmean(values: np.ndarray, name: str) -> float:
+    if np.isnan(values).all():
+        raise ValueError(f"{name}: no image has a ground-truth box")
+    return float(np.nanmean(values))

@@ -1,0 +1,231 @@
+"""PxAP against scikit-learn; MaxBoxAcc, the pointing games against plain loops written here (flood fill,
+pixel scans), and hand-worked cases."""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+
+from camkit.metrics import (box_hits, energy_inside, energy_pointing_game, max_box_acc, pointing_game,
+                            pointing_hits, pxap)
+
+
+def _random_case(seed: int, n: int = 6, h: int = 12, w: int = 10, levels: int = 20):
+    rng = np.random.default_rng(seed)
+    # quantised maps, so thresholds and ties matter; blobs so components are not all single pixels
+    maps = np.zeros((n, h, w))
+    boxes = []
+    for i in range(n):
+        for _ in range(rng.integers(1, 4)):
+            cy, cx = rng.integers(0, h), rng.integers(0, w)
+            yy, xx = np.mgrid[:h, :w]
+            maps[i] += rng.uniform(0.3, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / rng.uniform(2, 8))
+        maps[i] += rng.uniform(0, 0.2, (h, w))
+        maps[i] = np.round(maps[i] / maps[i].max() * levels) / levels
+        k = rng.integers(0, 3)
+        b = []
+        for _ in range(k):
+            x1, y1 = rng.integers(0, w - 2), rng.integers(0, h - 2)
+            b.append([x1, y1, rng.integers(x1 + 1, w + 1), rng.integers(y1 + 1, h + 1)])
+        boxes.append(np.array(b, dtype=float).reshape(-1, 4))
+    return maps, boxes
+
+
+# --- PxAP ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pxap_equals_sklearn(seed):
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(seed)
+    maps = np.round(rng.random((4, 9, 7)) * 10) / 10      # many ties
+    masks = rng.random((4, 9, 7)) < 0.2 + 0.5 * maps
+    assert pxap(maps, masks) == pytest.approx(average_precision_score(masks.ravel(), maps.ravel()), abs=1e-12)
+    assert pxap(torch.tensor(maps, dtype=torch.float32), torch.tensor(masks)) == pytest.approx(
+        average_precision_score(masks.ravel(), maps.astype(np.float32).ravel()), abs=1e-6)
+
+
+def test_pxap_perfect_and_errors():
+    maps = np.zeros((1, 3, 3)); maps[0, 1, 1] = 1
+    assert pxap(maps, maps > 0) == 1.0
+    with pytest.raises(ValueError, match="no foreground pixel"):
+        pxap(maps, np.zeros_like(maps, dtype=bool))
+    with pytest.raises(ValueError, match="masks have 8 pixels"):
+        pxap(maps, np.zeros((1, 2, 4), dtype=bool))
+
+
+# --- MaxBoxAcc -----------------------------------------------------------------------------------------
+
+def _flood_components(fg: np.ndarray) -> list[list[tuple[int, int]]]:
+    """8-connected components of a 2-D mask in raster order of their first pixel, by breadth-first search."""
+    h, w = fg.shape
+    seen = np.zeros_like(fg, dtype=bool)
+    comps = []
+    for i in range(h):
+        for j in range(w):
+            if fg[i, j] and not seen[i, j]:
+                comp, queue = [], deque([(i, j)])
+                seen[i, j] = True
+                while queue:
+                    a, b = queue.popleft()
+                    comp.append((a, b))
+                    for da in (-1, 0, 1):
+                        for db in (-1, 0, 1):
+                            y, x = a + da, b + db
+                            if 0 <= y < h and 0 <= x < w and fg[y, x] and not seen[y, x]:
+                                seen[y, x] = True
+                                queue.append((y, x))
+                comps.append(comp)
+    return comps
+
+
+def _iou(a, b) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _loop_hits(maps, boxes, ts, ds, multi_box):
+    out = np.full((len(maps), len(ts), len(ds)), np.nan)
+    for n, (m, gt) in enumerate(zip(maps, boxes)):
+        if not len(gt):
+            continue
+        for ti, t in enumerate(ts):
+            comps = _flood_components(m >= t)
+            if not multi_box and comps:
+                comps = [max(comps, key=len)]   # max() keeps the first of equal sizes
+            best = 0.0
+            for c in comps:
+                rows, cols = [p[0] for p in c], [p[1] for p in c]
+                box = (min(cols), min(rows), max(cols) + 1, max(rows) + 1)
+                best = max([best] + [_iou(box, g) for g in gt])
+            for di, d in enumerate(ds):
+                out[n, ti, di] = best >= d
+    return out
+
+
+@pytest.mark.parametrize("multi_box", [True, False])
+@pytest.mark.parametrize("seed", range(4))
+def test_box_hits_equal_a_flood_fill_loop(seed, multi_box):
+    maps, boxes = _random_case(seed)
+    ts = np.arange(0, 1, 0.05)
+    ds = (0.3, 0.5, 0.7)
+    got = box_hits(maps, boxes, ts, ds, multi_box=multi_box)
+    want = _loop_hits(maps, boxes, ts, ds, multi_box)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.nan_to_num(got, nan=-1), np.nan_to_num(want, nan=-1))
+
+
+def test_max_box_acc_hand_worked():
+    # image 0: a 4x4 block at 0.8 exactly on its box; image 1: the box is twice the block's width
+    maps = np.zeros((2, 8, 8))
+    maps[0, 2:6, 2:6] = 0.8
+    maps[1, 0:4, 0:2] = 0.6
+    boxes = [np.array([[2, 2, 6, 6]]), np.array([[0, 0, 4, 4]])]
+    r = max_box_acc(maps, boxes, thresholds=[0.0, 0.5, 0.7, 0.9])
+    # t=0: whole-image box, IoU 0.25 and 0.25 -> no hit; t=0.5: image 0 IoU 1, image 1 IoU 0.5;
+    # t=0.7: image 0 only; t=0.9: nothing
+    np.testing.assert_allclose(r["box_acc"], [[0, 0, 0], [1, 1, 0.5], [0.5, 0.5, 0.5], [0, 0, 0]])
+    assert (r[0.3], r[0.5], r[0.7]) == (1.0, 1.0, 0.5)
+    assert r["mean"] == pytest.approx(2.5 / 3)
+    assert r["best_threshold"] == {0.3: 0.5, 0.5: 0.5, 0.7: 0.5}
+    assert r["n_images"] == 2
+
+
+def test_max_box_acc_multi_box_and_largest_component():
+    # two components: a large one off the box, a small one on it
+    maps = np.zeros((1, 10, 10))
+    maps[0, 0:5, 0:5] = 1.0
+    maps[0, 8:10, 8:10] = 1.0
+    boxes = [np.array([[8, 8, 10, 10]])]
+    assert max_box_acc(maps, boxes, thresholds=[0.5])[0.7] == 1.0
+    assert max_box_acc(maps, boxes, thresholds=[0.5], multi_box=False)[0.7] == 0.0
+
+
+def test_box_metrics_skip_images_without_boxes():
+    maps = np.zeros((2, 4, 4)); maps[:, 1, 1] = 1
+    boxes = [np.zeros((0, 4)), np.array([[1, 1, 2, 2]])]
+    assert max_box_acc(maps, boxes)["n_images"] == 1
+    assert np.isnan(pointing_hits(maps, boxes)[0]) and pointing_game(maps, boxes) == 1.0
+    with pytest.raises(ValueError, match="no image has a ground-truth box"):
+        max_box_acc(maps, [np.zeros((0, 4))] * 2)
+    with pytest.raises(ValueError, match="1 box lists for 2 maps"):
+        pointing_game(maps, boxes[:1])
+
+
+# --- the pointing games --------------------------------------------------------------------------------
+
+def _loop_pointing(maps, boxes, tol):
+    out = []
+    for m, gt in zip(maps, boxes):
+        if not len(gt):
+            out.append(np.nan)
+            continue
+        best, where = -np.inf, None
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                if m[i, j] > best:
+                    best, where = m[i, j], (i + 0.5, j + 0.5)
+        cy, cx = where
+        out.append(float(any(x1 - tol <= cx < x2 + tol and y1 - tol <= cy < y2 + tol for x1, y1, x2, y2 in gt)))
+    return np.array(out)
+
+
+def _loop_energy(maps, boxes):
+    out = []
+    for m, gt in zip(maps, boxes):
+        if not len(gt):
+            out.append(np.nan)
+            continue
+        inside = total = 0.0
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                total += m[i, j]
+                if any(x1 <= j + 0.5 < x2 and y1 <= i + 0.5 < y2 for x1, y1, x2, y2 in gt):
+                    inside += m[i, j]
+        out.append(inside / total if total > 0 else 0.0)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("tolerance", [0, 1, 2.5])
+@pytest.mark.parametrize("seed", range(4))
+def test_pointing_game_equals_a_pixel_scan(seed, tolerance):
+    maps, boxes = _random_case(seed, n=10)
+    boxes = [b + 0.25 * (i % 2) for i, b in enumerate(boxes)]   # fractional boxes too
+    np.testing.assert_array_equal(pointing_hits(maps, boxes, tolerance), _loop_pointing(maps, boxes, tolerance))
+    want = _loop_pointing(maps, boxes, tolerance)
+    if not np.isnan(want).all():
+        assert pointing_game(maps, boxes, tolerance) == pytest.approx(np.nanmean(want))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_energy_pointing_game_equals_a_pixel_scan(seed):
+    maps, boxes = _random_case(seed, n=10)
+    boxes = [b + 0.4 * (i % 2) for i, b in enumerate(boxes)]
+    np.testing.assert_allclose(energy_inside(maps, boxes), _loop_energy(maps, boxes), rtol=1e-12)
+    want = _loop_energy(maps, boxes)
+    if not np.isnan(want).all():
+        assert energy_pointing_game(maps, boxes) == pytest.approx(np.nanmean(want))
+
+
+def test_pointing_game_takes_the_first_maximum_and_torch_maps():
+    m = torch.zeros(1, 1, 4, 4)
+    m[0, 0, 3, 3] = 1.0
+    m[0, 0, 0, 0] = 1.0   # the first in row-major order wins
+    assert pointing_game(m, [np.array([[0, 0, 1, 1]])]) == 1.0
+    assert pointing_game(m, [np.array([[3, 3, 4, 4]])]) == 0.0
+    assert pointing_game(m, [np.array([[3, 3, 4, 4]])], tolerance=3) == 1.0
+    assert energy_pointing_game(torch.zeros(1, 4, 4), [np.array([[0, 0, 1, 1]])]) == 0.0
+
+
+def test_bad_maps_are_named():
+    with pytest.raises(ValueError, match=r"non-finite values .* image\(s\) \[1\]"):
+        pointing_game(np.stack([np.zeros((3, 3)), np.full((3, 3), np.nan)]), [np.zeros((0, 4))] * 2)
+    with pytest.raises(ValueError, match="maps must be"):
+        pxap(np.zeros(5), np.zeros(5, dtype=bool))
+    with pytest.raises(ValueError, match="boxes of image 0"):
+        energy_pointing_game(np.zeros((1, 3, 3)), [np.array([[2, 2, 1, 1]])])
