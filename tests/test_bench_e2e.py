@@ -63,6 +63,47 @@ def test_predictions_are_rescorable_without_inference(tiny_run):
     assert again["tpr@1"] == results["detection"]["xgradcam"]["gradcampp"]["tpr@1"]
 
 
+def test_threshold_free_metrics_are_stored_and_match_the_metric_functions(tiny_run):
+    """The bench's stored per-image values give the same numbers as camkit.metrics on the maps' grid."""
+    from camkit.bench.wsol import IOU_THRESHOLDS, _unpack
+
+    results = load_results(tiny_run)
+    stored = json.loads((tiny_run / "predictions" / "cam.json").read_text())
+    positives = [r for r in stored["images"] if r["gt"]]
+    for cam in ("gradcampp", "layercam"):
+        entry = results["detection"]["cam"][cam]
+        per_image = stored["predictions"][cam]
+        rows = [per_image[r["image_id"]] for r in positives]
+        assert entry["pointing"]["value"] == pytest.approx(sum(p["pointing"] for p in rows) / len(rows))
+        assert entry["energy"]["value"] == pytest.approx(sum(p["energy"] for p in rows) / len(rows), abs=1e-6)
+        per_d = [max(sum(_unpack(p["box_hits"][j])[t] for p in rows) / len(rows) for t in range(100))
+                 for j in range(len(IOU_THRESHOLDS))]
+        assert entry["maxboxacc"]["value"] == pytest.approx(sum(per_d) / len(per_d))
+        assert entry["maxboxacc"]["n_images"] == len(rows)
+        for m in ("pointing", "energy", "maxboxacc"):
+            lo, hi = entry[m]["ci"]
+            assert 0.0 <= lo <= entry[m]["value"] <= hi <= 1.0
+    # negatives carry no values
+    assert all(stored["predictions"]["cam"][r["image_id"]]["box_hits"] is None
+               for r in stored["images"] if not r["gt"])
+
+
+@pytest.mark.parametrize("metric", ["maxboxacc", "pointing", "energy"])
+def test_leaderboard_shows_the_threshold_free_metrics(tiny_run, tiny_run_seed1, metric):
+    runner = CliRunner()
+    one = runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", metric, "--format", "json"])
+    assert one.exit_code == 0, one.output
+    rec = {(r["train_cam"], r["test_cam"]): r for r in json.loads(one.output)["detection"]}
+    assert rec[("cam", "gradcampp")]["value"] == load_results(tiny_run)["detection"]["cam"]["gradcampp"][metric]["value"]
+    plain = runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", metric, "--format", "plain"])
+    assert "map thresholds 0 .. 0.99" in plain.output and "IoU > 0.3" not in plain.output
+    both = runner.invoke(main, ["leaderboard", str(tiny_run), str(tiny_run_seed1), "--metric", metric,
+                                "--format", "json"])
+    assert both.exit_code == 0, both.output
+    r = next(r for r in json.loads(both.output)["detection"] if r["test_cam"] == "gradcampp")
+    assert r["runs"] == 2 and r["ci_low"] <= r["value"] <= r["ci_high"]
+
+
 def test_rerun_resumes_without_training_again(tiny_run):
     before = load_results(tiny_run)
     res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--train-cam", "xgradcam", *TEST_CAMS,

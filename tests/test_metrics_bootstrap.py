@@ -194,3 +194,28 @@ def test_combine_runs_skips_undefined_resamples_and_refuses_mixed_metrics():
     assert c.low == pytest.approx(0.5) and c.high == pytest.approx(0.7)
     with pytest.raises(ValueError, match="different metrics"):
         combine_runs([_run(0.5, [0.5]), _run(0.5, [0.5], name="cpm")])
+
+
+def test_bootstrap_localization_equals_the_generic_bootstrap():
+    """Weighted resample means (and MaxBoxAcc's max inside each resample) against camkit's generic bootstrap
+    calling the plain metric on each resample's records."""
+    from camkit.metrics import bootstrap, bootstrap_localization
+
+    rng = np.random.default_rng(5)
+    n_img = 30
+    groups = [f"s{i // 2}" for i in range(n_img)]
+    pointing = (rng.random(n_img) < 0.6).astype(float)
+    energy = rng.random(n_img)
+    hits = (rng.random((n_img, 7, 2)) < 0.5).astype(float)
+    got = bootstrap_localization(groups, pointing, energy, hits, (0.3, 0.5), n=200, seed=3)
+    records = list(range(n_img))
+    ref = {
+        "pointing": bootstrap(lambda r: pointing[r].mean(), records, groups, n=200, seed=3),
+        "energy": bootstrap(lambda r: energy[r].mean(), records, groups, n=200, seed=3),
+        "maxboxacc@0.5": bootstrap(lambda r: hits[r][:, :, 1].mean(0).max(), records, groups, n=200, seed=3),
+        "maxboxacc": bootstrap(lambda r: hits[r].mean(0).max(0).mean(), records, groups, n=200, seed=3),
+    }
+    for name, r in ref.items():
+        assert got[name].estimate == pytest.approx(r.estimate)
+        np.testing.assert_allclose(got[name].samples, r.samples, rtol=1e-12)
+        assert (got[name].low, got[name].high) == pytest.approx((r.low, r.high))

@@ -120,6 +120,18 @@ def test_box_hits_equal_a_flood_fill_loop(seed, multi_box):
     np.testing.assert_array_equal(np.nan_to_num(got, nan=-1), np.nan_to_num(want, nan=-1))
 
 
+def test_box_hits_many_components_path_equals_the_loop(monkeypatch):
+    from camkit.metrics import boxes
+
+    monkeypatch.setattr(boxes, "_FEW_COMPONENTS", 0)   # the vectorised extents, used for noisy maps
+    maps, boxes_ = _random_case(7)
+    maps = np.round(np.random.default_rng(7).random(maps.shape) * 10) / 10
+    ts = np.arange(0, 1, 0.1)
+    got = box_hits(maps, boxes_, ts, (0.3, 0.5))
+    want = _loop_hits(maps, boxes_, ts, (0.3, 0.5), True)
+    np.testing.assert_array_equal(np.nan_to_num(got, nan=-1), np.nan_to_num(want, nan=-1))
+
+
 def test_max_box_acc_hand_worked():
     # image 0: a 4x4 block at 0.8 exactly on its box; image 1: the box is twice the block's width
     maps = np.zeros((2, 8, 8))
@@ -229,3 +241,20 @@ def test_bad_maps_are_named():
         pxap(np.zeros(5), np.zeros(5, dtype=bool))
     with pytest.raises(ValueError, match="boxes of image 0"):
         energy_pointing_game(np.zeros((1, 3, 3)), [np.array([[2, 2, 1, 1]])])
+
+
+def test_bench_per_image_values_round_trip_the_metrics():
+    """camkit.bench.wsol stores, per image, exactly what the metric functions compute on the maps' grid."""
+    from camkit.bench.wsol import N_THRESHOLDS, IOU_THRESHOLDS, _unpack, per_image_values
+
+    maps, boxes = _random_case(11, n=8)
+    model_boxes = [b * 4 for b in boxes]                     # model frame 4x the maps' grid
+    values = per_image_values(torch.tensor(maps), model_boxes, (maps.shape[1] * 4, maps.shape[2] * 4))
+    hits = box_hits(maps, boxes, np.arange(N_THRESHOLDS) / N_THRESHOLDS, IOU_THRESHOLDS)
+    point, energy = pointing_hits(maps, boxes), energy_inside(maps, boxes)
+    for i, v in enumerate(values):
+        if not len(boxes[i]):
+            assert v == {"pointing": None, "energy": None, "box_hits": None}
+            continue
+        assert v["pointing"] == point[i] and v["energy"] == pytest.approx(energy[i], abs=1e-6)
+        np.testing.assert_array_equal(np.stack([_unpack(x) for x in v["box_hits"]], axis=1), hits[i])

@@ -1,8 +1,9 @@
 """The evaluation half of a bench: every test-cam's boxes from one CAM-engine pass per batch.
 
 Each batch goes through :func:`camkit.inference.localize` (the step ``camkit explain`` uses too); boxes are
-stored in each original image's pixels, where scoring happens. Under ``torchrun`` each rank evaluates a
-disjoint shard and rank 0 gathers the records.
+stored in each original image's pixels, where scoring happens, with the per-image values of the
+threshold-free localisation metrics (camkit.bench.wsol), computed while the maps are in memory.
+Under ``torchrun`` each rank evaluates a disjoint shard and rank 0 gathers the records.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
     """
     import torch
 
+    from camkit.bench.wsol import per_image_values
     from camkit.data.sample import collate
     from camkit.inference import localize
     from camkit.training import distributed
@@ -46,9 +48,11 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
         found = localize(model, batch["image"], options, device, getattr(sink, "forwards", None))
         cam_seconds += time.perf_counter() - t0
         skipped.update(found.not_applicable)
+        model_size = tuple(batch["image"].shape[-2:])
         for cam, per_image in found.original(batch["transform"]).items():
-            for image_id, (boxes, scores) in zip(batch["image_id"], per_image):
-                preds[cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist()}
+            wsol = per_image_values(found.maps[cam], batch["boxes"], model_size)
+            for image_id, (boxes, scores), extra in zip(batch["image_id"], per_image, wsol):
+                preds[cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist(), **extra}
         for i, image_id in enumerate(batch["image_id"]):
             gt = batch["transform"][i].to_original(batch["boxes"][i]) if len(batch["boxes"][i]) else np.zeros((0, 4))
             images.append({"image_id": image_id, "study_id": batch["study_id"][i],

@@ -22,7 +22,11 @@ METRICS = {
     "tpr@2": "TPR at <= 2 false positives per image",
     "best": "highest TPR reached, at the FPPI where it is first reached (the paper's Table II)",
     "cpm": "mean TPR over FPPI 1/8 .. 8 (competition performance metric)",
+    "maxboxacc": "MaxBoxAccV2: best box accuracy over map thresholds, mean over IoU 0.3/0.5/0.7",
+    "pointing": "pointing game: the map's maximum inside a lesion box",
+    "energy": "energy pointing game: share of the map's mass inside the lesion boxes",
 }
+THRESHOLD_FREE = ("maxboxacc", "pointing", "energy")  # camkit.bench.wsol: no box threshold, no FPPI
 CLASSIFICATION_METRICS = ("accuracy", "auc", "tpr", "tnr")
 _BOOTSTRAP_NAME = {"best": "best_tpr"}  # the leaderboard's metric -> camkit.metrics' bootstrap name
 SEED_FIELDS = ("seed",)
@@ -243,6 +247,12 @@ def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: 
     per_run, fppis = [], []
     for run in runs:
         stored, cfg = run.predictions(train_cam), run.config()
+        if metric in THRESHOLD_FREE:
+            from camkit.bench.wsol import bootstrap_values
+
+            per_run.append(bootstrap_values(stored["predictions"][test_cam], stored["images"],
+                                            n or cfg.bootstrap, cfg.seed)[metric])
+            continue
         gt, groups = ground_truth(stored["images"])
         names = [name, "best_fppi"] if metric == "best" else [name]
         boot = bootstrap_froc(as_predictions(stored["predictions"][test_cam]), gt, groups, metrics=names,

@@ -10,6 +10,7 @@ import click
 
 from camkit.cli.options import format_option, parse_cam_options
 from camkit.errors import OptionError
+from camkit.bench.leaderboard import METRICS as METRIC_NAMES
 from camkit.cli.options import parse_options as _parse_options
 from camkit.ui.output import render
 
@@ -49,7 +50,7 @@ from camkit.ui.output import render
               help="CAM option METHOD.KEY=VALUE (repeatable), e.g. scorecam.chunk=64 or fem.k=3; applies to "
                    "the method as a test-cam and as a train-cam")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda:LOCAL_RANK when available]")
-@click.option("--metric", type=click.Choice(["tpr@0.5", "tpr@1", "tpr@2", "best", "cpm"]), default="tpr@1",
+@click.option("--metric", type=click.Choice(list(METRIC_NAMES)), default="tpr@1",
               show_default=True, help="what the printed leaderboard shows")
 @format_option
 @click.option("--quiet", is_flag=True, help="no progress output")
@@ -124,7 +125,7 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
 
 def _print_leaderboard(runs, metric: str, fmt: str) -> None:
     """Tables I and II of ``runs`` (bench.leaderboard.Run): one run, or several seeds of one configuration."""
-    from camkit.bench.leaderboard import (METRICS, classification_records, classification_rows,
+    from camkit.bench.leaderboard import (METRICS, THRESHOLD_FREE, classification_records, classification_rows,
                                           classification_table, detection_records, detection_rows,
                                           detection_table)
     from camkit.ui.output import resolve_format
@@ -150,6 +151,8 @@ def _print_leaderboard(runs, metric: str, fmt: str) -> None:
     n = runs[0].results.get("dataset", {}).get("counts", {}).get("test")
     rule = (f"IoU > {config.get('iou_threshold', 0.3)}, boxes at {config.get('box_threshold', 0.5)} x the map's "
             f"maximum, FPPI over {config.get('fppi_images', 'positive')} test images")
+    if metric in THRESHOLD_FREE:
+        rule = "over the test images with a lesion, in the maps' grid; map thresholds 0 .. 0.99 (docs/metrics.md)"
     header = table["header"]
     render(detection_rows(table), [header, *table["cols"]], fmt,
            title=f"Detection: {METRICS[metric]} ↑ (rows: {header}, columns: test-cam; * best in row, ** best "
@@ -161,7 +164,7 @@ def _print_leaderboard(runs, metric: str, fmt: str) -> None:
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--metric", type=click.Choice(["tpr@0.5", "tpr@1", "tpr@2", "best", "cpm"]), default="tpr@1",
+@click.option("--metric", type=click.Choice(list(METRIC_NAMES)), default="tpr@1",
               show_default=True)
 @click.option("--group", is_flag=True, help="runs of different configurations: one table per configuration "
                                              "(otherwise they are refused)")

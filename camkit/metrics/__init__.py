@@ -7,8 +7,8 @@ See docs/metrics.md for the exact rules (strict IoU > 0.3, which images count in
 from __future__ import annotations
 
 from camkit.metrics.bootstrap import (BootstrapResult, CombinedResult, PairedResult, ResamplePlan, bootstrap,
-                                      bootstrap_classification, bootstrap_froc, combine_runs, compare,
-                                      paired_bootstrap, resample_plan)
+                                      bootstrap_classification, bootstrap_froc, bootstrap_localization,
+                                      combine_runs, compare, paired_bootstrap, resample_plan)
 from camkit.metrics.classify import ClassificationResult, classification, roc_auc
 from camkit.metrics.detection import (CPM_FPPIS, FROCResult, MatchTable, OperatingPoint, froc, iou_matrix,
                                       match_image, match_table)
@@ -18,7 +18,8 @@ from camkit.metrics.localization import (box_hits, energy_inside, energy_pointin
 
 __all__ = [
     "BootstrapResult", "CombinedResult", "PairedResult", "ResamplePlan", "bootstrap", "bootstrap_classification",
-    "bootstrap_froc", "combine_runs", "compare", "paired_bootstrap", "resample_plan", "ClassificationResult",
+    "bootstrap_froc", "bootstrap_localization", "combine_runs", "compare", "paired_bootstrap", "resample_plan",
+    "ClassificationResult",
     "classification", "roc_auc", "CPM_FPPIS", "FROCResult", "MatchTable", "OperatingPoint", "froc", "iou_matrix",
     "match_image", "match_table", "DeletionInsertion", "confidence_change", "deletion_insertion", "box_hits",
     "energy_inside", "energy_pointing_game", "max_box_acc", "pointing_game", "pointing_hits", "pxap",

@@ -231,6 +231,36 @@ def bootstrap_classification(labels: Any, scores: Any, groups: Sequence[Any] | N
     return {m: _result(m, float(full[m][0]), np.concatenate([p[m] for p in parts]), plan, level) for m in names}
 
 
+def bootstrap_localization(groups: Sequence[Any], pointing: Any = None, energy: Any = None, hits: Any = None,
+                           iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7), n: int = 1000, seed: int = 0,
+                           level: float = 0.95) -> dict[str, BootstrapResult]:
+    """Study-level bootstrap of the per-image values of camkit.metrics.localization.
+
+    ``pointing`` (N,) from ``pointing_hits``, ``energy`` (N,) from ``energy_inside``, ``hits`` (N, T, D) from
+    ``box_hits``; ``groups[i]`` is image i's study. Images without a box (NaN) must be left out by the caller.
+    A resample is a weighted mean over images (each image as often as its study is drawn); MaxBoxAcc takes the
+    maximum over thresholds inside each resample, as its definition does. Returns ``"pointing"``, ``"energy"``,
+    ``"maxboxacc"`` (mean over the IoU thresholds) and ``"maxboxacc@d"`` for each d, for the values given.
+    """
+    _check_level(level)
+    plan = resample_plan(groups, n, seed)
+    w = plan.weights().astype(np.float64)                          # (n, N)
+    total = w.sum(axis=1)
+    out: dict[str, BootstrapResult] = {}
+    for name, values in (("pointing", pointing), ("energy", energy)):
+        if values is not None:
+            v = np.asarray(values, dtype=np.float64).reshape(-1)
+            out[name] = _result(name, float(v.mean()), (w @ v) / total, plan, level)
+    if hits is not None:
+        h = np.asarray(hits, dtype=np.float64)
+        acc = np.tensordot(w, h, axes=(1, 0)) / total[:, None, None]   # (n, T, D)
+        per_d, full = acc.max(axis=1), h.mean(axis=0).max(axis=0)       # (n, D), (D,)
+        for j, d in enumerate(iou_thresholds):
+            out[f"maxboxacc@{d:g}"] = _result(f"maxboxacc@{d:g}", float(full[j]), per_d[:, j], plan, level)
+        out["maxboxacc"] = _result("maxboxacc", float(full.mean()), per_d.mean(axis=1), plan, level)
+    return out
+
+
 def compare(a: BootstrapResult, b: BootstrapResult) -> PairedResult:
     """Paired comparison a - b of two bootstraps made on the same resamples (same studies, n and seed)."""
     if a.plan_key != b.plan_key:

@@ -24,6 +24,7 @@ import numpy as np
 from camkit.data.sample import clip_boxes
 
 SCORES = ("peak_x_prob", "peak", "mean", "mean_x_prob")
+_FEW_COMPONENTS = 256   # up to this many, scipy's find_objects gives the extents fastest
 
 BoxList = list[tuple[np.ndarray, np.ndarray]]
 
@@ -109,8 +110,26 @@ def components(fg: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, np.nd
     labels, n = ndimage.label(fg, structure=structure)
     if n == 0:
         return labels, np.zeros((0, 5), dtype=np.int64)
-    ext = np.array([(s[0].start, s[2].start, s[1].start, s[2].stop, s[1].stop)
-                    for s in ndimage.find_objects(labels)], dtype=np.int64)
+    if n <= _FEW_COMPONENTS:
+        ext = np.array([(s[0].start, s[2].start, s[1].start, s[2].stop, s[1].stop)
+                        for s in ndimage.find_objects(labels)], dtype=np.int64)
+        return labels, ext
+    # many components (noisy maps at low thresholds): per-label min/max of the pixel coordinates beats
+    # building one slice tuple per component (5x on 32 noise maps of 46x30, benchmarks/test_wsol_metrics_speed)
+    flat = labels.ravel()
+    idx = np.flatnonzero(flat)
+    lab = flat[idx] - 1
+    _, h, w = labels.shape
+    img, rem = np.divmod(idx, h * w)
+    y, x = np.divmod(rem, w)
+    ext = np.empty((n, 5), dtype=np.int64)
+    ext[:, 0][lab] = img
+    ext[:, 1:3] = np.iinfo(np.int64).max
+    ext[:, 3:] = -1
+    np.minimum.at(ext[:, 1], lab, x)
+    np.minimum.at(ext[:, 2], lab, y)
+    np.maximum.at(ext[:, 3], lab, x + 1)
+    np.maximum.at(ext[:, 4], lab, y + 1)
     return labels, ext
 
 

@@ -1,0 +1,97 @@
+"""The threshold-free localisation metrics in a bench: per-image values while evaluating, bootstrap CIs when
+scoring (docs/metrics.md section 5).
+
+While the maps are in memory, :func:`per_image_values` turns each test-cam's maps and the ground-truth boxes
+(scaled to the maps' grid) into small JSON-able values per image: the pointing-game hit, the energy inside
+the boxes and, per IoU threshold, the map thresholds at which the image is a MaxBoxAcc hit (a hex bit mask).
+They are stored with the image's predictions, so any run can be re-scored without inference;
+:func:`score_localization` reads them back.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+IOU_THRESHOLDS = (0.3, 0.5, 0.7)
+N_THRESHOLDS = 100          # numpy.arange(0, 1, 0.01), MaxBoxAcc's default
+NAMES = ("pointing", "energy", "maxboxacc")
+
+
+def per_image_values(maps: Any, gt_model: Sequence[Any], model_size: tuple[int, int]) -> list[dict[str, Any]]:
+    """Per image of a batch: ``{"pointing", "energy", "box_hits"}`` (None for an image without boxes).
+
+    ``maps`` (B, h, w) on any device; ``gt_model`` the ground-truth boxes in the model frame
+    (``model_size`` (H, W)), scaled here to the maps' grid.
+    """
+    from camkit.metrics import box_hits, energy_inside, pointing_hits
+
+    h, w = maps.shape[-2:]
+    sy, sx = h / model_size[0], w / model_size[1]
+    gt = [np.asarray(b, dtype=np.float64).reshape(-1, 4) * [sx, sy, sx, sy] for b in gt_model]
+    out: list[dict[str, Any]] = [{"pointing": None, "energy": None, "box_hits": None} for _ in gt]
+    keep = [i for i, g in enumerate(gt) if len(g)]   # only images with a lesion are scored: label only those
+    if not keep:
+        return out
+    maps, gt = maps[keep], [gt[i] for i in keep]
+    point, energy = pointing_hits(maps, gt), energy_inside(maps, gt)
+    hits = box_hits(maps, gt, np.arange(N_THRESHOLDS) / N_THRESHOLDS, IOU_THRESHOLDS)
+    for k, i in enumerate(keep):
+        out[i] = {"pointing": int(point[k]), "energy": round(float(energy[k]), 6),
+                  "box_hits": [_pack(hits[k, :, j]) for j in range(len(IOU_THRESHOLDS))]}
+    return out
+
+
+def score_localization(per_image: dict[str, Any], images: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
+    """Pointing game, energy pointing game and MaxBoxAcc (V2: mean over IoU 0.3/0.5/0.7) with study-level
+    bootstrap CIs, over the test images with a lesion; ``{}`` for predictions stored without these values."""
+    found = _values(per_image, images)
+    if found is None:
+        return {}
+    boot = bootstrap_values(per_image, images, cfg.bootstrap, cfg.seed)
+    out: dict[str, Any] = {m: {"value": boot[m].estimate, "ci": [boot[m].low, boot[m].high]} for m in NAMES}
+    acc = found[3].mean(axis=0)
+    ts = np.arange(N_THRESHOLDS) / N_THRESHOLDS
+    out["maxboxacc"].update(
+        per_iou={f"{d:g}": {"value": boot[f"maxboxacc@{d:g}"].estimate,
+                            "ci": [boot[f"maxboxacc@{d:g}"].low, boot[f"maxboxacc@{d:g}"].high],
+                            "best_threshold": float(ts[acc[:, j].argmax()])}
+                 for j, d in enumerate(IOU_THRESHOLDS)},
+        n_images=len(found[0]))
+    return out
+
+
+def bootstrap_values(per_image: dict[str, Any], images: list[dict[str, Any]], n: int,
+                     seed: int) -> dict[str, Any]:
+    """The stored per-image values' study-level bootstrap (camkit.metrics.bootstrap_localization)."""
+    from camkit.errors import OptionError
+    from camkit.metrics import bootstrap_localization
+
+    found = _values(per_image, images)
+    if found is None:
+        raise OptionError("these predictions carry no pointing/energy/maxboxacc values (a bench from before "
+                          "camkit stored them): re-run the bench to compute them")
+    groups, pointing, energy, hits = found
+    return bootstrap_localization(groups, pointing, energy, hits, IOU_THRESHOLDS, n=n, seed=seed)
+
+
+def _values(per_image: dict[str, Any], images: list[dict[str, Any]]) -> tuple[Any, ...] | None:
+    rows = [(per_image[r["image_id"]], r["study_id"]) for r in images
+            if r["image_id"] in per_image and per_image[r["image_id"]].get("box_hits") is not None]
+    if not rows:
+        return None
+    pointing = np.array([p["pointing"] for p, _ in rows], dtype=np.float64)
+    energy = np.array([p["energy"] for p, _ in rows], dtype=np.float64)
+    hits = np.stack([np.stack([_unpack(x) for x in p["box_hits"]], axis=1) for p, _ in rows])   # (N, T, D)
+    return [g for _, g in rows], pointing, energy, hits
+
+
+def _pack(bits: np.ndarray) -> str:
+    """(T,) 0/1 -> hex, bit t = threshold t."""
+    return format(int("".join("1" if b else "0" for b in bits[::-1]), 2), "x")
+
+
+def _unpack(text: str) -> np.ndarray:
+    v = int(text, 16)
+    return np.array([(v >> t) & 1 for t in range(N_THRESHOLDS)], dtype=np.float64)
