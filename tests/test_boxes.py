@@ -10,6 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from camkit.metrics.boxes import batch_to_original, boxes_to_original, maps_to_boxes, maps_to_boxes_sweep
 from camkit.data.sample import BoxTransform
+from reference_loops import flood_components
 
 
 def test_box_uses_continuous_coordinates():
@@ -114,25 +115,10 @@ def _reference(m2d: np.ndarray, t: float, prob: float) -> list[tuple[list[float]
     peak = m2d.max()
     if peak <= 0:
         return []
-    fg = m2d >= t * peak
-    seen = np.zeros_like(fg)
     out = []
-    for i in range(h):
-        for j in range(w):
-            if fg[i, j] and not seen[i, j]:
-                stack, cells = [(i, j)], []
-                seen[i, j] = True
-                while stack:
-                    y, x = stack.pop()
-                    cells.append((y, x))
-                    for dy in (-1, 0, 1):
-                        for dx in (-1, 0, 1):
-                            yy, xx = y + dy, x + dx
-                            if 0 <= yy < h and 0 <= xx < w and fg[yy, xx] and not seen[yy, xx]:
-                                seen[yy, xx] = True
-                                stack.append((yy, xx))
-                ys, xs = zip(*cells)
-                out.append(([min(xs), min(ys), max(xs) + 1, max(ys) + 1], max(m2d[c] for c in cells) * prob))
+    for cells in flood_components(m2d >= t * peak):
+        ys, xs = zip(*cells)
+        out.append(([min(xs), min(ys), max(xs) + 1, max(ys) + 1], max(m2d[c] for c in cells) * prob))
     return out
 
 

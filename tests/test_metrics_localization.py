@@ -1,8 +1,6 @@
-"""PxAP against scikit-learn; MaxBoxAcc, the pointing games against plain loops written here (flood fill,
-pixel scans), and hand-worked cases."""
+"""PxAP against scikit-learn; MaxBoxAcc, the pointing games against plain loops (the flood fill of
+tests/reference_loops.py, pixel scans here), and hand-worked cases."""
 from __future__ import annotations
-
-from collections import deque
 
 import numpy as np
 import pytest
@@ -10,6 +8,7 @@ import torch
 
 from camkit.metrics import (box_hits, energy_inside, energy_pointing_game, max_box_acc, pointing_game,
                             pointing_hits, pxap)
+from reference_loops import flood_components
 
 
 def _random_case(seed: int, n: int = 6, h: int = 12, w: int = 10, levels: int = 20):
@@ -58,29 +57,6 @@ def test_pxap_perfect_and_errors():
 
 # --- MaxBoxAcc -----------------------------------------------------------------------------------------
 
-def _flood_components(fg: np.ndarray) -> list[list[tuple[int, int]]]:
-    """8-connected components of a 2-D mask in raster order of their first pixel, by breadth-first search."""
-    h, w = fg.shape
-    seen = np.zeros_like(fg, dtype=bool)
-    comps = []
-    for i in range(h):
-        for j in range(w):
-            if fg[i, j] and not seen[i, j]:
-                comp, queue = [], deque([(i, j)])
-                seen[i, j] = True
-                while queue:
-                    a, b = queue.popleft()
-                    comp.append((a, b))
-                    for da in (-1, 0, 1):
-                        for db in (-1, 0, 1):
-                            y, x = a + da, b + db
-                            if 0 <= y < h and 0 <= x < w and fg[y, x] and not seen[y, x]:
-                                seen[y, x] = True
-                                queue.append((y, x))
-                comps.append(comp)
-    return comps
-
-
 def _iou(a, b) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -95,7 +71,7 @@ def _loop_hits(maps, boxes, ts, ds, multi_box):
         if not len(gt):
             continue
         for ti, t in enumerate(ts):
-            comps = _flood_components(m >= t)
+            comps = flood_components(m >= t)
             if not multi_box and comps:
                 comps = [max(comps, key=len)]   # max() keeps the first of equal sizes
             best = 0.0
