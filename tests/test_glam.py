@@ -191,3 +191,22 @@ def test_evidence_alignment_pulls_the_patch_map_and_is_zero_when_off():
     assert parts["evidence"] > 0 and parts["loss"] == pytest.approx(
         parts["bce_global"] + parts["bce_local"] + on.cfg.beta * parts["sparsity"] + parts["evidence"], rel=1e-5)
     loss.backward()
+
+
+def test_paste_patch_maps_equals_a_loop_including_overlaps_and_edges():
+    """Nearest-upsampled patches assigned in order (a later one overwrites), clipped at the image edge."""
+    from camkit.nn.regions import paste_patch_maps
+
+    g = torch.Generator().manual_seed(3)
+    b, k, c, mh, mw, ph, pw, h, w = 3, 2, 2, 4, 3, 8, 6, 20, 14
+    maps = torch.rand(b, k, c, mh, mw, generator=g)
+    corners = torch.tensor([[[0, 0], [4, 3]], [[15, 10], [-3, -2]], [[6, 6], [6, 6]]])
+    want = torch.zeros(b, c, h, w)
+    for i in range(b):
+        for j in range(k):
+            for y in range(ph):
+                for x in range(pw):
+                    r, q = int(corners[i, j, 0]) + y, int(corners[i, j, 1]) + x
+                    if 0 <= r < h and 0 <= q < w:
+                        want[i, :, r, q] = maps[i, j, :, y * mh // ph, x * mw // pw]
+    torch.testing.assert_close(paste_patch_maps(maps, corners, (ph, pw), (h, w)), want, rtol=0, atol=0)

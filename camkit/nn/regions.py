@@ -104,16 +104,19 @@ def paste_patch_maps(maps: Tensor, corners: Tensor, patch_size: tuple[int, int],
     b, k, c, mh, mw = maps.shape
     height, width = input_hw
     ph, pw = patch_size
-    rows = torch.arange(height, device=maps.device)
-    cols = torch.arange(width, device=maps.device)
-    out = maps.new_zeros(b, c, height, width)
-    bi = torch.arange(b, device=maps.device)[:, None, None]
-    for j in range(k):  # K patches, in order (K = 1 as released)
-        dr = rows[None, :] - corners[:, j, 0:1]  # (B, H) offset inside the patch
-        dc = cols[None, :] - corners[:, j, 1:2]  # (B, W)
-        inside = ((dr >= 0) & (dr < ph))[:, :, None] & ((dc >= 0) & (dc < pw))[:, None, :]  # (B, H, W)
-        sr = (dr.clamp(0, ph - 1) * mh) // ph  # nearest source row of the (mh, mw) map
-        sc = (dc.clamp(0, pw - 1) * mw) // pw
-        vals = maps[:, j].permute(0, 2, 3, 1)[bi, sr[:, :, None], sc[:, None, :]]  # (B, H, W, C)
-        out = torch.where(inside[:, None], vals.permute(0, 3, 1, 2), out)
-    return out
+    # each patch pixel's nearest source cell, and its flat destination; only the patches' pixels are touched
+    # (a gather over the whole canvas was 5x slower than a per-image loop on a CPU), and nothing syncs the host
+    rr = torch.arange(ph, device=maps.device)
+    cc = torch.arange(pw, device=maps.device)
+    sr, sc = (rr * mh) // ph, (cc * mw) // pw
+    outside = height * width  # pixels of a patch past the image edge land on a spare row, dropped at the end
+    canvas = maps.new_zeros(b, c, height + 1, width)
+    out = canvas.view(b, c, -1)
+    for j in range(k):  # K patches, in order (K = 1 as released): a later patch overwrites an earlier one
+        r = corners[:, j, 0:1] + rr  # (B, ph)
+        q = corners[:, j, 1:2] + cc  # (B, pw)
+        ok = ((r >= 0) & (r < height))[:, :, None] & ((q >= 0) & (q < width))[:, None, :]
+        dest = torch.where(ok, r[:, :, None] * width + q[:, None, :], outside).reshape(b, 1, -1)
+        vals = maps[:, j][:, :, sr][:, :, :, sc]  # (B, C, ph, pw) nearest upsampling
+        out.scatter_(2, dest.expand(b, c, -1), vals.reshape(b, c, -1))
+    return canvas[:, :, :height]  # a view: no copy of the full-resolution map
