@@ -49,7 +49,7 @@ def score_localization(per_image: dict[str, Any], images: list[dict[str, Any]], 
     found = _values(per_image, images)
     if found is None:
         return {}
-    boot = bootstrap_values(per_image, images, cfg.bootstrap, cfg.seed)
+    boot = _bootstrap(found, cfg.bootstrap, cfg.seed)
     out: dict[str, Any] = {m: {"value": boot[m].estimate, "ci": [boot[m].low, boot[m].high]} for m in NAMES}
     acc = found[3].mean(axis=0)
     ts = np.arange(N_THRESHOLDS) / N_THRESHOLDS
@@ -66,12 +66,17 @@ def bootstrap_values(per_image: dict[str, Any], images: list[dict[str, Any]], n:
                      seed: int) -> dict[str, Any]:
     """The stored per-image values' study-level bootstrap (camkit.metrics.bootstrap_localization)."""
     from camkit.errors import OptionError
-    from camkit.metrics import bootstrap_localization
 
     found = _values(per_image, images)
     if found is None:
         raise OptionError("these predictions carry no pointing/energy/maxboxacc values (a bench from before "
                           "camkit stored them): re-run the bench to compute them")
+    return _bootstrap(found, n, seed)
+
+
+def _bootstrap(found: tuple[Any, ...], n: int, seed: int) -> dict[str, Any]:
+    from camkit.metrics import bootstrap_localization
+
     groups, pointing, energy, hits = found
     return bootstrap_localization(groups, pointing, energy, hits, IOU_THRESHOLDS, n=n, seed=seed)
 
@@ -88,10 +93,11 @@ def _values(per_image: dict[str, Any], images: list[dict[str, Any]]) -> tuple[An
 
 
 def _pack(bits: np.ndarray) -> str:
-    """(T,) 0/1 -> hex, bit t = threshold t."""
-    return format(int("".join("1" if b else "0" for b in bits[::-1]), 2), "x")
+    """(T,) 0/1 -> hex of the integer whose bit t is threshold t."""
+    packed = np.packbits(np.asarray(bits, dtype=bool), bitorder="little")
+    return format(int.from_bytes(packed.tobytes(), "little"), "x")
 
 
 def _unpack(text: str) -> np.ndarray:
-    v = int(text, 16)
-    return np.array([(v >> t) & 1 for t in range(N_THRESHOLDS)], dtype=np.float64)
+    raw = int(text, 16).to_bytes((N_THRESHOLDS + 7) // 8, "little")
+    return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")[:N_THRESHOLDS].astype(np.float64)

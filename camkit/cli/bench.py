@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from camkit.bench.leaderboard import METRICS as METRIC_NAMES
 from camkit.cli.options import format_option, parse_cam_options
 from camkit.errors import OptionError
-from camkit.bench.leaderboard import METRICS as METRIC_NAMES
 from camkit.cli.options import parse_options as _parse_options
 from camkit.ui.output import render
 

@@ -89,10 +89,7 @@ def box_hits(maps: Any, boxes: Sequence[Any], thresholds: Any = None,
     out = np.full((n, ts.size, ds.size), np.nan)
     if not has_box.any():
         return out
-    k = max(len(g) for g in gt)
-    pad = np.full((n, k, 4), np.nan)
-    for i, g in enumerate(gt):
-        pad[i, :len(g)] = g
+    pad = _padded(gt)
     sorted_vals = np.sort(arr.reshape(-1))
     previous_count, previous = -1, None
     for ti, t in enumerate(ts):
@@ -143,20 +140,19 @@ def pointing_hits(maps: Any, boxes: Sequence[Any], tolerance: float = 0) -> np.n
     grown by ``tolerance`` pixels on every side, else 0.0; NaN for an image without boxes."""
     import torch
 
+    tol = float(tolerance)
+    if tol < 0:
+        raise ValueError(f"pointing_game: tolerance must be >= 0, got {tolerance!r}")
     x = _as_maps(maps)
     n, _, w = x.shape
     gt = _boxes_list(boxes, n)
     flat = torch.argmax(x.reshape(n, -1), dim=1).cpu().numpy()   # torch.argmax returns the first maximum
-    cy, cx = flat // w + 0.5, flat % w + 0.5
-    out = np.full(n, np.nan)
-    tol = float(tolerance)
-    if tol < 0:
-        raise ValueError(f"pointing_game: tolerance must be >= 0, got {tolerance!r}")
-    for i, g in enumerate(gt):
-        if len(g):
-            inside = ((g[:, 0] - tol <= cx[i]) & (cx[i] < g[:, 2] + tol)
-                      & (g[:, 1] - tol <= cy[i]) & (cy[i] < g[:, 3] + tol))
-            out[i] = float(inside.any())
+    cy, cx = (flat // w + 0.5)[:, None], (flat % w + 0.5)[:, None]
+    pad = _padded(gt)                                              # NaN rows compare False
+    inside = ((pad[..., 0] - tol <= cx) & (cx < pad[..., 2] + tol)
+              & (pad[..., 1] - tol <= cy) & (cy < pad[..., 3] + tol))
+    out = inside.any(axis=1).astype(np.float64)
+    out[[len(g) == 0 for g in gt]] = np.nan
     return out
 
 
@@ -180,12 +176,12 @@ def energy_inside(maps: Any, boxes: Sequence[Any]) -> np.ndarray:
     x = _as_maps(maps)
     n, h, w = x.shape
     gt = _boxes_list(boxes, n)
-    inside = torch.zeros((n, h, w), dtype=torch.bool, device=x.device)
+    pad = torch.as_tensor(_padded(gt), device=x.device)           # (N, K, 4), NaN rows compare False
     cols = torch.arange(w, device=x.device, dtype=torch.float64) + 0.5
     rows = torch.arange(h, device=x.device, dtype=torch.float64) + 0.5
-    for i, g in enumerate(gt):
-        for x1, y1, x2, y2 in g:
-            inside[i] |= (((rows >= y1) & (rows < y2))[:, None] & ((cols >= x1) & (cols < x2))[None, :])
+    in_rows = (rows >= pad[..., 1:2]) & (rows < pad[..., 3:4])     # (N, K, H)
+    in_cols = (cols >= pad[..., 0:1]) & (cols < pad[..., 2:3])     # (N, K, W)
+    inside = (in_rows[..., :, None] & in_cols[..., None, :]).any(dim=1)   # the union of each image's boxes
     xd = x.to(torch.float64)
     total = xd.sum(dim=(1, 2))
     within = (xd * inside).sum(dim=(1, 2))
@@ -243,6 +239,14 @@ def _boxes_list(boxes: Sequence[Any], n: int) -> list[np.ndarray]:
             raise ValueError(f"boxes of image {i}: each row must be finite x1 y1 x2 y2 with x2 >= x1, y2 >= y1")
         out.append(arr)
     return out
+
+
+def _padded(gt: list[np.ndarray]) -> np.ndarray:
+    """(N, K, 4) the boxes of every image, NaN-padded to the most boxes any image has (K >= 1)."""
+    pad = np.full((len(gt), max([len(g) for g in gt] + [1]), 4), np.nan)
+    for i, g in enumerate(gt):
+        pad[i, :len(g)] = g
+    return pad
 
 
 def _best_iou(fg: np.ndarray, gt: np.ndarray, multi_box: bool, connectivity: int) -> np.ndarray:
