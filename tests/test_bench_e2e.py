@@ -104,6 +104,50 @@ def test_leaderboard_shows_the_threshold_free_metrics(tiny_run, tiny_run_seed1, 
     assert r["runs"] == 2 and r["ci_low"] <= r["value"] <= r["ci_high"]
 
 
+@pytest.mark.parametrize("metric", ["tpr@1", "maxboxacc"])
+def test_leaderboard_marks_significance_against_the_baseline_holm_corrected(tiny_run, tiny_run_seed1, metric):
+    from camkit.bench.leaderboard import cell_bootstraps, load_runs
+    from camkit.metrics import compare, holm
+
+    runner = CliRunner()
+    js = json.loads(runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", metric, "--alpha", "0.5",
+                                         "--format", "json"]).output)
+    assert js["significance"]["baseline"] == ["cam", "cam"] and "Holm" in js["significance"]["method"]
+    rec = [r for r in js["detection"] if r["value"] is not None]
+    base = next(r for r in rec if r["baseline"])
+    assert (base["train_cam"], base["test_cam"]) == ("cam", "cam") and base["p_value"] is None
+    others = [r for r in rec if not r["baseline"]]
+    # each p-value is the paired bootstrap's, recomputed here; Holm over all of them together
+    run = load_runs([tiny_run])[0]
+    b = cell_bootstraps(run, "cam", "cam", metric)[metric]
+    for r in others[:3]:
+        c = compare(cell_bootstraps(run, r["row"], r["test_cam"], metric)[metric], b)
+        assert r["p_value"] == c.p_value and r["difference"] == pytest.approx(c.difference)
+    assert [r["p_holm"] for r in others] == pytest.approx(holm([r["p_value"] for r in others]).tolist())
+    assert all(r["significant"] == (r["p_holm"] < 0.5) for r in others)
+    # 40 resamples cannot resolve ~30 comparisons at 0.05: said, with the --bootstrap that would
+    strict = json.loads(runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", metric, "--format",
+                                             "json"]).output)
+    assert "--bootstrap" in strict["significance"]["note"]
+    assert not any(r["significant"] for r in strict["detection"])
+    plain = runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", metric, "--alpha", "0.5"]).output
+    row = next(line for line in plain.splitlines() if line.startswith("xgradcam "))
+    marks = sum(1 for r in others if r["train_cam"] == "xgradcam" and r["significant"])
+    assert row.count("▲") + row.count("▼") == marks and "(baseline)" in plain
+    other = json.loads(runner.invoke(main, ["leaderboard", str(tiny_run), "--baseline", "xgradcam:gradcampp",
+                                            "--metric", metric, "--format", "json"]).output)
+    assert other["significance"]["baseline"] == ["xgradcam", "gradcampp"]
+    bad = runner.invoke(main, ["leaderboard", str(tiny_run), "--baseline", "nope:cam"])
+    assert bad.exit_code != 0 and "not a scored cell" in bad.output and "xgradcam" in bad.output
+    seeds = json.loads(runner.invoke(main, ["leaderboard", str(tiny_run), str(tiny_run_seed1), "--metric",
+                                            metric, "--format", "json"]).output)
+    assert "two-level" in seeds["significance"]["method"]
+    assert all(r["p_value"] is not None for r in seeds["detection"] if r["value"] is not None and not r["baseline"])
+    # the bench stores the TPR@1FPPI comparison with its Holm-corrected p-value
+    vs = load_results(tiny_run)["detection"]["xgradcam"]["gradcampp"]["vs_baseline"]
+    assert vs["metric"] == "tpr@1" and 0 < vs["p_value"] <= vs["p_holm"] <= 1
+
+
 def test_rerun_resumes_without_training_again(tiny_run):
     before = load_results(tiny_run)
     res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--train-cam", "xgradcam", *TEST_CAMS,

@@ -112,7 +112,8 @@ def test_mixed_matrix_prints_rows_by_model_and_resumes(mixed_run):
     assert load_results(out)["training"] == before  # nothing retrained
     # the columns of one-model benches come first, in their old order; the row and its model last
     assert res.stdout.splitlines()[0] == ("table,train_cam,test_cam,metric,value,ci_low,ci_high,fppi,sd,runs,"
-                                          "best_in_row,best_overall,not_applicable,row,model")
+                                          "best_in_row,best_overall,not_applicable,row,model,baseline,"
+                                          "difference,p_value,p_holm,significant")
 
 
 def test_glam_bench_rows_by_train_cam_and_its_full_resolution_map(tmp_path):

@@ -240,25 +240,12 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
 
 
 def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: str, n: int | None) -> Cell:
-    from camkit.bench.scoring import as_predictions, ground_truth
-    from camkit.metrics import bootstrap_froc, combine_runs
+    from camkit.metrics import combine_runs
 
-    name = _BOOTSTRAP_NAME.get(metric, metric)
     per_run, fppis = [], []
     for run in runs:
-        stored, cfg = run.predictions(train_cam), run.config()
-        if metric in THRESHOLD_FREE:
-            from camkit.bench.wsol import bootstrap_values
-
-            per_run.append(bootstrap_values(stored["predictions"][test_cam], stored["images"],
-                                            n or cfg.bootstrap, cfg.seed)[metric])
-            continue
-        gt, groups = ground_truth(stored["images"])
-        names = [name, "best_fppi"] if metric == "best" else [name]
-        boot = bootstrap_froc(as_predictions(stored["predictions"][test_cam]), gt, groups, metrics=names,
-                              n=n or cfg.bootstrap, seed=cfg.seed, iou_threshold=cfg.iou_threshold,
-                              images=cfg.fppi_images)
-        per_run.append(boot[name])
+        boot = cell_bootstraps(run, train_cam, test_cam, metric, n)
+        per_run.append(boot[metric])
         if metric == "best":
             fppis.append(boot["best_fppi"].estimate)
     c = combine_runs(per_run, n=n or per_run[0].n, seed=0)
@@ -266,28 +253,65 @@ def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: 
     return _combined_cell(c, len(runs), fppi)
 
 
+def cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | None = None) -> dict[str, Any]:
+    """The study-level bootstrap of one cell's ``metric`` (key ``metric``; ``"best"`` adds ``"best_fppi"``),
+    recomputed from the run's stored predictions with the run's own seed (so cells of one run share their
+    resamples and can be compared pairwise)."""
+    stored, cfg = run.predictions(row), run.config()
+    if metric in THRESHOLD_FREE:
+        from camkit.bench.wsol import bootstrap_values
+
+        return {metric: bootstrap_values(stored["predictions"][test_cam], stored["images"],
+                                         n or cfg.bootstrap, cfg.seed)[metric]}
+    from camkit.bench.scoring import as_predictions, ground_truth
+    from camkit.metrics import bootstrap_froc
+
+    name = _BOOTSTRAP_NAME.get(metric, metric)
+    gt, groups = ground_truth(stored["images"])
+    names = [name, "best_fppi"] if metric == "best" else [name]
+    boot = bootstrap_froc(as_predictions(stored["predictions"][test_cam]), gt, groups, metrics=names,
+                          n=n or cfg.bootstrap, seed=cfg.seed, iou_threshold=cfg.iou_threshold,
+                          images=cfg.fppi_images)
+    return {metric: boot[name], **({"best_fppi": boot["best_fppi"]} if metric == "best" else {})}
+
+
 def detection_records(table: dict[str, Any]) -> list[dict[str, Any]]:
     """Flat records of a detection table, for json and csv."""
     out = []
+    sig = table.get("significance") or {}
     for (r, c), cell in table["cells"].items():
         meta = table["meta"][r]
+        vs = sig.get("cells", {}).get((r, c), {})
         out.append({"table": "detection", "train_cam": meta["train_cam"], "test_cam": c, "metric": table["metric"],
                     "value": cell.value, "ci_low": cell.ci[0], "ci_high": cell.ci[1], "fppi": cell.fppi,
                     "sd": cell.sd, "runs": cell.runs, "best_in_row": table["best_row"].get(r) == c,
                     "best_overall": table["best_all"] == (r, c), "not_applicable": cell.not_applicable,
-                    "row": r, "model": meta["model"]})
+                    "row": r, "model": meta["model"],
+                    "baseline": sig.get("baseline") == (r, c) if sig else None,
+                    "difference": vs.get("difference"), "p_value": vs.get("p_value"), "p_holm": vs.get("p_holm"),
+                    "significant": vs.get("significant")})
     return out
 
 
 def detection_rows(table: dict[str, Any], marks: tuple[str, str] = ("*", "**")) -> list[dict[str, str]]:
     """Display rows: one per row (train-cam, or model), a text cell per test-cam; best in row ``*``, best
-    overall ``**``. The first column is titled ``table["header"]``."""
+    overall ``**``; with ``table["significance"]`` (camkit.bench.significance), ``▲``/``▼`` where a cell is
+    significantly above/below the baseline, which reads ``(baseline)``. The first column is titled
+    ``table["header"]``."""
+    from camkit.bench.significance import MARKS
+
     out = []
+    sig = table.get("significance") or {}
     for r in table["rows"]:
         row = {table["header"]: r}
         for c in table["cols"]:
             cell = table["cells"].get((r, c))
             text = cell.text() if cell else ""
+            direction = sig.get("cells", {}).get((r, c), {}).get("direction", 0)
+            if direction:
+                text += f" {MARKS[direction]}"
+            if sig and sig["baseline"] == (r, c):
+                text += " (baseline)"
             if table["best_all"] == (r, c):
                 text += f" {marks[1]}"
             elif table["best_row"].get(r) == c:

@@ -13,7 +13,6 @@ the output folder.
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 from dataclasses import replace
@@ -24,7 +23,7 @@ from camkit.bench.config import BenchConfig, Row
 from camkit.bench.evaluate import evaluate_pairings, overlay_data
 from camkit.bench.recipe import Recipe, build_datasets, build_model, model_dir, train_config
 from camkit.bench.results import RESULTS_FILE, config_hash, load_results, new_results, save_results
-from camkit.bench.scoring import compare_pairings, score_pairings
+from camkit.bench.scoring import score_pairings
 from camkit.errors import CamkitError, OptionError
 from camkit.storage.atomic import atomic_write, atomic_write_json
 
@@ -238,17 +237,23 @@ def baseline_row(rows: list[Row]) -> Row | None:
 
 
 def _compare_to_baseline(out: Path, results: dict[str, Any], cfg: BenchConfig) -> None:
-    """Paired bootstrap of every pairing against the released GMIC's own pairing (CAM for both)."""
-    rows = cfg.rows()
-    base = baseline_row(rows)
+    """Every pairing's TPR@1FPPI against the released GMIC's own pairing (CAM for both): paired study bootstrap,
+    Holm-corrected across the matrix (camkit.bench.significance), stored as ``vs_baseline``."""
+    from camkit.bench.leaderboard import Run, detection_table
+    from camkit.bench.significance import significance
+
+    base = baseline_row(cfg.rows())
     if base is None or BASELINE[1] not in cfg.test_cams:
         return
-    stored = {r.label: json.loads((out / "predictions" / f"{r.label}.json").read_text()) for r in rows}
-    preds = {label: s["predictions"] for label, s in stored.items()}
-    if BASELINE[1] not in preds[base.label]:  # the baseline pairing does not apply to this model
+    run = Run(out, results)
+    table = detection_table([run], "tpr@1")
+    if table["cells"].get((base.label, BASELINE[1])) is None or \
+            table["cells"][(base.label, BASELINE[1])].value is None:  # the baseline pairing does not apply
         return
-    vs = compare_pairings(preds, stored[base.label]["images"], cfg, (base.label, BASELINE[1]))
-    for label, per_test in vs.items():
-        for test_cam, comparison in per_test.items():
-            results["detection"][label][test_cam]["vs_baseline"] = {"baseline": [base.label, BASELINE[1]],
-                                                                    **comparison}
+    found = significance([run], table, (base.label, BASELINE[1]))
+    own = {"difference": 0.0, "ci": [0.0, 0.0], "p_value": 1.0, "p_holm": 1.0, "significant": False,
+           "direction": 0}
+    for (label, test_cam), comparison in {**found["cells"], (base.label, BASELINE[1]): own}.items():
+        results["detection"][label][test_cam]["vs_baseline"] = {
+            "baseline": [base.label, BASELINE[1]], "metric": "tpr@1", **comparison, "alpha": found["alpha"],
+            "method": found["method"]}

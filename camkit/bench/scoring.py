@@ -1,5 +1,6 @@
-"""Scoring a bench's stored predictions: FROC numbers and classification with study-level bootstrap CIs, and
-paired comparisons. Works from ``predictions/*.json`` alone, so any run can be re-scored without inference."""
+"""Scoring a bench's stored predictions: FROC numbers and classification with study-level bootstrap CIs (paired
+comparisons: camkit.bench.significance). Works from ``predictions/*.json`` alone, so any run can be re-scored
+without inference."""
 from __future__ import annotations
 
 from typing import Any
@@ -68,26 +69,3 @@ def score_pairings(records: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], d
                            for cam, per_image in records["predictions"].items()}
     det.update({cam: {"not_applicable": why} for cam, why in records.get("not_applicable", {}).items()})
     return det, score_classification(records["images"], cfg)
-
-
-def compare_pairings(predictions: dict[str, dict[str, Any]], images: list[dict[str, Any]], cfg: Any,
-                     baseline: tuple[str, str], metric: str = "tpr@1") -> dict[str, dict[str, Any]]:
-    """Paired bootstrap of every pairing against ``baseline`` (train-cam, test-cam) on the same resamples.
-
-    ``predictions[train_cam][test_cam]`` holds per-image predictions; returns
-    ``{train_cam: {test_cam: {difference, ci, p_value}}}``.
-    """
-    from camkit.metrics import bootstrap_froc, compare
-
-    gt, groups = ground_truth(images)
-    kw = {"iou_threshold": cfg.iou_threshold, "images": cfg.fppi_images, "n": cfg.bootstrap, "seed": cfg.seed}
-    base = bootstrap_froc(as_predictions(predictions[baseline[0]][baseline[1]]), gt, groups, metrics=[metric],
-                          **kw)[metric]
-    out: dict[str, dict[str, Any]] = {}
-    for train_cam, per_test in predictions.items():
-        for test_cam, per_image in per_test.items():
-            b = bootstrap_froc(as_predictions(per_image), gt, groups, metrics=[metric], **kw)[metric]
-            c = compare(b, base)
-            out.setdefault(train_cam, {})[test_cam] = {"metric": metric, "difference": c.difference,
-                                                       "ci": [c.low, c.high], "p_value": c.p_value}
-    return out

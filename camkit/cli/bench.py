@@ -52,11 +52,15 @@ from camkit.ui.output import render
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda:LOCAL_RANK when available]")
 @click.option("--metric", type=click.Choice(list(METRIC_NAMES)), default="tpr@1",
               show_default=True, help="what the printed leaderboard shows")
+@click.option("--baseline", default=None, metavar="ROW:TEST_CAM",
+              help="pairing the ▲/▼ significance markers compare with [cam:cam, the released GMIC's]")
+@click.option("--alpha", type=float, default=0.05, show_default=True,
+              help="family-wise level of the markers (Holm-corrected across the matrix)")
 @format_option
 @click.option("--quiet", is_flag=True, help="no progress output")
 def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, seeds, out, models_dir,
-          data_root, model_opt, dataset_opt, box_threshold, bootstrap, cam_output, cam_opt, device, metric, fmt,
-          quiet):
+          data_root, model_opt, dataset_opt, box_threshold, bootstrap, cam_output, cam_opt, device, metric,
+          baseline, alpha, fmt, quiet):
     """Train with each train-cam, score every test-cam, print the leaderboard.
 
     With no options: the paper's matrix (train-cams cam, gradcampp, xgradcam x the five test-cams) on the
@@ -112,7 +116,7 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
         except Exception as exc:  # noqa: BLE001 - the scores are saved; a figure is redrawn by the next run
             click.echo(f"warning: a figure of {run_out} could not be drawn ({type(exc).__name__}: {exc}); re-run "
                        "the same command to draw it", err=True)
-    _print_leaderboard(loaded, metric, fmt)
+    _print_leaderboard(loaded, metric, fmt, baseline, alpha)
     for run in loaded:
         for warning in run.results.get("warnings", []):
             click.echo(f"warning ({run.path.name}): {warning}" if len(loaded) > 1 else f"warning: {warning}",
@@ -123,14 +127,17 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
                    err=True)
 
 
-def _print_leaderboard(runs, metric: str, fmt: str) -> None:
-    """Tables I and II of ``runs`` (bench.leaderboard.Run): one run, or several seeds of one configuration."""
+def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None, alpha: float = 0.05) -> None:
+    """Tables I and II of ``runs`` (bench.leaderboard.Run): one run, or several seeds of one configuration,
+    with significance markers against ``baseline`` (ROW:TEST_CAM; default cam:cam when present)."""
     from camkit.bench.leaderboard import (METRICS, THRESHOLD_FREE, classification_records, classification_rows,
                                           classification_table, detection_records, detection_rows,
                                           detection_table)
+    from camkit.bench.significance import parse_baseline, significance
     from camkit.ui.output import resolve_format
 
     table, cls = detection_table(runs, metric), classification_table(runs)
+    sig = table["significance"] = significance(runs, table, parse_baseline(baseline), alpha)
     fmt = resolve_format(fmt)
     config = runs[0].results.get("config", {})
     seeds = table["seeds"]
@@ -143,7 +150,8 @@ def _print_leaderboard(runs, metric: str, fmt: str) -> None:
         det, clsr = detection_records(table), classification_records(cls, runs[0].results)
         if fmt == "json":
             click.echo(json.dumps({"metric": metric, "runs": len(runs), "seeds": seeds, "interval": interval,
-                                   "detection": det, "classification": clsr}, indent=2))
+                                   "significance": _significance_summary(sig), "detection": det,
+                                   "classification": clsr}, indent=2))
         else:
             records = det + clsr
             render(records, list(records[0]) if records else None, "csv")
@@ -154,12 +162,26 @@ def _print_leaderboard(runs, metric: str, fmt: str) -> None:
     if metric in THRESHOLD_FREE:
         rule = "over the test images with a lesion, in the maps' grid; map thresholds 0 .. 0.99 (docs/metrics.md)"
     header = table["header"]
+    marks = ""
+    if sig is not None:
+        base = f"{sig['baseline'][0]} x {sig['baseline'][1]}"
+        marks = (f"; ▲/▼ significantly above/below the baseline {base} ({sig['method']}, alpha "
+                 f"{sig['alpha']:g})")
     render(detection_rows(table), [header, *table["cols"]], fmt,
            title=f"Detection: {METRICS[metric]} ↑ (rows: {header}, columns: test-cam; * best in row, ** best "
-                 f"overall; {rule}; {interval})")
+                 f"overall{marks}; {rule}; {interval})")
+    if sig is not None and sig.get("note"):
+        click.echo(f"note: {sig['note']}", err=True)
     click.echo("")
     render(classification_rows(cls, header), [header, "accuracy", "auc", "tpr", "tnr"], fmt,
            title=f"Classification ↑ (positive when p >= 0.5; {n} test images; {interval})")
+
+
+def _significance_summary(sig):
+    if sig is None:
+        return None
+    return {"baseline": list(sig["baseline"]), "alpha": sig["alpha"], "method": sig["method"],
+            "note": sig.get("note")}
 
 
 @click.command()
@@ -168,8 +190,12 @@ def _print_leaderboard(runs, metric: str, fmt: str) -> None:
               show_default=True)
 @click.option("--group", is_flag=True, help="runs of different configurations: one table per configuration "
                                              "(otherwise they are refused)")
+@click.option("--baseline", default=None, metavar="ROW:TEST_CAM",
+              help="pairing the ▲/▼ significance markers compare with [cam:cam, the released GMIC's]")
+@click.option("--alpha", type=float, default=0.05, show_default=True,
+              help="family-wise level of the markers (Holm-corrected across the matrix)")
 @format_option
-def leaderboard(run_dirs, metric, group, fmt):
+def leaderboard(run_dirs, metric, group, baseline, alpha, fmt):
     """Print Tables I and II of one bench run, or of several seeds of one configuration combined.
 
     Several runs must differ by their seed alone: cells become the mean over seeds, with a two-level bootstrap
@@ -179,7 +205,7 @@ def leaderboard(run_dirs, metric, group, fmt):
 
     runs = load_runs(run_dirs)
     if not group:
-        _print_leaderboard(runs, metric, fmt)
+        _print_leaderboard(runs, metric, fmt, baseline, alpha)
         return
     groups = group_runs(runs)
     diff = config_differences([g[0] for g in groups])
@@ -188,7 +214,7 @@ def leaderboard(run_dirs, metric, group, fmt):
             what = ", ".join(f"{f}={json.dumps(members[0].results['config'].get(f))}" for f in diff)
             click.echo(f"{'' if k == 0 else chr(10)}configuration {k + 1} of {len(groups)}: {what} "
                        f"({len(members)} run(s))")
-        _print_leaderboard(members, metric, fmt)
+        _print_leaderboard(members, metric, fmt, baseline, alpha)
 
 
 commands = [bench, leaderboard]

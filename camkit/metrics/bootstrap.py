@@ -153,21 +153,27 @@ def combine_runs(results: Sequence[BootstrapResult], n: int = 1000, seed: int = 
         raise ValueError(f"combine_runs: the runs hold different metrics {sorted(names)}")
     values = np.array([r.estimate for r in results], dtype=float)
     pools = [r.samples[~np.isnan(r.samples)] for r in results]
-    usable = [i for i, pool in enumerate(pools) if pool.size]
-    rng = np.random.default_rng([int(seed), 0x32626F6F])
-    if usable:
-        runs = rng.choice(np.asarray(usable), size=(int(n), len(usable)), replace=True)
-        picks = np.empty(runs.shape)
-        for k in usable:  # one random resample of run k wherever run k was drawn
-            where = runs == k
-            picks[where] = pools[k][rng.integers(0, pools[k].size, size=int(where.sum()))]
-        lo, hi = _percentiles(picks.mean(axis=1), level)
-    else:
-        lo = hi = float("nan")
+    means = two_level_means(pools, n, seed)
+    lo, hi = _percentiles(means, level) if means.size else (float("nan"), float("nan"))
     finite = values[np.isfinite(values)]
     sd = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
     return CombinedResult(results[0].metric, float(finite.mean()) if finite.size else float("nan"), lo, hi, sd,
                           tuple(float(v) for v in values), float(level), int(n), int(seed))
+
+
+def two_level_means(pools: Sequence[np.ndarray], n: int, seed: int) -> np.ndarray:
+    """(n,) means of the two-level bootstrap: each draws runs with replacement, then one value of each drawn
+    run's pool (its study resamples); empty pools are left out, and no usable pool gives an empty array."""
+    usable = [i for i, pool in enumerate(pools) if pool.size]
+    if not usable:
+        return np.zeros(0)
+    rng = np.random.default_rng([int(seed), 0x32626F6F])
+    runs = rng.choice(np.asarray(usable), size=(int(n), len(usable)), replace=True)
+    picks = np.empty(runs.shape)
+    for k in usable:  # one random resample of run k wherever run k was drawn
+        where = runs == k
+        picks[where] = pools[k][rng.integers(0, pools[k].size, size=int(where.sum()))]
+    return picks.mean(axis=1)
 
 
 def bootstrap(metric_fn: Callable[[list[Any]], float], records: Sequence[Any], groups: Sequence[Any],
@@ -271,13 +277,18 @@ def compare(a: BootstrapResult, b: BootstrapResult) -> PairedResult:
     d = a.samples - b.samples
     ok = d[~np.isnan(d)]
     lo, hi = _percentiles(ok, a.level)
-    if ok.size:
-        extreme = min(int((ok <= 0).sum()), int((ok >= 0).sum()))
-        p = min(1.0, 2.0 * (1 + extreme) / (ok.size + 1))
-    else:
-        p = float("nan")
-    return PairedResult(a.metric, a.estimate - b.estimate, lo, hi, p, a.level, a.n, int(d.size - ok.size),
-                        a.seed, d)
+    return PairedResult(a.metric, a.estimate - b.estimate, lo, hi, bootstrap_p_value(ok), a.level, a.n,
+                        int(d.size - ok.size), a.seed, d)
+
+
+def bootstrap_p_value(differences: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" from bootstrap differences (NaN-free): twice the smaller share of
+    resamples on either side of zero, with the +1 correction so that it is never 0; NaN without resamples."""
+    ok = np.asarray(differences, dtype=float)
+    if not ok.size:
+        return float("nan")
+    extreme = min(int((ok <= 0).sum()), int((ok >= 0).sum()))
+    return min(1.0, 2.0 * (1 + extreme) / (ok.size + 1))
 
 
 def paired_bootstrap(metric_fn: Callable[[list[Any]], float], records_a: Sequence[Any], records_b: Sequence[Any],

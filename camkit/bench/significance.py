@@ -1,0 +1,98 @@
+"""Which pairings of a leaderboard differ from the baseline pairing, beyond what resampling the studies explains.
+
+Every cell of the detection table is compared with one baseline cell (by default the released GMIC's own
+pairing, train-cam CAM x test-cam CAM) by a paired study bootstrap: both cells' metric on the same resamples
+of the test studies, so that what the images share cancels out. Several seeds of one configuration combine the
+runs' paired differences with the two-level bootstrap (seeds, then studies). The p-values of all the cells are
+then Holm-corrected together (camkit.metrics.holm): a marked cell differs at family-wise level alpha across the
+whole matrix. docs/metrics.md, "Significance", has the definitions.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from camkit.errors import OptionError
+
+DEFAULT_BASELINE = ("cam", "cam")  # the released GMIC's own pairing
+MARKS = {1: "▲", -1: "▼"}          # significantly above / below the baseline
+
+
+def parse_baseline(text: str | None) -> tuple[str, str] | None:
+    """``"ROW:TEST_CAM"`` (ROW: a train-cam, or a row label of mixed models) -> a tuple; None stays None."""
+    if text is None:
+        return None
+    row, sep, col = text.partition(":")
+    if not sep or not row or not col:
+        raise OptionError(f"--baseline {text!r}: give ROW:TEST_CAM, e.g. cam:cam (a leaderboard row, then a "
+                          "test-cam column)")
+    return row, col
+
+
+def baseline_cell(table: dict[str, Any], baseline: tuple[str, str] | None = None) -> tuple[str, str] | None:
+    """The table's (row, column) of ``baseline``: its row named by label, or by train-cam (the first such row).
+
+    An explicit baseline that is not in the table is an OptionError; the default one may be absent (None).
+    """
+    want = baseline or DEFAULT_BASELINE
+    row = want[0] if want[0] in table["rows"] else next(
+        (r for r in table["rows"] if table["meta"][r].get("train_cam") == want[0]), None)
+    if row is None or want[1] not in table["cols"] or (row, want[1]) not in table["cells"] \
+            or table["cells"][(row, want[1])].value is None:
+        if baseline is None:
+            return None
+        raise OptionError(f"--baseline {want[0]}:{want[1]} is not a scored cell of this leaderboard (rows: "
+                          f"{', '.join(table['rows'])}; test-cams: {', '.join(table['cols'])})")
+    return row, want[1]
+
+
+def significance(runs: Sequence[Any], table: dict[str, Any], baseline: tuple[str, str] | None = None,
+                 alpha: float = 0.05, n: int | None = None) -> dict[str, Any] | None:
+    """Paired comparisons of every scored cell of ``table`` (camkit.bench.leaderboard.detection_table over
+    ``runs``) with the baseline cell, Holm-corrected across the matrix.
+
+    Returns ``{"baseline": (row, col), "alpha", "metric", "method", "cells": {(row, col): {"difference", "ci",
+    "p_value", "p_holm", "significant", "direction"}}}`` (the baseline's own cell is left out), or None when
+    the default baseline is not in the table or the runs' predictions are not stored.
+    """
+    from camkit.bench.leaderboard import cell_bootstraps
+    from camkit.metrics import compare
+    from camkit.metrics.significance import combine_paired, holm
+
+    if not 0.0 < alpha < 1.0:
+        raise OptionError(f"--alpha must be in (0, 1), got {alpha!r}")
+    base = baseline_cell(table, baseline)
+    if base is None:
+        return None
+    metric = table["metric"]
+    cells = [k for k, cell in table["cells"].items() if cell.value is not None and k != base]
+    try:
+        base_boot = [cell_bootstraps(run, *base, metric, n)[metric] for run in runs]
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for key in cells:
+            paired = [compare(cell_bootstraps(run, *key, metric, n)[metric], b) for run, b in zip(runs, base_boot)]
+            if len(runs) == 1:
+                c = paired[0]
+                found[key] = {"difference": c.difference, "ci": [c.low, c.high], "p_value": c.p_value}
+            else:
+                found[key] = {k: v for k, v in combine_paired(paired, n=n or paired[0].n).items() if k != "runs"}
+    except OptionError:
+        if baseline is not None:
+            raise
+        return None  # a results document without its predictions: no paired test, the table stays as it is
+    adjusted = holm([found[k]["p_value"] for k in cells])
+    for key, p in zip(cells, adjusted):
+        f = found[key]
+        f["p_holm"] = float(p)
+        f["significant"] = bool(p < alpha)
+        f["direction"] = (1 if f["difference"] > 0 else -1) if f["significant"] else 0
+    what = "paired study bootstrap" if len(runs) == 1 else "paired two-level bootstrap (seeds, then studies)"
+    out = {"baseline": base, "alpha": alpha, "metric": metric, "cells": found,
+           "method": f"{what}, Holm-corrected over {len(cells)} comparisons", "note": None}
+    resamples = n or base_boot[0].n
+    floor = 2.0 / (resamples + 1)  # the smallest bootstrap p-value
+    if cells and floor * len(cells) >= alpha:
+        out["note"] = (f"with {resamples} bootstrap resamples no p-value is below {floor:.4f}, so after Holm over "
+                       f"{len(cells)} comparisons none can reach alpha {alpha:g}; bench with --bootstrap "
+                       f"{int(2 * len(cells) / alpha) + 1} or more to resolve them")
+    return out
