@@ -18,7 +18,7 @@ not know (a keyword it lacks does that by itself) rather than silently ignore it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
+from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 if TYPE_CHECKING:
     from camkit.data.sample import BoxTransform
@@ -40,6 +40,10 @@ class Sample(TypedDict):
         laterality  "L" / "R" / None
         view        "CC" / "MLO" / None
         transform   BoxTransform from the original image's pixels to the model frame and back
+
+    Optional (leaderboard strata use them where a dataset has them, ``camkit leaderboard --by``)::
+
+        density     breast density as the dataset writes it (VinDr-Mammo: "DENSITY A" .. "DENSITY D")
     """
 
     image: Any
@@ -50,9 +54,12 @@ class Sample(TypedDict):
     laterality: str | None
     view: str | None
     transform: "BoxTransform"
+    density: NotRequired[str | None]
 
 
-SAMPLE_KEYS: tuple[str, ...] = tuple(Sample.__annotations__)
+# spelled out: with postponed annotations TypedDict cannot see NotRequired
+OPTIONAL_SAMPLE_KEYS: tuple[str, ...] = ("density",)
+SAMPLE_KEYS: tuple[str, ...] = tuple(k for k in Sample.__annotations__ if k not in OPTIONAL_SAMPLE_KEYS)
 
 
 @runtime_checkable

@@ -148,6 +148,40 @@ def test_leaderboard_marks_significance_against_the_baseline_holm_corrected(tiny
     assert vs["metric"] == "tpr@1" and 0 < vs["p_value"] <= vs["p_holm"] <= 1
 
 
+def test_leaderboard_breaks_down_by_lesion_size_view_and_laterality(tiny_run):
+    runner = CliRunner()
+    results = load_results(tiny_run)
+    js = json.loads(runner.invoke(main, ["leaderboard", str(tiny_run), "--by", "size", "--format", "json"]).output)
+    assert [s["stratum"] for s in js["strata"]] == ["small", "medium", "large"]
+    n = [int(s["description"].rsplit(": ", 1)[1].split()[0]) for s in js["strata"]]
+    for train_cam in ("cam", "xgradcam"):
+        for test_cam in ("cam", "gradcampp"):
+            entry = results["detection"][train_cam][test_cam]
+            assert sum(n) == entry["n_lesions"]
+            cells = {r["stratum"]: r["value"] for r in js["detection"]
+                     if (r["train_cam"], r["test_cam"]) == (train_cam, test_cam)}
+            # every stratum counts the same false positives, so the hits at <= 1 FPPI add up to all the hits
+            hits = sum(cells[s] * k for s, k in zip(("small", "medium", "large"), n))
+            assert hits == pytest.approx(entry["tpr@1"]["value"] * entry["n_lesions"])
+    assert {r["by"] for r in js["detection"]} == {"size"}
+    plain = runner.invoke(main, ["leaderboard", str(tiny_run), "--by", "size"]).output
+    assert plain.count("Detection — size ") == 3 and plain.count("Classification ") == 1
+    stored = json.loads((tiny_run / "predictions" / "cam.json").read_text())
+    for by in ("view", "laterality"):
+        js = json.loads(runner.invoke(main, ["leaderboard", str(tiny_run), "--by", by, "--metric", "pointing",
+                                             "--format", "json"]).output)
+        values = sorted({r[by] for r in stored["images"]})
+        assert [s["stratum"] for s in js["strata"]] == values
+        for v in values:  # the pointing game of the stratum: the stored per-image hits of its images
+            hits = [stored["predictions"]["gradcampp"][r["image_id"]]["pointing"] for r in stored["images"]
+                    if r[by] == v and r["gt"]]
+            cell = next(r for r in js["detection"] if r["stratum"] == v and r["train_cam"] == "cam"
+                        and r["test_cam"] == "gradcampp")
+            assert cell["value"] == pytest.approx(sum(hits) / len(hits))
+    bad = runner.invoke(main, ["leaderboard", str(tiny_run), "--by", "density"])
+    assert bad.exit_code != 0 and "does not record it" in bad.output
+
+
 def test_rerun_resumes_without_training_again(tiny_run):
     before = load_results(tiny_run)
     res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--train-cam", "xgradcam", *TEST_CAMS,

@@ -290,3 +290,57 @@ def test_monotone_rescoring_keeps_the_curve(data):
 def test_iou_matrix_values():
     m = iou_matrix([[0, 0, 2, 2], [1, 1, 3, 3], [0, 0, 0, 0]], [[0, 0, 2, 2], [0, 0, 0, 0]])
     np.testing.assert_allclose(m, [[1, 0], [1 / 7, 0], [0, 0]])
+
+
+# --- strata of lesions (lesions=) -------------------------------------------------------------------------
+
+def test_a_hit_on_another_strata_lesion_is_neither_hit_nor_false_positive():
+    gt = {"a": [[0, 0, 10, 10], [50, 50, 90, 90]], "b": []}
+    preds = {"a": ([[50, 50, 90, 90], [0, 0, 10, 10], [200, 0, 210, 10]], [0.9, 0.8, 0.7])}
+    small = froc(preds, gt, lesions={"a": [True, False]}, images="all")
+    # the large lesion's hit (0.9) is left out; the small one's hit (0.8) enters first, then the false positive
+    assert small.n_lesions == 1 and small.tpr.tolist() == [0.0, 1.0, 1.0]
+    assert small.fppi.tolist() == [0.0, 0.0, 0.5] and small.n_ignored == 1
+    large = froc(preds, gt, lesions={"a": [False, True]}, images="all")
+    assert large.tpr.tolist() == [0.0, 1.0, 1.0] and large.fppi.tolist() == [0.0, 0.0, 0.5]
+    # an image missing from lesions: none of its boxes count
+    none = froc(preds, gt, lesions={}, images="all")
+    assert none.n_lesions == 0 and none.fppi[-1] == 0.5
+    with pytest.raises(ValueError, match="lesions mask has 1 entries for 2"):
+        froc(preds, gt, lesions={"a": [True]})
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lesion_strata_partition_the_hits(seed):
+    """Each hit belongs to exactly one stratum: over a partition of the lesions the hits add up to all of them
+    at every score threshold, and every stratum counts the same false positives."""
+    from camkit.metrics import match_table
+
+    rng = np.random.default_rng(seed)
+    gt, preds, strata = {}, {}, {}
+    for i in range(30):
+        k = int(rng.integers(0, 4))
+        xy = rng.uniform(0, 200, size=(k, 2))
+        gt[i] = np.c_[xy, xy + rng.uniform(5, 40, size=(k, 2))]
+        m = int(rng.integers(0, 6))
+        jitter = rng.normal(0, 4, size=(m, 4))
+        base = gt[i][rng.integers(0, k, size=m)] if k else np.c_[xy := rng.uniform(0, 200, (m, 2)), xy + 20]
+        b = base + jitter
+        preds[i] = (np.c_[np.minimum(b[:, :2], b[:, 2:]), np.maximum(b[:, :2], b[:, 2:]) + 1],
+                    rng.choice([0.2, 0.4, 0.6, 0.8], size=m))
+        strata[i] = rng.integers(0, 3, size=k)
+    full = match_table(preds, gt)
+    parts = [match_table(preds, gt, lesions={i: s == j for i, s in strata.items()}) for j in range(3)]
+    thresholds = [0.9, 0.7, 0.5, 0.3, 0.1]
+
+    def counts(t):  # hits and false positives scoring >= t
+        return t.tp[t.scores >= thr].sum(), (~t.tp[t.scores >= thr]).sum()
+
+    for thr in thresholds:
+        tp_all, fp_all = counts(full)
+        assert sum(counts(p)[0] for p in parts) == tp_all
+        assert all(counts(p)[1] == fp_all for p in parts)
+    assert sum(int(p.n_gt.sum()) for p in parts) == int(full.n_gt.sum())
+    # every lesion counting is the unstratified table
+    every = match_table(preds, gt, lesions={i: np.ones(len(g), bool) for i, g in gt.items()})
+    assert np.array_equal(every.tp, full.tp) and np.array_equal(every.scores, full.scores)

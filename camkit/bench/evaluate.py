@@ -57,7 +57,9 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
             gt = batch["transform"][i].to_original(batch["boxes"][i]) if len(batch["boxes"][i]) else np.zeros((0, 4))
             images.append({"image_id": image_id, "study_id": batch["study_id"][i],
                            "label": int(batch["label"][i]), "prob": float(found.probs[i]),
-                           "gt": np.round(gt, 2).tolist()})
+                           "gt": np.round(gt, 2).tolist(), "view": batch["view"][i],
+                           "laterality": batch["laterality"][i], "density": batch.get("density", [None] * len(
+                               batch["image_id"]))[i]})
         if sink is not None:
             sink.step()
     records = {"images": images, "predictions": {c: p for c, p in preds.items() if c not in skipped},

@@ -41,6 +41,8 @@ class Run:
     # each file parsed and the config built once per run (a combined table reads them for every cell)
     _predictions: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _config: Any = field(default=None, repr=False, compare=False)
+    _strata: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _boots: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def seed(self) -> Any:
@@ -55,6 +57,17 @@ class Run:
                                   "every run's stored predictions (re-run its bench to write them)")
             self._predictions[train_cam] = json.loads(file.read_text())
         return self._predictions[train_cam]
+
+    def strata(self, by: str) -> dict[str, Any]:
+        """``{name: camkit.bench.strata.Stratum}`` of this run's test images (every row shares them)."""
+        from camkit.bench.strata import make_strata
+
+        if by not in self._strata:
+            first = next(iter(self.results.get("detection", {})), None)
+            if first is None:
+                raise OptionError(f"{self.path}: no scored row to break down")
+            self._strata[by] = {s.name: s for s in make_strata(self.predictions(first)["images"], by)}
+        return self._strata[by]
 
     def config(self) -> Any:
         from camkit.bench.config import BenchConfig
@@ -196,11 +209,13 @@ def row_header(results: dict[str, Any]) -> str:
 
 
 def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
-                    n: int | None = None) -> dict[str, Any]:
+                    n: int | None = None, stratum: tuple[str, str] | None = None) -> dict[str, Any]:
     """Rows train-cam x columns test-cam of ``metric``; best per row and overall (ties: the lower FPPI).
 
     Several runs must share their configuration but the seed; their cells are combined from the stored
     predictions with the two-level bootstrap (``n`` resamples, default the runs' own bootstrap count).
+    ``stratum`` ``(by, name)`` (camkit.bench.strata) scores that part of the test set only, from the stored
+    predictions.
     """
     if metric not in METRICS:
         raise OptionError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
@@ -222,10 +237,12 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
             na = next((e for e in entries if "not_applicable" in e), None)
             if na is not None:
                 cells[(r, c)] = Cell(not_applicable=na["not_applicable"], runs=len(runs))
-            elif len(runs) == 1:
+            elif len(runs) == 1 and stratum is None:
                 cells[(r, c)] = _single(entries[0], metric)
+            elif len(runs) == 1:
+                cells[(r, c)] = _boot_cell(cell_bootstraps(runs[0], r, c, metric, n, stratum), metric)
             else:
-                cells[(r, c)] = _combined_detection(runs, r, c, metric, n)
+                cells[(r, c)] = _combined_detection(runs, r, c, metric, n, stratum)
     best_row = {}
     for r in rows:
         scored = [(cells[(r, c)].value, -(cells[(r, c)].fppi or 0), c) for c in cols
@@ -235,16 +252,24 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
     scored_all = [(cell.value, -(cell.fppi or 0), key) for key, cell in cells.items() if cell.value is not None]
     best_all = max(scored_all)[2] if scored_all else None
     return {"metric": metric, "rows": rows, "cols": cols, "cells": cells, "best_row": best_row,
-            "best_all": best_all, "runs": len(runs), "seeds": [run.seed for run in runs],
+            "best_all": best_all, "runs": len(runs), "seeds": [run.seed for run in runs], "stratum": stratum,
             "header": row_header(runs[0].results), "meta": {r: row_meta(runs[0].results, r) for r in rows}}
 
 
-def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: str, n: int | None) -> Cell:
+def _boot_cell(boot: dict[str, Any], metric: str) -> Cell:
+    b = boot[metric]
+    value = None if b.estimate != b.estimate else b.estimate
+    ci = (None, None) if b.low != b.low else (b.low, b.high)
+    return Cell(value, ci, boot["best_fppi"].estimate if metric == "best" and value is not None else None)
+
+
+def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: str, n: int | None,
+                        stratum: tuple[str, str] | None = None) -> Cell:
     from camkit.metrics import combine_runs
 
     per_run, fppis = [], []
     for run in runs:
-        boot = cell_bootstraps(run, train_cam, test_cam, metric, n)
+        boot = cell_bootstraps(run, train_cam, test_cam, metric, n, stratum)
         per_run.append(boot[metric])
         if metric == "best":
             fppis.append(boot["best_fppi"].estimate)
@@ -253,26 +278,54 @@ def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: 
     return _combined_cell(c, len(runs), fppi)
 
 
-def cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | None = None) -> dict[str, Any]:
+def cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | None = None,
+                    stratum: tuple[str, str] | None = None) -> dict[str, Any]:
     """The study-level bootstrap of one cell's ``metric`` (key ``metric``; ``"best"`` adds ``"best_fppi"``),
     recomputed from the run's stored predictions with the run's own seed (so cells of one run share their
-    resamples and can be compared pairwise)."""
+    resamples and can be compared pairwise); ``stratum`` ``(by, name)``: that part of the test set only."""
+    key = (row, test_cam, metric, n, stratum)
+    if key not in run._boots:
+        run._boots[key] = _cell_bootstraps(run, row, test_cam, metric, n, stratum)
+    return run._boots[key]
+
+
+def _cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | None,
+                     stratum: tuple[str, str] | None) -> dict[str, Any]:
     stored, cfg = run.predictions(row), run.config()
+    images, per_image = stored["images"], stored["predictions"][test_cam]
+    part = None
+    if stratum is not None:
+        part = run.strata(stratum[0]).get(stratum[1])
+        if part is None:
+            raise OptionError(f"{run.path}: no {stratum[0]} stratum {stratum[1]!r} in this run")
     if metric in THRESHOLD_FREE:
         from camkit.bench.wsol import bootstrap_values
 
-        return {metric: bootstrap_values(stored["predictions"][test_cam], stored["images"],
-                                         n or cfg.bootstrap, cfg.seed)[metric]}
+        ids = part.per_image_ids() if part is not None else None
+        chosen = images if ids is None else [r for r in images if r["image_id"] in ids]
+        return {metric: bootstrap_values(per_image, chosen, n or cfg.bootstrap, cfg.seed)[metric]}
     from camkit.bench.scoring import as_predictions, ground_truth
     from camkit.metrics import bootstrap_froc
 
+    if part is not None and part.images is not None:
+        images = [r for r in images if r["image_id"] in part.images]
+        per_image = {k: v for k, v in per_image.items() if k in part.images}
     name = _BOOTSTRAP_NAME.get(metric, metric)
-    gt, groups = ground_truth(stored["images"])
+    gt, groups = ground_truth(images)
     names = [name, "best_fppi"] if metric == "best" else [name]
-    boot = bootstrap_froc(as_predictions(stored["predictions"][test_cam]), gt, groups, metrics=names,
+    boot = bootstrap_froc(as_predictions(per_image), gt, groups, metrics=names,
                           n=n or cfg.bootstrap, seed=cfg.seed, iou_threshold=cfg.iou_threshold,
-                          images=cfg.fppi_images)
+                          images=cfg.fppi_images, lesions=part.lesions if part is not None else None)
     return {metric: boot[name], **({"best_fppi": boot["best_fppi"]} if metric == "best" else {})}
+
+
+def strata_names(runs: Sequence[Run], by: str) -> list[tuple[str, str]]:
+    """``(name, description)`` of the ``by`` strata, in the first run's order (others' extra ones after)."""
+    out: dict[str, str] = {}
+    for run in runs:
+        for name, part in run.strata(by).items():
+            out.setdefault(name, part.description)
+    return list(out.items())
 
 
 def detection_records(table: dict[str, Any]) -> list[dict[str, Any]]:

@@ -64,13 +64,14 @@ def significance(runs: Sequence[Any], table: dict[str, Any], baseline: tuple[str
     base = baseline_cell(table, baseline)
     if base is None:
         return None
-    metric = table["metric"]
+    metric, part = table["metric"], table.get("stratum")
     cells = [k for k, cell in table["cells"].items() if cell.value is not None and k != base]
     try:
-        base_boot = [cell_bootstraps(run, *base, metric, n)[metric] for run in runs]
+        base_boot = [cell_bootstraps(run, *base, metric, n, part)[metric] for run in runs]
         found: dict[tuple[str, str], dict[str, Any]] = {}
         for key in cells:
-            paired = [compare(cell_bootstraps(run, *key, metric, n)[metric], b) for run, b in zip(runs, base_boot)]
+            paired = [compare(cell_bootstraps(run, *key, metric, n, part)[metric], b)
+                      for run, b in zip(runs, base_boot)]
             if len(runs) == 1:
                 c = paired[0]
                 found[key] = {"difference": c.difference, "ci": [c.low, c.high], "p_value": c.p_value}

@@ -127,36 +127,61 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
                    err=True)
 
 
-def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None, alpha: float = 0.05) -> None:
+def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None, alpha: float = 0.05,
+                       by: str | None = None) -> None:
     """Tables I and II of ``runs`` (bench.leaderboard.Run): one run, or several seeds of one configuration,
-    with significance markers against ``baseline`` (ROW:TEST_CAM; default cam:cam when present)."""
-    from camkit.bench.leaderboard import (METRICS, THRESHOLD_FREE, classification_records, classification_rows,
-                                          classification_table, detection_records, detection_rows,
-                                          detection_table)
+    with significance markers against ``baseline`` (ROW:TEST_CAM; default cam:cam when present); ``by``: one
+    detection table per stratum of the test set (camkit.bench.strata)."""
+    from camkit.bench.leaderboard import (classification_records, classification_rows, classification_table,
+                                          detection_records, detection_table, strata_names)
     from camkit.bench.significance import parse_baseline, significance
     from camkit.ui.output import resolve_format
 
-    table, cls = detection_table(runs, metric), classification_table(runs)
-    sig = table["significance"] = significance(runs, table, parse_baseline(baseline), alpha)
+    parts = [(None, None)] if by is None else [((by, name), desc) for name, desc in strata_names(runs, by)]
+    tables = []
+    for stratum, description in parts:
+        table = detection_table(runs, metric, stratum=stratum)
+        table["significance"] = significance(runs, table, parse_baseline(baseline), alpha)
+        tables.append((table, description))
+    cls = classification_table(runs)
     fmt = resolve_format(fmt)
-    config = runs[0].results.get("config", {})
-    seeds = table["seeds"]
+    seeds = tables[0][0]["seeds"]
     if len(runs) > 1:
         interval = (f"mean of {len(runs)} seeds ({', '.join(map(str, seeds))}); 95% CI: two-level bootstrap "
                     "(seeds, then studies); sd across seeds")
     else:
         interval = "95% bootstrap CI over studies"
     if fmt in ("json", "csv"):
-        det, clsr = detection_records(table), classification_records(cls, runs[0].results)
+        det = []
+        for table, _ in tables:
+            extra = {} if by is None else {"by": by, "stratum": table["stratum"][1]}
+            det += [{**rec, **extra} for rec in detection_records(table)]
+        clsr = classification_records(cls, runs[0].results)
         if fmt == "json":
-            click.echo(json.dumps({"metric": metric, "runs": len(runs), "seeds": seeds, "interval": interval,
-                                   "significance": _significance_summary(sig), "detection": det,
-                                   "classification": clsr}, indent=2))
+            doc = {"metric": metric, "runs": len(runs), "seeds": seeds, "interval": interval,
+                   "significance": _significance_summary(tables[0][0]["significance"]) if by is None else None}
+            if by is not None:
+                doc["strata"] = [{"by": by, "stratum": t["stratum"][1], "description": d,
+                                  "significance": _significance_summary(t["significance"])} for t, d in tables]
+            click.echo(json.dumps({**doc, "detection": det, "classification": clsr}, indent=2))
         else:
             records = det + clsr
             render(records, list(records[0]) if records else None, "csv")
         return
+    for table, description in tables:
+        _render_detection(table, runs, fmt, interval, description)
+        click.echo("")
     n = runs[0].results.get("dataset", {}).get("counts", {}).get("test")
+    header = tables[0][0]["header"]
+    render(classification_rows(cls, header), [header, "accuracy", "auc", "tpr", "tnr"], fmt,
+           title=f"Classification ↑ (positive when p >= 0.5; {n} test images; {interval})")
+
+
+def _render_detection(table, runs, fmt: str, interval: str, stratum: str | None) -> None:
+    from camkit.bench.leaderboard import METRICS, THRESHOLD_FREE, detection_rows
+
+    config = runs[0].results.get("config", {})
+    metric, sig = table["metric"], table["significance"]
     rule = (f"IoU > {config.get('iou_threshold', 0.3)}, boxes at {config.get('box_threshold', 0.5)} x the map's "
             f"maximum, FPPI over {config.get('fppi_images', 'positive')} test images")
     if metric in THRESHOLD_FREE:
@@ -167,14 +192,12 @@ def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None,
         base = f"{sig['baseline'][0]} x {sig['baseline'][1]}"
         marks = (f"; ▲/▼ significantly above/below the baseline {base} ({sig['method']}, alpha "
                  f"{sig['alpha']:g})")
+    what = f" — {stratum}" if stratum else ""
     render(detection_rows(table), [header, *table["cols"]], fmt,
-           title=f"Detection: {METRICS[metric]} ↑ (rows: {header}, columns: test-cam; * best in row, ** best "
-                 f"overall{marks}; {rule}; {interval})")
+           title=f"Detection{what}: {METRICS[metric]} ↑ (rows: {header}, columns: test-cam; * best in row, ** "
+                 f"best overall{marks}; {rule}; {interval})")
     if sig is not None and sig.get("note"):
         click.echo(f"note: {sig['note']}", err=True)
-    click.echo("")
-    render(classification_rows(cls, header), [header, "accuracy", "auc", "tpr", "tnr"], fmt,
-           title=f"Classification ↑ (positive when p >= 0.5; {n} test images; {interval})")
 
 
 def _significance_summary(sig):
@@ -194,8 +217,10 @@ def _significance_summary(sig):
               help="pairing the ▲/▼ significance markers compare with [cam:cam, the released GMIC's]")
 @click.option("--alpha", type=float, default=0.05, show_default=True,
               help="family-wise level of the markers (Holm-corrected across the matrix)")
+@click.option("--by", type=click.Choice(["size", "view", "laterality", "density"]), default=None,
+              help="one detection table per stratum: lesion size terciles, view, laterality or breast density")
 @format_option
-def leaderboard(run_dirs, metric, group, baseline, alpha, fmt):
+def leaderboard(run_dirs, metric, group, baseline, alpha, by, fmt):
     """Print Tables I and II of one bench run, or of several seeds of one configuration combined.
 
     Several runs must differ by their seed alone: cells become the mean over seeds, with a two-level bootstrap
@@ -205,7 +230,7 @@ def leaderboard(run_dirs, metric, group, baseline, alpha, fmt):
 
     runs = load_runs(run_dirs)
     if not group:
-        _print_leaderboard(runs, metric, fmt, baseline, alpha)
+        _print_leaderboard(runs, metric, fmt, baseline, alpha, by)
         return
     groups = group_runs(runs)
     diff = config_differences([g[0] for g in groups])
@@ -214,7 +239,7 @@ def leaderboard(run_dirs, metric, group, baseline, alpha, fmt):
             what = ", ".join(f"{f}={json.dumps(members[0].results['config'].get(f))}" for f in diff)
             click.echo(f"{'' if k == 0 else chr(10)}configuration {k + 1} of {len(groups)}: {what} "
                        f"({len(members)} run(s))")
-        _print_leaderboard(members, metric, fmt, baseline, alpha)
+        _print_leaderboard(members, metric, fmt, baseline, alpha, by)
 
 
 commands = [bench, leaderboard]

@@ -200,15 +200,16 @@ def bootstrap(metric_fn: Callable[[list[Any]], float], records: Sequence[Any], g
 def bootstrap_froc(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any],
                    groups: Mapping[Any, Any] | None = None, metrics: Iterable[str] = ("tpr@1",), n: int = 1000,
                    seed: int = 0, level: float = 0.95, iou_threshold: float = 0.3, criterion: str = "iou",
-                   duplicates: str = "fp", images: str | Iterable[Any] | None = "all") -> dict[str, BootstrapResult]:
+                   duplicates: str = "fp", images: str | Iterable[Any] | None = "all",
+                   lesions: Mapping[Any, Any] | None = None) -> dict[str, BootstrapResult]:
     """Bootstrap CIs of FROC numbers (``"tpr@<fppi>"``, ``"cpm"``, ``"best_tpr"``, ``"best_fppi"``).
 
-    ``groups`` maps each evaluated image id to its study id (None: every image is its own study). Matching runs
-    once; each resample is a weighted cumulative count (a prediction's hit/miss does not change when whole
+    ``groups`` maps each evaluated image id to its study id (None: every image is its own study); ``lesions``
+    counts a stratum of the boxes only (camkit.metrics.froc). Matching runs once; each resample is a weighted cumulative count (a prediction's hit/miss does not change when whole
     images are resampled).
     """
     _check_level(level)
-    table = match_table(predictions, ground_truth, iou_threshold, criterion, duplicates, images)
+    table = match_table(predictions, ground_truth, iou_threshold, criterion, duplicates, images, lesions)
     names = list(metrics)
     plan = resample_plan(_groups_for(table.image_ids, groups), n, seed)
     ones = np.ones((1, len(table.image_ids)), dtype=np.int64)

@@ -174,7 +174,8 @@ class FROCResult:
 
 
 def froc(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any], iou_threshold: float = 0.3,
-         criterion: str = "iou", duplicates: str = "fp", images: str | Iterable[Any] | None = "all") -> FROCResult:
+         criterion: str = "iou", duplicates: str = "fp", images: str | Iterable[Any] | None = "all",
+         lesions: Mapping[Any, Any] | None = None) -> FROCResult:
     """Score detections: match, then build the FROC curve.
 
     Args:
@@ -185,13 +186,16 @@ def froc(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any], iou_th
         criterion: ``"iou"`` or ``"center"`` (the prediction's centre inside the box).
         duplicates: ``"fp"`` or ``"ignore"`` (second and later hits on a matched box).
         images: ``"all"`` (None means the same), ``"positive"`` or an explicit iterable of ids.
+        lesions: image id -> (M,) bool, which of the image's boxes count (a stratum of lesions, e.g. the
+            small ones); None: all. A prediction matched to a box that does not count is neither a hit nor a
+            false positive (it found a real lesion, only not one of this stratum); such boxes are not in TPR.
 
     Example:
         >>> r = froc({"a": ([[0, 0, 10, 10]], [0.9])}, {"a": [[1, 1, 10, 10]], "b": []})
         >>> r.tpr_at(1.0), r.n_images
         (1.0, 2)
     """
-    table = match_table(predictions, ground_truth, iou_threshold, criterion, duplicates, images)
+    table = match_table(predictions, ground_truth, iou_threshold, criterion, duplicates, images, lesions)
     tp, fp, n_les, n_img = table.counts(np.ones((1, len(table.image_ids)), dtype=np.int64))
     tpr = tp[0] / n_les[0] if n_les[0] > 0 else np.full(tp.shape[1], np.nan)
     s = table.settings
@@ -205,8 +209,9 @@ def froc(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any], iou_th
 
 def match_table(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any], iou_threshold: float = 0.3,
                 criterion: str = "iou", duplicates: str = "fp",
-                images: str | Iterable[Any] | None = "all") -> MatchTable:
-    """Match once and keep each prediction's outcome, sorted by score (see :class:`MatchTable`)."""
+                images: str | Iterable[Any] | None = "all", lesions: Mapping[Any, Any] | None = None) -> MatchTable:
+    """Match once and keep each prediction's outcome, sorted by score (see :class:`MatchTable`; ``lesions``
+    as in :func:`froc`)."""
     ids, rule = _select_images(ground_truth, images)
     _check_settings(iou_threshold, criterion, duplicates)
     unknown = [k for k in predictions if k not in ground_truth]
@@ -215,7 +220,11 @@ def match_table(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any],
                          f"{' ...' if len(unknown) > 5 else ''}; every scored image needs a ground-truth "
                          "entry (an empty box list for a normal image)")
     pb, ps, pimg, gb, gimg = _flatten(predictions, ground_truth, ids)
-    status = _match(pb, ps, pimg, gb, gimg, len(ids), float(iou_threshold), criterion, duplicates)
+    status, matched = _match(pb, ps, pimg, gb, gimg, len(ids), float(iou_threshold), criterion, duplicates)
+    if lesions is not None:
+        counts = _lesion_mask(lesions, ground_truth, ids)
+        status[(matched >= 0) & ~counts[np.maximum(matched, 0)]] = IGNORED  # a hit on another stratum's lesion
+        gimg = gimg[counts]
     counted = status != IGNORED
     s, img, tp = ps[counted], pimg[counted], status[counted] == TP
     order = np.argsort(-s, kind="stable")
@@ -232,7 +241,20 @@ def match_image(boxes: Any, scores: Any, gt_boxes: Any, iou_threshold: float = 0
     """Outcome of each prediction of one image, in the order given: 1 hit, 0 false positive, -1 ignored."""
     _check_settings(iou_threshold, criterion, duplicates)
     pb, ps, pimg, gb, gimg = _flatten({0: (boxes, scores)}, {0: gt_boxes}, [0])
-    return _match(pb, ps, pimg, gb, gimg, 1, float(iou_threshold), criterion, duplicates)
+    return _match(pb, ps, pimg, gb, gimg, 1, float(iou_threshold), criterion, duplicates)[0]
+
+
+def _lesion_mask(lesions: Mapping[Any, Any], ground_truth: Mapping[Any, Any], ids: list[Any]) -> np.ndarray:
+    """The evaluated images' ``lesions`` masks concatenated in box order (an image without an entry: none
+    of its boxes count)."""
+    parts = []
+    for k in ids:
+        n = _n_boxes(ground_truth[k])
+        m = np.asarray(lesions.get(k, np.zeros(n, dtype=bool)), dtype=bool).reshape(-1)
+        if m.size != n:
+            raise ValueError(f"image {k!r}: lesions mask has {m.size} entries for {n} ground-truth boxes")
+        parts.append(m)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 
 def iou_matrix(a: Any, b: Any) -> np.ndarray:
@@ -415,8 +437,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _match(pb: np.ndarray, ps: np.ndarray, pimg: np.ndarray, gb: np.ndarray, gimg: np.ndarray, n_images: int,
-           thr: float, criterion: str, duplicates: str) -> np.ndarray:
-    """Greedy matching for all images at once; returns each prediction's outcome (TP/FP/IGNORED).
+           thr: float, criterion: str, duplicates: str) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy matching for all images at once; returns each prediction's outcome (TP/FP/IGNORED) and the
+    ground-truth box each hit matched (-1 for the others).
 
     Only (prediction, box) pairs that meet the criterion matter, so those are collected for the whole set
     first; the greedy pass then loops over the *rank* of a prediction within its image (one prediction per
@@ -424,8 +447,9 @@ def _match(pb: np.ndarray, ps: np.ndarray, pimg: np.ndarray, gb: np.ndarray, gim
     """
     n = ps.size
     status = np.full(n, FP, dtype=np.int8)
+    matched_to = np.full(n, -1, dtype=np.int64)
     if n == 0 or gb.shape[0] == 0:
-        return status
+        return status, matched_to
     # Rank within image: descending score, equal scores in the order given.
     order = np.lexsort((np.arange(n), -ps, pimg))
     first = np.searchsorted(pimg[order], np.arange(n_images))
@@ -447,7 +471,7 @@ def _match(pb: np.ndarray, ps: np.ndarray, pimg: np.ndarray, gb: np.ndarray, gim
         hit = (cx >= g[:, 0]) & (cx <= g[:, 2]) & (cy >= g[:, 1]) & (cy <= g[:, 3])
     pair_p, pair_g, iou = pair_p[hit], pair_g[hit], iou[hit]
     if pair_p.size == 0:
-        return status
+        return status, matched_to
     status[pair_p] = FP if duplicates == "fp" else IGNORED  # a hitting prediction that finds no free box
     srt = np.lexsort((pair_g, -iou, pair_p, rank[pair_p]))
     pair_p, pair_g, r = pair_p[srt], pair_g[srt], rank[pair_p[srt]]
@@ -462,4 +486,5 @@ def _match(pb: np.ndarray, ps: np.ndarray, pimg: np.ndarray, gb: np.ndarray, gim
         take = free[np.r_[True, pf[1:] != pf[:-1]]]  # best free box of each prediction (pairs sorted by -IoU)
         matched[g[take]] = True
         status[p[take]] = TP
-    return status
+        matched_to[p[take]] = g[take]
+    return status, matched_to

@@ -170,7 +170,7 @@ class VinDrDataset(torch.utils.data.Dataset):
         return {"image": image, "label": int(r.label),
                 "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
                 "image_id": r.image_id, "study_id": r.study_id, "laterality": r.laterality, "view": r.view,
-                "transform": transform}
+                "transform": transform, "density": r.breast_density or None}
 
     def __repr__(self) -> str:
         n_mass = sum(self.labels())
