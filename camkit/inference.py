@@ -20,7 +20,10 @@ class LocalizeOptions:
     """How maps become boxes: which CAMs, which score they explain, how layers fuse, how boxes are cut.
 
     ``cam_output`` None means the model's own ``cam_output``; ``box_threshold`` in (0, 1] is relative to each
-    map's maximum; ``box_score`` is one of :data:`camkit.metrics.boxes.SCORES`; ``fuse`` is ``mean``/``max``.
+    map's maximum (``cam_thresholds`` overrides it per CAM: thresholds chosen on validation data);
+    ``box_score`` is one of :data:`camkit.metrics.boxes.SCORES`; ``fuse`` is ``mean``/``max``.
+    ``proposals``: one box per map peak instead, looked up on this threshold grid and cut at ``box_threshold``
+    of the peak's own height, with box NMS at ``nms_iou`` (:func:`camkit.metrics.boxes.maps_to_proposals`).
     """
 
     cams: tuple[str, ...]
@@ -29,6 +32,22 @@ class LocalizeOptions:
     cam_output: str | None = None
     fuse: str = "mean"
     cam_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {method: constructor options}
+    cam_thresholds: dict[str, float] = field(default_factory=dict)
+    proposals: tuple[float, ...] | None = None
+    nms_iou: float = 0.5
+
+    def threshold(self, cam: str) -> float:
+        """The box threshold of ``cam`` (its own where one was chosen for it)."""
+        return float(self.cam_thresholds.get(cam, self.box_threshold))
+
+    def cut(self, cam: str, maps: Any, probs: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Scored boxes of ``cam``'s maps (B, H, W), per image, best first."""
+        from camkit.metrics.boxes import maps_to_boxes, maps_to_proposals
+
+        if self.proposals is not None:
+            return maps_to_proposals(maps, self.proposals, probs, self.box_score, self.threshold(cam),
+                                     self.nms_iou)
+        return maps_to_boxes(maps, self.threshold(cam), probs, self.box_score)
 
     def methods(self) -> dict[str, Any]:
         """{requested name: method instance}, each created with its ``cam_options``."""
@@ -48,9 +67,14 @@ class LocalizeOptions:
             raise OptionError(f"--cam-opt for {', '.join(stray)}, which is not among the requested CAMs "
                               f"({', '.join(self.cams)})")
         self.methods()  # an option a method does not take fails here, naming the method and its options
-        if not isinstance(self.box_threshold, (int, float)) or not 0.0 < float(self.box_threshold) <= 1.0:
-            raise OptionError(f"--box-threshold must be in (0, 1] (a fraction of each map's maximum), got "
-                              f"{self.box_threshold!r}")
+        for t in [self.box_threshold, *self.cam_thresholds.values(), *(self.proposals or ())]:
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) <= 1.0:
+                raise OptionError(f"--box-threshold must be in (0, 1] (a fraction of each map's maximum), got "
+                                  f"{t!r}")
+        if self.proposals is not None and not self.proposals:
+            raise OptionError("box proposals need at least one threshold")
+        if not 0.0 <= float(self.nms_iou) <= 1.0:
+            raise OptionError(f"the proposals' NMS IoU must be in [0, 1], got {self.nms_iou!r}")
         if self.box_score not in SCORES:
             raise OptionError(f"box score {self.box_score!r} is not one of {', '.join(SCORES)}")
         if self.fuse not in FUSIONS:
@@ -95,7 +119,6 @@ def localize(model: Any, images: Any, options: LocalizeOptions, device: Any = No
     import torch
 
     from camkit.cams.engine import not_applicable_reason, run_cams
-    from camkit.metrics.boxes import maps_to_boxes
 
     model.eval()
     if device is not None:
@@ -110,7 +133,7 @@ def localize(model: Any, images: Any, options: LocalizeOptions, device: Any = No
         probs = model.predict(output).detach().float().cpu().numpy().reshape(-1)
     # the engine names maps by each method's own name; everything downstream uses the requested names
     maps = {cam: found[_engine_name(m)] for cam, m in methods.items() if _engine_name(m) in found}
-    boxes = {cam: maps_to_boxes(maps[cam], options.box_threshold, probs, options.box_score) for cam in maps}
+    boxes = {cam: options.cut(cam, maps[cam], probs) for cam in maps}
     skipped = {cam: not_applicable_reason(m) for cam, m in methods.items() if cam not in maps}
     return Localization(maps, probs, boxes, skipped)
 

@@ -182,6 +182,52 @@ def test_leaderboard_breaks_down_by_lesion_size_view_and_laterality(tiny_run):
     assert bad.exit_code != 0 and "does not record it" in bad.output
 
 
+def test_peak_proposals_and_validation_chosen_thresholds(tiny_run):
+    """--boxes peaks and --box-threshold auto re-use tiny_run's trained models (same store) and change only
+    how maps become boxes."""
+    from camkit.bench.thresholds import AUTO_THRESHOLDS
+
+    runner = CliRunner()
+    single = load_results(tiny_run)
+    cams = ["--test-cam", "cam", "--test-cam", "gradcampp"]
+    peaks_out = tiny_run.parent / "peaks"
+    res = runner.invoke(main, ["bench", "--train-cam", "cam", "--train-cam", "xgradcam", *cams, "--boxes",
+                               "peaks", "--out", str(peaks_out), "--format", "json", *TINY])
+    assert res.exit_code == 0, res.output
+    peaks = load_results(peaks_out)
+    assert peaks["config"]["boxes"] == "peaks" and "boxes" not in single["config"]
+    assert peaks["training"]["cam"]["checkpoint"] == single["training"]["cam"]["checkpoint"]  # not retrained
+    one = json.loads((tiny_run / "predictions" / "cam.json").read_text())["predictions"]
+    many = json.loads((peaks_out / "predictions" / "cam.json").read_text())["predictions"]
+    for cam in ("cam", "gradcampp"):
+        # every single-threshold box of the highest peak is kept, weaker peaks add boxes: never fewer
+        assert all(len(many[cam][i]["boxes"]) >= min(1, len(one[cam][i]["boxes"])) for i in one[cam])
+        assert sum(len(p["boxes"]) for p in many[cam].values()) >= sum(len(p["boxes"]) for p in one[cam].values())
+        assert peaks["detection"]["cam"][cam]["n_predictions"] >= single["detection"]["cam"][cam]["n_predictions"]
+    plain = runner.invoke(main, ["leaderboard", str(peaks_out)]).output
+    assert "a box per map peak" in plain
+
+    auto_out = tiny_run.parent / "auto"
+    res = runner.invoke(main, ["bench", "--train-cam", "cam", *cams, "--box-threshold", "auto", "--out",
+                               str(auto_out), "--format", "json", *TINY])
+    assert res.exit_code == 0, res.output
+    auto = load_results(auto_out)
+    assert auto["config"]["box_threshold"] == "auto"
+    for cam in ("cam", "gradcampp"):
+        chosen = auto["detection"]["cam"][cam]["box_threshold"]
+        assert chosen["chosen_on"] == "val" and chosen["n_images"] == auto["dataset"]["counts"]["val"]
+        curve = chosen["validation"]
+        assert sorted(float(t) for t in curve) == list(AUTO_THRESHOLDS)
+        best = max(curve.values(), key=lambda v: (v["tpr@1"], v["cpm"]))
+        assert curve[f"{chosen['value']:g}"]["tpr@1"] == best["tpr@1"]
+    assert "validation-chosen threshold" in runner.invoke(main, ["leaderboard", str(auto_out)]).output
+    bad = runner.invoke(main, ["bench", "--box-threshold", "auto", "--boxes", "peaks", "--out",
+                               str(tiny_run.parent / "bad"), *TINY])
+    assert bad.exit_code != 0 and "--boxes peaks" in bad.output
+    bad = runner.invoke(main, ["bench", "--box-threshold", "half", "--out", str(tiny_run.parent / "bad"), *TINY])
+    assert bad.exit_code == 2 and "neither a number" in bad.output
+
+
 def test_rerun_resumes_without_training_again(tiny_run):
     before = load_results(tiny_run)
     res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--train-cam", "xgradcam", *TEST_CAMS,

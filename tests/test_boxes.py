@@ -166,3 +166,75 @@ def test_back_to_original_frame():
     np.testing.assert_array_equal(out[0][1], [0.7])
     with pytest.raises(ValueError, match="transforms"):
         batch_to_original([(in_map, np.array([0.7]))], [], (30, 20))
+
+
+# --- proposals: several thresholds + box NMS -----------------------------------------------------------------
+
+def _blob_maps(seed: int, n: int = 6, h: int = 40, w: int = 32) -> np.ndarray:
+    """Sums of Gaussian blobs (several per map, some overlapping): nested components at several thresholds."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    maps = np.zeros((n, h, w))
+    for i in range(n):
+        for _ in range(int(rng.integers(1, 5))):
+            cy, cx, s = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(1.5, 6)
+            maps[i] += rng.uniform(0.3, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+    return maps / maps.reshape(n, -1).max(axis=1)[:, None, None]
+
+
+def _reference_proposals(m: np.ndarray, ts: list[float], prob: float, relative: float = 0.5):
+    """maps_to_proposals for one map as its docstring states it: flood-filled components at every threshold,
+    grouped by their first maximal pixel, the one nearest relative x peak kept, scored peak x prob, sorted,
+    then torchvision's NMS."""
+    from torchvision.ops import nms
+
+    top = m.max()
+    blobs: dict[tuple[int, int], tuple[float, float, list[float], float]] = {}
+    for t in sorted(ts, reverse=True):
+        for cells in flood_components(m >= t * top):
+            peak_cell = min(cells, key=lambda c: (-m[c], c))       # highest, then first in raster order
+            ys, xs = [c[0] for c in cells], [c[1] for c in cells]
+            box = [min(xs), min(ys), max(xs) + 1, max(ys) + 1]
+            dist = abs(t - relative * m[peak_cell] / top)
+            if peak_cell not in blobs or dist < blobs[peak_cell][0]:   # strict: the higher threshold on ties
+                blobs[peak_cell] = (dist, t, box, float(m[peak_cell]) * prob)
+    items = sorted(blobs.items(), key=lambda kv: (-kv[1][3], kv[0]))
+    boxes = np.array([v[2] for _, v in items], dtype=np.float64).reshape(-1, 4)
+    scores = np.array([v[3] for _, v in items])
+    keep = nms(torch.as_tensor(boxes), torch.as_tensor(scores), 0.5).numpy() if len(boxes) else np.zeros(0, int)
+    return boxes[np.sort(keep)], scores[np.sort(keep)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_proposals_match_a_flood_fill_reference_and_torchvision_nms(seed):
+    from camkit.metrics.boxes import maps_to_proposals
+
+    maps = np.round(_blob_maps(seed), 3)   # rounding makes ties between pixels, which the rule must break
+    probs = np.linspace(0.3, 0.9, len(maps))
+    ts = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    got = maps_to_proposals(maps, ts, probs, score="peak_x_prob")
+    single = maps_to_boxes(maps, 0.5, probs, "peak_x_prob")
+    for i in range(len(maps)):
+        boxes, scores = _reference_proposals(maps[i], ts, probs[i])
+        np.testing.assert_array_equal(got[i][0], boxes)
+        np.testing.assert_allclose(got[i][1], scores)
+        # the highest blob's box is the single rule's box at 0.5
+        assert got[i][0][0].tolist() in single[i][0].tolist()
+        assert len(got[i][0]) >= 1
+
+
+def test_proposals_give_weaker_blobs_their_own_box():
+    from camkit.metrics.boxes import maps_to_proposals
+
+    m = np.zeros((1, 10, 20))
+    m[0, 2:8, 2:8] = 1.0
+    m[0, 2:8, 12:18] = 0.2   # below 0.5 x the maximum: the single rule never boxes it
+    assert len(maps_to_boxes(m, 0.5, score="peak")[0][0]) == 1
+    boxes, scores = maps_to_proposals(m, score="peak")[0]
+    assert boxes.tolist() == [[2.0, 2.0, 8.0, 8.0], [12.0, 2.0, 18.0, 8.0]] and scores.tolist() == [1.0, 0.2]
+    with pytest.raises(ValueError, match="nms_iou"):
+        maps_to_proposals(m, score="peak", nms_iou=1.5)
+    with pytest.raises(ValueError, match="threshold"):
+        maps_to_proposals(m, (0.0,), score="peak")
+    with pytest.raises(ValueError, match="relative"):
+        maps_to_proposals(m, score="peak", relative=0.0)

@@ -18,6 +18,7 @@ from camkit.errors import OptionError
 PAPER_TEST_CAMS = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")
 PAPER_TRAIN_CAMS = ("cam", "gradcampp", "xgradcam")
 FPPI_IMAGES = ("positive", "all")
+BOX_MODES = ("single", "peaks")
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ class BenchConfig:
     split_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split, over dataset_options
     train: dict[str, Any] = field(default_factory=dict)
     eval_batch_size: int | None = None
-    box_threshold: float = 0.5
+    box_threshold: float | str = 0.5  # or "auto": chosen per pairing on the validation split (AUTO_THRESHOLDS)
     box_score: str = "peak_x_prob"
+    boxes: str = "single"  # "single": one threshold; "peaks": a box per map peak, cut relative to it, box NMS
     iou_threshold: float = 0.3
     fppi_images: str = "positive"
     bootstrap: int = 1000
@@ -161,6 +163,9 @@ class BenchConfig:
         if stray:
             raise OptionError(f"--cam-opt for {', '.join(stray)}, which is neither a test-cam ("
                               f"{', '.join(self.test_cams)}) nor a train-cam ({', '.join(train_cams) or 'none'})")
+        if isinstance(self.box_threshold, str) and self.box_threshold != "auto":
+            raise OptionError(f"--box-threshold {self.box_threshold!r}: give a fraction in (0, 1] of each map's "
+                              "maximum, or auto (chosen on the validation split)")
         self.localize_options().check()
         for name in sorted(set(self.cam_options) & set(train_cams) - set(self.test_cams)):
             get_cam(name, **self.cam_options[name])  # a train-cam's bad option fails now, not after training
@@ -183,9 +188,18 @@ class BenchConfig:
         """How the test-time maps become boxes (:class:`camkit.inference.LocalizeOptions`)."""
         from camkit.inference import LocalizeOptions
 
+        from camkit.metrics.boxes import PROPOSAL_THRESHOLDS
+
         options = {name: opts for name, opts in self.cam_options.items() if name in self.test_cams}
-        return LocalizeOptions(tuple(self.test_cams), self.box_threshold, self.box_score, self.cam_output,
-                               self.cam_fuse, options)
+        if self.boxes not in BOX_MODES:
+            raise OptionError(f"--boxes {self.boxes!r}: choose one of {', '.join(BOX_MODES)}")
+        auto = self.box_threshold == "auto"
+        threshold = 0.5 if auto else self.box_threshold  # auto: replaced per test-cam before the test set
+        if auto and self.boxes != "single":
+            raise OptionError("--box-threshold auto chooses the one threshold of --boxes single; --boxes peaks "
+                              "cuts each peak at --box-threshold of its own height (give a number)")
+        return LocalizeOptions(tuple(self.test_cams), threshold, self.box_score, self.cam_output, self.cam_fuse,
+                               options, proposals=PROPOSAL_THRESHOLDS if self.boxes == "peaks" else None)
 
     def train_cam_options(self, train_cam: str) -> dict[str, Any]:
         """The ``--cam-opt`` options of ``train_cam`` (its method's options while it drives training)."""
@@ -195,6 +209,8 @@ class BenchConfig:
         d = json.loads(json.dumps(asdict(self)))
         if not d["cam_options"]:  # absent when unused: configurations (and their hashes) from before it stay equal
             del d["cam_options"]
+        if d["boxes"] == "single":  # likewise
+            del d["boxes"]
         return d
 
 

@@ -24,6 +24,7 @@ from camkit.bench.evaluate import evaluate_pairings, overlay_data
 from camkit.bench.recipe import Recipe, build_datasets, build_model, model_dir, train_config
 from camkit.bench.results import RESULTS_FILE, config_hash, load_results, new_results, save_results
 from camkit.bench.scoring import score_pairings
+from camkit.bench.thresholds import choose_box_thresholds
 from camkit.errors import CamkitError, OptionError
 from camkit.storage.atomic import atomic_write, atomic_write_json
 
@@ -66,6 +67,10 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
     if info.is_main:
         _check_writable(out, "--out")
         _check_writable(models_root, "the model store (--models)")
+    if cfg.box_threshold == "auto" and any(not len(v["val"]) for v in sets_by_size.values()):
+        raise OptionError("--box-threshold auto chooses the threshold on the validation split, and this bench has "
+                          "none (the paper preset trains on all of VinDr's training split): give a number, or "
+                          "dataset options that carve a validation split")
     results = _resume_or_new(out, cfg.to_dict(), progress)
     results["dataset"] = {"name": cfg.dataset, "options": cfg.dataset_options,
                           "counts": {k: len(v) for k, v in sets.items()}}
@@ -90,9 +95,16 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
             row_sets = sets_by_size[tuple(int(v) for v in model.input_size)]
             training = _train_one(recipe, row, model, row_sets, out, models_root, info, display)
             t0 = time.perf_counter()
+            chosen = {}
+            row_options = options
+            if cfg.box_threshold == "auto":
+                _call(display, "log", f"{label}: choosing each test-cam's box threshold on "
+                                      f"{len(row_sets['val'])} validation images")
+                chosen = choose_box_thresholds(model, row_sets["val"], options, recipe.eval_batch_size, cfg, device)
+                row_options = replace(options, cam_thresholds={c: v["value"] for c, v in chosen.items()})
             sink = display.eval_sink(label) if display is not None else None
-            records = evaluate_pairings(model, row_sets["test"], options, recipe.eval_batch_size, device, sink)
-            overlays = overlay_data(model, row_sets["test"], options, device) if main else None
+            records = evaluate_pairings(model, row_sets["test"], row_options, recipe.eval_batch_size, device, sink)
+            overlays = overlay_data(model, row_sets["test"], row_options, device) if main else None
             if not main:
                 distributed.barrier()  # wait while rank 0 scores, instead of timing out in the next train()
                 continue
@@ -101,6 +113,9 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
                               {"images": records["images"], "predictions": records["predictions"],
                                "not_applicable": records["not_applicable"]})
             det, cls = score_pairings(records, cfg)
+            for cam, choice in chosen.items():
+                if "not_applicable" not in det.get(cam, {"not_applicable": True}):
+                    det[cam]["box_threshold"] = choice
             warning = localisation_warning(row, det, cls)
             # a re-scored row replaces its old warning, or clears it
             results["warnings"] = [w for w in results.get("warnings", []) if not w.startswith(

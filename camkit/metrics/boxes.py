@@ -73,6 +73,86 @@ def maps_to_boxes_sweep(maps: Any, thresholds: Iterable[float], probs: Any = Non
     return {t: _boxes(arr, _foreground(arr, t), p, score, min_area, connectivity) for t in ts}
 
 
+#: the grid of thresholds (fractions of each map's maximum) peak proposals are looked up on
+PROPOSAL_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 .. 0.95
+
+
+def maps_to_proposals(maps: Any, thresholds: Iterable[float] = PROPOSAL_THRESHOLDS, probs: Any = None,
+                      score: str = "peak_x_prob", relative: float = 0.5, nms_iou: float = 0.5, min_area: int = 1,
+                      connectivity: int = 8) -> BoxList:
+    """Box proposals for FROC: one box per peak of the map, each cut relative to its own peak, then box NMS.
+
+    :func:`maps_to_boxes` cuts every map at one fraction of its global maximum, so a second blob below that
+    level never becomes a box and an FROC curve stops after one or two false positives per image. Here every
+    blob gets the box the single rule would give it if it were the map's highest: over the components at all
+    ``thresholds`` (fractions of the map's maximum), components whose maximum is the same pixel are one blob
+    (a blob's component stops having its own maximum once it merges into a higher one); each blob keeps its
+    component at the threshold nearest ``relative`` x its peak (equal distance: the higher threshold). For the
+    map's highest blob that is the single rule's box at ``relative``. Boxes are scored as in
+    :func:`maps_to_boxes`, sorted by descending score (equal scores: raster order of the peaks), and a box is
+    dropped when its IoU with a kept box of the same image is > ``nms_iou``.
+
+    Example:
+        >>> m = np.zeros((1, 8, 12)); m[0, 2:6, 1:5] = 1.0; m[0, 2:6, 7:11] = 0.3
+        >>> b, s = maps_to_proposals(m, score="peak")[0]
+        >>> b.tolist(), s.tolist()
+        ([[1.0, 2.0, 5.0, 6.0], [7.0, 2.0, 11.0, 6.0]], [1.0, 0.3])
+    """
+    from camkit.metrics.detection import iou_matrix
+
+    if not 0.0 <= float(nms_iou) <= 1.0:
+        raise ValueError(f"nms_iou must be in [0, 1], got {nms_iou!r}")
+    if not 0.0 < float(relative) <= 1.0:
+        raise ValueError(f"relative must be in (0, 1], got {relative!r}")
+    ts = sorted({float(t) for t in thresholds}, reverse=True)
+    if not ts:
+        raise ValueError("maps_to_proposals: thresholds is empty")
+    for t in ts:
+        _check_threshold(t)
+    arr, p = _prepare(maps, probs, score, min_area, connectivity)
+    b, (h, w) = arr.shape[0], arr.shape[1:]
+    top = arr.reshape(b, -1).max(axis=1)
+    rows = []  # per component of every threshold: image, peak pixel, peak value, |t - relative * peak|, box, score
+    for t in ts:
+        labels, ext = components(_foreground(arr, t), connectivity)
+        if not len(ext):
+            continue
+        flat = labels.ravel()
+        idx = np.flatnonzero(flat)
+        lab = flat[idx] - 1
+        vals = arr.ravel()[idx].astype(np.float64)
+        # each component's maximum and its first pixel in raster order (pixels sorted by label, -value, index)
+        order = np.lexsort((idx, -vals, lab))
+        first = order[np.r_[True, lab[order][1:] != lab[order][:-1]]]
+        area = np.bincount(lab, minlength=len(ext))
+        peak = vals[first]
+        value = peak if score.startswith("peak") else np.bincount(lab, weights=vals, minlength=len(ext)) / area
+        img = ext[:, 0]
+        if p is not None:
+            value = value * p[img]
+        rel = peak / np.where(top[img] > 0, top[img], 1.0)
+        keep = area >= min_area
+        rows.append(np.column_stack([img, idx[first] % (h * w), peak, np.abs(t - relative * rel), np.full(len(ext), -t),
+                                     ext[:, 1:], value])[keep])
+    out: BoxList = [(np.zeros((0, 4)), np.zeros(0)) for _ in range(b)]
+    if not rows:
+        return out
+    c = np.concatenate(rows)
+    # per blob (image, peak pixel): the component nearest its relative level, the higher threshold on ties
+    c = c[np.lexsort((c[:, 4], c[:, 3], c[:, 1], c[:, 0]))]
+    c = c[np.r_[True, (c[1:, 0] != c[:-1, 0]) | (c[1:, 1] != c[:-1, 1])]]
+    for i in range(b):
+        mine = c[c[:, 0] == i]
+        mine = mine[np.lexsort((mine[:, 1], -mine[:, 9]))]  # descending score, ties by the peak's raster order
+        boxes, scores = mine[:, 5:9], mine[:, 9]
+        iou = iou_matrix(boxes, boxes)
+        kept = np.zeros(len(boxes), dtype=bool)
+        for k in range(len(boxes)):
+            kept[k] = not (iou[k, kept] > nms_iou).any()
+        out[i] = (boxes[kept], scores[kept])
+    return out
+
+
 def boxes_to_original(boxes: Any, transform: Any, map_size: tuple[int, int]) -> np.ndarray:
     """Boxes in map pixels -> the original image's pixels.
 
