@@ -1,5 +1,5 @@
 """Scoring: maps to boxes, detection (matching, FROC, TPR@FPPI, CPM), threshold-free localisation (PxAP,
-MaxBoxAcc, the pointing games), faithfulness (deletion/insertion, average drop), classification, bootstrap CIs
+MaxBoxAcc, the pointing games), faithfulness (deletion/insertion, average drop, ROAD), classification, bootstrap CIs
 (over studies, and over training runs x studies), paired comparisons and Holm's correction.
 
 See docs/metrics.md for the exact rules (strict IoU > 0.3, which images count in FPPI, ties, the bootstrap).
@@ -16,6 +16,7 @@ from camkit.metrics.detection import (CPM_FPPIS, FROCResult, MatchTable, Operati
 from camkit.metrics.faithfulness import DeletionInsertion, confidence_change, deletion_insertion
 from camkit.metrics.localization import (box_hits, energy_inside, energy_pointing_game, max_box_acc,
                                          pointing_game, pointing_hits, pxap)
+from camkit.metrics.road import ROADResult, road
 from camkit.metrics.significance import combine_paired, holm
 
 __all__ = [
@@ -24,5 +25,5 @@ __all__ = [
     "ClassificationResult",
     "classification", "roc_auc", "CPM_FPPIS", "FROCResult", "MatchTable", "OperatingPoint", "froc", "iou_matrix",
     "match_image", "match_table", "DeletionInsertion", "confidence_change", "deletion_insertion", "box_hits",
-    "energy_inside", "energy_pointing_game", "max_box_acc", "pointing_game", "pointing_hits", "pxap", "combine_paired", "holm",
+    "energy_inside", "energy_pointing_game", "max_box_acc", "pointing_game", "pointing_hits", "pxap", "combine_paired", "holm", "ROADResult", "road",
 ]
