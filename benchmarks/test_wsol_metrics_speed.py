@@ -88,3 +88,16 @@ def test_confidence_change(benchmark, data):
     benchmark.group = f"faithfulness {name}"
     images = maps[:, None] + 0.1
     _once(benchmark, confidence_change, _linear_score, images, maps)
+
+
+@pytest.mark.parametrize("shape", [(4, 256, 160), (1, 736, 480)], ids=["4x256x160", "1x736x480"])
+def test_road(benchmark, shape):
+    """ROAD's cost is its sparse solves (2 x 9 per image): 256x160 is the synthetic maps' size; full
+    resolution is out of reach of a direct solve on a CPU (docs/metrics.md), hence the smaller second case."""
+    from camkit.metrics import road
+
+    maps, _, _ = _data(*shape)
+    images = maps[:, None].clone()
+    benchmark.group = f"road {shape[0]}x{shape[1]}x{shape[2]}"
+    r = _once(benchmark, road, lambda b: b.mean(dim=(1, 2, 3)), images, maps)
+    assert r.morf.shape == (shape[0], 9)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from camkit.metrics.road import impute, road
+from camkit.metrics.imputation import impute, road
 
 # grad-cam's own code converts tensors with numpy functions, which numpy 2 warns about
 pytestmark = pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")

@@ -16,7 +16,7 @@ from camkit.metrics.detection import (CPM_FPPIS, FROCResult, MatchTable, Operati
 from camkit.metrics.faithfulness import DeletionInsertion, confidence_change, deletion_insertion
 from camkit.metrics.localization import (box_hits, energy_inside, energy_pointing_game, max_box_acc,
                                          pointing_game, pointing_hits, pxap)
-from camkit.metrics.road import ROADResult, road
+from camkit.metrics.imputation import ROADResult, road
 from camkit.metrics.significance import combine_paired, holm
 
 __all__ = [
