@@ -228,6 +228,43 @@ def test_peak_proposals_and_validation_chosen_thresholds(tiny_run):
     assert bad.exit_code == 2 and "neither a number" in bad.output
 
 
+def test_faithfulness_metrics_on_request(tiny_run):
+    import math
+
+    runner = CliRunner()
+    out = tiny_run.parent / "faithful"
+    res = runner.invoke(main, ["bench", "--train-cam", "cam", "--test-cam", "cam", "--test-cam", "gradcampp",
+                               "--faithfulness", "all", "--faithfulness-steps", "5", "--out", str(out),
+                               "--format", "json", *TINY])
+    assert res.exit_code == 0, res.output
+    results = load_results(out)
+    assert results["config"]["faithfulness"] == ["deletion-insertion", "confidence", "road"]
+    stored = json.loads((out / "predictions" / "cam.json").read_text())
+    labels = {r["image_id"]: r["label"] for r in stored["images"]}
+    names = {"deletion": "deletion", "insertion": "insertion", "drop": "average_drop", "increase": "increase",
+             "road": "road"}
+    for cam in ("cam", "gradcampp"):
+        per = stored["predictions"][cam]
+        assert all((per[i]["faithfulness"] is None) == (labels[i] == 0) for i in per)  # masses only
+        values = [p["faithfulness"] for p in per.values() if p["faithfulness"]]
+        for key, metric in names.items():
+            entry = results["detection"]["cam"][cam][metric]
+            assert entry["value"] == pytest.approx(sum(v[key] for v in values) / len(values), abs=1e-6)
+            assert entry["ci"][0] <= entry["value"] + 1e-9 and entry["value"] <= entry["ci"][1] + 1e-9
+        assert all(0 <= v["deletion"] <= 1 and 0 <= v["insertion"] <= 1 and v["increase"] in (0, 1)
+                   and math.isfinite(v["road"]) for v in values)
+    js = json.loads(runner.invoke(main, ["leaderboard", str(out), "--metric", "deletion", "--format",
+                                         "json"]).output)
+    cells = {r["test_cam"]: r for r in js["detection"]}
+    lower = min(cells, key=lambda c: cells[c]["value"])
+    assert cells[lower]["best_in_row"]  # lower deletion is better
+    plain = runner.invoke(main, ["leaderboard", str(out), "--metric", "average_drop"]).output
+    assert "(lower is better) ↓" in plain
+    # the default bench did not compute them: said, with the option that would
+    none = runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", "road"])
+    assert none.exit_code != 0 and "--faithfulness road" in none.output
+
+
 def test_rerun_resumes_without_training_again(tiny_run):
     before = load_results(tiny_run)
     res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--train-cam", "xgradcam", *TEST_CAMS,

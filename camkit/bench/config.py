@@ -65,6 +65,8 @@ class BenchConfig:
     box_threshold: float | str = 0.5  # or "auto": chosen per pairing on the validation split (AUTO_THRESHOLDS)
     box_score: str = "peak_x_prob"
     boxes: str = "single"  # "single": one threshold; "peaks": a box per map peak, cut relative to it, box NMS
+    faithfulness: list[str] = field(default_factory=list)  # camkit.bench.faithful.FAMILIES computed per pairing
+    faithfulness_steps: int = 20  # deletion/insertion steps in the bench (the metric's own default is 50)
     iou_threshold: float = 0.3
     fppi_images: str = "positive"
     bootstrap: int = 1000
@@ -163,6 +165,14 @@ class BenchConfig:
         if stray:
             raise OptionError(f"--cam-opt for {', '.join(stray)}, which is neither a test-cam ("
                               f"{', '.join(self.test_cams)}) nor a train-cam ({', '.join(train_cams) or 'none'})")
+        from camkit.bench.faithful import expand_families
+
+        if list(self.faithfulness) != expand_families(self.faithfulness):
+            raise OptionError(f"faithfulness {self.faithfulness!r}: give families from "
+                              "camkit.bench.faithful.FAMILIES, each once, in that order (the CLI does)")
+        if isinstance(self.faithfulness_steps, bool) or not isinstance(self.faithfulness_steps, int) \
+                or self.faithfulness_steps < 1:
+            raise OptionError(f"--faithfulness-steps must be a positive integer, got {self.faithfulness_steps!r}")
         if isinstance(self.box_threshold, str) and self.box_threshold != "auto":
             raise OptionError(f"--box-threshold {self.box_threshold!r}: give a fraction in (0, 1] of each map's "
                               "maximum, or auto (chosen on the validation split)")
@@ -211,6 +221,8 @@ class BenchConfig:
             del d["cam_options"]
         if d["boxes"] == "single":  # likewise
             del d["boxes"]
+        if not d["faithfulness"]:
+            del d["faithfulness"], d["faithfulness_steps"]
         return d
 
 

@@ -14,13 +14,14 @@ import numpy as np
 
 
 def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, device: Any = None,
-                      sink: Any = None) -> dict[str, Any] | None:
+                      sink: Any = None, faithfulness: Any = None) -> dict[str, Any] | None:
     """Run the test set once through the CAM engine; boxes of every test-cam in the original image frame.
 
     ``options``: :class:`camkit.inference.LocalizeOptions`; ``device``: DeviceSettings (default: the model's
     device). Returns ``{"images": [...], "predictions": {cam: {image_id: {boxes, scores}}}, "not_applicable":
     {cam: reason}, "cam_seconds"}`` on rank 0, None on other ranks; a test-cam that does not apply to the model
-    is in ``not_applicable`` instead of ``predictions``.
+    is in ``not_applicable`` instead of ``predictions``. ``faithfulness``: ``(families, steps, seed)`` to
+    also store each mass image's faithfulness values (camkit.bench.faithful), or None.
     """
     import torch
 
@@ -51,8 +52,10 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
         model_size = tuple(batch["image"].shape[-2:])
         for cam, per_image in found.original(batch["transform"]).items():
             wsol = per_image_values(found.maps[cam], batch["boxes"], model_size)
-            for image_id, (boxes, scores), extra in zip(batch["image_id"], per_image, wsol):
-                preds[cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist(), **extra}
+            faith = _faithfulness(model, batch, found.maps[cam], faithfulness, device)
+            for image_id, (boxes, scores), extra, f in zip(batch["image_id"], per_image, wsol, faith):
+                preds[cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist(), **extra,
+                                        **({"faithfulness": f} if faithfulness else {})}
         for i, image_id in enumerate(batch["image_id"]):
             gt = batch["transform"][i].to_original(batch["boxes"][i]) if len(batch["boxes"][i]) else np.zeros((0, 4))
             images.append({"image_id": image_id, "study_id": batch["study_id"][i],
@@ -72,6 +75,16 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
     if sink is not None:
         sink.end(f"{len(records['images'])} test images, all test-cams in {records['cam_seconds']:.1f} s")
     return records
+
+
+def _faithfulness(model: Any, batch: dict[str, Any], maps: Any, faithfulness: Any, device: Any) -> list[Any]:
+    if not faithfulness:
+        return [None] * len(batch["image_id"])
+    from camkit.bench.faithful import per_image_faithfulness
+
+    families, steps, seed = faithfulness
+    x = device.prepare_images(batch["image"]) if device is not None else batch["image"].to(maps.device)
+    return per_image_faithfulness(model, x, maps, batch["label"].tolist(), families, steps, x.shape[0], seed)
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:

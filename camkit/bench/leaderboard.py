@@ -25,10 +25,19 @@ METRICS = {
     "maxboxacc": "MaxBoxAccV2: best box accuracy over map thresholds, mean over IoU 0.3/0.5/0.7",
     "pointing": "pointing game: the map's maximum inside a lesion box",
     "energy": "energy pointing game: share of the map's mass inside the lesion boxes",
+    "deletion": "deletion area: the mass probability as the most relevant pixels go (lower is better)",
+    "insertion": "insertion area: the mass probability as the most relevant pixels come back",
+    "average_drop": "average drop in confidence on the image times its map (lower is better)",
+    "increase": "increase in confidence: share of images scored higher on the image times its map",
+    "road": "ROAD combined: mean of (LeRF - MoRF) / 2 over percentiles 10 .. 90",
 }
 THRESHOLD_FREE = ("maxboxacc", "pointing", "energy")  # camkit.bench.wsol: no box threshold, no FPPI
+FAITHFULNESS = ("deletion", "insertion", "average_drop", "increase", "road")  # camkit.bench.faithful
+LOWER_IS_BETTER = ("deletion", "average_drop")
 CLASSIFICATION_METRICS = ("accuracy", "auc", "tpr", "tnr")
-_BOOTSTRAP_NAME = {"best": "best_tpr"}  # the leaderboard's metric -> camkit.metrics' bootstrap name
+_BOOTSTRAP_NAME = {"best": "best_tpr"}
+_FAMILY = {"deletion": "deletion-insertion", "insertion": "deletion-insertion", "average_drop": "confidence",
+           "increase": "confidence", "road": "road"}  # metric -> the --faithfulness family that computes it  # the leaderboard's metric -> camkit.metrics' bootstrap name
 SEED_FIELDS = ("seed",)
 
 
@@ -244,12 +253,14 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
             else:
                 cells[(r, c)] = _combined_detection(runs, r, c, metric, n, stratum)
     best_row = {}
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     for r in rows:
-        scored = [(cells[(r, c)].value, -(cells[(r, c)].fppi or 0), c) for c in cols
+        scored = [(sign * cells[(r, c)].value, -(cells[(r, c)].fppi or 0), c) for c in cols
                   if (r, c) in cells and cells[(r, c)].value is not None]
         if scored:
             best_row[r] = max(scored)[2]
-    scored_all = [(cell.value, -(cell.fppi or 0), key) for key, cell in cells.items() if cell.value is not None]
+    scored_all = [(sign * cell.value, -(cell.fppi or 0), key) for key, cell in cells.items()
+                  if cell.value is not None]
     best_all = max(scored_all)[2] if scored_all else None
     return {"metric": metric, "rows": rows, "cols": cols, "cells": cells, "best_row": best_row,
             "best_all": best_all, "runs": len(runs), "seeds": [run.seed for run in runs], "stratum": stratum,
@@ -298,12 +309,19 @@ def _cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | No
         part = run.strata(stratum[0]).get(stratum[1])
         if part is None:
             raise OptionError(f"{run.path}: no {stratum[0]} stratum {stratum[1]!r} in this run")
-    if metric in THRESHOLD_FREE:
+    if metric in THRESHOLD_FREE or metric in FAITHFULNESS:
+        from camkit.bench.faithful import bootstrap_faithfulness
         from camkit.bench.wsol import bootstrap_values
 
         ids = part.per_image_ids() if part is not None else None
         chosen = images if ids is None else [r for r in images if r["image_id"] in ids]
-        return {metric: bootstrap_values(per_image, chosen, n or cfg.bootstrap, cfg.seed)[metric]}
+        if metric in THRESHOLD_FREE:
+            return {metric: bootstrap_values(per_image, chosen, n or cfg.bootstrap, cfg.seed)[metric]}
+        found = bootstrap_faithfulness(per_image, chosen, n or cfg.bootstrap, cfg.seed)
+        if metric not in found:
+            raise OptionError(f"{run.path}: the predictions carry no {metric} values; bench with "
+                              f"--faithfulness {_FAMILY[metric]} to compute them")
+        return {metric: found[metric]}
     from camkit.bench.scoring import as_predictions, ground_truth
     from camkit.metrics import bootstrap_froc
 
@@ -326,6 +344,20 @@ def strata_names(runs: Sequence[Run], by: str) -> list[tuple[str, str]]:
         for name, part in run.strata(by).items():
             out.setdefault(name, part.description)
     return list(out.items())
+
+
+def missing_metric_message(table: dict[str, Any]) -> str | None:
+    """Why a table has no value in any cell (a metric the runs did not compute), or None."""
+    metric = table["metric"]
+    scored = [c for c in table["cells"].values() if c.not_applicable is None]
+    if not scored or any(c.value is not None for c in scored):
+        return None
+    if metric in FAITHFULNESS:
+        return (f"these runs have no {metric}: the faithfulness metrics cost extra forwards and are computed "
+                f"only when asked; bench again with --faithfulness {_FAMILY[metric]} and a new --out beside this "
+                "one (the model store is shared: nothing retrains)")
+    return (f"these runs have no {metric} (benches from before camkit stored it); bench again with a new --out "
+            "beside this one (the model store is shared: nothing retrains)")
 
 
 def detection_records(table: dict[str, Any]) -> list[dict[str, Any]]:

@@ -103,7 +103,9 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
                 chosen = choose_box_thresholds(model, row_sets["val"], options, recipe.eval_batch_size, cfg, device)
                 row_options = replace(options, cam_thresholds={c: v["value"] for c, v in chosen.items()})
             sink = display.eval_sink(label) if display is not None else None
-            records = evaluate_pairings(model, row_sets["test"], row_options, recipe.eval_batch_size, device, sink)
+            faith = (cfg.faithfulness, cfg.faithfulness_steps, cfg.seed) if cfg.faithfulness else None
+            records = evaluate_pairings(model, row_sets["test"], row_options, recipe.eval_batch_size, device, sink,
+                                        faith)
             overlays = overlay_data(model, row_sets["test"], row_options, device) if main else None
             if not main:
                 distributed.barrier()  # wait while rank 0 scores, instead of timing out in the next train()

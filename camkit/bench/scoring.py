@@ -25,7 +25,9 @@ def ground_truth(images: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], d
 
 def score_detection(per_image: dict[str, Any], images: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
     """One pairing's FROC numbers with study-level bootstrap CIs, its curve, and the threshold-free
-    localisation metrics (pointing, energy, maxboxacc) where the predictions carry their per-image values."""
+    localisation metrics (pointing, energy, maxboxacc) and the faithfulness ones where the predictions carry
+    their per-image values."""
+    from camkit.bench.faithful import score_faithfulness
     from camkit.bench.wsol import score_localization
     from camkit.metrics import bootstrap_froc, froc
 
@@ -42,6 +44,7 @@ def score_detection(per_image: dict[str, Any], images: list[dict[str, Any]], cfg
                      "fppi_ci": [boot["best_fppi"].low, boot["best_fppi"].high]}
     entry["froc"] = {"fppi": curve.fppi.tolist(), "tpr": curve.tpr.tolist()}
     entry.update(score_localization(per_image, images, cfg))
+    entry.update(score_faithfulness(per_image, images, cfg))
     entry.update(n_lesions=curve.n_lesions, n_images=curve.n_images, n_predictions=curve.n_predictions,
                  images=curve.images, bootstrap={"n": cfg.bootstrap, "seed": cfg.seed, "by": "study",
                                                  "skipped": boot["tpr@1"].n_skipped})

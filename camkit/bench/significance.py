@@ -89,7 +89,8 @@ def significance(runs: Sequence[Any], table: dict[str, Any], baseline: tuple[str
         f["direction"] = (1 if f["difference"] > 0 else -1) if f["significant"] else 0
     what = "paired study bootstrap" if len(runs) == 1 else "paired two-level bootstrap (seeds, then studies)"
     out = {"baseline": base, "alpha": alpha, "metric": metric, "cells": found,
-           "method": f"{what}, Holm-corrected over {len(cells)} comparisons", "note": None}
+           "method": f"{what}, Holm-corrected over {len(cells)} comparison{'' if len(cells) == 1 else 's'}",
+           "note": None}
     resamples = n or base_boot[0].n
     floor = 2.0 / (resamples + 1)  # the smallest bootstrap p-value
     if cells and floor * len(cells) >= alpha:

@@ -62,6 +62,12 @@ class BoxThreshold(click.ParamType):
               help="single: boxes where the map >= --box-threshold x its maximum; peaks: also a box for every "
                    "weaker peak, cut at --box-threshold x its own height, with box NMS (IoU 0.5), so FROC curves "
                    "reach higher FPPI")
+@click.option("--faithfulness", multiple=True,
+              type=click.Choice(["deletion-insertion", "confidence", "road", "all"]),
+              help="also score the maps' faithfulness on the test masses (repeatable; extra forwards per image, "
+                   "docs/performance.md): deletion/insertion areas, average drop/increase, ROAD")
+@click.option("--faithfulness-steps", type=int, default=20, show_default=True,
+              help="deletion/insertion steps (2 x (steps + 1) forwards per image and test-cam)")
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples (by study)")
 @click.option("--cam-output", default=None,
               help="model output whose score the test-time CAMs explain (GMIC: y_global (default) or y_fusion)")
@@ -78,7 +84,8 @@ class BoxThreshold(click.ParamType):
 @format_option
 @click.option("--quiet", is_flag=True, help="no progress output")
 def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, seeds, out, models_dir,
-          data_root, model_opt, dataset_opt, box_threshold, box_mode, bootstrap, cam_output, cam_opt, device, metric,
+          data_root, model_opt, dataset_opt, box_threshold, box_mode, faithfulness, faithfulness_steps, bootstrap,
+          cam_output, cam_opt, device, metric,
           baseline, alpha, fmt, quiet):
     """Train with each train-cam, score every test-cam, print the leaderboard.
 
@@ -87,6 +94,7 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
     classifier) trains once and makes one row; several --model make one matrix, a row per model and train-cam.
     """
     from camkit.bench.config import PAPER_TEST_CAMS, PAPER_TRAIN_CAMS, BenchConfig, expand_cams
+    from camkit.bench.faithful import expand_families
     from camkit.bench.leaderboard import Run
     from camkit.bench.runner import run_bench
     from camkit.training.distributed import env_world_size
@@ -104,6 +112,7 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
                       test_cams=expand_cams(test_cams, PAPER_TEST_CAMS),
                       model_options=_parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
                       train=train, box_threshold=box_threshold, boxes=box_mode, bootstrap=bootstrap,
+                      faithfulness=expand_families(faithfulness), faithfulness_steps=faithfulness_steps,
                       cam_output=cam_output, cam_options=parse_cam_options(cam_opt))
     from dataclasses import replace
 
@@ -152,7 +161,8 @@ def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None,
     with significance markers against ``baseline`` (ROW:TEST_CAM; default cam:cam when present); ``by``: one
     detection table per stratum of the test set (camkit.bench.strata)."""
     from camkit.bench.leaderboard import (classification_records, classification_rows, classification_table,
-                                          detection_records, detection_table, strata_names)
+                                          detection_records, detection_table, missing_metric_message,
+                                          strata_names)
     from camkit.bench.significance import parse_baseline, significance
     from camkit.ui.output import resolve_format
 
@@ -160,6 +170,9 @@ def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None,
     tables = []
     for stratum, description in parts:
         table = detection_table(runs, metric, stratum=stratum)
+        missing = missing_metric_message(table)
+        if missing:
+            raise OptionError(missing)
         table["significance"] = significance(runs, table, parse_baseline(baseline), alpha)
         tables.append((table, description))
     cls = classification_table(runs)
@@ -197,7 +210,7 @@ def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None,
 
 
 def _render_detection(table, runs, fmt: str, interval: str, stratum: str | None) -> None:
-    from camkit.bench.leaderboard import METRICS, THRESHOLD_FREE, detection_rows
+    from camkit.bench.leaderboard import FAITHFULNESS, LOWER_IS_BETTER, METRICS, THRESHOLD_FREE, detection_rows
 
     config = runs[0].results.get("config", {})
     metric, sig = table["metric"], table["significance"]
@@ -210,7 +223,10 @@ def _render_detection(table, runs, fmt: str, interval: str, stratum: str | None)
             "test images")
     if metric in THRESHOLD_FREE:
         rule = "over the test images with a lesion, in the maps' grid; map thresholds 0 .. 0.99 (docs/metrics.md)"
+    if metric in FAITHFULNESS:
+        rule = "over the test images with a mass, the model's mass probability (docs/metrics.md section 6)"
     header = table["header"]
+    arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
     marks = ""
     if sig is not None:
         base = f"{sig['baseline'][0]} x {sig['baseline'][1]}"
@@ -218,7 +234,7 @@ def _render_detection(table, runs, fmt: str, interval: str, stratum: str | None)
                  f"{sig['alpha']:g})")
     what = f" — {stratum}" if stratum else ""
     render(detection_rows(table), [header, *table["cols"]], fmt,
-           title=f"Detection{what}: {METRICS[metric]} ↑ (rows: {header}, columns: test-cam; * best in row, ** "
+           title=f"Detection{what}: {METRICS[metric]} {arrow} (rows: {header}, columns: test-cam; * best in row, ** "
                  f"best overall{marks}; {rule}; {interval})")
     if sig is not None and sig.get("note"):
         click.echo(f"note: {sig['note']}", err=True)

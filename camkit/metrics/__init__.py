@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from camkit.metrics.bootstrap import (BootstrapResult, CombinedResult, PairedResult, ResamplePlan, bootstrap,
                                       bootstrap_classification, bootstrap_froc, bootstrap_localization,
-                                      bootstrap_p_value, combine_runs, compare, paired_bootstrap,
+                                      bootstrap_means, bootstrap_p_value, combine_runs, compare, paired_bootstrap,
                                       resample_plan)
 from camkit.metrics.classify import ClassificationResult, classification, roc_auc
 from camkit.metrics.detection import (CPM_FPPIS, FROCResult, MatchTable, OperatingPoint, froc, iou_matrix,
@@ -21,7 +21,7 @@ from camkit.metrics.significance import combine_paired, holm
 
 __all__ = [
     "BootstrapResult", "CombinedResult", "PairedResult", "ResamplePlan", "bootstrap", "bootstrap_classification",
-    "bootstrap_froc", "bootstrap_localization", "bootstrap_p_value", "combine_runs", "compare", "paired_bootstrap", "resample_plan",
+    "bootstrap_froc", "bootstrap_localization", "bootstrap_means", "bootstrap_p_value", "combine_runs", "compare", "paired_bootstrap", "resample_plan",
     "ClassificationResult",
     "classification", "roc_auc", "CPM_FPPIS", "FROCResult", "MatchTable", "OperatingPoint", "froc", "iou_matrix",
     "match_image", "match_table", "DeletionInsertion", "confidence_change", "deletion_insertion", "box_hits",

@@ -253,11 +253,8 @@ def bootstrap_localization(groups: Sequence[Any], pointing: Any = None, energy: 
     plan = resample_plan(groups, n, seed)
     w = plan.weights().astype(np.float64)                          # (n, N)
     total = w.sum(axis=1)
-    out: dict[str, BootstrapResult] = {}
-    for name, values in (("pointing", pointing), ("energy", energy)):
-        if values is not None:
-            v = np.asarray(values, dtype=np.float64).reshape(-1)
-            out[name] = _result(name, float(v.mean()), (w @ v) / total, plan, level)
+    out = _weighted_means({k: v for k, v in (("pointing", pointing), ("energy", energy)) if v is not None},
+                          w, total, plan, level)
     if hits is not None:
         h = np.asarray(hits, dtype=np.float64)
         acc = np.tensordot(w, h, axes=(1, 0)) / total[:, None, None]   # (n, T, D)
@@ -265,6 +262,28 @@ def bootstrap_localization(groups: Sequence[Any], pointing: Any = None, energy: 
         for j, d in enumerate(iou_thresholds):
             out[f"maxboxacc@{d:g}"] = _result(f"maxboxacc@{d:g}", float(full[j]), per_d[:, j], plan, level)
         out["maxboxacc"] = _result("maxboxacc", float(full.mean()), per_d.mean(axis=1), plan, level)
+    return out
+
+
+def bootstrap_means(groups: Sequence[Any], values: Mapping[str, Any], n: int = 1000, seed: int = 0,
+                    level: float = 0.95) -> dict[str, BootstrapResult]:
+    """Study bootstrap of per-image means: ``values[name]`` (N,) one value per image, ``groups[i]`` image i's
+    study; a resample is the weighted mean over images (each as often as its study is drawn). The faithfulness
+    metrics of a bench (deletion/insertion areas, drops, ROAD) are such means."""
+    _check_level(level)
+    plan = resample_plan(groups, n, seed)
+    w = plan.weights().astype(np.float64)
+    return _weighted_means(values, w, w.sum(axis=1), plan, level)
+
+
+def _weighted_means(values: Mapping[str, Any], w: np.ndarray, total: np.ndarray, plan: ResamplePlan,
+                    level: float) -> dict[str, BootstrapResult]:
+    out: dict[str, BootstrapResult] = {}
+    for name, vals in values.items():
+        v = np.asarray(vals, dtype=np.float64).reshape(-1)
+        if v.size != w.shape[1]:
+            raise ValueError(f"{name}: {v.size} values for {w.shape[1]} images")
+        out[name] = _result(name, float(v.mean()), (w @ v) / total, plan, level)
     return out
 
 
