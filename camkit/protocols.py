@@ -44,6 +44,7 @@ class Sample(TypedDict):
     Optional (leaderboard strata use them where a dataset has them, ``camkit leaderboard --by``)::
 
         density     breast density as the dataset writes it (VinDr-Mammo: "DENSITY A" .. "DENSITY D")
+        masks       Tensor (N, H, W) bool, each box's lesion pixels in the model frame (datasets with masks)
     """
 
     image: Any
@@ -55,10 +56,11 @@ class Sample(TypedDict):
     view: str | None
     transform: "BoxTransform"
     density: NotRequired[str | None]
+    masks: NotRequired[Any]
 
 
 # spelled out: with postponed annotations TypedDict cannot see NotRequired
-OPTIONAL_SAMPLE_KEYS: tuple[str, ...] = ("density",)
+OPTIONAL_SAMPLE_KEYS: tuple[str, ...] = ("density", "masks")
 SAMPLE_KEYS: tuple[str, ...] = tuple(k for k in Sample.__annotations__ if k not in OPTIONAL_SAMPLE_KEYS)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -88,7 +89,7 @@ def test_threshold_free_metrics_are_stored_and_match_the_metric_functions(tiny_r
                for r in stored["images"] if not r["gt"])
 
 
-@pytest.mark.parametrize("metric", ["maxboxacc", "pointing", "energy"])
+@pytest.mark.parametrize("metric", ["maxboxacc", "pointing", "energy", "pxap"])
 def test_leaderboard_shows_the_threshold_free_metrics(tiny_run, tiny_run_seed1, metric):
     runner = CliRunner()
     one = runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", metric, "--format", "json"])
@@ -263,6 +264,23 @@ def test_faithfulness_metrics_on_request(tiny_run):
     # the default bench did not compute them: said, with the option that would
     none = runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", "road"])
     assert none.exit_code != 0 and "--faithfulness road" in none.output
+
+
+def test_pxap_from_the_synthetic_masks(tiny_run):
+    from camkit.metrics.localization import pxap_from_histograms
+
+    results = load_results(tiny_run)
+    stored = json.loads((tiny_run / "predictions" / "xgradcam.json").read_text())
+    for cam in ("cam", "gradcampp"):
+        hists = [p["pxap_hist"] for p in stored["predictions"][cam].values() if p.get("pxap_hist")]
+        positives = sum(1 for r in stored["images"] if r["gt"])
+        assert len(hists) == positives  # every mass image, and only those
+        h = np.asarray(hists, dtype=float)
+        entry = results["detection"]["xgradcam"][cam]["pxap"]
+        assert entry["value"] == pytest.approx(pxap_from_histograms(h[:, 0].sum(0), h[:, 1].sum(0)))
+        assert entry["n_images"] == positives and entry["ci"][0] <= entry["value"] <= entry["ci"][1]
+        # the lesion pixels counted are the masks' pixels on the maps' grid: a few per cent of the image
+        assert 0 < h[:, 0].sum() < 0.2 * h.sum()
 
 
 def test_rerun_resumes_without_training_again(tiny_run):

@@ -234,3 +234,24 @@ def test_bench_per_image_values_round_trip_the_metrics():
             continue
         assert v["pointing"] == point[i] and v["energy"] == pytest.approx(energy[i], abs=1e-6)
         np.testing.assert_array_equal(np.stack([_unpack(x) for x in v["box_hits"]], axis=1), hits[i])
+
+
+def test_binned_pxap_is_sklearns_ap_of_the_quantised_maps():
+    from sklearn.metrics import average_precision_score
+
+    from camkit.metrics.localization import pixel_histograms, pxap_from_histograms
+
+    g = torch.Generator().manual_seed(4)
+    maps = torch.rand(6, 24, 18, generator=g)
+    maps[0, 0, 0] = 1.0  # the top edge goes to the last bin
+    masks = torch.rand(6, 24, 18, generator=g) < maps * 0.6
+    hist = pixel_histograms(maps, masks)
+    assert hist.shape == (6, 2, 100) and hist.sum() == maps.numel()
+    assert int(hist[:, 0].sum()) == int(masks.sum())
+    q = ((maps * 100).floor().clamp_max(99) / 100).numpy()
+    expected = average_precision_score(masks.numpy().ravel(), q.ravel())
+    assert pxap_from_histograms(hist[:, 0].sum(0), hist[:, 1].sum(0)) == pytest.approx(expected, abs=1e-12)
+    # vectorised over leading axes: each image on its own
+    per = pxap_from_histograms(hist[:, 0], hist[:, 1])
+    for i in range(6):
+        assert per[i] == pytest.approx(average_precision_score(masks[i].numpy().ravel(), q[i].ravel()), abs=1e-12)

@@ -199,7 +199,10 @@ def test_sample_contract_and_transform_round_trip():
     ds = camkit.create_dataset("synthetic", split="val", n=8, size=(128, 80))
     for i in range(8):
         s = ds[i]
-        assert set(s) == {"image", "label", "boxes", "image_id", "study_id", "laterality", "view", "transform"}
+        assert set(s) == {"image", "label", "boxes", "image_id", "study_id", "laterality", "view", "transform",
+                          "masks", "density"}
+        assert s["masks"].dtype == torch.bool and s["masks"].shape == (s["label"], 128, 80)
+        assert s["density"] in {"DENSITY A", "DENSITY B", "DENSITY C", "DENSITY D"}
         assert s["image"].shape == (1, 128, 80) and s["image"].dtype == torch.float32
         assert torch.isfinite(s["image"]).all()
         assert isinstance(s["label"], int) and s["label"] in (0, 1)
@@ -216,6 +219,29 @@ def test_sample_contract_and_transform_round_trip():
     assert batch["image"].shape == (4, 1, 128, 80) and batch["label"].tolist() == [0, 0, 1, 1]
     clone = pickle.loads(pickle.dumps(ds))
     assert torch.equal(clone[3]["image"], ds[3]["image"])
+
+
+def _extent(mask) -> list[float]:
+    ys, xs = np.nonzero(np.asarray(mask))
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def test_masks_are_the_planted_mass_and_their_box_is_the_box():
+    # the raw mask in the stored frame: the box is tight around it, and the mass added intensity on it
+    ds = SyntheticDataset("test", n=16, size=(128, 80), original_size=(256, 160))
+    for i in range(16):
+        raw, s = ds.raw(i), ds[i]
+        assert raw.masks.shape == (raw.label, 256, 160)
+        if not raw.label:
+            continue
+        assert _extent(raw.masks[0]) == raw.boxes[0].tolist()
+        assert (raw.pixels - raw.mass_free)[raw.masks[0]].mean() > 0
+        # the model frame (mirrored for right views, half size): within a pixel of the box, and back in the
+        # original frame within 1 px (issue 13's rule for masks)
+        model_box = s["boxes"][0].tolist()
+        assert np.abs(np.array(_extent(s["masks"][0])) - model_box).max() <= 1.0
+        back = s["transform"].to_original(np.array([_extent(s["masks"][0])]))[0]
+        assert np.abs(back - raw.boxes[0]).max() <= 2.0  # 1 px of the half-size frame is 2 px here
 
 
 def test_generating_at_a_larger_original_size():

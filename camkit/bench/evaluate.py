@@ -51,7 +51,7 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
         skipped.update(found.not_applicable)
         model_size = tuple(batch["image"].shape[-2:])
         for cam, per_image in found.original(batch["transform"]).items():
-            wsol = per_image_values(found.maps[cam], batch["boxes"], model_size)
+            wsol = per_image_values(found.maps[cam], batch["boxes"], model_size, batch.get("masks"))
             faith = _faithfulness(model, batch, found.maps[cam], faithfulness, device)
             for image_id, (boxes, scores), extra, f in zip(batch["image_id"], per_image, wsol, faith):
                 preds[cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist(), **extra,

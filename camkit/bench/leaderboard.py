@@ -25,13 +25,14 @@ METRICS = {
     "maxboxacc": "MaxBoxAccV2: best box accuracy over map thresholds, mean over IoU 0.3/0.5/0.7",
     "pointing": "pointing game: the map's maximum inside a lesion box",
     "energy": "energy pointing game: share of the map's mass inside the lesion boxes",
+    "pxap": "PxAP: pixel average precision of the map against the lesion masks (thresholds 0 .. 0.99)",
     "deletion": "deletion area: the mass probability as the most relevant pixels go (lower is better)",
     "insertion": "insertion area: the mass probability as the most relevant pixels come back",
     "average_drop": "average drop in confidence on the image times its map (lower is better)",
     "increase": "increase in confidence: share of images scored higher on the image times its map",
     "road": "ROAD combined: mean of (LeRF - MoRF) / 2 over percentiles 10 .. 90",
 }
-THRESHOLD_FREE = ("maxboxacc", "pointing", "energy")  # camkit.bench.wsol: no box threshold, no FPPI
+THRESHOLD_FREE = ("maxboxacc", "pointing", "energy", "pxap")  # camkit.bench.wsol: no box threshold, no FPPI
 FAITHFULNESS = ("deletion", "insertion", "average_drop", "increase", "road")  # camkit.bench.faithful
 LOWER_IS_BETTER = ("deletion", "average_drop")
 CLASSIFICATION_METRICS = ("accuracy", "auc", "tpr", "tnr")
@@ -316,7 +317,11 @@ def _cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | No
         ids = part.per_image_ids() if part is not None else None
         chosen = images if ids is None else [r for r in images if r["image_id"] in ids]
         if metric in THRESHOLD_FREE:
-            return {metric: bootstrap_values(per_image, chosen, n or cfg.bootstrap, cfg.seed)[metric]}
+            found = bootstrap_values(per_image, chosen, n or cfg.bootstrap, cfg.seed)
+            if metric not in found:
+                raise OptionError(f"{run.path}: the predictions carry no PxAP: its dataset gives no lesion masks "
+                                  "(or the bench is from before camkit stored them)")
+            return {metric: found[metric]}
         found = bootstrap_faithfulness(per_image, chosen, n or cfg.bootstrap, cfg.seed)
         if metric not in found:
             raise OptionError(f"{run.path}: the predictions carry no {metric} values; bench with "
@@ -352,6 +357,9 @@ def missing_metric_message(table: dict[str, Any]) -> str | None:
     scored = [c for c in table["cells"].values() if c.not_applicable is None]
     if not scored or any(c.value is not None for c in scored):
         return None
+    if metric == "pxap":
+        return ("these runs have no PxAP: it needs lesion masks, which their dataset does not give (the synthetic "
+                "set gives them since camkit stored them: bench again with a new --out)")
     if metric in FAITHFULNESS:
         return (f"these runs have no {metric}: the faithfulness metrics cost extra forwards and are computed "
                 f"only when asked; bench again with --faithfulness {_FAMILY[metric]} and a new --out beside this "

@@ -10,20 +10,25 @@ They are stored with the image's predictions, so any run can be re-scored withou
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)
 N_THRESHOLDS = 100          # numpy.arange(0, 1, 0.01), MaxBoxAcc's default
+N_BINS = 100                # PxAP's thresholds in the bench: 0, 0.01, .., 0.99 (Choe et al. bin theirs too)
 NAMES = ("pointing", "energy", "maxboxacc")
 
 
-def per_image_values(maps: Any, gt_model: Sequence[Any], model_size: tuple[int, int]) -> list[dict[str, Any]]:
-    """Per image of a batch: ``{"pointing", "energy", "box_hits"}`` (None for an image without boxes).
+def per_image_values(maps: Any, gt_model: Sequence[Any], model_size: tuple[int, int],
+                     masks: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """Per image of a batch: ``{"pointing", "energy", "box_hits"}`` (None for an image without boxes), and
+    ``"pxap_hist"`` where the dataset gives lesion masks.
 
     ``maps`` (B, h, w) on any device; ``gt_model`` the ground-truth boxes in the model frame
-    (``model_size`` (H, W)), scaled here to the maps' grid.
+    (``model_size`` (H, W)), scaled here to the maps' grid; ``masks`` per image (k, H, W) bool in the model
+    frame (or None), resized to the maps' grid (centre sampling) and joined: PxAP's pixel histograms.
     """
     from camkit.metrics import box_hits, energy_inside, pointing_hits
 
@@ -37,9 +42,33 @@ def per_image_values(maps: Any, gt_model: Sequence[Any], model_size: tuple[int, 
     maps, gt = maps[keep], [gt[i] for i in keep]
     point, energy = pointing_hits(maps, gt), energy_inside(maps, gt)
     hits = box_hits(maps, gt, np.arange(N_THRESHOLDS) / N_THRESHOLDS, IOU_THRESHOLDS)
+    hist = _histograms(maps, [masks[i] for i in keep]) if masks is not None else None
     for k, i in enumerate(keep):
         out[i] = {"pointing": int(point[k]), "energy": round(float(energy[k]), 6),
                   "box_hits": [_pack(hits[k, :, j]) for j in range(len(IOU_THRESHOLDS))]}
+        if hist is not None and hist[k] is not None:
+            out[i]["pxap_hist"] = hist[k]
+    return out
+
+
+def _histograms(maps: Any, masks: Sequence[Any]) -> list[Any]:
+    """Per image, [lesion counts, other counts] by map value bin (camkit.metrics.pixel_histograms), or None for
+    an image without a mask."""
+    import torch
+
+    from camkit.data.imaging import resize_masks
+    from camkit.metrics.localization import pixel_histograms
+
+    h, w = maps.shape[-2:]
+    out: list[Any] = [None] * len(masks)
+    have = [k for k, m in enumerate(masks) if m is not None and len(m)]
+    if not have:
+        return out
+    union = torch.stack([resize_masks(torch.as_tensor(masks[k]).bool().any(dim=0, keepdim=True), (h, w))[0]
+                         for k in have]).to(maps.device)
+    counts = pixel_histograms(maps[have], union, N_BINS)
+    for j, k in enumerate(have):
+        out[k] = counts[j].tolist()
     return out
 
 
@@ -51,6 +80,10 @@ def score_localization(per_image: dict[str, Any], images: list[dict[str, Any]], 
         return {}
     boot = _bootstrap(found, cfg.bootstrap, cfg.seed)
     out: dict[str, Any] = {m: {"value": boot[m].estimate, "ci": [boot[m].low, boot[m].high]} for m in NAMES}
+    px = _pxap_bootstrap(per_image, images, cfg.bootstrap, cfg.seed)
+    if px is not None:
+        out["pxap"] = {"value": px.estimate, "ci": [px.low, px.high], "n_images": px.n_images,
+                       "thresholds": N_BINS}
     acc = found[3].mean(axis=0)
     ts = np.arange(N_THRESHOLDS) / N_THRESHOLDS
     out["maxboxacc"].update(
@@ -71,7 +104,47 @@ def bootstrap_values(per_image: dict[str, Any], images: list[dict[str, Any]], n:
     if found is None:
         raise OptionError("these predictions carry no pointing/energy/maxboxacc values (a bench from before "
                           "camkit stored them): re-run the bench to compute them")
-    return _bootstrap(found, n, seed)
+    out = _bootstrap(found, n, seed)
+    px = _pxap_bootstrap(per_image, images, n, seed)
+    if px is not None:
+        out["pxap"] = px.result
+    return out
+
+
+@dataclass(frozen=True)
+class _PxAP:
+    result: Any
+    n_images: int
+
+    @property
+    def estimate(self) -> float:
+        return self.result.estimate
+
+    @property
+    def low(self) -> float:
+        return self.result.low
+
+    @property
+    def high(self) -> float:
+        return self.result.high
+
+
+def _pxap_bootstrap(per_image: dict[str, Any], images: list[dict[str, Any]], n: int, seed: int) -> _PxAP | None:
+    """PxAP over the pixels of the test images with a mask (study bootstrap: a resample sums its images'
+    histograms, each as often as its study is drawn); None when the predictions carry no histograms."""
+    from camkit.metrics.bootstrap import _result, resample_plan
+    from camkit.metrics.localization import pxap_from_histograms
+
+    rows = [(per_image[r["image_id"]]["pxap_hist"], r["study_id"]) for r in images
+            if (per_image.get(r["image_id"]) or {}).get("pxap_hist") is not None]
+    if not rows:
+        return None
+    hist = np.asarray([h for h, _ in rows], dtype=np.float64)          # (N, 2, bins)
+    plan = resample_plan([g for _, g in rows], n, seed)
+    w = plan.weights().astype(np.float64)                                # (n, N)
+    pos, neg = np.tensordot(w, hist[:, 0], axes=(1, 0)), np.tensordot(w, hist[:, 1], axes=(1, 0))
+    full = float(pxap_from_histograms(hist[:, 0].sum(axis=0), hist[:, 1].sum(axis=0)))
+    return _PxAP(_result("pxap", full, pxap_from_histograms(pos, neg), plan, 0.95), len(rows))
 
 
 def _bootstrap(found: tuple[Any, ...], n: int, seed: int) -> dict[str, Any]:

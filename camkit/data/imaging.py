@@ -204,6 +204,20 @@ def crop(img: np.ndarray, box: tuple[int, int, int, int], fill: float = 0.0) -> 
 
 
 # -- resize and normalise ----------------------------------------------------------------------------
+def resize_masks(masks: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize (N, H, W) boolean lesion masks to ``size`` = (H', W'): each output pixel takes the input pixel
+    under its centre (torch's ``nearest-exact``), the same continuous frame :func:`resize` keeps. Returns a
+    bool tensor (N, H', W')."""
+    import torch.nn.functional as F
+
+    t = torch.as_tensor(np.ascontiguousarray(masks) if isinstance(masks, np.ndarray) else masks)
+    if t.ndim != 3:
+        raise ValueError(f"resize_masks expects (N, H, W) masks, got shape {tuple(t.shape)}")
+    if tuple(t.shape[-2:]) == tuple(size) or t.shape[0] == 0:
+        return t.bool().reshape(t.shape[0], *size) if t.shape[0] == 0 else t.bool()
+    return F.interpolate(t[:, None].float(), size=tuple(size), mode="nearest-exact")[:, 0] > 0.5
+
+
 def resize(img: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize an (H, W) or (1, H, W) image to ``size`` = (H', W') with bilinear interpolation.
 

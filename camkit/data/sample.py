@@ -11,6 +11,7 @@ A sample is a dict::
     view        "CC" / "MLO" / None
     transform   BoxTransform: model frame <-> original image pixel frame
     density     (optional) breast density as the dataset writes it, e.g. "DENSITY C"
+    masks       (optional) Tensor (N, H, W) bool: each box's lesion pixels in the model frame
 
 Coordinates are continuous: pixel (row i, column j) covers [j, j+1) x [i, i+1), so a box spanning a whole
 W-pixel-wide image is x1=0, x2=W, and a horizontal flip maps x to W - x.
@@ -123,7 +124,7 @@ def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
         "image": torch.stack([s["image"] for s in samples]),
         "label": torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
     }
-    for key in ("boxes", "image_id", "study_id", "laterality", "view", "transform", "density"):
+    for key in ("boxes", "image_id", "study_id", "laterality", "view", "transform", "density", "masks"):
         out[key] = [s.get(key) for s in samples]
     return out
 

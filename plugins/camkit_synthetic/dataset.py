@@ -7,9 +7,9 @@ import torch
 from torch.utils.data import Dataset
 
 from camkit.data.sample import BoxTransform
-from camkit.data.imaging import mirror, resize
+from camkit.data.imaging import mirror, resize, resize_masks
 
-from .generator import SPLITS, Difficulty, SyntheticImage, generate, resolve_difficulty
+from .generator import SPLITS, Difficulty, SyntheticImage, density_category, generate, resolve_difficulty
 
 #: Default sizes per split, sized for a one-minute-per-model CPU bench at 256 x 160.
 DEFAULT_N = {"train": 2000, "val": 200, "test": 400}
@@ -101,6 +101,8 @@ class SyntheticDataset(Dataset):
                                  flipped=flipped)
         image = resize(pixels, self.size)
         boxes = torch.as_tensor(transform.to_model(im.boxes), dtype=torch.float32).reshape(-1, 4)
+        masks = im.masks[:, :, ::-1] if flipped else im.masks
         return {"image": image, "label": int(im.label), "boxes": boxes, "image_id": im.image_id,
-                "study_id": im.study_id, "laterality": im.laterality, "view": im.view, "transform": transform}
+                "study_id": im.study_id, "laterality": im.laterality, "view": im.view, "transform": transform,
+                "masks": resize_masks(masks, self.size), "density": density_category(im.info["density"])}
 

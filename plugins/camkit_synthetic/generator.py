@@ -139,6 +139,7 @@ class SyntheticImage:
     mass_free   (H, W) float32, the same image without the mass (equal to ``pixels`` for normals)
     label       1 mass, 0 normal
     boxes       (N, 4) float32 x1 y1 x2 y2 in ``pixels``' frame, tight around the mass's outline
+    masks       (N, H, W) bool, each mass's pixels inside its nominal outline (what its box is tight around)
     norm        (mean, std) to z-score ``pixels`` with: the mass-free image's statistics, slightly jittered
     mass        the mass's parameters (shape, margin, contrast, radius_px, centre), None for normals
     """
@@ -154,6 +155,7 @@ class SyntheticImage:
     norm: tuple[float, float]
     mass: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), dtype=bool))
 
     def normalised(self) -> np.ndarray:
         """``pixels`` z-scored with :attr:`norm` (mass-free statistics), float32."""
@@ -167,6 +169,12 @@ def image_id(split: str, index: int) -> str:
 
 def study_id(split: str, index: int) -> str:
     return f"synth-{split}-s{index // 2:06d}"
+
+
+def density_category(density: float) -> str:
+    """The glandular density (0 .. 1) as the four BI-RADS categories VinDr-Mammo writes: quarters of the
+    range, "DENSITY A" (fatty) .. "DENSITY D" (extremely dense)."""
+    return f"DENSITY {'ABCD'[min(3, max(0, int(float(density) * 4)))]}"
 
 
 def label_of(index: int) -> int:
@@ -214,20 +222,25 @@ def generate(index: int, size: tuple[int, int] = (256, 160), *, seed: int = 0, s
 
     pixels = base
     boxes = np.zeros((0, 4), np.float32)
+    masks = np.zeros((0, h, w), dtype=bool)
     mass = None
     if label:
         pixels = base.copy()
         mass, box = _add_mass(rm, pixels, anat, sp, tex_sd)
         np.clip(pixels, 0.0, 1.0, out=pixels)
         boxes = np.asarray([box], np.float32)
+        y0, x0, core = mass.pop("core")
+        masks = np.zeros((1, h, w), dtype=bool)
+        masks[0, y0:y0 + core.shape[0], x0:x0 + core.shape[1]] = core
     if sp["laterality"] == "R":
         pixels = np.ascontiguousarray(pixels[:, ::-1])
         base = pixels if not label else np.ascontiguousarray(base[:, ::-1])
         if len(boxes):
             boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
+            masks = np.ascontiguousarray(masks[:, :, ::-1])
         if mass is not None:
             mass["center"] = (w - mass["center"][0], mass["center"][1])
-    return SyntheticImage(pixels=pixels, mass_free=base, label=label, boxes=boxes,
+    return SyntheticImage(pixels=pixels, mass_free=base, label=label, boxes=boxes, masks=masks,
                           laterality=sp["laterality"], view=view, image_id=image_id(split, index),
                           study_id=study_id(split, index), norm=norm, mass=mass,
                           info={"texture_sd": tex_sd, "density": sp["density"], "seed": seed,
@@ -503,7 +516,7 @@ def _add_mass(r: np.random.Generator, img: np.ndarray, anat: dict[str, np.ndarra
     img[y0:y0 + patch.shape[0], x0:x0 + patch.shape[1]] += np.float32(amp) * patch
     box = (float(x0 + xs.min()), float(y0 + ys.min()), float(x0 + xs.max() + 1), float(y0 + ys.max() + 1))
     params = {"shape": shape, "margin": margin, "contrast": sp["mass_contrast"], "radius_px": float(rad),
-              "amplitude": float(amp), "center": (float(cx), float(cy))}
+              "amplitude": float(amp), "center": (float(cx), float(cy)), "core": (y0, x0, core)}
     return params, box
 
 
