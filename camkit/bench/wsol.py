@@ -10,7 +10,6 @@ They are stored with the image's predictions, so any run can be re-scored withou
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -82,7 +81,7 @@ def score_localization(per_image: dict[str, Any], images: list[dict[str, Any]], 
     out: dict[str, Any] = {m: {"value": boot[m].estimate, "ci": [boot[m].low, boot[m].high]} for m in NAMES}
     px = _pxap_bootstrap(per_image, images, cfg.bootstrap, cfg.seed)
     if px is not None:
-        out["pxap"] = {"value": px.estimate, "ci": [px.low, px.high], "n_images": px.n_images,
+        out["pxap"] = {"value": px[0].estimate, "ci": [px[0].low, px[0].high], "n_images": px[1],
                        "thresholds": N_BINS}
     acc = found[3].mean(axis=0)
     ts = np.arange(N_THRESHOLDS) / N_THRESHOLDS
@@ -107,31 +106,14 @@ def bootstrap_values(per_image: dict[str, Any], images: list[dict[str, Any]], n:
     out = _bootstrap(found, n, seed)
     px = _pxap_bootstrap(per_image, images, n, seed)
     if px is not None:
-        out["pxap"] = px.result
+        out["pxap"] = px[0]
     return out
 
 
-@dataclass(frozen=True)
-class _PxAP:
-    result: Any
-    n_images: int
-
-    @property
-    def estimate(self) -> float:
-        return self.result.estimate
-
-    @property
-    def low(self) -> float:
-        return self.result.low
-
-    @property
-    def high(self) -> float:
-        return self.result.high
-
-
-def _pxap_bootstrap(per_image: dict[str, Any], images: list[dict[str, Any]], n: int, seed: int) -> _PxAP | None:
+def _pxap_bootstrap(per_image: dict[str, Any], images: list[dict[str, Any]], n: int,
+                    seed: int) -> tuple[Any, int] | None:
     """PxAP over the pixels of the test images with a mask (study bootstrap: a resample sums its images'
-    histograms, each as often as its study is drawn); None when the predictions carry no histograms."""
+    histograms, each as often as its study is drawn) and how many images; None without histograms."""
     from camkit.metrics.bootstrap import _result, resample_plan
     from camkit.metrics.localization import pxap_from_histograms
 
@@ -144,7 +126,7 @@ def _pxap_bootstrap(per_image: dict[str, Any], images: list[dict[str, Any]], n: 
     w = plan.weights().astype(np.float64)                                # (n, N)
     pos, neg = np.tensordot(w, hist[:, 0], axes=(1, 0)), np.tensordot(w, hist[:, 1], axes=(1, 0))
     full = float(pxap_from_histograms(hist[:, 0].sum(axis=0), hist[:, 1].sum(axis=0)))
-    return _PxAP(_result("pxap", full, pxap_from_histograms(pos, neg), plan, 0.95), len(rows))
+    return _result("pxap", full, pxap_from_histograms(pos, neg), plan, 0.95), len(rows)
 
 
 def _bootstrap(found: tuple[Any, ...], n: int, seed: int) -> dict[str, Any]:
