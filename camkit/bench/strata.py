@@ -62,8 +62,8 @@ def make_strata(images: list[dict[str, Any]], by: str) -> list[Stratum]:
                           "re-run the bench to break it down by " + by)
     values = [r.get(by) for r in images]
     if all(v is None for v in values):
-        raise OptionError(f"no test image of this run has a {by}: the dataset does not record it (the synthetic "
-                          "set has no breast density; VinDr-Mammo has)")
+        raise OptionError(f"no test image of this run has a {by}: the dataset does not record it (VinDr-Mammo "
+                          "and the synthetic set record density; a folder dataset does not)")
     names = sorted({str(v) for v in values if v is not None}) + (["unknown"] if None in values else [])
     out = []
     for name in names:
