@@ -44,7 +44,32 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 50, "batch_size": 6, "lr": 4.134e-6},
         "eval_batch_size": 6,
     },
+    # The paper's GMIC recipe on the public datasets, read from the `camkit prepare` cache (docs/datasets.md):
+    # CBIS-DDSM's masses vs calcification-only views (official test split, val by patient) ...
+    "cbis-ddsm": {
+        "model": "gmic",
+        "dataset": "cbis-ddsm",
+        "model_options": {"preset": "official", "num_classes": 1},
+        "dataset_options": {"negatives": "calc-only", "val_fraction": 0.1, "cache": True},
+        "train": {"epochs": 50, "batch_size": 6, "lr": 4.134e-6},
+        "eval_batch_size": 6,
+    },
+    # ... and INbreast's masses vs BI-RADS 1 normals (70/10/20 by patient; ~170 images, so more epochs are cheap)
+    "inbreast": {
+        "model": "gmic",
+        "dataset": "inbreast",
+        "model_options": {"preset": "official", "num_classes": 1},
+        "dataset_options": {"negatives": "birads1", "test_fraction": 0.2, "val_fraction": 0.1, "cache": True},
+        "train": {"epochs": 100, "batch_size": 6, "lr": 4.134e-6},
+        "eval_batch_size": 6,
+    },
 }
+
+
+def default_preset(dataset: str | None) -> str:
+    """The recipe ``camkit bench`` uses without ``--preset``: the dataset's own preset when it has one
+    (``--dataset cbis-ddsm`` -> ``cbis-ddsm``), else ``cpu``."""
+    return dataset if dataset in PRESETS else "cpu"
 
 
 @dataclass

@@ -51,9 +51,9 @@ def main() -> None:
 
 
 def _add_core_commands() -> None:
-    from camkit.cli import bench, explain, inspect, train
+    from camkit.cli import bench, explain, inspect, prepare, train
 
-    for module in (inspect, train, bench, explain):
+    for module in (inspect, train, bench, explain, prepare):
         for command in module.commands:
             main.add_command(command)
 

@@ -33,14 +33,16 @@ class BoxThreshold(click.ParamType):
 @click.option("--model", "models", multiple=True,
               help="registered model (repeat to mix models in one matrix: a row per model and train-cam) "
                    "[the preset's: gmic]")
-@click.option("--dataset", default=None, help="registered dataset [preset's: synthetic for cpu, vindr for paper]")
+@click.option("--dataset", default=None,
+              help="registered dataset [the preset's: synthetic for cpu, vindr for paper, ...]")
 @click.option("--train-cam", "train_cams", multiple=True,
               help="CAM driving training (repeat, 'all', or a cost class; perturbation methods cost extra forwards per "
                    "step, docs/performance.md) [cam gradcampp xgradcam]")
 @click.option("--test-cam", "test_cams", multiple=True,
               help="CAM scored at test time (repeat; 'all' = every registered one, or a cost class: one-pass, "
                    "second-order, full-backward, perturbation) [the paper's five]")
-@click.option("--preset", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True)
+@click.option("--preset", type=click.Choice(["cpu", "paper", "cbis-ddsm", "inbreast"]), default=None,
+              help="recipe (model, data, training options) [the --dataset's own preset if it has one, else cpu]")
 @click.option("--epochs", type=int, default=None, help="override the preset's epochs")
 @click.option("--batch-size", type=int, default=None, help="override the preset's batch size")
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds the data, the model and training")
@@ -101,6 +103,9 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
     from camkit.ui.figures import draw_run_figures
     from camkit.ui.progress import BenchProgress
 
+    from camkit.bench.recipe import default_preset
+
+    preset = preset or default_preset(dataset)
     train = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "device": device}.items()
              if v is not None}
     dataset_options = _parse_options(dataset_opt, "--dataset-opt")

@@ -16,8 +16,9 @@ from camkit.cli.options import parse_options as _parse_options
 @click.option("--model", default=None, help="registered model [the preset's, else gmic]")
 @click.option("--dataset", default=None, help="registered dataset [the preset's, else required]")
 @click.option("--train-cam", default=None, help="CAM that drives training (a model option, e.g. gradcampp)")
-@click.option("--preset", type=click.Choice(["cpu", "paper"]), default=None, help="recipe shared with `camkit bench` (cpu, paper): model, dataset "
-                                             "and training options; explicit options override it")
+@click.option("--preset", type=click.Choice(["cpu", "paper", "cbis-ddsm", "inbreast"]), default=None,
+              help="recipe shared with `camkit bench` (cpu, paper, cbis-ddsm, inbreast): model, dataset "
+                   "and training options; explicit options override it")
 @click.option("--model-opt", multiple=True, help="model option KEY=VALUE (repeatable; JSON values)")
 @click.option("--cam-opt", multiple=True,
               help="the train-cam's option NAME.KEY=VALUE, e.g. fem.k=3 (repeatable; as in `camkit bench`)")

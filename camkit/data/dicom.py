@@ -258,10 +258,12 @@ def _decode_message(path: Path, tsyntax: str, exc: Exception, where: str | None)
 def write_dicom(path: str | Path, stored: np.ndarray, *, study_id: str, series_id: str, image_id: str,
                 laterality: str, view: str, photometric: str = "MONOCHROME2", bits_stored: int = 12,
                 window: tuple[list[float], list[float]] | None = None,
-                transfer_syntax: str | None = None, encapsulated: bytes | None = None) -> Path:
+                transfer_syntax: str | None = None, encapsulated: bytes | None = None,
+                patient_id: str | None = None, sop_class: str = "1.2.3.4") -> Path:
     """Write a VinDr-style mammogram DICOM (16-bit, hex UIDs, file-meta SOP class ``1.2.3.4``) atomically.
 
-    ``stored``: (H, W) unsigned integers exactly as they go on disk (invert for MONOCHROME1 beforehand).
+    ``stored``: (H, W) unsigned integers exactly as they go on disk (invert for MONOCHROME1 beforehand); a
+    uint8 array is written 8-bit (as CBIS-DDSM's ROI masks are), anything else 16-bit.
     ``window``: (centers, widths), multi-valued when the lists have several entries.
     ``transfer_syntax`` + ``encapsulated``: write already-compressed fragment bytes instead (tests use this
     to produce a JPEG 2000 file without an encoder).
@@ -272,21 +274,24 @@ def write_dicom(path: str | Path, stored: np.ndarray, *, study_id: str, series_i
 
     from camkit.storage.atomic import atomic_write
 
-    stored = np.ascontiguousarray(stored, dtype=np.uint16)
+    eight = np.asarray(stored).dtype == np.uint8
+    stored = np.ascontiguousarray(stored, dtype=np.uint8 if eight else np.uint16)
+    bits_stored = 8 if eight else bits_stored
     with quiet_ui_warnings():
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = "1.2.3.4"
+        meta.MediaStorageSOPClassUID = sop_class
         meta.MediaStorageSOPInstanceUID = image_id
         meta.TransferSyntaxUID = transfer_syntax or ExplicitVRLittleEndian
         meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
         ds = Dataset()
         ds.file_meta = meta
         ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = image_id, study_id, series_id
-        ds.Modality, ds.PatientID = "MG", study_id[:16]
+        ds.Modality, ds.PatientID = "MG", patient_id or study_id[:16]
         ds.ImageLaterality, ds.ViewPosition = laterality, view
         ds.Rows, ds.Columns = int(stored.shape[0]), int(stored.shape[1])
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = (8 if eight else 16), bits_stored, \
+            bits_stored - 1, 0
         if window is not None:
             centers, widths = window
             ds.WindowCenter = centers if len(centers) > 1 else centers[0]
@@ -296,8 +301,8 @@ def write_dicom(path: str | Path, stored: np.ndarray, *, study_id: str, series_i
             ds.PixelData = encapsulate([encapsulated])
             ds["PixelData"].VR = "OB"
         else:
-            ds.PixelData = stored.tobytes()
-            ds["PixelData"].VR = "OW"
+            ds.PixelData = stored.tobytes() + (b"\0" if eight and stored.size % 2 else b"")
+            ds["PixelData"].VR = "OB" if eight else "OW"
         ds.preamble = b"\0" * 128
         buf = io.BytesIO()
         # enforce_file_format=False keeps the file meta as given (VinDr's SOP class UID is the literal 1.2.3.4)

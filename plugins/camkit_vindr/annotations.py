@@ -65,6 +65,10 @@ class ImageRecord:
         """The image's path under the dataset root."""
         return f"images/{self.study_id}/{self.image_id}.dicom"
 
+    def sources(self) -> tuple[str, ...]:
+        """The files this image's sample is made from (the cache keys its entry on them)."""
+        return (self.relpath(),)
+
     def where(self, csv_name: str = FINDING_CSV) -> str:
         """``finding_annotations.csv line 7`` (the image's first row), for messages."""
         return f"{csv_name} line {self.rows[0]}" if self.rows else csv_name

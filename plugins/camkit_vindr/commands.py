@@ -1,4 +1,4 @@
-"""``camkit prepare vindr ROOT``: the VinDr-Mammo preprocessing cache (added to the CLI by this plugin)."""
+"""``camkit prepare vindr ROOT``: the VinDr-Mammo preprocessing cache (the plugin registers it with its dataset)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +12,7 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-@click.command("prepare")
-@click.argument("dataset", type=click.Choice(["vindr"]))
+@click.command("vindr")
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--size", nargs=2, type=int, default=(2944, 1920), show_default=True, metavar="H W",
               help="the model's input size")
@@ -32,10 +31,10 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option("--voi/--no-voi", default=True, show_default=True, help="apply the DICOM VOI LUT / window")
 @click.option("--skip-bad", is_flag=True, help="record unreadable images in the manifest and go on")
 @click.option("--quiet", is_flag=True, help="no progress display")
-def prepare_cmd(dataset: str, root: Path, size: tuple[int, int], out: Path | None, workers: int | None,
+def prepare_cmd(root: Path, size: tuple[int, int], out: Path | None, workers: int | None,
                 balanced: bool, balance_by: str, val_fraction: float, seed: int, crop: bool, flip: bool,
                 voi: bool, skip_bad: bool, quiet: bool) -> None:
-    """Preprocess DATASET at ROOT once into a cache of resized uint16 arrays (resumable, parallel).
+    """Preprocess VinDr-Mammo at ROOT once into a cache of resized uint16 arrays (resumable, parallel).
 
     Train with the same options and cache=OUT, e.g.
     create_dataset("vindr", root=ROOT, size=(H, W), cache=OUT).

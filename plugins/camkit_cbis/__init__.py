@@ -1,0 +1,1 @@
+"""CBIS-DDSM (TCIA) as a camkit dataset plugin: ``cbis-ddsm``."""

@@ -1,0 +1,1 @@
+"""INbreast as a camkit dataset plugin: ``inbreast``."""
