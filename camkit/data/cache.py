@@ -388,7 +388,7 @@ class CacheReader:
         manifest = read_manifest(self.directory)
         if not manifest.get("entries") and not manifest.get("skipped"):
             raise CacheError(f"no prepared images in {self.directory}: run `{prepare_command}` first "
-                             "(or pass cache=None to decode on the fly).")
+                             "(or decode on the fly: cache=None, --dataset-opt cache=null).")
         self.entries: dict[str, Any] = manifest.get("entries", {})
         self.prepare_skipped: dict[str, Any] = manifest.get("skipped", {})
 

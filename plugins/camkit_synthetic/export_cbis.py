@@ -70,6 +70,7 @@ class CbisImage:
     masks: list[np.ndarray] = field(default_factory=list)   # per mass row, the image's size
     shapes: list[str] = field(default_factory=list)
     bad: str | None = None      # why a reader must report it (bad=True only)
+    grown: bool = False         # its mask files are ~1% larger than the image (Q5's small case)
     file: str = ""              # the image's path under the root
 
 
@@ -191,7 +192,7 @@ def write_cbis(out: str | Path, n: int = 6, size: tuple[int, int] | None = None,
         subject = f"Mass-{subset}_{patient}_{side}_{view}"
         study, series, files = w.series(subject, "mass", split, False, "full mammogram images", [_u16(pixels)])
         image = CbisImage(subject, patient, split, side[0], view, 1, hw, masks=list(masks),
-                          shapes=[shape] * len(ids), file=files[0])
+                          shapes=[shape] * len(ids), file=files[0], grown=grow)
         density = str(1 + k % 4)
         for j, (abn, mask) in enumerate(zip(ids, masks)):
             roi_subject = f"{subject}_{abn}"
