@@ -418,8 +418,9 @@ class CacheReader:
                 raise CacheError(f"{_main_path(root, r)} ({split}) is not in the cache {self.directory}: run "
                                  f"`{self.command}` (the same options as this dataset; it resumes).")
             if entry.get("source") != _current_key(root, r):
-                raise CacheError(f"{_main_path(root, r)} (or a file its sample is made from) changed or vanished "
-                                 f"since it was cached in {self.directory}: run `{self.command}` again to refresh it.")
+                extra = " (it or a file its sample is made from)" if len(r.sources()) > 1 else ""
+                raise CacheError(f"{_main_path(root, r)} changed or vanished since it was cached in {self.directory}"
+                                 f"{extra}: run `{self.command}` again to refresh it.")
 
     def array(self, image_id: str) -> np.ndarray:
         """The memory-mapped uint16 (H, W) array of an entry."""

@@ -4,15 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from camkit.data.sample import BoxTransform, clip_boxes, skip_unreadable
 
 from .annotations import ImageRecord, load_records
-from .cache import CacheError, default_cache_dir, read_manifest, settings_dir, source_key
+from camkit.data.cache import CacheReader
 from camkit.data.dicom import DicomReadError, missing_message, read_header
-from .preprocess import DEFAULT_SIZE, Settings, finish, finish_uint16, from_uint16, prepare_image
+
+from .cache import default_cache_dir, settings_dir
+from .preprocess import DEFAULT_SIZE, Settings, finish, prepare_image
 from .splits import check_split, select
 
 
@@ -47,8 +48,7 @@ class VinDrDataset(torch.utils.data.Dataset):
         self.cache_dir = None if cache in (None, False) else settings_dir(
             default_cache_dir() if cache is True else cache, self.settings)
         all_records = load_records(self.root, skip_bad=skip_bad, skipped=self.skipped)
-        self._entries: dict[str, Any] = {}
-        self._prepare_skipped: dict[str, Any] = {}
+        self._cache: CacheReader | None = None
         valid = self._cached_valid() if self.cache_dir is not None else self._direct_valid()
         self.records: list[ImageRecord] = select(all_records, self.split, balanced=balanced,
                                                  val_fraction=val_fraction, seed=seed, balance_by=balance_by,
@@ -78,42 +78,11 @@ class VinDrDataset(torch.utils.data.Dataset):
         return valid
 
     def _cached_valid(self):
-        manifest = read_manifest(self.cache_dir)
-        if not manifest.get("entries") and not manifest.get("skipped"):
-            raise CacheError(f"no prepared images in {self.cache_dir}: run `{self._prepare_command()}` first "
-                             "(or pass cache=None to decode on the fly).")
-        self._entries = manifest.get("entries", {})
-        self._prepare_skipped = manifest.get("skipped", {})
-        if not self.skip_bad:
-            return None
-        reported: set[str] = set()
-
-        def valid(r: ImageRecord) -> bool:
-            bad = self._prepare_skipped.get(r.image_id)
-            if bad and r.image_id not in reported:
-                reported.add(r.image_id)
-                self.skipped.append((bad.get("path", r.relpath()), bad.get("reason", "skipped by prepare")))
-            return bad is None
-        return valid
+        self._cache = CacheReader(self.cache_dir, self._prepare_command())
+        return self._cache.valid(self.skipped) if self.skip_bad else None
 
     def _bind_cache(self) -> None:
-        for r in self.records:
-            entry = self._entries.get(r.image_id)
-            if entry is None:
-                bad = self._prepare_skipped.get(r.image_id)
-                if bad:
-                    raise CacheError(f"{bad.get('path')} was skipped by camkit prepare ({bad.get('reason')}); "
-                                     "pass skip_bad=True to leave it out.")
-                raise CacheError(f"{self.root / r.relpath()} ({self.split}) is not in the cache {self.cache_dir}: "
-                                 f"run `{self._prepare_command()}` (the same seed, val fraction and balancing as "
-                                 "this dataset; it resumes).")
-            try:
-                current = source_key(self.root, r.relpath())
-            except OSError:
-                current = None
-            if entry.get("source") != current:
-                raise CacheError(f"{self.root / r.relpath()} changed (or vanished) since it was cached in "
-                                 f"{self.cache_dir}: run `{self._prepare_command()}` again to refresh it.")
+        self._cache.bind(self.root, self.records, self.split)
 
     def _prepare_command(self) -> str:
         """The ``camkit prepare`` command that fills the cache this dataset reads (non-default options)."""
@@ -144,19 +113,15 @@ class VinDrDataset(torch.utils.data.Dataset):
     def load(self, index: int) -> tuple[torch.Tensor, BoxTransform]:
         """The preprocessed (1, H, W) [0, 1] image (before the z-score) and its transform."""
         r = self.records[index]
-        if self.cache_dir is not None:
-            entry = self._entries[r.image_id]
-            array = np.load(self.cache_dir / "arrays" / entry["file"], mmap_mode="r")
-            return from_uint16(array), BoxTransform.from_dict(entry["transform"])
+        if self._cache is not None:
+            return self._cache.raw(r.image_id)
         return prepare_image(self.root / r.relpath(), r.laterality, self.settings, (r.height, r.width),
                              r.where())
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         r = self.records[index]
-        if self.cache_dir is not None:
-            entry = self._entries[r.image_id]
-            array = np.load(self.cache_dir / "arrays" / entry["file"], mmap_mode="r")
-            image, transform = finish_uint16(array, *entry["stats"]), BoxTransform.from_dict(entry["transform"])
+        if self._cache is not None:
+            image, transform, _ = self._cache.sample(r.image_id)
         else:
             try:
                 raw, transform = self.load(index)
