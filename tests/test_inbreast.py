@@ -131,6 +131,23 @@ def test_bad_csv_is_explained(tmp_path, written):
         load_records(root, negatives="normal")
 
 
+def test_a_mass_without_an_outline_is_never_a_negative(tmp_path, written):
+    import plistlib
+
+    root = tmp_path / "copy"
+    shutil.copytree(written.release, root)
+    im = next(i for i in written.images if i.finding == "mass")
+    xml = root / "AllXML" / f"{im.file_name}.xml"
+    data = plistlib.loads(xml.read_bytes())
+    data["Images"][0]["ROIs"][0]["Point_px"] = ["(10.0, 12.0)", "(11.0, 13.0)"]
+    xml.write_bytes(plistlib.dumps(data))
+    with pytest.raises(InbreastError, match=rf"{im.file_name}.xml marks a Mass with fewer than 3 points"):
+        load_records(root, negatives="any")
+    skipped = []
+    _, recs = load_records(root, negatives="any", skip_bad=True, skipped=skipped)
+    assert im.file_name not in {r.image_id for r in recs} and len(skipped) == 1
+
+
 def test_prepare_cache_matches_direct(with_bad, tmp_path):
     skipped = []
     release, rf = records_for_prepare(with_bad.root, skip_bad=True, skipped=skipped)

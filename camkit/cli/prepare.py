@@ -86,5 +86,5 @@ def run_prepare(dataset: str, root: Any, records_for: Any, settings: Any, prepar
     skipped = skipped_rows + report.skipped
     click.echo(f"{report.total} images in {report.cache_dir} ({report.written} written, {report.reused} already "
                f"there) in {report.seconds:.1f} s; {len(skipped)} skipped")
-    for where, reason in skipped:
-        click.echo(f"  skipped {where}: {reason}")
+    for where, reason in skipped:  # reasons usually start with the file or row already
+        click.echo(f"  skipped {reason}" if reason.startswith(where) else f"  skipped {where}: {reason}")

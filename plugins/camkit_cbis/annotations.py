@@ -74,7 +74,7 @@ def read_csv(path: Path, kind: str, split: str, skip_bad: bool, skipped: list[tu
         except CbisError as exc:
             if not skip_bad:
                 raise
-            skipped.append((f"{path} line {line}", str(exc)))
+            skipped.append((f"{path.name} line {line}", str(exc)))
     return out
 
 

@@ -39,9 +39,10 @@ def find_release(root: str | Path) -> Path:
                         f"'{RELEASE}' folder (or its parent)")
 
 
-def read_contours(path: Path, spiculated: bool) -> tuple[list[list[tuple[float, float]]], bool]:
-    """``(mass contours as (x, y) vertex lists, has a spiculated region)`` of one OsiriX plist; InbreastError
-    naming the file when it does not parse."""
+def read_contours(path: Path, spiculated: bool) -> tuple[list[list[tuple[float, float]]], bool, int]:
+    """``(mass contours as (x, y) vertex lists, has a spiculated region, masses without an outline)`` of one
+    OsiriX plist (a Mass marked by one or two points has no area); InbreastError naming the file when it does
+    not parse."""
     try:
         with open(path, "rb") as f:
             plist = plistlib.load(f)
@@ -49,7 +50,7 @@ def read_contours(path: Path, spiculated: bool) -> tuple[list[list[tuple[float, 
     except Exception as exc:  # noqa: BLE001 - plistlib raises several kinds on bad XML
         raise InbreastError(f"{path}: not an OsiriX ROI plist ({type(exc).__name__}: {exc}); restore it from the "
                             "release, or pass skip_bad=True (--skip-bad)") from None
-    masses, spiculated_found = [], False
+    masses, spiculated_found, pointless = [], False, 0
     for k, roi in enumerate(rois):
         name = str(roi.get("Name", "")).strip().lower()
         is_spiculated = name in SPICULATED
@@ -65,7 +66,9 @@ def read_contours(path: Path, spiculated: bool) -> tuple[list[list[tuple[float, 
             points.append((float(numbers[0]), float(numbers[1])))
         if len(points) >= 3:
             masses.append(points)
-    return masses, spiculated_found
+        else:
+            pointless += 1
+    return masses, spiculated_found, pointless
 
 
 def load_records(root: str | Path, *, negatives: str = "birads1", spiculated: bool = False,
@@ -124,9 +127,12 @@ def _record(release: Path, cell: dict[str, str], where: str, dicoms: dict, negat
                             "restore it from the release, or pass skip_bad=True (--skip-bad)")
     path, patient, _ = found
     xml = release / "AllXML" / f"{name}.xml"
-    contours, spiculated_found = read_contours(xml, spiculated) if xml.is_file() else ([], False)
+    contours, spiculated_found, pointless = read_contours(xml, spiculated) if xml.is_file() else ([], False, 0)
     if contours:
         label: int | None = 1
+    elif pointless:  # a mass without an outline: neither a box to score nor ever a negative
+        raise InbreastError(f"{where}: {xml} marks a Mass with fewer than 3 points (no outline to score); the image "
+                            "is left out with skip_bad=True (--skip-bad)")
     elif negatives == "birads1":
         label = 0 if birads == "1" and not spiculated_found else None
     else:
