@@ -100,13 +100,14 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def overlay_data(model: Any, test_set: Any, options: Any, device: Any = None, n: int = 4,
+def overlay_data(model: Any, test_set: Any, options: Any, device: Any = None, n: int = 8, n_negative: int = 4,
                  max_side: int = 512) -> dict[str, np.ndarray] | None:
-    """What the paper's Fig. 4 shows for one trained model, as arrays (the figure is drawn by camkit.ui).
+    """What the paper's Fig. 4 shows for one trained model, as arrays (the figure and the report's gallery are
+    drawn by camkit.ui).
 
-    The first ``n`` test images with a mass: the model input, its ground truth and each test-cam's map and
-    boxes, downsampled so the longer side is at most ``max_side`` (maps of 2944x1920 inputs would be large).
-    Returns None when the test set has no mass image.
+    The first ``n`` test images with a mass and the first ``n_negative`` without: the model input, its label and
+    ground truth and each test-cam's map and boxes, downsampled so the longer side is at most ``max_side`` (maps
+    of 2944x1920 inputs would be large). Returns None when the test set has no mass image.
     """
     import torch
     import torch.nn.functional as F
@@ -114,14 +115,10 @@ def overlay_data(model: Any, test_set: Any, options: Any, device: Any = None, n:
     from camkit.data.sample import collate
     from camkit.inference import localize
 
-    samples = []
-    for i in range(len(test_set)):
-        s = test_set[i]
-        if s is not None and int(s["label"]) == 1:
-            samples.append(s)
-            if len(samples) == n:
-                break
-    if not samples:
+    labels = [int(v) for v in test_set.labels()]
+    chosen = [i for i, v in enumerate(labels) if v == 1][:n] + [i for i, v in enumerate(labels) if v == 0][:n_negative]
+    samples = [s for s in (test_set[i] for i in sorted(chosen)) if s is not None]
+    if not any(int(s["label"]) == 1 for s in samples):
         return None
     batch = collate(samples)
     found = localize(model, batch["image"], options, device)
@@ -136,6 +133,7 @@ def overlay_data(model: Any, test_set: Any, options: Any, device: Any = None, n:
         return x.numpy().astype(np.float16)
 
     out = {"image": shrink(batch["image"][:, 0]), "prob": found.probs.astype(np.float32),
+           "label": batch["label"].numpy().astype(np.int8),
            "image_id": np.asarray(batch["image_id"]), "cams": np.asarray(list(found.maps)),
            "gt": _stack_boxes([b.numpy() * scale if hasattr(b, "numpy") else np.asarray(b) * scale
                                for b in batch["boxes"]])}

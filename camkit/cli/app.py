@@ -51,9 +51,9 @@ def main() -> None:
 
 
 def _add_core_commands() -> None:
-    from camkit.cli import bench, explain, inspect, prepare, train
+    from camkit.cli import bench, explain, inspect, prepare, report, train
 
-    for module in (inspect, train, bench, explain, prepare):
+    for module in (inspect, train, bench, explain, prepare, report):
         for command in module.commands:
             main.add_command(command)
 

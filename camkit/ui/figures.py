@@ -77,7 +77,11 @@ def overlay_from_file(data: str | Path, path: str | Path) -> Path:
     with np.load(data, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     cams = [str(c) for c in arrays["cams"]]
-    n = arrays["image"].shape[0]
+    # the figure shows the first four mass images (the file may also hold more, and normal ones, for the report)
+    labels = arrays["label"] if "label" in arrays else np.ones(arrays["image"].shape[0], np.int8)
+    keep = np.flatnonzero(labels == 1)[:4]
+    arrays = _subset(arrays, keep, cams)
+    n = len(keep)
 
     def per_image(boxes: np.ndarray) -> list[np.ndarray]:
         return [boxes[boxes[:, 0] == i, 1:] for i in range(n)]
@@ -116,6 +120,21 @@ def froc_figure(results: dict[str, Any], path: str | Path, max_fppi: float = 8.0
     axes[0][-1].legend(title="test-cam", fontsize=8)
     fig.suptitle(f"FROC, IoU > {results.get('config', {}).get('iou_threshold', 0.3)}", fontsize=10)
     return _save(fig, path)
+
+
+def _subset(arrays: dict[str, np.ndarray], keep: np.ndarray, cams: list[str]) -> dict[str, np.ndarray]:
+    """The overlay arrays of the images ``keep`` (box arrays re-indexed: their first column is the image)."""
+    out = dict(arrays)
+    for key in ("image", "prob", "image_id", "label", *[f"map_{c}" for c in cams]):
+        if key in arrays:
+            out[key] = arrays[key][keep]
+    index = {int(old): new for new, old in enumerate(keep)}
+    for key in ("gt", *[f"boxes_{c}" for c in cams]):
+        b = arrays[key]
+        b = b[np.isin(b[:, 0].astype(int), keep)].copy()
+        b[:, 0] = [index[int(i)] for i in b[:, 0]]
+        out[key] = b
+    return out
 
 
 def overlay_grid(images: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray],

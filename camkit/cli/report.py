@@ -1,0 +1,30 @@
+"""``camkit report RUN... --out DIR``: a static web page of bench runs (camkit.ui.report)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("report")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("camkit-report"),
+              show_default=True, help="folder for index.html and its assets")
+@click.option("--single-file", is_flag=True, help="inline the stylesheet, script and pictures into index.html")
+@click.option("--baseline", default=None, metavar="ROW:TEST_CAM",
+              help="the cell significance markers compare with [cam:cam when present]")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="significance level (Holm-corrected)")
+def report(run_dirs: tuple[Path, ...], out: Path, single_file: bool, baseline: str | None, alpha: float) -> None:
+    """Write a browsable report of bench runs: leaderboards by metric, FROC curves, paired comparisons, a
+    gallery of the stored test images, configuration and timings. Works offline, from file:// or a server.
+
+    Several runs of one configuration (seeds) are combined, as by `camkit leaderboard`; different
+    configurations get a section each.
+    """
+    from camkit.ui.report import write_report
+
+    page = write_report(list(run_dirs), out, single_file=single_file, baseline=baseline, alpha=alpha)
+    click.echo(f"report: {page} (open it in a browser; {'one file' if single_file else 'with ' + str(out / 'assets')})")
+
+
+commands = [report]

@@ -1,0 +1,298 @@
+"""``camkit report``: a static, offline web page of one or more bench runs (camkit.bench's run directories).
+
+Built from what the runs store (``results.json``, ``predictions/``, ``overlays/``), nothing re-run: the
+configuration, versions and timings; every leaderboard metric the runs hold, switchable in the page (the cells
+are the ones ``camkit leaderboard --format json`` prints, markers included); the FROC curves of every pairing on
+one chart; the paired comparisons with the baseline; a gallery of the stored test images (image with its
+ground truth, then each test-cam's map and boxes for one train-cam), filterable by outcome and by test-cam.
+
+The page is rendered with jinja2 templates (``camkit/ui/report_assets/``), its data embedded as JSON; no
+request leaves the page (no CDN, no web fonts), so it works from ``file://`` and from any static server.
+``single_file=True`` inlines the stylesheet, the script and every image (as data URIs).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from camkit.errors import OptionError
+
+ASSETS = Path(__file__).with_name("report_assets")
+# Okabe & Ito's colour-blind-safe palette (black last, for the ninth curve on); dash patterns tell curves
+# apart beyond the colours.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+DASHES = ("", "6 3", "2 2", "8 3 2 3")
+GT_COLOUR, BOX_COLOUR = (0, 158, 115), (230, 159, 0)  # bluish green truth, orange predictions
+IOU = 0.3  # the bench's match rule for the gallery's outcomes (camkit.metrics.detection)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "x"
+
+
+# -- data model ---------------------------------------------------------------------------------------
+def _metrics_of(runs: Sequence[Any]) -> list[str]:
+    """The leaderboard metrics these runs hold values for, in the leaderboard's order."""
+    from camkit.bench.leaderboard import METRICS, detection_table, missing_metric_message
+
+    out = []
+    for metric in METRICS:
+        try:
+            table = detection_table(runs, metric)
+        except Exception:  # noqa: BLE001 - a metric the stored results cannot give is just not offered
+            continue
+        if table["cells"] and not missing_metric_message(table) and any(
+                c.value is not None for c in table["cells"].values()):
+            out.append(metric)
+    return out
+
+
+def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> dict[str, Any]:
+    from camkit.bench.leaderboard import METRICS, LOWER_IS_BETTER, detection_records, detection_table
+    from camkit.bench.significance import parse_baseline, significance
+
+    boards = {}
+    for metric in _metrics_of(runs):
+        table = detection_table(runs, metric)
+        table["significance"] = significance(runs, table, parse_baseline(baseline), alpha)
+        sig = table["significance"] or {}
+        records = detection_records(table)
+        for rec, (key, cell) in zip(records, table["cells"].items()):
+            rec["text"] = cell.text()
+            rec["direction"] = (sig.get("cells", {}).get(key, {}) or {}).get("direction", 0)
+        boards[metric] = {"metric": metric, "title": METRICS[metric], "lower_is_better": metric in LOWER_IS_BETTER,
+                          "rows": table["rows"], "cols": table["cols"], "header": table["header"],
+                          "baseline": list(sig["baseline"]) if sig.get("baseline") else None,
+                          "method": sig.get("method"), "alpha": sig.get("alpha"), "records": records}
+    return boards
+
+
+def _classification(runs: Sequence[Any]) -> list[dict[str, Any]]:
+    from camkit.bench.leaderboard import classification_records, classification_table
+
+    return classification_records(classification_table(runs), runs[0].results)
+
+
+def _froc(run: Any, max_fppi: float = 8.0) -> dict[str, Any]:
+    """The FROC curves of every pairing of one run, as SVG polylines (log FPPI 1/16 .. 8, TPR 0 .. 1)."""
+    width, height, left, bottom, top, right = 640, 360, 56, 40, 14, 16
+    lo, hi = np.log10(1 / 16), np.log10(max_fppi)
+
+    def x(f: float) -> float:
+        return left + (np.log10(min(max(f, 1 / 16), max_fppi)) - lo) / (hi - lo) * (width - left - right)
+
+    def y(t: float) -> float:
+        return top + (1 - t) * (height - top - bottom)
+
+    curves = []
+    for row, per_test in run.results.get("detection", {}).items():
+        for col, entry in per_test.items():
+            fr = entry.get("froc") or {}
+            fppi, tpr = list(fr.get("fppi", [])), list(fr.get("tpr", []))
+            if not fppi:
+                continue
+            pts, prev = [], 0.0
+            for f, t in zip(fppi, tpr):  # a step curve: TPR holds until the next operating point
+                if f > max_fppi:
+                    break
+                pts += [(x(f), y(prev)), (x(f), y(t))]
+                prev = t
+            pts.append((x(max_fppi), y(prev)))
+            k = len(curves)
+            curves.append({"id": f"froc-{k}", "label": f"{row} / {col}", "row": row, "col": col,
+                           "colour": PALETTE[k % len(PALETTE)], "dash": DASHES[(k // len(PALETTE)) % len(DASHES)],
+                           "points": " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)})
+    ticks_x = [(x(f), label) for f, label in ((1 / 16, "1/16"), (1 / 8, "1/8"), (0.25, "1/4"), (0.5, "1/2"),
+                                              (1, "1"), (2, "2"), (4, "4"), (8, "8"))]
+    ticks_y = [(y(t), f"{t:.1f}") for t in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)]
+    return {"width": width, "height": height, "left": left, "bottom": height - bottom, "top": top,
+            "right": width - right, "curves": curves, "ticks_x": ticks_x, "ticks_y": ticks_y,
+            "iou": run.results.get("config", {}).get("iou_threshold", IOU)}
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _render_panel(image: np.ndarray, heat: np.ndarray | None, gt: np.ndarray, boxes: np.ndarray,
+                  max_side: int) -> np.ndarray:
+    """An RGB picture: the grey image, the map over it (viridis, colour-blind-safe) and the boxes."""
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
+
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(img, [1, 99]) if img.size else (0.0, 1.0)
+    grey = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    if heat is not None:
+        colour = colormaps["viridis"](np.clip(np.asarray(heat, dtype=np.float32), 0, 1))[..., :3]
+        rgb = 0.55 * rgb + 0.45 * colour
+    h, w = img.shape
+    scale = min(1.0, max_side / max(h, w))
+    pic = Image.fromarray((rgb * 255).astype(np.uint8)).resize((max(1, round(w * scale)), max(1, round(h * scale))))
+    draw = ImageDraw.Draw(pic)
+    for colour, bxs in ((GT_COLOUR, gt), (BOX_COLOUR, boxes)):
+        for x1, y1, x2, y2 in np.asarray(bxs, dtype=float).reshape(-1, 4) * scale:
+            draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=2 if max_side > 200 else 1)
+    return np.asarray(pic)
+
+
+def _outcome(gt: np.ndarray, boxes: np.ndarray) -> list[str]:
+    """The gallery's tags of one pairing on one image: hit (a lesion matched at IoU > 0.3), miss (a lesion no
+    box matched), false positive (a box matching no lesion)."""
+    from camkit.metrics.detection import iou_matrix
+
+    gt, boxes = np.asarray(gt, float).reshape(-1, 4), np.asarray(boxes, float).reshape(-1, 4)
+    iou = iou_matrix(boxes, gt) if len(gt) and len(boxes) else np.zeros((len(boxes), len(gt)))
+    tags = []
+    if len(gt) and (iou > IOU).any(axis=0).any():
+        tags.append("hit")
+    if len(gt) and not (iou > IOU).any(axis=0).all():
+        tags.append("miss")
+    if len(boxes) and not (iou > IOU).any(axis=1).all():
+        tags.append("false-positive")
+    return tags
+
+
+def _gallery(run: Any, group: int, out: Path, single_file: bool) -> dict[str, Any]:
+    """Pictures of the stored overlay images of every train-cam of one run (written under ``out/assets``)."""
+    rows = []
+    cams: list[str] = []
+    for path in sorted((run.path / "overlays").glob("*.npz")) if run.path else []:
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        row = path.stem
+        row_cams = [str(c) for c in a["cams"]]
+        cams += [c for c in row_cams if c not in cams]
+        labels = a["label"] if "label" in a else np.ones(len(a["image"]), np.int8)
+        images = []
+        for i in range(len(a["image"])):
+            gt = a["gt"][a["gt"][:, 0] == i, 1:]
+            panels = [{"cam": "image", "tags": []}]
+            pics = [(_render_panel(a["image"][i], None, gt, np.zeros((0, 4)), 160),
+                     _render_panel(a["image"][i], None, gt, np.zeros((0, 4)), 640))]
+            for c in row_cams:
+                b = a[f"boxes_{c}"]
+                b = b[b[:, 0] == i, 1:]
+                panels.append({"cam": c, "tags": _outcome(gt, b)})
+                pics.append((_render_panel(a["image"][i], a[f"map_{c}"][i], gt, b, 160),
+                             _render_panel(a["image"][i], a[f"map_{c}"][i], gt, b, 640)))
+            base = f"assets/g{group}/{_slug(row)}/{_slug(a['image_id'][i])}"
+            for panel, (thumb, full) in zip(panels, pics):
+                panel["thumb"] = _write_png(out, f"{base}-{_slug(panel['cam'])}-s.png", thumb, single_file)
+                panel["full"] = _write_png(out, f"{base}-{_slug(panel['cam'])}.png", full, single_file)
+                panel["alt"] = (f"{a['image_id'][i]}: " + ("the image with its ground truth" if panel["cam"] == "image"
+                                else f"{panel['cam']} map and boxes (train-cam {row})"))
+            images.append({"image_id": str(a["image_id"][i]), "label": int(labels[i]), "prob": float(a["prob"][i]),
+                           "panels": panels})
+        rows.append({"row": row, "cams": row_cams, "images": images})
+    return {"rows": rows, "cams": cams}
+
+
+def _write_png(out: Path, rel: str, rgb: np.ndarray, single_file: bool) -> str:
+    data = _png(rgb)
+    if single_file:
+        return "data:image/png;base64," + base64.b64encode(data).decode()
+    target = out / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return rel
+
+
+def _facts(run: Any) -> dict[str, Any]:
+    r = run.results
+    timings = [{"row": row, **{k: round(float(v), 2) for k, v in t.items() if isinstance(v, (int, float))}}
+               for row, t in r.get("timings", {}).items() if isinstance(t, dict)]
+    training = [{"row": row, **{k: v for k, v in t.items() if isinstance(v, (int, float, str))}}
+                for row, t in r.get("training", {}).items() if isinstance(t, dict)]
+    return {"path": str(run.path) if run.path else "", "created": r.get("created"), "status": r.get("status"),
+            "version": r.get("camkit_version"), "git": r.get("git"), "environment": r.get("environment", {}),
+            "config_hash": r.get("config_hash"), "config": json.dumps(r.get("config", {}), indent=2, sort_keys=True),
+            "dataset": r.get("dataset", {}), "timings": timings, "total_s": r.get("timings", {}).get("total_s"),
+            "training": training, "warnings": r.get("warnings", []), "seed": run.seed}
+
+
+def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = False, baseline: str | None = None,
+                alpha: float = 0.05) -> dict[str, Any]:
+    """Everything the page shows, for the runs at ``paths`` (grouped as ``camkit leaderboard --group`` groups
+    them: runs that differ by their seed alone are one group, combined)."""
+    from camkit.bench.leaderboard import config_differences, group_runs, load_runs
+
+    runs = load_runs(paths)
+    groups = group_runs(runs)
+    diff = config_differences([g[0] for g in groups]) if len(groups) > 1 else {}
+    out_groups = []
+    for k, members in enumerate(groups):
+        what = ", ".join(f"{f}={json.dumps(members[0].results['config'].get(f))}" for f in diff)
+        out_groups.append({
+            "index": k, "title": f"Configuration {k + 1}" + (f": {what}" if what else ""),
+            "seeds": [m.seed for m in members], "runs": [_facts(m) for m in members],
+            "leaderboards": _leaderboards(members, baseline, alpha),
+            "classification": _classification(members), "froc": _froc(members[0]),
+            "gallery": _gallery(members[0], k, out, single_file)})
+    return {"groups": out_groups, "n_runs": len(runs)}
+
+
+def write_report(paths: Sequence[str | Path], out: str | Path, single_file: bool = False,
+                 baseline: str | None = None, alpha: float = 0.05) -> Path:
+    """Write the report of the runs at ``paths`` to ``out/index.html`` (and ``out/assets/``); returns the page."""
+    import jinja2
+
+    from camkit.storage.atomic import atomic_write_text
+
+    if not paths:
+        raise OptionError("camkit report needs at least one run directory (the --out of camkit bench)")
+    out = Path(out)
+    if (out / "assets").is_dir():
+        shutil.rmtree(out / "assets")  # pictures of an earlier report of other runs must not linger
+    out.mkdir(parents=True, exist_ok=True)
+    data = report_data(paths, out, single_file, baseline, alpha)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ASSETS)), autoescape=jinja2.select_autoescape(),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    css, js = (ASSETS / "report.css").read_text(), (ASSETS / "report.js").read_text()
+    if not single_file:
+        (out / "assets").mkdir(exist_ok=True)
+        (out / "assets" / "report.css").write_text(css)
+        (out / "assets" / "report.js").write_text(js)
+    page = env.get_template("report.html.j2").render(
+        data=data, data_json=_script_json({"groups": [{"index": g["index"], "leaderboards": g["leaderboards"]}
+                                                       for g in data["groups"]]}),
+        single_file=single_file, css=css, js=js, escape=html.escape)
+    return atomic_write_text(out / "index.html", page)
+
+
+def _script_json(obj: Any) -> str:
+    """JSON safe inside a <script> element (no '</' can close it early)."""
+    return json.dumps(_finite(obj), allow_nan=False, default=_plain).replace("</", "<\\/")
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and infinities as null (JSON has neither)."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")

@@ -1,0 +1,130 @@
+"""camkit report: the page of a tiny bench run, its numbers against results.json and `camkit leaderboard`, offline
+assets, and (with Chromium installed) the page as a real browser renders and drives it."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from camkit.cli.app import main
+
+ARTIFACTS = Path(os.environ.get("CAMKIT_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+needs_browser = pytest.mark.skipif(BROWSER is None, reason="no headless browser: install one with `apt-get install "
+                                   "chromium` (Debian/Ubuntu) to run the report's browser tests")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "run"
+    res = CliRunner().invoke(main, ["bench", "--epochs", "1", "--batch-size", "8", "--dataset-opt", "n=16",
+                                    "--train-cam", "cam", "--train-cam", "xgradcam", "--test-cam", "cam",
+                                    "--test-cam", "gradcampp", "--out", str(out), "--quiet", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def page(run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    res = CliRunner().invoke(main, ["report", str(run), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out / "index.html"
+
+
+def _data(html: str) -> dict:
+    blob = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S).group(1)
+    return json.loads(blob.replace("<\\/", "</"))
+
+
+def test_page_numbers_are_the_runs_and_the_leaderboards(run, page):
+    html = page.read_text()
+    results = json.loads((run / "results.json").read_text())
+    boards = _data(html)["groups"][0]["leaderboards"]
+    assert {"tpr@1", "tpr@2", "best", "cpm", "maxboxacc", "pointing", "energy"} <= set(boards)
+    for metric, board in boards.items():
+        printed = json.loads(CliRunner().invoke(main, ["leaderboard", str(run), "--metric", metric, "--format",
+                                                       "json"]).stdout)["detection"]
+        assert len(board["records"]) == len(printed) == 4
+        for rec, cli in zip(board["records"], printed):
+            assert (rec["row"], rec["test_cam"], rec["value"], rec["best_in_row"], rec["best_overall"],
+                    rec["significant"]) == (cli["row"], cli["test_cam"], cli["value"], cli["best_in_row"],
+                                            cli["best_overall"], cli["significant"])
+            stored = results["detection"][rec["row"]][rec["test_cam"]][metric]
+            assert rec["value"] == (stored["tpr"] if metric == "best" else stored["value"])
+    # the classification table is text in the page, from results.json
+    acc = results["classification"]["cam"]["accuracy"]["value"]
+    assert f"{acc:.2f}" in html and "FROC curves" in html and "Paired comparisons" in html
+
+
+def test_assets_are_local_and_single_file_inlines_them(run, page, tmp_path):
+    html = page.read_text()
+    assert not re.search(r'(src|href)="(https?:)?//', html)       # no request leaves the page
+    assert (page.parent / "assets" / "report.js").is_file() and (page.parent / "assets" / "report.css").is_file()
+    pictures = re.findall(r'<img src="([^"]+)"', html)
+    assert len(pictures) == 2 * 12 * 3 and all((page.parent / p).is_file() for p in pictures)  # rows x images x panels
+    res = CliRunner().invoke(main, ["report", str(run), "--out", str(tmp_path / "one"), "--single-file"])
+    assert res.exit_code == 0, res.output
+    one = (tmp_path / "one" / "index.html").read_text()
+    assert not (tmp_path / "one" / "assets").exists()
+    assert 'src="assets/' not in one and 'href="assets/' not in one and one.count('src="data:image/png;base64,') == 72
+    assert "<style>" in one and "camkitReport" in one
+
+
+def test_several_seeds_and_configurations(run, tmp_path):
+    other = tmp_path / "other"
+    res = CliRunner().invoke(main, ["bench", "--epochs", "1", "--batch-size", "8", "--dataset-opt", "n=16",
+                                    "--train-cam", "cam", "--test-cam", "cam", "--box-threshold", "0.6",
+                                    "--out", str(other), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["report", str(run), str(other), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "Configuration 1: box_threshold=" in html and "Configuration 2" in html
+    assert len(_data(html)["groups"]) == 2
+
+
+def test_missing_run_is_a_clear_error(tmp_path):
+    res = CliRunner().invoke(main, ["report", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "results.json" in res.output
+
+
+def _browser(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--enable-logging=stderr", "--v=0", *args], capture_output=True, text=True, timeout=120)
+
+
+@needs_browser
+def test_in_a_real_browser(run, page):
+    html = page.read_text()
+    res = _browser("--virtual-time-budget=5000", "--dump-dom", page.as_uri() + "#selftest")
+    dom = res.stdout
+    found = re.search(r'<pre id="selftest">(.*?)</pre>', dom, re.S)
+    assert found, f"the page's self-check did not run:\n{res.stderr[-2000:]}"
+    shown = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<")
+                       .replace("&gt;", ">"))
+    boards = _data(html)["groups"][0]["leaderboards"]
+    per_metric = shown["leaderboards"]["0"]
+    assert set(per_metric) == set(boards)
+    for metric, board in boards.items():
+        for rec in board["records"]:
+            cell = per_metric[metric][f"{rec['row']} {rec['test_cam']}"]
+            assert cell.startswith(rec["text"]), (metric, cell, rec["text"])   # the rendered cell is the record
+    texts = {m: tuple(sorted(cells.values())) for m, cells in per_metric.items()}
+    assert len(set(texts.values())) > 1                                       # switching the metric changes them
+    gallery = shown["gallery"]["0"]
+    assert gallery["any"] == 12                                               # 8 mass + 4 normal images stored
+    assert gallery["hit"] + gallery["miss"] >= 1 and all(v <= 12 for v in gallery.values())
+    assert shown["toggles"] == 1                                              # a legend button hides its curve
+    errors = [line for line in res.stderr.splitlines() if "CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
+    assert not errors, errors
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    _browser("--window-size=1280,2000", f"--screenshot={shot}", page.as_uri())
+    assert shot.stat().st_size > 20_000
