@@ -32,14 +32,17 @@ BASELINE = ("cam", "cam")  # the released GMIC's own pairing
 
 
 def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
-              models_dir: str | Path | None = None) -> dict[str, Any] | None:
+              models_dir: str | Path | None = None, log: tuple[str, ...] = (),
+              log_uri: str | None = None) -> dict[str, Any] | None:
     """Run (or resume) the matrix described by ``config`` into ``out``; returns the results document.
 
     ``progress``: a display such as :class:`camkit.ui.progress.BenchProgress` (None: silent). ``models_dir``:
     the model store (default ``out``'s parent / ``models``). Under ``torchrun`` every rank trains (DDP) and
     evaluates its shard; rank 0 alone scores, writes and returns the results (other ranks return None).
     A failure is recorded in ``results.json`` (``status: failed`` and the error) and re-raised; re-running the
-    same command after fixing the cause resumes.
+    same command after fixing the cause resumes. ``log``: trackers (``tensorboard``, ``mlflow``;
+    :mod:`camkit.training.tracking`) that get each trained row's curves and final metrics, one run per row,
+    tagged with the configuration hash; ``log_uri``: MLflow's tracking URI.
     """
     from camkit.training import distributed
     from camkit.training.device import DeviceSettings
@@ -93,7 +96,8 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
             recipe = recipes[row.model]
             model = firsts.pop(row.model, None) or _build(recipe, row, cfg)
             row_sets = sets_by_size[tuple(int(v) for v in model.input_size)]
-            training = _train_one(recipe, row, model, row_sets, out, models_root, info, display)
+            trackers = _open_trackers(log, log_uri, out, row, results, row_sets, options) if main else []
+            training = _train_one(recipe, row, model, row_sets, out, models_root, info, display, trackers)
             t0 = time.perf_counter()
             chosen = {}
             row_options = options
@@ -130,6 +134,7 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
             results["timings"][label] = {"train_s": training["seconds"], "eval_s": eval_s,
                                          "cam_s": records["cam_seconds"]}
             save_results(out, results)
+            _close_trackers(trackers, det, cls)
             if overlays is not None:
                 _save_overlays(out / "overlays" / f"{label}.npz", overlays)
             distributed.barrier()
@@ -219,8 +224,61 @@ def _resume_or_new(out: Path, conf: dict[str, Any], display: Any) -> dict[str, A
                       f"{config_hash(conf)}); choose a new --out, or delete that directory to start over")
 
 
+def _open_trackers(log: tuple[str, ...], uri: str | None, out: Path, row: Row, results: dict[str, Any],
+                   sets: dict[str, Any], options: Any) -> list[Any]:
+    """One tracker per ``--log`` backend for this row, drawing overlays of up to 3 validation mass images."""
+    if not log:
+        return []
+    from camkit.training.tracking import open_tracker
+
+    overlays = _overlay_fn(sets["val"] if len(sets["val"]) else sets["test"], row, options)
+    tags = {"config_hash": results.get("config_hash"), "row": row.label, "model": row.model,
+            "train_cam": row.train_cam or "", "camkit": results.get("camkit_version")}
+    return [open_tracker(b, out, row.label, tags, uri, overlays, experiment="camkit-bench") for b in log]
+
+
+def _overlay_fn(dataset: Any, row: Row, options: Any):
+    """model -> [(image id, image, map)] of the train-cam (else the first test-cam) on a few mass images."""
+    from camkit.data.sample import collate
+    from camkit.inference import LocalizeOptions, localize
+
+    picks = [i for i, v in enumerate(dataset.labels()) if int(v) == 1][:3]
+    samples = [s for s in (dataset[i] for i in picks) if s is not None]
+    if not samples:
+        return None
+    batch = collate(samples)
+    cam = row.train_cam or options.cams[0]
+    local = LocalizeOptions(cams=(cam,), cam_output=options.cam_output, cam_options=options.cam_options)
+
+    def overlays(model: Any) -> list[tuple[str, Any, Any]]:
+        found = localize(model, batch["image"], local)
+        maps = next(iter(found.maps.values()), None)
+        if maps is None:
+            return []
+        return [(str(i), batch["image"][k, 0].numpy(), maps[k].detach().float().cpu().numpy())
+                for k, i in enumerate(batch["image_id"])]
+    return overlays
+
+
+def _close_trackers(trackers: list[Any], det: dict[str, Any], cls: dict[str, Any]) -> None:
+    """The row's leaderboard cells (``<test-cam>/<metric>``) and classification metrics, then close."""
+    if not trackers:
+        return
+    metrics: dict[str, float] = {}
+    for cam, entry in det.items():
+        for name, value in entry.items():
+            if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
+                metrics[f"{cam}/{name}"] = value["value"]
+    for name, value in cls.items():
+        if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
+            metrics[f"classification/{name}"] = value["value"]
+    for t in trackers:
+        t.log_results(metrics)
+        t.close()
+
+
 def _train_one(recipe: Recipe, row: Row, model: Any, sets: dict[str, Any], out: Path, models_root: Path,
-               info: Any, display: Any) -> dict[str, Any]:
+               info: Any, display: Any, trackers: list[Any] = ()) -> dict[str, Any]:
     from camkit.storage.checkpoint import load_checkpoint
     from camkit.training import train
 
@@ -229,8 +287,10 @@ def _train_one(recipe: Recipe, row: Row, model: Any, sets: dict[str, Any], out: 
     folder = model_dir(models_root, recipe, row.train_cam, model, sets["train"], val, tcfg, info.world_size,
                        info.device.type)
     tcfg = replace(tcfg, out_dir=str(folder))
+    from camkit.training.progress import Tee
+
     sink = display.train_sink(row.label) if display is not None else None
-    result = train(model, sets["train"], val, tcfg, progress=sink)
+    result = train(model, sets["train"], val, tcfg, progress=Tee(sink, *trackers) if trackers else sink)
     best = result.best_checkpoint or result.last_checkpoint
     load_checkpoint(best, model)
     model.eval()

@@ -85,10 +85,14 @@ class BoxThreshold(click.ParamType):
               help="family-wise level of the markers (Holm-corrected across the matrix)")
 @format_option
 @click.option("--quiet", is_flag=True, help="no progress output")
+@click.option("--log", "log", multiple=True, type=click.Choice(["tensorboard", "mlflow"]),
+              help="also send each trained row's curves and final metrics to TensorBoard (--out/tensorboard) or "
+                   "MLflow (repeatable; pip install \"camkit[tracking]\"; docs/report.md)")
+@click.option("--log-uri", default=None, help="MLflow tracking URI [sqlite:///<--out>/mlflow.db]")
 def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, seeds, out, models_dir,
           data_root, model_opt, dataset_opt, box_threshold, box_mode, faithfulness, faithfulness_steps, bootstrap,
           cam_output, cam_opt, device, metric,
-          baseline, alpha, fmt, quiet):
+          baseline, alpha, fmt, quiet, log, log_uri):
     """Train with each train-cam, score every test-cam, print the leaderboard.
 
     With no options: the paper's matrix (train-cams cam, gradcampp, xgradcam x the five test-cams) on the
@@ -104,7 +108,10 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
     from camkit.ui.progress import BenchProgress
 
     from camkit.bench.recipe import default_preset
+    from camkit.training.tracking import check_backend
 
+    for backend in log:
+        check_backend(backend)
     preset = preset or default_preset(dataset)
     train = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "device": device}.items()
              if v is not None}
@@ -134,7 +141,8 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
     loaded = []
     try:
         for run_cfg, run_out in runs:
-            results = run_bench(run_cfg, run_out, progress=progress, models_dir=store)
+            results = run_bench(run_cfg, run_out, progress=progress, models_dir=store, log=tuple(log),
+                                log_uri=log_uri)
             loaded.append(Run(run_out, results))
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: re-run the same command (same --out {out}) to resume", err=True)

@@ -50,6 +50,10 @@ from camkit.cli.options import parse_options as _parse_options
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda:LOCAL_RANK when available]")
 @format_option
 @click.option("--quiet", is_flag=True, help="no progress output")
+@click.option("--log", "log", multiple=True, type=click.Choice(["tensorboard", "mlflow"]),
+              help="also send the curves to TensorBoard (<out>/tensorboard) or MLflow (repeatable; "
+                   "pip install \"camkit[tracking]\")")
+@click.option("--log-uri", default=None, help="MLflow tracking URI [sqlite:///<out>/mlflow.db]")
 def train(**kw: Any) -> None:
     """Train a registered model on a registered dataset; writes best.pt and last.pt.
 
@@ -80,6 +84,10 @@ def _run(o: SimpleNamespace) -> None:
     from camkit.ui.output import render
     from camkit.ui.progress import auto_progress
 
+    from camkit.training.tracking import check_backend
+
+    for backend in o.log:
+        check_backend(backend)
     dataset_options = _parse_options(o.dataset_opt, "--dataset-opt")
     if o.data_root:
         dataset_options["root"] = o.data_root
@@ -106,7 +114,20 @@ def _run(o: SimpleNamespace) -> None:
                              val_set if val_set is not None and len(val_set) else None, tcfg, info.world_size,
                              info.device.type)
     progress = auto_progress(not o.quiet) if info.is_main else None
-    result = run_training(net, sets["train"], val_set, replace(tcfg, out_dir=str(out)), progress=progress)
+    trackers = []
+    if o.log and info.is_main:
+        from camkit.training.progress import Tee
+        from camkit.training.tracking import open_tracker
+
+        tags = {"model": recipe.model, "train_cam": o.train_cam or "", "dataset": recipe.dataset}
+        trackers = [open_tracker(b, out, o.train_cam or recipe.model, tags, o.log_uri, experiment="camkit-train")
+                    for b in o.log]
+        progress = Tee(progress, *trackers)
+    try:
+        result = run_training(net, sets["train"], val_set, replace(tcfg, out_dir=str(out)), progress=progress)
+    finally:
+        for t in trackers:
+            t.close()
 
     if distributed.rank() != 0:
         return

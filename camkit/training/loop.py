@@ -296,12 +296,15 @@ class _Loop:
         t_epoch, images_seen = time.perf_counter(), 0
         for micro_batches in plan:
             t_step = time.perf_counter()
-            step_loss = self._step(micro_batches, batches)
+            step_loss, step_parts = self._step(micro_batches, batches)
             st.record_step(self.global_batch, time.perf_counter() - t_step)
             self._take_snapshot()
             images_seen += self.global_batch
             rate = images_seen / max(time.perf_counter() - t_epoch, 1e-9)
             notify(self.sink, "on_step", st.epoch + 1, st.epoch_step, self.steps, step_loss, rate)
+            notify(self.sink, "on_step_detail", {"step": st.step, "epoch": st.epoch + 1, "loss": step_loss,
+                                                 "parts": step_parts, "lr": self.optimizer.param_groups[0]["lr"],
+                                                 "images_per_s": rate})
             if cfg.max_steps is not None and st.step >= cfg.max_steps:
                 return st.epoch_step < self.steps or st.epoch + 1 < cfg.epochs
             if cfg.checkpoint_every and st.epoch_step % cfg.checkpoint_every == 0 and st.epoch_step < self.steps:
@@ -310,14 +313,14 @@ class _Loop:
             torch.cuda.synchronize(self.dev.device)
         return False
 
-    def _step(self, micro_batches: list[list[int]], batches: Any) -> float:
-        """One optimizer step over ``micro_batches`` (accumulated); returns the step's mean loss."""
+    def _step(self, micro_batches: list[list[int]], batches: Any) -> tuple[float, dict[str, float]]:
+        """One optimizer step over ``micro_batches`` (accumulated); returns the step's mean loss and loss terms."""
         import torch
 
         acc, st = self.cfg.accumulate, self.state
         self.optimizer.zero_grad(set_to_none=True)
         frac = st.step / (self.cfg.epochs * self.steps)
-        step_loss = 0.0
+        step_loss, step_parts = 0.0, {}
         for m, indices in enumerate(micro_batches):
             images, labels, kept = next(batches)
             sync = m == acc - 1 or self._ddp is None
@@ -339,6 +342,8 @@ class _Loop:
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward(
                     inputs=self._trainable)
             step_loss += value / acc
+            for k, v in (parts or {}).items():
+                step_parts[k] = step_parts.get(k, 0.0) + float(v) / acc
             st.record_micro_batch(value, parts)
         self._in_update = True
         for group in self.optimizer.param_groups:  # a function of the step alone: resumes exactly
@@ -353,7 +358,7 @@ class _Loop:
         else:
             self.optimizer.step()
         self._in_update = False
-        return step_loss
+        return step_loss, step_parts
 
     def _end_epoch(self) -> None:
         cfg, st = self.cfg, self.state
@@ -371,6 +376,10 @@ class _Loop:
         self._save_last()
         self._take_snapshot()
         notify(self.sink, "on_epoch_end", number, record)
+        if getattr(self.sink, "on_epoch_model", None) is not None:
+            was_training = self.model.training
+            notify(self.sink, "on_epoch_model", number, self.model)
+            self.model.train(was_training)
 
     def evaluate(self) -> float | None:
         """Validation AUC of ``model.predict``; each rank scores its shard, rank 0 computes the AUC once."""

@@ -10,6 +10,10 @@ skipped), so a caller such as ``camkit bench`` can drive one shared display (ric
     on_epoch_end(epoch: int, record: dict)            # the history record (loss, val_auc, best, ...)
     on_train_end(result)                              # the TrainResult
     on_message(text: str)                             # a one-off note (e.g. validation skipped)
+    on_step_detail(detail: dict)                      # step, epoch, loss, parts (each loss term), lr, images_per_s
+    on_epoch_model(epoch: int, model)                 # after on_epoch_end: the model (trackers draw CAM overlays)
+
+:class:`Tee` sends every event to several sinks (a display and a tracker).
 """
 from __future__ import annotations
 
@@ -27,6 +31,18 @@ class TrainProgress:
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None: ...
     def on_train_end(self, result: Any) -> None: ...
     def on_message(self, text: str) -> None: ...
+
+
+class Tee:
+    """A sink that forwards every event to each of ``sinks`` that has the method (None entries are skipped)."""
+
+    def __init__(self, *sinks: Any):
+        self.sinks = [s for s in sinks if s is not None]
+
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("__") or not any(hasattr(s, method) for s in self.sinks):
+            raise AttributeError(method)
+        return lambda *args: [notify(s, method, *args) for s in self.sinks] and None
 
 
 def notify(sink: Any, method: str, *args: Any) -> None:
