@@ -128,3 +128,24 @@ def test_in_a_real_browser(run, page):
     shot = ARTIFACTS / "report.png"
     _browser("--window-size=1280,2000", f"--screenshot={shot}", page.as_uri())
     assert shot.stat().st_size > 20_000
+
+
+def test_missing_overlays_are_redrawn_from_the_checkpoints(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    shutil.copytree(run.parent / "models", tmp_path / "models")  # the checkpoints results.json points at
+    stored = {p.name: p.stat().st_size for p in (copy / "overlays").glob("*.npz")}
+    shutil.rmtree(copy / "overlays")
+    res = CliRunner().invoke(main, ["report", str(copy), "--out", str(tmp_path / "no"), "--no-redraw"])
+    assert res.exit_code == 0 and "No stored overlays" in (tmp_path / "no" / "index.html").read_text()
+    res = CliRunner().invoke(main, ["report", str(copy), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert "drawing them from its checkpoint" in res.stderr
+    assert {p.name for p in (copy / "overlays").glob("*.npz")} == set(stored)
+    import numpy as np
+
+    for name in stored:  # the same images and maps as the bench drew
+        with np.load(run / "overlays" / name) as a, np.load(copy / "overlays" / name) as b:
+            assert list(a["image_id"]) == list(b["image_id"])
+            assert np.allclose(a["map_cam"].astype(float), b["map_cam"].astype(float), atol=2e-3)
+    assert len(re.findall(r'<img src="', (tmp_path / "rep" / "index.html").read_text())) == 72

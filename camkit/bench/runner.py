@@ -334,3 +334,36 @@ def _compare_to_baseline(out: Path, results: dict[str, Any], cfg: BenchConfig) -
         results["detection"][label][test_cam]["vs_baseline"] = {
             "baseline": [base.label, BASELINE[1]], "metric": "tpr@1", **comparison, "alpha": found["alpha"],
             "method": found["method"]}
+
+
+def redraw_overlays(run_dir: str | Path, label: str) -> Path | None:
+    """Re-draw a row's ``overlays/<label>.npz`` from its stored checkpoint (for a run whose overlays were deleted
+    or predate them): the recipe rebuilt from ``results.json``, the same test split and box thresholds. Returns
+    the file, or None when the row has no checkpoint or its test set no mass image."""
+    from camkit.storage.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    checkpoint = (results.get("training", {}).get(label) or {}).get("checkpoint")
+    if not checkpoint or not (run_dir / checkpoint).is_file():
+        return None
+    cfg = BenchConfig(**results["config"]).resolved()
+    row = next((r for r in cfg.rows() if r.label == label), None)
+    if row is None:
+        return None
+    recipe = cfg.recipe(row.model)
+    model = _build(recipe, row, cfg)
+    load_checkpoint(run_dir / checkpoint, model)
+    model.eval()
+    test = build_datasets(recipe, tuple(int(v) for v in model.input_size), ("test",))["test"]
+    chosen = {cam: entry["box_threshold"]["value"] for cam, entry in results.get("detection", {}).get(label, {}).items()
+              if isinstance(entry, dict) and isinstance(entry.get("box_threshold"), dict)}
+    options = cfg.localize_options()
+    if chosen:
+        options = replace(options, cam_thresholds=chosen)
+    arrays = overlay_data(model, test, options)
+    if arrays is None:
+        return None
+    path = run_dir / "overlays" / f"{label}.npz"
+    _save_overlays(path, arrays)
+    return path

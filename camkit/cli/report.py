@@ -14,7 +14,10 @@ import click
 @click.option("--baseline", default=None, metavar="ROW:TEST_CAM",
               help="the cell significance markers compare with [cam:cam when present]")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="significance level (Holm-corrected)")
-def report(run_dirs: tuple[Path, ...], out: Path, single_file: bool, baseline: str | None, alpha: float) -> None:
+@click.option("--redraw/--no-redraw", default=True, show_default=True,
+              help="draw a trained row's missing overlays from its checkpoint (runs the model on a few test images)")
+def report(run_dirs: tuple[Path, ...], out: Path, single_file: bool, baseline: str | None, alpha: float,
+           redraw: bool) -> None:
     """Write a browsable report of bench runs: leaderboards by metric, FROC curves, paired comparisons, a
     gallery of the stored test images, configuration and timings. Works offline, from file:// or a server.
 
@@ -23,7 +26,8 @@ def report(run_dirs: tuple[Path, ...], out: Path, single_file: bool, baseline: s
     """
     from camkit.ui.report import write_report
 
-    page = write_report(list(run_dirs), out, single_file=single_file, baseline=baseline, alpha=alpha)
+    page = write_report(list(run_dirs), out, single_file=single_file, baseline=baseline, alpha=alpha, redraw=redraw,
+                        log=lambda text: click.echo(text, err=True))
     click.echo(f"report: {page} (open it in a browser; {'one file' if single_file else 'with ' + str(out / 'assets')})")
 
 

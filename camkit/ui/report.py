@@ -167,11 +167,30 @@ def _outcome(gt: np.ndarray, boxes: np.ndarray) -> list[str]:
     return tags
 
 
-def _gallery(run: Any, group: int, out: Path, single_file: bool) -> dict[str, Any]:
+def _overlay_files(run: Any, redraw: bool, log: Any) -> list[Path]:
+    """The run's ``overlays/*.npz`` in row order; a trained row without one is re-drawn from its checkpoint
+    (``redraw``), the only case in which the report runs a model."""
+    if run.path is None:
+        return []
+    files = []
+    for label in run.results.get("training", {}):
+        path = run.path / "overlays" / f"{label}.npz"
+        if not path.is_file() and redraw:
+            from camkit.bench.runner import redraw_overlays
+
+            log(f"report: {run.path}: no overlays for row {label!r}; drawing them from its checkpoint")
+            path = redraw_overlays(run.path, label) or path
+        if path.is_file():
+            files.append(path)
+    return files
+
+
+def _gallery(run: Any, group: int, out: Path, single_file: bool, redraw: bool = True,
+             log: Any = print) -> dict[str, Any]:
     """Pictures of the stored overlay images of every train-cam of one run (written under ``out/assets``)."""
     rows = []
     cams: list[str] = []
-    for path in sorted((run.path / "overlays").glob("*.npz")) if run.path else []:
+    for path in _overlay_files(run, redraw, log):
         with np.load(path, allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
         row = path.stem
@@ -226,7 +245,7 @@ def _facts(run: Any) -> dict[str, Any]:
 
 
 def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = False, baseline: str | None = None,
-                alpha: float = 0.05) -> dict[str, Any]:
+                alpha: float = 0.05, redraw: bool = True, log: Any = print) -> dict[str, Any]:
     """Everything the page shows, for the runs at ``paths`` (grouped as ``camkit leaderboard --group`` groups
     them: runs that differ by their seed alone are one group, combined)."""
     from camkit.bench.leaderboard import config_differences, group_runs, load_runs
@@ -242,13 +261,16 @@ def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = Fals
             "seeds": [m.seed for m in members], "runs": [_facts(m) for m in members],
             "leaderboards": _leaderboards(members, baseline, alpha),
             "classification": _classification(members), "froc": _froc(members[0]),
-            "gallery": _gallery(members[0], k, out, single_file)})
+            "gallery": _gallery(members[0], k, out, single_file, redraw, log)})
     return {"groups": out_groups, "n_runs": len(runs)}
 
 
 def write_report(paths: Sequence[str | Path], out: str | Path, single_file: bool = False,
-                 baseline: str | None = None, alpha: float = 0.05) -> Path:
-    """Write the report of the runs at ``paths`` to ``out/index.html`` (and ``out/assets/``); returns the page."""
+                 baseline: str | None = None, alpha: float = 0.05, redraw: bool = True, log: Any = print) -> Path:
+    """Write the report of the runs at ``paths`` to ``out/index.html`` (and ``out/assets/``); returns the page.
+
+    ``redraw``: re-draw a trained row's missing overlays from its checkpoint (the one model run the report
+    may make); ``log(text)`` says so."""
     import jinja2
 
     from camkit.storage.atomic import atomic_write_text
@@ -259,7 +281,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path, single_file: bool
     if (out / "assets").is_dir():
         shutil.rmtree(out / "assets")  # pictures of an earlier report of other runs must not linger
     out.mkdir(parents=True, exist_ok=True)
-    data = report_data(paths, out, single_file, baseline, alpha)
+    data = report_data(paths, out, single_file, baseline, alpha, redraw, log)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ASSETS)), autoescape=jinja2.select_autoescape(),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     css, js = (ASSETS / "report.css").read_text(), (ASSETS / "report.js").read_text()
