@@ -149,3 +149,20 @@ def test_missing_overlays_are_redrawn_from_the_checkpoints(run, tmp_path):
             assert list(a["image_id"]) == list(b["image_id"])
             assert np.allclose(a["map_cam"].astype(float), b["map_cam"].astype(float), atol=2e-3)
     assert len(re.findall(r'<img src="', (tmp_path / "rep" / "index.html").read_text())) == 72
+
+
+def test_a_larger_gallery_is_drawn_from_the_checkpoints_once(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    shutil.copytree(run.parent / "models", tmp_path / "models")
+    res = CliRunner().invoke(main, ["report", str(copy), "--out", str(tmp_path / "rep"), "--gallery", "15"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("drawing 15 test images") == 2                # once per train-cam
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert html.count('class="gal-image"') == 2 * 13                       # 10 masses asked, 8 exist; + 5 normals
+    import numpy as np
+
+    with np.load(copy / "overlays" / "cam-gallery-15.npz") as z:
+        assert (z["label"] == 1).sum() == 8 and (z["label"] == 0).sum() == 5
+    again = CliRunner().invoke(main, ["report", str(copy), "--out", str(tmp_path / "rep2"), "--gallery", "15"])
+    assert again.exit_code == 0 and "drawing" not in again.stderr           # kept in the run, reused

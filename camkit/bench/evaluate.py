@@ -101,25 +101,45 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def overlay_data(model: Any, test_set: Any, options: Any, device: Any = None, n: int = 8, n_negative: int = 4,
-                 max_side: int = 512) -> dict[str, np.ndarray] | None:
+                 max_side: int = 512, batch_size: int = 16) -> dict[str, np.ndarray] | None:
     """What the paper's Fig. 4 shows for one trained model, as arrays (the figure and the report's gallery are
     drawn by camkit.ui).
 
     The first ``n`` test images with a mass and the first ``n_negative`` without: the model input, its label and
     ground truth and each test-cam's map and boxes, downsampled so the longer side is at most ``max_side`` (maps
-    of 2944x1920 inputs would be large). Returns None when the test set has no mass image.
+    of 2944x1920 inputs would be large), computed ``batch_size`` images at a time. Returns None when the test set
+    has no mass image.
     """
+    labels = [int(v) for v in test_set.labels()]
+    chosen = sorted([i for i, v in enumerate(labels) if v == 1][:n] + [i for i, v in enumerate(labels) if v == 0][:n_negative])
+    parts = []
+    for start in range(0, len(chosen), max(1, int(batch_size))):
+        samples = [s for s in (test_set[i] for i in chosen[start:start + batch_size]) if s is not None]
+        if samples:
+            parts.append(_overlay_batch(model, samples, options, device, max_side))
+    if not parts or not any((p["label"] == 1).any() for p in parts):
+        return None
+    out = {}
+    offset = np.cumsum([0] + [len(p["image"]) for p in parts[:-1]])
+    for key in parts[0]:
+        if key == "cams":
+            out[key] = parts[0][key]
+        elif key == "gt" or key.startswith("boxes_"):
+            shifted = [p[key] + np.array([o, 0, 0, 0, 0], dtype=np.float32) for p, o in zip(parts, offset)]
+            out[key] = np.concatenate(shifted).astype(np.float32)
+        else:
+            out[key] = np.concatenate([p[key] for p in parts])
+    return out
+
+
+def _overlay_batch(model: Any, samples: list[dict[str, Any]], options: Any, device: Any,
+                   max_side: int) -> dict[str, np.ndarray]:
     import torch
     import torch.nn.functional as F
 
     from camkit.data.sample import collate
     from camkit.inference import localize
 
-    labels = [int(v) for v in test_set.labels()]
-    chosen = [i for i, v in enumerate(labels) if v == 1][:n] + [i for i, v in enumerate(labels) if v == 0][:n_negative]
-    samples = [s for s in (test_set[i] for i in sorted(chosen)) if s is not None]
-    if not any(int(s["label"]) == 1 for s in samples):
-        return None
     batch = collate(samples)
     found = localize(model, batch["image"], options, device)
     h, w = batch["image"].shape[-2:]

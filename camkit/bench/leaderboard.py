@@ -358,8 +358,9 @@ def missing_metric_message(table: dict[str, Any]) -> str | None:
     if not scored or any(c.value is not None for c in scored):
         return None
     if metric == "pxap":
-        return ("these runs have no PxAP: it needs lesion masks, which their dataset does not give (the synthetic "
-                "set gives them since camkit stored them: bench again with a new --out)")
+        return ("these runs have no PxAP: it needs lesion masks, which their dataset does not give (synthetic, "
+                "cbis-ddsm and inbreast give them; a synthetic run from before camkit stored them: bench again with "
+                "a new --out)")
     if metric in FAITHFULNESS:
         return (f"these runs have no {metric}: the faithfulness metrics cost extra forwards and are computed "
                 f"only when asked; bench again with --faithfulness {_FAMILY[metric]} and a new --out beside this "

@@ -110,7 +110,8 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
             faith = (cfg.faithfulness, cfg.faithfulness_steps, cfg.seed) if cfg.faithfulness else None
             records = evaluate_pairings(model, row_sets["test"], row_options, recipe.eval_batch_size, device, sink,
                                         faith)
-            overlays = overlay_data(model, row_sets["test"], row_options, device) if main else None
+            overlays = overlay_data(model, row_sets["test"], row_options, device,
+                                    batch_size=recipe.eval_batch_size) if main else None
             if not main:
                 distributed.barrier()  # wait while rank 0 scores, instead of timing out in the next train()
                 continue
@@ -336,10 +337,12 @@ def _compare_to_baseline(out: Path, results: dict[str, Any], cfg: BenchConfig) -
             "method": found["method"]}
 
 
-def redraw_overlays(run_dir: str | Path, label: str) -> Path | None:
-    """Re-draw a row's ``overlays/<label>.npz`` from its stored checkpoint (for a run whose overlays were deleted
-    or predate them): the recipe rebuilt from ``results.json``, the same test split and box thresholds. Returns
-    the file, or None when the row has no checkpoint or its test set no mass image."""
+def redraw_overlays(run_dir: str | Path, label: str, n: int = 8, n_negative: int = 4,
+                    path: str | Path | None = None) -> Path | None:
+    """Re-draw a row's overlays from its stored checkpoint (for a run whose ``overlays/<label>.npz`` was deleted
+    or predates them, or for a larger gallery: ``n`` mass and ``n_negative`` normal test images, into ``path``):
+    the recipe rebuilt from ``results.json``, the same test split and box thresholds. Returns the file, or None
+    when the row has no checkpoint or its test set no mass image."""
     from camkit.storage.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
@@ -361,9 +364,9 @@ def redraw_overlays(run_dir: str | Path, label: str) -> Path | None:
     options = cfg.localize_options()
     if chosen:
         options = replace(options, cam_thresholds=chosen)
-    arrays = overlay_data(model, test, options)
+    arrays = overlay_data(model, test, options, n=n, n_negative=n_negative, batch_size=cfg.eval_batch_size or 16)
     if arrays is None:
         return None
-    path = run_dir / "overlays" / f"{label}.npz"
+    path = Path(path) if path is not None else run_dir / "overlays" / f"{label}.npz"
     _save_overlays(path, arrays)
     return path

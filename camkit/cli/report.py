@@ -16,8 +16,11 @@ import click
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="significance level (Holm-corrected)")
 @click.option("--redraw/--no-redraw", default=True, show_default=True,
               help="draw a trained row's missing overlays from its checkpoint (runs the model on a few test images)")
+@click.option("--gallery", type=click.IntRange(min=1), default=None, metavar="N",
+              help="N test images per train-cam in the gallery (2/3 mass); beyond the 12 the bench stores they are "
+                   "drawn from the checkpoints once and kept in the run  [default: the stored ones]")
 def report(run_dirs: tuple[Path, ...], out: Path, single_file: bool, baseline: str | None, alpha: float,
-           redraw: bool) -> None:
+           redraw: bool, gallery: int | None) -> None:
     """Write a browsable report of bench runs: leaderboards by metric, FROC curves, paired comparisons, a
     gallery of the stored test images, configuration and timings. Works offline, from file:// or a server.
 
@@ -27,7 +30,7 @@ def report(run_dirs: tuple[Path, ...], out: Path, single_file: bool, baseline: s
     from camkit.ui.report import write_report
 
     page = write_report(list(run_dirs), out, single_file=single_file, baseline=baseline, alpha=alpha, redraw=redraw,
-                        log=lambda text: click.echo(text, err=True))
+                        log=lambda text: click.echo(text, err=True), gallery=gallery)
     click.echo(f"report: {page} (open it in a browser; {'one file' if single_file else 'with ' + str(out / 'assets')})")
 
 

@@ -13,7 +13,6 @@ request leaves the page (no CDN, no web fonts), so it works from ``file://`` and
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import re
@@ -167,33 +166,45 @@ def _outcome(gt: np.ndarray, boxes: np.ndarray) -> list[str]:
     return tags
 
 
-def _overlay_files(run: Any, redraw: bool, log: Any) -> list[Path]:
-    """The run's ``overlays/*.npz`` in row order; a trained row without one is re-drawn from its checkpoint
-    (``redraw``), the only case in which the report runs a model."""
+def _overlay_files(run: Any, redraw: bool, log: Any, gallery: int | None = None) -> list[tuple[str, Path]]:
+    """``(row, overlays file)`` of the run in row order. A trained row without ``overlays/<row>.npz`` is re-drawn
+    from its checkpoint (``redraw``); so is a ``gallery`` of more images than the bench stored, into
+    ``overlays/<row>-gallery-<N>.npz`` (reused next time): the only cases in which the report runs a model."""
     if run.path is None:
         return []
+    from camkit.bench.runner import redraw_overlays
+
     files = []
     for label in run.results.get("training", {}):
         path = run.path / "overlays" / f"{label}.npz"
         if not path.is_file() and redraw:
-            from camkit.bench.runner import redraw_overlays
-
             log(f"report: {run.path}: no overlays for row {label!r}; drawing them from its checkpoint")
             path = redraw_overlays(run.path, label) or path
+        if gallery and redraw and path.is_file() and _count(path) < gallery:
+            bigger = run.path / "overlays" / f"{label}-gallery-{gallery}.npz"
+            if not bigger.is_file():
+                log(f"report: {run.path}: drawing {gallery} test images of row {label!r} from its checkpoint")
+                masses = -(-2 * gallery // 3)
+                redraw_overlays(run.path, label, n=masses, n_negative=gallery - masses, path=bigger)
+            path = bigger if bigger.is_file() else path
         if path.is_file():
-            files.append(path)
+            files.append((label, path))
     return files
 
 
+def _count(path: Path) -> int:
+    with np.load(path, allow_pickle=False) as z:
+        return int(z["image"].shape[0])
+
+
 def _gallery(run: Any, group: int, out: Path, single_file: bool, redraw: bool = True,
-             log: Any = print) -> dict[str, Any]:
+             log: Any = print, gallery: int | None = None) -> dict[str, Any]:
     """Pictures of the stored overlay images of every train-cam of one run (written under ``out/assets``)."""
     rows = []
     cams: list[str] = []
-    for path in _overlay_files(run, redraw, log):
+    for row, path in _overlay_files(run, redraw, log, gallery):
         with np.load(path, allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
-        row = path.stem
         row_cams = [str(c) for c in a["cams"]]
         cams += [c for c in row_cams if c not in cams]
         labels = a["label"] if "label" in a else np.ones(len(a["image"]), np.int8)
@@ -245,7 +256,8 @@ def _facts(run: Any) -> dict[str, Any]:
 
 
 def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = False, baseline: str | None = None,
-                alpha: float = 0.05, redraw: bool = True, log: Any = print) -> dict[str, Any]:
+                alpha: float = 0.05, redraw: bool = True, log: Any = print,
+                gallery: int | None = None) -> dict[str, Any]:
     """Everything the page shows, for the runs at ``paths`` (grouped as ``camkit leaderboard --group`` groups
     them: runs that differ by their seed alone are one group, combined)."""
     from camkit.bench.leaderboard import config_differences, group_runs, load_runs
@@ -261,16 +273,18 @@ def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = Fals
             "seeds": [m.seed for m in members], "runs": [_facts(m) for m in members],
             "leaderboards": _leaderboards(members, baseline, alpha),
             "classification": _classification(members), "froc": _froc(members[0]),
-            "gallery": _gallery(members[0], k, out, single_file, redraw, log)})
+            "gallery": _gallery(members[0], k, out, single_file, redraw, log, gallery)})
     return {"groups": out_groups, "n_runs": len(runs)}
 
 
 def write_report(paths: Sequence[str | Path], out: str | Path, single_file: bool = False,
-                 baseline: str | None = None, alpha: float = 0.05, redraw: bool = True, log: Any = print) -> Path:
+                 baseline: str | None = None, alpha: float = 0.05, redraw: bool = True, log: Any = print,
+                 gallery: int | None = None) -> Path:
     """Write the report of the runs at ``paths`` to ``out/index.html`` (and ``out/assets/``); returns the page.
 
     ``redraw``: re-draw a trained row's missing overlays from its checkpoint (the one model run the report
-    may make); ``log(text)`` says so."""
+    may make), and draw ``gallery`` test images per train-cam from the checkpoints when the bench stored fewer;
+    ``log(text)`` says so."""
     import jinja2
 
     from camkit.storage.atomic import atomic_write_text
@@ -281,7 +295,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path, single_file: bool
     if (out / "assets").is_dir():
         shutil.rmtree(out / "assets")  # pictures of an earlier report of other runs must not linger
     out.mkdir(parents=True, exist_ok=True)
-    data = report_data(paths, out, single_file, baseline, alpha, redraw, log)
+    data = report_data(paths, out, single_file, baseline, alpha, redraw, log, gallery)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ASSETS)), autoescape=jinja2.select_autoescape(),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     css, js = (ASSETS / "report.css").read_text(), (ASSETS / "report.js").read_text()
@@ -292,7 +306,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path, single_file: bool
     page = env.get_template("report.html.j2").render(
         data=data, data_json=_script_json({"groups": [{"index": g["index"], "leaderboards": g["leaderboards"]}
                                                        for g in data["groups"]]}),
-        single_file=single_file, css=css, js=js, escape=html.escape)
+        single_file=single_file, css=css, js=js)
     return atomic_write_text(out / "index.html", page)
 
 

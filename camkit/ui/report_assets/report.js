@@ -23,6 +23,17 @@
     return text;
   }
 
+  // Empty ``table`` and give it a caption and the header row (row title, then the test-cams); returns its body.
+  function startTable(table, board, caption) {
+    table.textContent = "";
+    table.appendChild(el("caption", {}, caption));
+    var head = el("tr");
+    head.appendChild(el("th", {scope: "col"}, board.header));
+    board.cols.forEach(function (c) { head.appendChild(el("th", {scope: "col"}, c)); });
+    table.appendChild(el("thead")).appendChild(head);
+    return table.appendChild(el("tbody"));
+  }
+
   function renderBoard(gi, metric) {
     var board = groups[gi].leaderboards[metric];
     var table = document.getElementById("leaderboard-" + gi);
@@ -30,13 +41,7 @@
     if (!board || !table) { return; }
     var byKey = {};
     board.records.forEach(function (r) { byKey[r.row + "\u0000" + r.test_cam] = r; });
-    table.textContent = "";
-    table.appendChild(el("caption", {}, board.title + (board.lower_is_better ? " (lower is better)" : " (higher is better)")));
-    var head = el("tr");
-    head.appendChild(el("th", {scope: "col"}, board.header));
-    board.cols.forEach(function (c) { head.appendChild(el("th", {scope: "col"}, c)); });
-    table.appendChild(el("thead")).appendChild(head);
-    var body = table.appendChild(el("tbody"));
+    var body = startTable(table, board, board.title + (board.lower_is_better ? " (lower is better)" : " (higher is better)"));
     board.rows.forEach(function (r) {
       var tr = el("tr");
       tr.appendChild(el("th", {scope: "row"}, r));
@@ -55,13 +60,7 @@
     var method = document.getElementById("method-" + gi);
     if (method) { method.textContent = board.method ? board.method + ", alpha " + board.alpha : "no paired test"; }
     if (comp) {
-      comp.textContent = "";
-      comp.appendChild(el("caption", {}, "Difference from the baseline and Holm-corrected p (" + metric + ")"));
-      var h = el("tr");
-      h.appendChild(el("th", {scope: "col"}, board.header));
-      board.cols.forEach(function (c) { h.appendChild(el("th", {scope: "col"}, c)); });
-      comp.appendChild(el("thead")).appendChild(h);
-      var b = comp.appendChild(el("tbody"));
+      var b = startTable(comp, board, "Difference from the baseline and Holm-corrected p (" + metric + ")");
       board.rows.forEach(function (r) {
         var tr = el("tr");
         tr.appendChild(el("th", {scope: "row"}, r));
