@@ -21,8 +21,17 @@ BENCH = ["bench", "--epochs", "2", "--batch-size", "8", "--dataset-opt", "n=16",
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
+    import os
+
     out = tmp_path_factory.mktemp("bench") / "run"
-    res = CliRunner().invoke(main, BENCH + ["--out", str(out), "--log", "tensorboard", "--log", "mlflow"])
+    here = tmp_path_factory.mktemp("cwd")
+    old = os.getcwd()
+    os.chdir(here)  # nothing may land in the working folder (MLflow's default artifact root is ./mlruns)
+    try:
+        res = CliRunner().invoke(main, BENCH + ["--out", str(out), "--log", "tensorboard", "--log", "mlflow"])
+    finally:
+        os.chdir(old)
+    assert not any(here.iterdir()), list(here.iterdir())
     assert res.exit_code == 0, res.output
     return out, json.loads((out / "results.json").read_text())
 
@@ -58,6 +67,7 @@ def test_mlflow_run(run):
     assert [m.step for m in client.get_metric_history(found.info.run_id, "epoch/loss")] == [1, 2]
     tpr = results["detection"]["cam"]["cam"]["tpr@1"]["value"]
     assert found.data.metrics["result/cam/tpr_at_1"] == pytest.approx(tpr, abs=1e-6)
+    assert any((out / "mlartifacts").rglob("*.png"))                      # the overlays, beside the store
 
 
 def test_train_logs_too(tmp_path):

@@ -118,7 +118,7 @@ class MlflowTracker(Tracker):
     """One MLflow run (``run_name``, ``tags``) in ``experiment`` at ``uri``."""
 
     def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, Any] | None = None,
-                 overlays: Overlays | None = None):
+                 overlays: Overlays | None = None, artifacts: str | None = None):
         super().__init__(overlays)
         try:
             from mlflow.tracking import MlflowClient
@@ -126,7 +126,9 @@ class MlflowTracker(Tracker):
             raise _missing("mlflow-skinny", "mlflow") from None
         self.client = MlflowClient(uri)
         found = self.client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        # a new experiment's pictures go beside the local store, not into ./mlruns of whatever the working folder is
+        experiment_id = found.experiment_id if found else self.client.create_experiment(
+            experiment, artifact_location=artifacts)
         self.run_id = self.client.create_run(experiment_id, run_name=run_name,
                                              tags={k: str(v) for k, v in (tags or {}).items()}).info.run_id
 
@@ -171,4 +173,6 @@ def open_tracker(backend: str, run_dir: str | Path, run_name: str, tags: dict[st
     if backend == "tensorboard":
         return TensorBoardTracker(run_dir / "tensorboard" / run_name, tags, overlays)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return MlflowTracker(uri or f"sqlite:///{run_dir.resolve() / 'mlflow.db'}", experiment, run_name, tags, overlays)
+    artifacts = None if uri else (run_dir.resolve() / "mlartifacts").as_uri()
+    return MlflowTracker(uri or f"sqlite:///{run_dir.resolve() / 'mlflow.db'}", experiment, run_name, tags, overlays,
+                         artifacts)
