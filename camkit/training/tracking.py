@@ -10,7 +10,7 @@ hash) and finish it with the leaderboard's metrics. Both backends are optional e
 What is logged: ``train/loss`` and every loss term ``train/<part>``, ``train/lr`` and ``train/images_per_s``
 per optimizer step; ``epoch/loss`` and ``val/auc`` per epoch; ``cam/<image>`` overlays per epoch; the final
 metrics as ``result/<name>``. MLflow defaults to a local SQLite store in the run directory
-(``sqlite:///<dir>/mlflow.db``; its file store is in maintenance mode); ``uri`` points anywhere else
+(``sqlite:///<dir>/mlflow.db``, pictures in ``<dir>/mlartifacts``; its file store is in maintenance mode); ``uri`` points anywhere else
 (``http://host:5000``).
 """
 from __future__ import annotations
