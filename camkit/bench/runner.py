@@ -364,7 +364,7 @@ def redraw_overlays(run_dir: str | Path, label: str, n: int = 8, n_negative: int
     options = cfg.localize_options()
     if chosen:
         options = replace(options, cam_thresholds=chosen)
-    arrays = overlay_data(model, test, options, n=n, n_negative=n_negative, batch_size=cfg.eval_batch_size or 16)
+    arrays = overlay_data(model, test, options, n=n, n_negative=n_negative, batch_size=recipe.eval_batch_size)
     if arrays is None:
         return None
     path = Path(path) if path is not None else run_dir / "overlays" / f"{label}.npz"

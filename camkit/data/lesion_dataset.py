@@ -8,6 +8,7 @@ with ``skip_bad`` handling and the config the training loop fingerprints.
 """
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ class LesionRecord:
         return self.rows or (self.files[0] if self.files else self.image_id)
 
 
-class LesionDataset(torch.utils.data.Dataset):
+class LesionDataset(torch.utils.data.Dataset, metaclass=ABCMeta):
     """Samples of the selected ``records`` (see the module docstring); subclasses set the records.
 
     Each sample has the contract's keys plus ``masks`` (N, H, W) bool in the model frame, one per box, and
@@ -111,9 +112,9 @@ class LesionDataset(torch.utils.data.Dataset):
                     if not (self.root / f).is_file():
                         raise DicomReadError(missing_message(self.root / f, r.where()))
 
+    @abstractmethod
     def prepare_command(self) -> str:
         """The ``camkit prepare`` command line that fills this dataset's cache."""
-        raise NotImplementedError
 
     # -- samples ----------------------------------------------------------------------------------------
     @property

@@ -15,6 +15,8 @@ metrics as ``result/<name>``. MLflow defaults to a local SQLite store in the run
 """
 from __future__ import annotations
 
+import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,24 +44,28 @@ def overlay_picture(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
     return ((0.55 * grey + 0.45 * colour) * 255).astype(np.uint8)
 
 
-class Tracker:
+class Tracker(ABC):
     """The common half: turns loop events into scalars, pictures and final metrics (subclasses write them)."""
 
     def __init__(self, overlays: Overlays | None = None):
         self.overlays = overlays
 
     # -- written by the backends -----------------------------------------------------------------------
+    @abstractmethod
     def scalars(self, values: dict[str, float], step: int) -> None:
-        raise NotImplementedError
+        """Write named values at ``step``."""
 
+    @abstractmethod
     def picture(self, name: str, rgb: np.ndarray, step: int) -> None:
-        raise NotImplementedError
+        """Write an (H, W, 3) uint8 picture at ``step``."""
 
+    @abstractmethod
     def params(self, values: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Write the run's settings once."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Flush and end the run."""
 
     # -- progress-sink events (camkit.training.progress) ---------------------------------------------------
     def on_train_start(self, info: dict[str, Any]) -> None:
@@ -134,8 +140,6 @@ class MlflowTracker(Tracker):
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
-
-        import time
 
         now = int(time.time() * 1000)
         metrics = [Metric(k.replace("@", "_at_"), float(v), now, int(step)) for k, v in values.items()]

@@ -39,29 +39,21 @@ def _slug(text: str) -> str:
 
 
 # -- data model ---------------------------------------------------------------------------------------
-def _metrics_of(runs: Sequence[Any]) -> list[str]:
-    """The leaderboard metrics these runs hold values for, in the leaderboard's order."""
-    from camkit.bench.leaderboard import METRICS, detection_table, missing_metric_message
+def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> dict[str, Any]:
+    """Every leaderboard metric these runs hold values for, in the leaderboard's order, as the page's records."""
+    from camkit.bench.leaderboard import (METRICS, LOWER_IS_BETTER, detection_records, detection_table,
+                                          missing_metric_message)
+    from camkit.bench.significance import parse_baseline, significance
 
-    out = []
+    boards = {}
     for metric in METRICS:
         try:
             table = detection_table(runs, metric)
         except Exception:  # noqa: BLE001 - a metric the stored results cannot give is just not offered
             continue
-        if table["cells"] and not missing_metric_message(table) and any(
-                c.value is not None for c in table["cells"].values()):
-            out.append(metric)
-    return out
-
-
-def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> dict[str, Any]:
-    from camkit.bench.leaderboard import METRICS, LOWER_IS_BETTER, detection_records, detection_table
-    from camkit.bench.significance import parse_baseline, significance
-
-    boards = {}
-    for metric in _metrics_of(runs):
-        table = detection_table(runs, metric)
+        if not table["cells"] or missing_metric_message(table) or all(
+                c.value is None for c in table["cells"].values()):
+            continue
         table["significance"] = significance(runs, table, parse_baseline(baseline), alpha)
         sig = table["significance"] or {}
         records = detection_records(table)
@@ -126,27 +118,38 @@ def _png(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _render_panel(image: np.ndarray, heat: np.ndarray | None, gt: np.ndarray, boxes: np.ndarray,
-                  max_side: int) -> np.ndarray:
-    """An RGB picture: the grey image, the map over it (viridis, colour-blind-safe) and the boxes."""
-    from matplotlib import colormaps
-    from PIL import Image, ImageDraw
-
+def _grey(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float: the image's 1st-99th percentile range as grey."""
     img = np.asarray(image, dtype=np.float32)
     lo, hi = np.percentile(img, [1, 99]) if img.size else (0.0, 1.0)
-    grey = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)
-    rgb = np.repeat(grey[..., None], 3, axis=2)
+    return np.repeat(np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
+
+
+def _blend(grey: np.ndarray, heat: np.ndarray | None) -> np.ndarray:
+    """The grey picture with the map over it (viridis, colour-blind-safe), as uint8 RGB."""
+    from matplotlib import colormaps
+
+    rgb = grey
     if heat is not None:
-        colour = colormaps["viridis"](np.clip(np.asarray(heat, dtype=np.float32), 0, 1))[..., :3]
-        rgb = 0.55 * rgb + 0.45 * colour
-    h, w = img.shape
+        rgb = 0.55 * grey + 0.45 * colormaps["viridis"](np.clip(np.asarray(heat, dtype=np.float32), 0, 1))[..., :3]
+    return (rgb * 255).astype(np.uint8)
+
+
+def _draw(rgb: np.ndarray, gt: np.ndarray, boxes: np.ndarray, max_side: int) -> np.ndarray:
+    """``rgb`` shrunk to at most ``max_side`` (never enlarged) with the truth and predicted boxes drawn on it."""
+    from PIL import Image, ImageDraw
+
+    h, w = rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w))
-    pic = Image.fromarray((rgb * 255).astype(np.uint8)).resize((max(1, round(w * scale)), max(1, round(h * scale))))
+    pic = Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))))
     draw = ImageDraw.Draw(pic)
     for colour, bxs in ((GT_COLOUR, gt), (BOX_COLOUR, boxes)):
         for x1, y1, x2, y2 in np.asarray(bxs, dtype=float).reshape(-1, 4) * scale:
             draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=2 if max_side > 200 else 1)
     return np.asarray(pic)
+
+
+THUMB, FULL = 160, 640  # the gallery's picture sizes (longer side)
 
 
 def _outcome(gt: np.ndarray, boxes: np.ndarray) -> list[str]:
@@ -211,15 +214,15 @@ def _gallery(run: Any, group: int, out: Path, single_file: bool, redraw: bool = 
         images = []
         for i in range(len(a["image"])):
             gt = a["gt"][a["gt"][:, 0] == i, 1:]
+            grey = _grey(a["image"][i])
             panels = [{"cam": "image", "tags": []}]
-            pics = [(_render_panel(a["image"][i], None, gt, np.zeros((0, 4)), 160),
-                     _render_panel(a["image"][i], None, gt, np.zeros((0, 4)), 640))]
+            layers = [(_blend(grey, None), np.zeros((0, 4)))]
             for c in row_cams:
                 b = a[f"boxes_{c}"]
                 b = b[b[:, 0] == i, 1:]
                 panels.append({"cam": c, "tags": _outcome(gt, b)})
-                pics.append((_render_panel(a["image"][i], a[f"map_{c}"][i], gt, b, 160),
-                             _render_panel(a["image"][i], a[f"map_{c}"][i], gt, b, 640)))
+                layers.append((_blend(grey, a[f"map_{c}"][i]), b))
+            pics = [(_draw(rgb, gt, b, THUMB), _draw(rgb, gt, b, FULL)) for rgb, b in layers]
             base = f"assets/g{group}/{_slug(row)}/{_slug(a['image_id'][i])}"
             for panel, (thumb, full) in zip(panels, pics):
                 panel["thumb"] = _write_png(out, f"{base}-{_slug(panel['cam'])}-s.png", thumb, single_file)

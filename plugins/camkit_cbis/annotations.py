@@ -157,7 +157,7 @@ def load_records(root: str | Path, *, negatives: str = "calc-only", exclude_shap
     excluded = {s.strip().upper() for s in exclude_shapes}
     records: list[LesionRecord] = []
 
-    def add(build, subject: str, where: str) -> None:
+    def add(build, where: str) -> None:
         try:
             records.append(build())
         except CbisError as exc:
@@ -166,15 +166,15 @@ def load_records(root: str | Path, *, negatives: str = "calc-only", exclude_shap
             skipped.append((where, str(exc)))
 
     for split in ("train", "test"):
-        for subject, group in _by_image(rows.get(("mass", split), [])).items():
-            add(lambda g=group: _mass_record(tree, g, excluded), subject, group[0].where)
+        for group in _by_image(rows.get(("mass", split), [])).values():
+            add(lambda g=group: _mass_record(tree, g, excluded), group[0].where)
     mass_views = {(r.patient, r.side, r.view) for k, rs in rows.items() if k[0] == "mass" for r in rs}
     if negatives == "calc-only":
         for split in ("train", "test"):
-            for subject, group in _by_image(rows.get(("calc", split), [])).items():
+            for group in _by_image(rows.get(("calc", split), [])).values():
                 if (group[0].patient, group[0].side, group[0].view) in mass_views:
                     continue  # Q8: a copy of a mass view shows the mass
-                add(lambda g=group: _negative_record(tree, g), subject, group[0].where)
+                add(lambda g=group: _negative_record(tree, g), group[0].where)
     return sorted(records, key=lambda r: r.image_id)
 
 
@@ -185,7 +185,7 @@ def _by_image(rows: list[Row]) -> dict[str, list[Row]]:
     return dict(groups)
 
 
-def _base(tree: Tree, group: list[Row], label: int | None, files: tuple[str, ...], rois: list) -> LesionRecord:
+def _base(group: list[Row], label: int | None, files: tuple[str, ...], rois: list) -> LesionRecord:
     first = group[0]
     densities = sorted({r.density for r in group if r.density})
     return LesionRecord(image_id=first.image_subject, patient_id=first.patient, laterality=first.side,
@@ -199,8 +199,8 @@ def _mass_record(tree: Tree, group: list[Row], excluded: set[str]) -> LesionReco
     kept = [r for r in group if not (excluded and set(r.shape.upper().split("-")) <= excluded and r.shape)]
     rois = [(_roi_files(tree, r), r.where) for r in kept]
     files = (image, *dict.fromkeys(f for fs, _ in rois for f in fs))
-    return _base(tree, group, 1 if kept else None, files, rois)
+    return _base(group, 1 if kept else None, files, rois)
 
 
 def _negative_record(tree: Tree, group: list[Row]) -> LesionRecord:
-    return _base(tree, group, 0, (_image_file(tree, group[0]),), [])
+    return _base(group, 0, (_image_file(tree, group[0]),), [])
