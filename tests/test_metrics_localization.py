@@ -108,6 +108,54 @@ def test_box_hits_many_components_path_equals_the_loop(monkeypatch):
     np.testing.assert_array_equal(np.nan_to_num(got, nan=-1), np.nan_to_num(want, nan=-1))
 
 
+@pytest.mark.parametrize("kind", ["noise", "quantised", "smooth"])
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_threshold_walk_equals_labelling_every_threshold(kind, connectivity):
+    """The one-pass walk down the thresholds gives, bit for bit, the best IoU that labelling each thresholded
+    foreground with scipy gives: noisy maps (many components merging), ties, smooth upsampled maps, thresholds
+    unsorted with repeats, images with several boxes or none."""
+    from camkit.metrics.localization import _best_iou, _padded
+    from camkit.metrics.threshold_tree import best_iou_per_threshold
+
+    rng = np.random.default_rng(["noise", "quantised", "smooth"].index(kind) + 10 * connectivity)
+    for _ in range(6):
+        n, h, w = int(rng.integers(1, 5)), int(rng.integers(2, 41)), int(rng.integers(2, 41))
+        if kind == "noise":
+            maps = rng.random((n, h, w)).astype(np.float32)
+        elif kind == "quantised":
+            maps = np.round(rng.random((n, h, w)) * 6) / 6
+        else:
+            low = torch.rand(n, 1, max(2, h // 6), max(2, w // 6), generator=torch.Generator().manual_seed(h * w))
+            maps = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear")[:, 0].numpy()
+        boxes = []
+        for _ in range(n):
+            b = []
+            for _ in range(int(rng.integers(0, 4))):
+                x1, y1 = rng.uniform(0, w - 1), rng.uniform(0, h - 1)
+                b.append([x1, y1, rng.uniform(x1, w), rng.uniform(y1, h)])
+            boxes.append(np.array(b).reshape(-1, 4))
+        pad = _padded(boxes)
+        ts = np.concatenate([rng.random(15), [0.0, 0.5, 0.5, 1.0]])
+        want = np.stack([_best_iou(maps >= t, pad, True, connectivity) for t in ts], axis=1)
+        got = best_iou_per_threshold(maps, ts, pad, connectivity)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_threshold_walk_on_a_hand_worked_merge():
+    from camkit.metrics.threshold_tree import best_iou_per_threshold
+
+    # two 2x2 blocks that join through a pixel entering at 0.4: the joined box covers the ground truth's 3x3
+    m = np.zeros((1, 5, 5))
+    m[0, :2, :2] = 0.9
+    m[0, 2:4, 2:4] = 0.7
+    m[0, 4, 4] = 0.4      # joins nothing new to the ground truth's box but grows the component
+    gt = np.array([[[0.0, 0.0, 4.0, 4.0]]])
+    got = best_iou_per_threshold(m, np.array([0.8, 0.6, 0.3, 0.0]), gt)
+    # 0.8: the first block (4/16); 0.6: both blocks touch diagonally -> box 0..4 (16/16); 0.3: box 0..5 (16/25);
+    # 0.0: the whole image (16/25)
+    np.testing.assert_allclose(got, [[4 / 16, 1.0, 16 / 25, 16 / 25]])
+
+
 def test_max_box_acc_hand_worked():
     # image 0: a 4x4 block at 0.8 exactly on its box; image 1: the box is twice the block's width
     maps = np.zeros((2, 8, 8))

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from camkit.metrics.boxes import components
+from camkit.metrics.threshold_tree import best_box_iou, best_iou_per_threshold
 
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)
 
@@ -105,9 +106,11 @@ def box_hits(maps: Any, boxes: Sequence[Any], thresholds: Any = None,
 
     At threshold ``t`` the foreground is ``map >= t``; each 8-connected component gives its tight box; an image
     is a hit at IoU ``d`` when some component's box (``multi_box=False``: only the largest component, the first
-    in raster order on ties) has ``IoU >= d`` with some ground-truth box. The foreground masks are labelled on
-    the host (scipy.ndimage), all images of a threshold in one call; thresholds that select the same pixels as
-    the previous one reuse its result.
+    in raster order on ties) has ``IoU >= d`` with some ground-truth box. On the host: with ``multi_box`` the
+    components of every threshold come from one walk down the thresholds
+    (:func:`camkit.metrics.threshold_tree.best_iou_per_threshold`); the largest-component rule labels each
+    threshold's foreground (scipy.ndimage, all images in one call, a threshold selecting the same pixels as the
+    previous one reusing its result).
     """
     arr = _as_maps(maps).detach().cpu().numpy()
     n = arr.shape[0]
@@ -123,6 +126,11 @@ def box_hits(maps: Any, boxes: Sequence[Any], thresholds: Any = None,
     if not has_box.any():
         return out
     pad = _padded(gt)
+    if multi_box:
+        keep = np.flatnonzero(has_box)        # images without a box are not scored: leave their pixels out
+        best = best_iou_per_threshold(arr[keep], ts, pad[keep], connectivity)
+        out[keep] = best[..., None] >= ds
+        return out
     sorted_vals = np.sort(arr.reshape(-1))
     previous_count, previous = -1, None
     for ti, t in enumerate(ts):
@@ -298,14 +306,7 @@ def _best_iou(fg: np.ndarray, gt: np.ndarray, multi_box: bool, connectivity: int
         first[1:] = img[order][1:] != img[order][:-1]
         keep = order[first]
         img, pred = img[keep], pred[keep]
-    g = gt[img]                                                        # (L, K, 4), NaN-padded
-    iw = np.clip(np.minimum(pred[:, None, 2], g[..., 2]) - np.maximum(pred[:, None, 0], g[..., 0]), 0, None)
-    ih = np.clip(np.minimum(pred[:, None, 3], g[..., 3]) - np.maximum(pred[:, None, 1], g[..., 1]), 0, None)
-    inter = iw * ih
-    union = ((pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1]))[:, None] \
-        + (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1]) - inter
-    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-    iou = np.nan_to_num(iou, nan=0.0).max(axis=1)
+    iou = best_box_iou(pred, gt[img])
     np.maximum.at(best, img, iou)
     return best
 
