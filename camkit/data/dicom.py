@@ -171,11 +171,11 @@ def read_dicom(path: str | Path, *, voi: bool = True, frame: int | None = None, 
         raise DicomReadError(f"{path}: frame {frame} does not exist; it holds {frames} frame(s)")
     try:
         with quiet_ui_warnings():
+            if frames > 1:
+                ds.pixel_array_options(index=frame)   # pydicom 3 decodes only the chosen frame
             arr = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom/decoders raise many types
         raise DicomReadError(_decode_message(path, tsyntax, exc, where)) from None
-    if frames > 1:
-        arr = arr[frame]
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         return _colour_to_grey(arr, ds, photometric, path)
