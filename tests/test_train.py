@@ -444,3 +444,29 @@ def test_cosine_schedule_resumes_exactly_and_is_logged(tmp_path):
     fit(tmp_path, "split", batch_size=4, lr_schedule="cosine", max_steps=5)
     _, resumed = fit(tmp_path, "split", model=scrambled(), batch_size=4, lr_schedule="cosine")
     assert_same(weights(full.last_checkpoint), weights(resumed.last_checkpoint))
+
+
+class _Unreadable(ToyMasses):
+    """ToyMasses whose sample 3 fails to read, recorded the way a skip_bad dataset records it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skipped: list[tuple[str, str]] = []
+
+    def __getitem__(self, i: int):
+        if i == 3:
+            from camkit.data.sample import skip_unreadable
+
+            skip_unreadable(self.skipped, "toy3.png", OSError("truncated file"))
+            return None
+        return super().__getitem__(i)
+
+
+@pytest.mark.filterwarnings("ignore:skipped toy3.png")
+def test_an_image_skipped_in_a_dataloader_worker_is_reported_by_the_dataset(tmp_path):
+    """A worker's copy of the dataset records the skip; the main process's dataset lists it after training
+    (once, however many epochs read it), as it does without workers."""
+    for workers in (0, 1):
+        tr = _Unreadable(32, seed=5)
+        train(ToyNet(seed=1), tr, ToyMasses(16, seed=6), cfg(tmp_path, f"w{workers}", num_workers=workers))
+        assert tr.skipped == [("toy3.png", "truncated file")], workers

@@ -63,15 +63,42 @@ def _loader_generator(seed: int) -> Any:
     return torch.Generator().manual_seed(_derive_seed(seed, 0x6C6F6164))
 
 
-def _collate(samples: list[dict[str, Any] | None]) -> tuple[Any, Any, list[int]]:
-    """(images, labels, positions kept): samples a skip_bad dataset could not read (None) are left out."""
+def _collate(samples: list[dict[str, Any] | None]) -> tuple[Any, Any, list[int], list[tuple[str, str]]]:
+    """(images, labels, positions kept, newly skipped): samples a skip_bad dataset could not read (None) are
+    left out, and what a DataLoader worker's copy of the dataset recorded about them travels with the batch."""
     import torch
 
     kept = [i for i, s in enumerate(samples) if s is not None]
+    skipped = _worker_skips()
     if not kept:
-        return None, None, kept
+        return None, None, kept, skipped
     return (torch.stack([samples[i]["image"] for i in kept]),
-            torch.tensor([int(samples[i]["label"]) for i in kept], dtype=torch.long), kept)
+            torch.tensor([int(samples[i]["label"]) for i in kept], dtype=torch.long), kept, skipped)
+
+
+def _worker_skips() -> list[tuple[str, str]]:
+    """In a DataLoader worker: the ``skipped`` entries its copy of the dataset added since the last batch (a
+    worker's list dies with it, so the main process would never report them); [] in the main process, where
+    the dataset's own list is the record."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    found = getattr(info.dataset, "skipped", None) if info is not None else None
+    if not isinstance(found, list):
+        return []
+    sent = getattr(info.dataset, "_skips_sent", 0)
+    info.dataset._skips_sent = len(found)
+    return list(found[sent:])
+
+
+def _adopt_skips(dataset: Any, skipped: list[tuple[str, str]]) -> None:
+    """Add a worker's skipped entries to the main process's dataset (each once)."""
+    own = getattr(dataset, "skipped", None)
+    if not skipped or not isinstance(own, list):
+        return
+    for entry in skipped:
+        if tuple(entry) not in {tuple(e) for e in own}:
+            own.append(tuple(entry))
 
 
 def _loss_module(model: Any) -> Any:
@@ -322,7 +349,8 @@ class _Loop:
         frac = st.step / (self.cfg.epochs * self.steps)
         step_loss, step_parts = 0.0, {}
         for m, indices in enumerate(micro_batches):
-            images, labels, kept = next(batches)
+            images, labels, kept, skipped = next(batches)
+            _adopt_skips(self.train_set, skipped)
             sync = m == acc - 1 or self._ddp is None
             with (contextlib.nullcontext() if sync else self._ddp.no_sync()):
                 if images is None:  # every image of this micro-batch failed to read (skip_bad)
@@ -395,7 +423,8 @@ class _Loop:
         self.model.eval()
         try:
             with torch.no_grad():
-                for images, y, _ in loader:
+                for images, y, _, skipped in loader:
+                    _adopt_skips(self.val_set, skipped)
                     if images is None:
                         continue
                     with self.dev.autocast():
