@@ -139,6 +139,8 @@ def test_threshold_walk_equals_labelling_every_threshold(kind, connectivity):
         want = np.stack([_best_iou(maps >= t, pad, True, connectivity) for t in ts], axis=1)
         got = best_iou_per_threshold(maps, ts, pad, connectivity)
         np.testing.assert_array_equal(got, want)
+        # a threshold's pixels joining in small chunks give the same components
+        np.testing.assert_array_equal(best_iou_per_threshold(maps, ts, pad, connectivity, chunk=7), want)
 
 
 def test_threshold_walk_on_a_hand_worked_merge():

@@ -13,13 +13,15 @@ from __future__ import annotations
 import numpy as np
 
 def best_iou_per_threshold(maps: np.ndarray, thresholds: np.ndarray, gt: np.ndarray,
-                           connectivity: int = 8) -> np.ndarray:
+                           connectivity: int = 8, chunk: int = 1 << 18) -> np.ndarray:
     """(N, T): at each threshold ``t``, the best IoU between the tight box of a connected component of
     ``maps[n] >= t`` and a ground-truth box of image ``n`` (0 when nothing overlaps).
 
     ``maps`` (N, H, W) float; ``thresholds`` (T,) in any order; ``gt`` (N, K, 4) ``x1 y1 x2 y2`` boxes,
     NaN-padded rows ignored. A component over columns j0..j1 and rows i0..i1 has the box
-    ``(j0, i0, j1 + 1, i1 + 1)``; ``connectivity`` 8 (default) or 4.
+    ``(j0, i0, j1 + 1, i1 + 1)``; ``connectivity`` 8 (default) or 4. At most ``chunk`` pixels join at once
+    (a threshold's pixels in several chunks give the same components): the scratch of a chunk is ~250 bytes
+    a pixel (~65 MB by default), beside ~30 bytes a pixel of the batch for the whole walk.
 
     Example:
         >>> m = np.zeros((1, 4, 4)); m[0, :2, :2] = 0.9; m[0, 2, 2] = 0.5
@@ -35,7 +37,9 @@ def best_iou_per_threshold(maps: np.ndarray, thresholds: np.ndarray, gt: np.ndar
         raise ValueError(f"at most {np.iinfo(np.int16).max} distinct thresholds, got {len(levels)}")
     # a pixel of value v is foreground at levels[k] for every k < (number of levels <= v), compared in float64
     # exactly as ``maps >= t`` with a float64 threshold; int16 so that the stable sort is a radix sort
-    entry = np.searchsorted(levels, maps.reshape(-1).astype(np.float64), side="right").astype(np.int16)
+    values = maps.reshape(-1).astype(np.float64)
+    entry = np.searchsorted(levels, values, side="right").astype(np.int16)
+    entry[np.isnan(values)] = 0                         # NaN >= t is False: never foreground
     order = np.argsort(entry, kind="stable")          # pixels grouped by the level they enter at, raster order
     starts = np.searchsorted(entry[order], np.arange(len(levels) + 2))
     gt = np.asarray(gt, dtype=np.float64)
@@ -55,8 +59,8 @@ def best_iou_per_threshold(maps: np.ndarray, thresholds: np.ndarray, gt: np.ndar
             if full_now.any():
                 whole[full_now] = best_box_iou(np.repeat(whole_box, int(full_now.sum()), axis=0), gt[full_now])
                 entering = entering[~full_now[image]]
-            if len(entering):
-                walk.add(entering)
+            for start in range(0, len(entering), chunk):
+                walk.add(entering[start:start + chunk])
         best[:, k] = np.where(np.isnan(whole), walk.best(), whole)
     return best[:, inverse]
 
@@ -110,10 +114,10 @@ class _Walk:
         size = m + len(uniq)
         graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(size, size)).tocsr()
         n_groups, group = connected_components(graph, directed=False)
+        gp, go = group[:m], group[m:]
         # each group keeps its smallest old root's id; a group of entering pixels only gets a new id
         big = np.iinfo(np.int64).max
         rep = np.full(n_groups, big)
-        gp, go = group[:m], group[m:]
         np.minimum.at(rep, go, uniq)
         fresh_groups = np.flatnonzero(rep == big)
         rep[fresh_groups] = self._new_ids(len(fresh_groups))
