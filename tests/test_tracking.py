@@ -103,3 +103,23 @@ def test_tee_and_backend_checks():
     assert not hasattr(tee, "on_epoch_model")   # the loop skips what no sink wants
     with pytest.raises(OptionError, match="choose one of tensorboard, mlflow"):
         check_backend("wandb")
+
+
+def test_a_bench_that_fails_mid_row_ends_its_mlflow_run_failed(tmp_path, monkeypatch):
+    """The row's run does not stay RUNNING when the evaluation after its training raises."""
+    from mlflow.tracking import MlflowClient
+
+    import camkit.bench.runner as runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(runner, "evaluate_pairings", broken)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, BENCH[:2] + ["1"] + BENCH[3:] + ["--out", str(out), "--log", "mlflow",
+                                                                  "--log-uri", f"sqlite:///{tmp_path / 'ml.db'}"])
+    assert res.exit_code != 0 and "evaluation broke" in str(res.exception or res.output)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'ml.db'}")
+    (found,) = client.search_runs([client.get_experiment_by_name("camkit-bench").experiment_id])
+    assert found.info.status == "FAILED"
+    assert json.loads((out / "results.json").read_text())["status"] == "failed"

@@ -12,6 +12,8 @@ the output folder.
 """
 from __future__ import annotations
 
+import contextlib
+
 import io
 import os
 import time
@@ -84,6 +86,7 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
     if main:
         save_results(out, results)
     started = time.perf_counter()
+    trackers: list[Any] = []
     try:
         for row in rows:
             label = row.label
@@ -136,11 +139,17 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
                                          "cam_s": records["cam_seconds"]}
             save_results(out, results)
             _close_trackers(trackers, det, cls)
+            trackers = []
             if overlays is not None:
                 _save_overlays(out / "overlays" / f"{label}.npz", overlays)
             distributed.barrier()
         _record_skipped(results, sets)
     except BaseException as exc:
+        from camkit.training.tracking import end_status
+
+        for t in trackers:            # the row that failed: its tracker runs end FAILED / KILLED, not RUNNING
+            with contextlib.suppress(Exception):   # the bench's own error is the one to report
+                t.close(end_status(exc))
         if main:
             interrupted = isinstance(exc, KeyboardInterrupt)
             results["status"] = "interrupted" if interrupted else "failed"

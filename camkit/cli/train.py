@@ -123,11 +123,17 @@ def _run(o: SimpleNamespace) -> None:
         trackers = [open_tracker(b, out, o.train_cam or recipe.model, tags, o.log_uri, experiment="camkit-train")
                     for b in o.log]
         progress = Tee(progress, *trackers)
+    ended: BaseException | None = None
     try:
         result = run_training(net, sets["train"], val_set, replace(tcfg, out_dir=str(out)), progress=progress)
+    except BaseException as exc:
+        ended = exc
+        raise
     finally:
+        from camkit.training.tracking import end_status
+
         for t in trackers:
-            t.close()
+            t.close(end_status(ended))
 
     if distributed.rank() != 0:
         return

@@ -64,8 +64,8 @@ class Tracker(ABC):
         """Write the run's settings once."""
 
     @abstractmethod
-    def close(self) -> None:
-        """Flush and end the run."""
+    def close(self, status: str = "FINISHED") -> None:
+        """Flush and end the run: ``FINISHED``, ``FAILED`` (an error stopped it) or ``KILLED`` (interrupted)."""
 
     # -- progress-sink events (camkit.training.progress) ---------------------------------------------------
     def on_train_start(self, info: dict[str, Any]) -> None:
@@ -116,7 +116,9 @@ class TensorBoardTracker(Tracker):
     def params(self, values: dict[str, Any]) -> None:
         self.writer.add_text("train", "\n".join(f"{k}: {v}" for k, v in sorted(values.items())), 0)
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
+        if status != "FINISHED":   # event files have no run state: say so where the run's settings are
+            self.writer.add_text("status", status, 0)
         self.writer.close()
 
 
@@ -152,8 +154,15 @@ class MlflowTracker(Tracker):
         for k, v in values.items():
             self.client.log_param(self.run_id, k, v)
 
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id)
+    def close(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def end_status(exc: BaseException | None) -> str:
+    """A tracker run's final status for the exception that ended it (None: it finished)."""
+    if exc is None:
+        return "FINISHED"
+    return "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
 
 
 def check_backend(backend: str) -> None:
