@@ -220,6 +220,7 @@ def test_peak_proposals_and_validation_chosen_thresholds(tiny_run):
     for cam in ("cam", "gradcampp"):
         chosen = auto["detection"]["cam"][cam]["box_threshold"]
         assert chosen["chosen_on"] == "val" and chosen["n_images"] == auto["dataset"]["counts"]["val"]
+        assert chosen["shards"] == [chosen["n_images"]]          # one process mapped them all
         curve = chosen["validation"]
         assert sorted(float(t) for t in curve) == list(AUTO_THRESHOLDS)
         best = max(curve.values(), key=lambda v: (v["tpr@1"], v["cpm"]))

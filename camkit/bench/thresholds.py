@@ -21,17 +21,32 @@ CRITERION = "tpr@1"
 def choose_box_thresholds(model: Any, val_set: Any, options: Any, batch_size: int, cfg: Any,
                           device: Any = None) -> dict[str, dict[str, Any]]:
     """Per test-cam ``{"value", "chosen_on": "val", "criterion", "validation": {threshold: {tpr@1, cpm}},
-    "n_images", "seconds"}``; one CAM-engine pass over the validation split (all test-cams together), every
-    candidate threshold cut from the same maps."""
+    "n_images", "shards", "seconds"}``; one CAM-engine pass over the validation split (all test-cams together),
+    every candidate threshold cut from the same maps. Under ``torchrun`` each rank maps a disjoint shard
+    (``shards``: the images each rank mapped), rank 0 chooses, and every rank gets the same choice."""
+    from camkit.training import distributed
+
+    t0 = time.perf_counter()
+    rank, world = distributed.rank(), distributed.world_size()
+    mine = _validation_boxes(model, val_set, range(rank, len(val_set), world), options, batch_size, device)
+    gathered = distributed.gather_to_main(mine)
+    out: dict[str, dict[str, Any]] | None = None
+    if gathered is not None:
+        out = _choose(_merge(gathered), cfg, [len(g[1]) for g in gathered], time.perf_counter() - t0)
+    return distributed.broadcast_from_main(out)
+
+
+def _validation_boxes(model: Any, val_set: Any, indices: Any, options: Any, batch_size: int,
+                      device: Any) -> tuple[dict[str, dict[float, dict[str, Any]]], dict[str, np.ndarray]]:
+    """Every test-cam's boxes at every candidate threshold, and the ground truth, of the images ``indices``."""
     import torch
 
     from camkit.data.sample import collate
     from camkit.inference import localize
-    from camkit.metrics import froc
     from camkit.metrics.boxes import batch_to_original, maps_to_boxes_sweep
 
-    t0 = time.perf_counter()
-    loader = torch.utils.data.DataLoader(val_set, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(val_set, list(indices)), batch_size=batch_size,
+                                         shuffle=False, collate_fn=collate)
     preds: dict[str, dict[float, dict[str, Any]]] = {c: {t: {} for t in AUTO_THRESHOLDS} for c in options.cams}
     gt: dict[str, np.ndarray] = {}
     for batch in loader:
@@ -47,8 +62,24 @@ def choose_box_thresholds(model: Any, val_set: Any, options: Any, batch_size: in
         for i, image_id in enumerate(batch["image_id"]):
             boxes = batch["boxes"][i]
             gt[image_id] = batch["transform"][i].to_original(boxes) if len(boxes) else np.zeros((0, 4))
+    return preds, gt
+
+
+def _merge(shards: list[Any]) -> tuple[dict[str, dict[float, dict[str, Any]]], dict[str, np.ndarray]]:
+    preds, gt = shards[0][0], dict(shards[0][1])
+    for p, g in shards[1:]:
+        for cam, per_t in p.items():
+            for t, boxes in per_t.items():
+                preds[cam][t].update(boxes)
+        gt.update(g)
+    return preds, gt
+
+
+def _choose(found: Any, cfg: Any, shards: list[int], seconds: float) -> dict[str, dict[str, Any]]:
+    from camkit.metrics import froc
+
+    preds, gt = found
     out: dict[str, dict[str, Any]] = {}
-    seconds = time.perf_counter() - t0
     for cam, per_t in preds.items():
         if not any(per_t[t] for t in per_t):  # not applicable to this model: no map, nothing to choose
             continue
@@ -60,7 +91,7 @@ def choose_box_thresholds(model: Any, val_set: Any, options: Any, batch_size: in
                                                    -abs(t - 0.5)))
         out[cam] = {"value": best, "chosen_on": "val", "criterion": f"highest validation {CRITERION} (ties: cpm, "
                     "then nearest 0.5)", "validation": {f"{t:g}": v for t, v in curve.items()},
-                    "n_images": len(gt), "seconds": seconds}
+                    "n_images": len(gt), "shards": shards, "seconds": seconds}
     return out
 
 
