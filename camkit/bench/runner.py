@@ -13,7 +13,6 @@ the output folder.
 from __future__ import annotations
 
 import contextlib
-
 import io
 import os
 import time

@@ -5,8 +5,9 @@ higher one plus the pixels that enter. :func:`best_iou_per_threshold` walks the 
 at each, joins only the pixels that enter with their neighbours (a union-find over components, vectorised with
 numpy and ``scipy.sparse.csgraph``), keeping each component's box. The work is proportional to the pixels,
 not to pixels x thresholds as relabelling every thresholded mask is (``scipy.ndimage.label`` 100 times):
-about 10x faster on the bench's maps (benchmarks/test_metrics_speed.py), and the same components, boxes and
-IoUs bit for bit (tests/test_metrics_localization.py compares it with relabelling and with a flood fill).
+~6x faster on the default bench's CAM maps, mostly background that enters at the lowest thresholds, 1.3-1.6x
+on the smooth maps of benchmarks/test_wsol_metrics_speed.py (docs/performance.md), with the same components,
+boxes and IoUs bit for bit (tests/test_metrics_localization.py compares it with relabelling and a flood fill).
 """
 from __future__ import annotations
 
