@@ -155,6 +155,24 @@ def test_first_component_is_the_svd_projection_up_to_its_sign():
     assert bool((corrected.amax(dim=(1, 2)) >= corrected.amin(dim=(1, 2)).abs()).all())
 
 
+@pytest.mark.parametrize("channels", [16, 512])
+def test_first_component_on_many_channels_is_grad_cams_projection(channels):
+    """512 channels (a ResNet's last stage) take the Lanczos path for the top eigenvector of the scatter
+    matrix, 16 the dense one: both equal grad-cam's SVD projection up to its sign."""
+    from camkit.cams.projection import DENSE_BELOW, first_component
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    assert (channels > DENSE_BELOW) == (channels == 512)
+    g = torch.Generator().manual_seed(channels)
+    a = torch.relu(torch.randn(3, channels, 23, 15, generator=g))
+    a[:, : channels // 8] += 3 * torch.rand(3, 1, 23, 15, generator=g)
+    ref = torch.from_numpy(get_2d_projection(a.numpy()))
+    ours = first_component(a, sign=None)
+    for i in range(3):
+        sign = 1.0 if torch.allclose(ours[i], ref[i], atol=1e-3) else -1.0
+        torch.testing.assert_close(sign * ours[i], ref[i], atol=1e-4 * float(ref[i].abs().max()), rtol=0)
+
+
 def test_top_eigenpair_lanczos_equals_the_dense_solver(monkeypatch):
     """KPCA-CAM's top eigenpair: the Lanczos path (large maps) equals eigh, and an image whose Ritz pair has not
     converged falls back to eigh."""
