@@ -111,7 +111,8 @@ def overlay_data(model: Any, test_set: Any, options: Any, device: Any = None, n:
     has no mass image.
     """
     labels = [int(v) for v in test_set.labels()]
-    chosen = sorted([i for i, v in enumerate(labels) if v == 1][:n] + [i for i, v in enumerate(labels) if v == 0][:n_negative])
+    masses = [i for i, v in enumerate(labels) if v == 1][:n]
+    chosen = sorted(masses + [i for i, v in enumerate(labels) if v == 0][:n_negative])
     parts = []
     for start in range(0, len(chosen), max(1, int(batch_size))):
         samples = [s for s in (test_set[i] for i in chosen[start:start + batch_size]) if s is not None]

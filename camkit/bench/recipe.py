@@ -19,6 +19,9 @@ from typing import Any
 from camkit.errors import OptionError, UnknownNameError
 from camkit.protocols import DATASET_CALL_KEYS, SPLITS
 
+# The paper's GMIC schedule (its learning rate, batch 6, 50 epochs): the presets on real mammograms share it.
+_PAPER_TRAIN: dict[str, Any] = {"epochs": 50, "batch_size": 6, "lr": 4.134e-6}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The embedded default: GMIC's small CPU configuration on synthetic mammograms (docs/training.md).
     "cpu": {
@@ -41,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dataset_options": {"balanced": True, "balance_by": "box", "val_fraction": 0.0},
         # scoring counts every test image once (box balancing would repeat multi-mass images: 474 -> 438)
         "split_options": {"test": {"balance_by": "image"}},
-        "train": {"epochs": 50, "batch_size": 6, "lr": 4.134e-6},
+        "train": dict(_PAPER_TRAIN),
         "eval_batch_size": 6,
     },
     # The paper's GMIC recipe on the public datasets, read from the `camkit prepare` cache (docs/datasets.md):
@@ -51,7 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dataset": "cbis-ddsm",
         "model_options": {"preset": "official", "num_classes": 1},
         "dataset_options": {"negatives": "calc-only", "val_fraction": 0.1, "cache": True},
-        "train": {"epochs": 50, "batch_size": 6, "lr": 4.134e-6},
+        "train": dict(_PAPER_TRAIN),
         "eval_batch_size": 6,
     },
     # ... and INbreast's masses vs BI-RADS 1 normals (70/10/20 by patient; ~170 images, so more epochs are cheap)
@@ -60,7 +63,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dataset": "inbreast",
         "model_options": {"preset": "official", "num_classes": 1},
         "dataset_options": {"negatives": "birads1", "test_fraction": 0.2, "val_fraction": 0.1, "cache": True},
-        "train": {"epochs": 100, "batch_size": 6, "lr": 4.134e-6},
+        "train": {**_PAPER_TRAIN, "epochs": 100},
         "eval_batch_size": 6,
     },
 }

@@ -52,7 +52,34 @@ class LesionRecord:
         return self.rows or (self.files[0] if self.files else self.image_id)
 
 
-class LesionDataset(torch.utils.data.Dataset, metaclass=ABCMeta):
+class RecordsDataset(torch.utils.data.Dataset):
+    """A split's selected ``records`` under one preprocessing ``settings``: the config the training loop
+    fingerprints, the length and the labels. Subclasses (:class:`LesionDataset`, VinDr's dataset) set ``root``,
+    ``split``, ``settings``, ``skip_bad``, ``_options`` and ``records`` (each with a ``label``)."""
+
+    root: Path
+    split: str
+    settings: Settings
+    skip_bad: bool
+    _options: dict[str, Any]
+    records: list[Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """What decides this dataset's samples (root, split, preprocessing, subset options), JSON-able;
+        the training loop's checkpoint fingerprint uses it."""
+        return {"root": str(self.root.resolve()), "split": self.split, "settings": self.settings.key(),
+                "skip_bad": self.skip_bad, **self._options}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def labels(self) -> list[int]:
+        """The label of every sample, in order (1 mass, 0 negative)."""
+        return [int(r.label) for r in self.records]
+
+
+class LesionDataset(RecordsDataset, metaclass=ABCMeta):
     """Samples of the selected ``records`` (see the module docstring); subclasses set the records.
 
     Each sample has the contract's keys plus ``masks`` (N, H, W) bool in the model frame, one per box, and
@@ -117,20 +144,6 @@ class LesionDataset(torch.utils.data.Dataset, metaclass=ABCMeta):
         """The ``camkit prepare`` command line that fills this dataset's cache."""
 
     # -- samples ----------------------------------------------------------------------------------------
-    @property
-    def config(self) -> dict[str, Any]:
-        """What decides this dataset's samples (root, split, preprocessing, subset options), JSON-able;
-        the training loop's checkpoint fingerprint uses it."""
-        return {"root": str(self.root.resolve()), "split": self.split, "settings": self.settings.key(),
-                "skip_bad": self.skip_bad, **self._options}
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def labels(self) -> list[int]:
-        """The label of every sample, in order (1 mass, 0 negative)."""
-        return [int(r.label) for r in self.records]
-
     def load(self, index: int):
         """``(image (1, H, W) in [0, 1] before the z-score, transform)`` of sample ``index``."""
         r = self.records[index]

@@ -10,6 +10,7 @@ from camkit.data.sample import BoxTransform, clip_boxes, skip_unreadable
 
 from .annotations import ImageRecord, load_records
 from camkit.data.cache import CacheReader
+from camkit.data.lesion_dataset import RecordsDataset
 from camkit.data.dicom import DicomReadError, missing_message, read_header
 
 from .cache import default_cache_dir, settings_dir
@@ -17,7 +18,7 @@ from .preprocess import DEFAULT_SIZE, Settings, finish, prepare_image
 from .splits import check_split, select
 
 
-class VinDrDataset(torch.utils.data.Dataset):
+class VinDrDataset(RecordsDataset):
     """VinDr-Mammo (PhysioNet v1.0.0 layout) as samples: label 1 = mass, 0 = normal (no finding).
 
     ``root``: the folder with ``images/`` and the two annotation CSVs. ``split``: ``train`` / ``val`` /
@@ -95,20 +96,7 @@ class VinDrDataset(torch.utils.data.Dataset):
         return (f"camkit prepare vindr {self.root} --size {s.size[0]} {s.size[1]}{flags} "
                 f"--out {self.cache_dir.parent}")
 
-    # -- samples ----------------------------------------------------------------------------------------
-    @property
-    def config(self) -> dict[str, Any]:
-        """What decides this dataset's samples (root, split, preprocessing, subset options), JSON-able;
-        the training loop's checkpoint fingerprint uses it."""
-        return {"root": str(self.root.resolve()), "split": self.split, "settings": self.settings.key(),
-                "skip_bad": self.skip_bad, **self._options}
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def labels(self) -> list[int]:
-        """The label of every sample, in order (1 mass, 0 normal)."""
-        return [int(r.label) for r in self.records]
+    # -- samples (config, __len__ and labels come from RecordsDataset) ----------------------------------
 
     def load(self, index: int) -> tuple[torch.Tensor, BoxTransform]:
         """The preprocessed (1, H, W) [0, 1] image (before the z-score) and its transform."""
