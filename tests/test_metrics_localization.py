@@ -197,7 +197,8 @@ def test_box_metrics_skip_images_without_boxes():
 
 # --- the pointing games --------------------------------------------------------------------------------
 
-def _loop_pointing(maps, boxes, tol):
+def _loop_first_maximum(maps, boxes, tol):
+    """camkit's pointing game before the tie rule (ties="first"): the first strict maximum of a raster scan."""
     out = []
     for m, gt in zip(maps, boxes):
         if not len(gt):
@@ -210,6 +211,20 @@ def _loop_pointing(maps, boxes, tol):
                     best, where = m[i, j], (i + 0.5, j + 0.5)
         cy, cx = where
         out.append(float(any(x1 - tol <= cx < x2 + tol and y1 - tol <= cy < y2 + tol for x1, y1, x2, y2 in gt)))
+    return np.array(out)
+
+
+def _loop_pointing(maps, boxes, tol, ties):
+    """Every pixel equal to the maximum, each tested against every (grown) box."""
+    out = []
+    for m, gt in zip(maps, boxes):
+        if not len(gt):
+            out.append(np.nan)
+            continue
+        top = max(m[i, j] for i in range(m.shape[0]) for j in range(m.shape[1]))
+        inside = [any(x1 - tol <= j + 0.5 < x2 + tol and y1 - tol <= i + 0.5 < y2 + tol for x1, y1, x2, y2 in gt)
+                  for i in range(m.shape[0]) for j in range(m.shape[1]) if m[i, j] == top]
+        out.append(sum(inside) / len(inside) if ties == "share" else float(any(inside)))
     return np.array(out)
 
 
@@ -232,12 +247,90 @@ def _loop_energy(maps, boxes):
 @pytest.mark.parametrize("tolerance", [0, 1, 2.5])
 @pytest.mark.parametrize("seed", range(4))
 def test_pointing_game_equals_a_pixel_scan(seed, tolerance):
-    maps, boxes = _random_case(seed, n=10)
+    # 4 levels: most maps have several pixels at their maximum
+    maps, boxes = _random_case(seed, n=10, levels=4 if seed % 2 else 20)
     boxes = [b + 0.25 * (i % 2) for i, b in enumerate(boxes)]   # fractional boxes too
-    np.testing.assert_array_equal(pointing_hits(maps, boxes, tolerance), _loop_pointing(maps, boxes, tolerance))
-    want = _loop_pointing(maps, boxes, tolerance)
-    if not np.isnan(want).all():
-        assert pointing_game(maps, boxes, tolerance) == pytest.approx(np.nanmean(want))
+    ties = [len(np.flatnonzero(m == m.max())) > 1 for m in maps]
+    assert sum(ties) >= (3 if seed % 2 else 1)
+    first = _loop_first_maximum(maps, boxes, tolerance)
+    np.testing.assert_array_equal(pointing_hits(maps, boxes, tolerance, ties="first"), first)
+    for rule in ("share", "any"):
+        want = _loop_pointing(maps, boxes, tolerance, rule)
+        np.testing.assert_array_equal(pointing_hits(maps, boxes, tolerance, ties=rule), want)
+        if not np.isnan(want).all():
+            assert pointing_game(maps, boxes, tolerance, ties=rule) == pytest.approx(np.nanmean(want))
+    np.testing.assert_array_equal(pointing_hits(maps, boxes, tolerance), _loop_pointing(maps, boxes, tolerance,
+                                                                                         "share"))
+
+
+def test_pointing_ties_hand_worked():
+    m = np.zeros((1, 4, 4))
+    m[0, [0, 0, 3, 3], [0, 3, 0, 3]] = 1.0                       # four tied maxima, one per corner
+    top_left, bottom_right = [np.array([[0, 0, 2, 2]])], [np.array([[2, 2, 4, 4]])]
+    assert pointing_hits(m, top_left).tolist() == [0.25]         # share (the default)
+    assert pointing_hits(m, bottom_right).tolist() == [0.25]     # the same, wherever the corner
+    assert pointing_hits(m, top_left, ties="any").tolist() == [1.0]
+    assert pointing_hits(m, bottom_right, ties="any").tolist() == [1.0]
+    assert pointing_hits(m, top_left, ties="first").tolist() == [1.0]   # the top-left bias
+    assert pointing_hits(m, bottom_right, ties="first").tolist() == [0.0]
+    # a flat map: every pixel is a maximum; the box holds 2 of the 16 pixel centres
+    flat = np.zeros((1, 4, 4))
+    assert pointing_hits(flat, [np.array([[0, 0, 2, 1]])]).tolist() == [0.125]
+    assert pointing_hits(flat, [np.array([[0, 0, 2, 1]])], ties="any").tolist() == [1.0]
+    # a maximum inside two overlapping boxes counts once
+    two = np.zeros((1, 4, 4)); two[0, 0, :2] = 1.0
+    assert pointing_hits(two, [np.array([[0, 0, 1, 1], [0, 0, 2, 1]])]).tolist() == [1.0]
+    # tolerance grows the box for every maximum alike: maxima at (0, 0) and (3, 3), box around (1, 1)
+    diag = np.zeros((1, 4, 4)); diag[0, 0, 0] = diag[0, 3, 3] = 1.0
+    box = [np.array([[1, 1, 2, 2]])]
+    assert [pointing_hits(diag, box, t).tolist() for t in (0, 1, 2)] == [[0.0], [0.5], [1.0]]
+    # ties are exact: 1 - 1e-7 does not tie with 1, in float64 or float32
+    near = np.zeros((1, 4, 4)); near[0, 0, 0] = 1 - 1e-7; near[0, 3, 3] = 1.0
+    assert pointing_hits(near, top_left).tolist() == [0.0]
+    assert pointing_hits(torch.tensor(near, dtype=torch.float32), top_left).tolist() == [0.0]
+    # three maxima, one inside: the per-image value is the fraction, the game its mean over images
+    three = np.zeros((2, 3, 3)); three[0, 0, 0] = three[0, 2, 2] = three[0, 2, 0] = 1; three[1, 0, 0] = 1
+    gt = [np.array([[0, 0, 1, 1]])] * 2
+    np.testing.assert_array_equal(pointing_hits(three, gt), [1 / 3, 1.0])
+    assert pointing_game(three, gt) == (1 / 3 + 1.0) / 2
+    with pytest.raises(ValueError, match="ties must be one of share, any, first"):
+        pointing_game(m, top_left, ties="all")
+
+
+def test_pointing_any_equals_quantus_recorded():
+    """Quantus 0.6's PointingGame (a hit when any maximum is inside), recorded by
+    tests/data/make_quantus_pointing_game.py on generated maps with tied maxima (Quantus is too heavy a
+    test dependency: it pulls opencv-python next to camkit's opencv-python-headless)."""
+    import json
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).parent / "data" / "quantus_pointing_game.json").read_text())
+    assert ref["reference"].startswith("quantus 0.6")
+    maps = np.asarray(ref["maps"], dtype=np.float64) / ref["levels"]
+    boxes = [np.asarray(b, dtype=np.float64) for b in ref["boxes"]]
+    n_ties = sum(int((m == m.max()).sum() > 1) for m in maps)
+    assert n_ties > len(maps) // 2
+    for case in ref["cases"]:
+        theirs = np.asarray(case["hits"])
+        ours = pointing_hits(maps, boxes, case["tolerance"], ties="any")
+        np.testing.assert_array_equal(ours, theirs, err_msg=f"tolerance {case['tolerance']}")
+        # the rules do differ on these maps: the share is below Quantus' hit where only some maxima are in
+        share = pointing_hits(maps, boxes, case["tolerance"])
+        assert (share <= theirs).all() and (share < theirs).sum() >= 5
+
+
+def test_bootstrap_takes_fractional_pointing_values():
+    """The study bootstrap resamples the per-image shares as it did the 0/1 hits: weighted means."""
+    from camkit.metrics import bootstrap_localization
+    from camkit.metrics.bootstrap import resample_plan
+
+    values = np.array([0.25, 1.0, 0.0, 1 / 3, 0.5, 1.0, 0.125])
+    groups = ["a", "a", "b", "c", "c", "d", "e"]
+    boot = bootstrap_localization(groups, pointing=values, n=200, seed=3)["pointing"]
+    w = resample_plan(groups, 200, 3).weights().astype(np.float64)
+    assert boot.estimate == pytest.approx(values.mean(), abs=1e-15)
+    np.testing.assert_allclose(boot.samples, (w @ values) / w.sum(axis=1), rtol=1e-12)
+    assert len(np.unique(boot.samples)) > 20 and not np.isin(boot.samples, [0.0, 1.0]).all()
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -250,13 +343,14 @@ def test_energy_pointing_game_equals_a_pixel_scan(seed):
         assert energy_pointing_game(maps, boxes) == pytest.approx(np.nanmean(want))
 
 
-def test_pointing_game_takes_the_first_maximum_and_torch_maps():
+def test_pointing_game_tied_maxima_and_torch_maps():
     m = torch.zeros(1, 1, 4, 4)
     m[0, 0, 3, 3] = 1.0
-    m[0, 0, 0, 0] = 1.0   # the first in row-major order wins
-    assert pointing_game(m, [np.array([[0, 0, 1, 1]])]) == 1.0
-    assert pointing_game(m, [np.array([[3, 3, 4, 4]])]) == 0.0
-    assert pointing_game(m, [np.array([[3, 3, 4, 4]])], tolerance=3) == 1.0
+    m[0, 0, 0, 0] = 1.0   # two tied maxima
+    assert pointing_game(m, [np.array([[0, 0, 1, 1]])], ties="first") == 1.0   # the first in row-major order
+    assert pointing_game(m, [np.array([[3, 3, 4, 4]])], ties="first") == 0.0
+    assert pointing_game(m, [np.array([[3, 3, 4, 4]])], tolerance=3, ties="first") == 1.0
+    assert pointing_game(m, [np.array([[0, 0, 1, 1]])]) == pointing_game(m, [np.array([[3, 3, 4, 4]])]) == 0.5
     assert energy_pointing_game(torch.zeros(1, 4, 4), [np.array([[0, 0, 1, 1]])]) == 0.0
 
 

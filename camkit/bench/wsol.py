@@ -2,7 +2,8 @@
 scoring (docs/metrics.md section 5).
 
 While the maps are in memory, :func:`per_image_values` turns each test-cam's maps and the ground-truth boxes
-(scaled to the maps' grid) into small JSON-able values per image: the pointing-game hit, the energy inside
+(scaled to the maps' grid) into small JSON-able values per image: the pointing-game hit (the share of tied
+maxima inside a box, so a fraction where the maximum ties), the energy inside
 the boxes and, per IoU threshold, the map thresholds at which the image is a MaxBoxAcc hit (a hex bit mask).
 They are stored with the image's predictions, so any run can be re-scored without inference;
 :func:`score_localization` reads them back.
@@ -43,7 +44,7 @@ def per_image_values(maps: Any, gt_model: Sequence[Any], model_size: tuple[int, 
     hits = box_hits(maps, gt, np.arange(N_THRESHOLDS) / N_THRESHOLDS, IOU_THRESHOLDS)
     hist = _histograms(maps, [masks[i] for i in keep]) if masks is not None else None
     for k, i in enumerate(keep):
-        out[i] = {"pointing": int(point[k]), "energy": round(float(energy[k]), 6),
+        out[i] = {"pointing": float(point[k]), "energy": round(float(energy[k]), 6),
                   "box_hits": [_pack(hits[k, :, j]) for j in range(len(IOU_THRESHOLDS))]}
         if hist is not None and hist[k] is not None:
             out[i]["pxap_hist"] = hist[k]

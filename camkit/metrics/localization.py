@@ -176,37 +176,69 @@ def max_box_acc(maps: Any, boxes: Sequence[Any], iou_thresholds: Sequence[float]
     return out
 
 
-def pointing_hits(maps: Any, boxes: Sequence[Any], tolerance: float = 0) -> np.ndarray:
-    """Per image (N,): 1.0 when the map's maximum (first in row-major order) has its pixel centre inside a box
-    grown by ``tolerance`` pixels on every side, else 0.0; NaN for an image without boxes."""
+#: how :func:`pointing_hits` scores an image whose maximum value sits on several pixels
+POINTING_TIES = ("share", "any", "first")
+
+
+def pointing_hits(maps: Any, boxes: Sequence[Any], tolerance: float = 0, ties: str = "share") -> np.ndarray:
+    """Per image (N,): how far the map's maximum lands in a ground-truth box grown by ``tolerance`` pixels on
+    every side (a pixel is in when its centre is); NaN for an image without boxes.
+
+    The maxima are the pixels whose value equals the image's maximum exactly (no rounding: maps are compared as
+    given, so 1 - 1e-7 does not tie with 1). ``ties`` says how several of them count:
+
+    - ``"share"`` (default): the fraction of the tied maxima inside, a value in [0, 1]; with one maximum it is
+      the usual 0/1 hit. Neutral: no position is preferred, and a flat map scores the share of its pixels
+      inside the boxes, i.e. what a random pick among the maxima scores on average.
+    - ``"any"``: 1.0 when any maximum is inside (Quantus 0.6's ``PointingGame``); favours flat maps.
+    - ``"first"``: only the first maximum in row-major order counts (``argmax``; camkit's rule before issue
+      27), which favours boxes near the top-left corner.
+
+    ``tolerance`` grows the boxes for every maximum alike; it does not change which pixels tie.
+    """
     import torch
 
     tol = float(tolerance)
     if tol < 0:
         raise ValueError(f"pointing_game: tolerance must be >= 0, got {tolerance!r}")
+    if ties not in POINTING_TIES:
+        raise ValueError(f"pointing_game: ties must be one of {', '.join(POINTING_TIES)}; got {ties!r}")
     x = _as_maps(maps)
     n, _, w = x.shape
     gt = _boxes_list(boxes, n)
-    flat = torch.argmax(x.reshape(n, -1), dim=1).cpu().numpy()   # torch.argmax returns the first maximum
-    cy, cx = (flat // w + 0.5)[:, None], (flat % w + 0.5)[:, None]
-    pad = _padded(gt)                                              # NaN rows compare False
+    flat = x.reshape(n, -1)
+    # (image, pixel) of every maximum, in row-major order within each image (nonzero's order)
+    img, idx = (t.cpu().numpy() for t in torch.nonzero(flat == flat.amax(dim=1, keepdim=True), as_tuple=True))
+    if ties == "first":
+        _, first = np.unique(img, return_index=True)
+        img, idx = img[first], idx[first]
+    cy, cx = (idx // w + 0.5)[:, None], (idx % w + 0.5)[:, None]
+    pad = _padded(gt)[img]                                         # (M, K, 4); NaN rows compare False
     inside = ((pad[..., 0] - tol <= cx) & (cx < pad[..., 2] + tol)
-              & (pad[..., 1] - tol <= cy) & (cy < pad[..., 3] + tol))
-    out = inside.any(axis=1).astype(np.float64)
+              & (pad[..., 1] - tol <= cy) & (cy < pad[..., 3] + tol)).any(axis=1)
+    hits = np.bincount(img, weights=inside, minlength=n)          # maxima inside, per image
+    if ties == "share":
+        out = hits / np.bincount(img, minlength=n)                # every image has >= 1 maximum
+    else:
+        out = (hits > 0).astype(np.float64)
     out[[len(g) == 0 for g in gt]] = np.nan
     return out
 
 
-def pointing_game(maps: Any, boxes: Sequence[Any], tolerance: float = 0) -> float:
-    """The pointing game (Zhang et al., ECCV 2016): fraction of images (with a box) whose map maximum falls in a
-    ground-truth box grown by ``tolerance`` pixels (Zhang et al. use 15 px at their image size).
+def pointing_game(maps: Any, boxes: Sequence[Any], tolerance: float = 0, ties: str = "share") -> float:
+    """The pointing game (Zhang et al., ECCV 2016): mean over images (with a box) of whether the map's maximum
+    falls in a ground-truth box grown by ``tolerance`` pixels (Zhang et al. use 15 px at their image size).
+    Tied maxima count by ``ties`` (:func:`pointing_hits`; default: the share of them inside).
 
     Example:
         >>> m = np.zeros((2, 4, 4)); m[0, 1, 1] = 1; m[1, 3, 3] = 1
         >>> pointing_game(m, [np.array([[0, 0, 2, 2]]), np.array([[0, 0, 2, 2]])])
         0.5
+        >>> m[1, 0, 0] = 1   # two tied maxima, one inside: half a hit
+        >>> pointing_game(m, [np.array([[0, 0, 2, 2]]), np.array([[0, 0, 2, 2]])])
+        0.75
     """
-    return _nanmean(pointing_hits(maps, boxes, tolerance), "pointing_game")
+    return _nanmean(pointing_hits(maps, boxes, tolerance, ties), "pointing_game")
 
 
 def energy_inside(maps: Any, boxes: Sequence[Any]) -> np.ndarray:
