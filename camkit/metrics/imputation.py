@@ -1,5 +1,5 @@
 """ROAD, RemOve And Debias (Rong et al., "A consistent and efficient evaluation strategy for attribution
-methods", ICML 2022), as grad-cam 1.5.7 computes it.
+methods", ICML 2022), with grad-cam 1.5.7's imputation and percentile convention.
 
 Deletion metrics set removed pixels to a constant, which a model reads as a shape: the removal itself, not the
 lost information, moves the score, and it leaks which pixels were removed. ROAD fills the removed pixels by
@@ -7,25 +7,37 @@ lost information, moves the score, and it leaks which pixels were removed. ROAD 
 neighbours 1/6, diagonal ones 1/12, the weights of neighbours outside the image left out), solved for all
 removed pixels at once as one sparse linear system, then noise of standard deviation ``noise`` is added.
 
-- **MoRF** (most relevant first) at percentile p keeps the pixels whose map value is below the p-th percentile
-  of the image's map (numpy's ``percentile``, linear interpolation) and imputes the rest, i.e. it removes the
+- **MoRF** (most relevant first) at percentile p keeps a fixed number of the image's least relevant pixels,
+  ``k = ceil(p / 100 * (H*W - 1))`` (:func:`keep_mask`), and imputes the rest, i.e. it removes the
   (100 - p)% most relevant pixels; a faithful map makes the score *drop*.
-- **LeRF** (least relevant first) at p applies the same rule to ``1 - map``: it removes the (100 - p)% least
-  relevant pixels; the score should *stay*.
+- **LeRF** (least relevant first) at p keeps the k *most* relevant pixels: it removes the (100 - p)% least
+  relevant; the score should *stay*.
 - Each value is the score after imputation minus the score of the original image (grad-cam's
   ``return_diff``); grad-cam's ``ROADCombined`` is the mean over percentiles of ``(lerf - morf) / 2``
   (higher is better).
 
-Where camkit differs: the noise comes from a ``torch.Generator`` seeded by ``seed`` (grad-cam draws from
-torch's global generator), drawn image by image and percentile by percentile, so a result is reproducible;
-an image whose map keeps no pixel at some percentile (a flat map) is filled with its mean instead of an
-unsolvable system. With ``noise=0`` the numbers equal grad-cam's (tests/test_metrics_road.py).
+Where camkit differs from grad-cam 1.5.7:
+
+- **The removed share is fixed by rank**, as in the ROAD paper (a percentage of the pixels is removed). grad-cam
+  keeps the pixels strictly below ``numpy.percentile(map, p)``; when p% or more of the map sits at its minimum
+  (common with ReLU maps: all the zeros) the threshold *is* the minimum, nothing is below it, and the whole
+  image is removed at every such p (LeRF likewise with a plateau at the maximum). camkit ranks the pixels by
+  value, ties in row-major order (a stable sort), and keeps exactly k. Without ties, k is the number of values
+  numpy's linear percentile puts strictly below its threshold, so both remove the same pixels.
+- The noise comes from a ``torch.Generator`` seeded by ``seed`` (grad-cam draws from torch's global
+  generator), drawn image by image and percentile by percentile, so a result is reproducible.
+- When no pixel is kept (p = 0) the image is filled with its mean instead of an unsolvable system.
+
+With ``noise=0`` the numbers equal grad-cam's on maps without ties (tests/test_metrics_road.py).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -96,15 +108,42 @@ def road(score_fn: Callable[[Any], Any], images: Any, maps: Any, percentiles: Se
             pending: list[Any] = []
             where: list[tuple[int, int]] = []
             for i in range(n):
-                rel = maps_np[i] if order == "morf" else 1 - maps_np[i]
+                # LeRF keeps the most relevant: rank by -map (exact, where 1 - map can round values together)
+                rel = maps_np[i] if order == "morf" else -maps_np[i]
                 for j, p in enumerate(ps):
-                    keep = rel < np.percentile(rel, p)
+                    keep = keep_mask(rel, p)
                     pending.append(impute(x[i], keep, noise, gen))
                     where.append((i, j))
                     if len(pending) == batch_size:
                         _flush(score_fn, pending, where, base, out[order], _scores)
             _flush(score_fn, pending, where, base, out[order], _scores)
     return ROADResult(ps, out["morf"], out["lerf"])
+
+
+def keep_mask(relevance: Any, percentile: float) -> np.ndarray:
+    """The pixels ROAD keeps at ``percentile``: the ``k = ceil(percentile / 100 * (n - 1))`` lowest of the n
+    values of ``relevance`` (any shape; the mask has its shape), ties kept in row-major order.
+
+    ``k`` is what ``relevance < numpy.percentile(relevance, p)`` keeps when no two values tie (numpy's linear
+    interpolation puts its threshold at index ``p / 100 * (n - 1)`` of the sorted values), computed in exact
+    arithmetic; with ties the percentile rule keeps fewer, and none once p% of the values share the minimum,
+    while this mask keeps k whatever the ties (the ROAD paper's fixed fraction). Stable: the same input
+    always gives the same mask, and among tied values the earlier pixels are kept.
+
+    Example:
+        >>> keep_mask(np.array([[0., 0., 0.], [0., 0.5, 1.]]), 50).astype(int).tolist()   # k = ceil(2.5)
+        [[1, 1, 1], [0, 0, 0]]
+    """
+    rel = np.asarray(relevance, dtype=np.float64)
+    p = float(percentile)
+    if not 0.0 <= p <= 100.0:
+        raise ValueError(f"road: percentiles must be numbers in [0, 100], got {percentile!r}")
+    n = rel.size
+    # the decimal the caller wrote (10, 33.3), exactly: float products like 0.1 * 30 land just above an integer
+    k = math.ceil(Fraction(repr(p)) * (n - 1) / 100)
+    keep = np.zeros(n, dtype=bool)
+    keep[np.argsort(rel.reshape(-1), kind="stable")[:k]] = True
+    return keep.reshape(rel.shape)
 
 
 def _flush(score_fn: Any, pending: list[Any], where: list[tuple[int, int]], base: np.ndarray, into: np.ndarray,
