@@ -475,3 +475,58 @@ def test_ablation_rerun_with_a_long_skip_equals_ablating_by_hand(join):
     ref = fuse_layers([layer_maps(torch.einsum("bk,bkhw->bhw", weights, a), (10, 8))])
     assert ref.amax(dim=(1, 2)).gt(0.99).all()
     torch.testing.assert_close(ours.double(), ref, atol=1e-6, rtol=0)  # the reruns score in float32
+
+
+class _Signed(torch.nn.Module):
+    """A layer without a ReLU (negative activations: ablation sets a channel to min(A) - 1e7, not 0), followed
+    by a channel mix and a ReLU, so the score depends on the ablation value's size (no normalisation after the
+    layer that would wash it out, as ConvNeXt's LayerNorm does for ``stages.0``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.layer = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.mix = torch.nn.Conv2d(8, 6, 1)
+        self.head = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.mix(self.layer(torch.relu(self.stem(x))))).mean(dim=(2, 3)))
+
+
+def test_ablation_on_negative_activations_equals_a_plain_loop():
+    """On a layer with negative activations camkit's Ablation-CAM is the definition: for each channel k, the
+    channel set to min(A_i) - 1e7 (that image's minimum before any ablation), one forward, the score. grad-cam
+    1.5.7 is no reference there (docs/cams.md): the minimum it re-reads after every write has already been
+    lowered by the copies before it in its batch, so channel k is ablated to about min - (k + 1) 1e7."""
+    from camkit.cams.methods.ablationcam import AblationCAM
+    from camkit.cams.pipeline import fuse_layers, layer_maps
+
+    torch.manual_seed(0)
+    model = _Signed().double().eval()
+    x = torch.randn(2, 1, 12, 10, dtype=torch.float64)
+    targets = [0, 2]
+    ours = camkit.cam_maps(model, x, [AblationCAM(chunk=3)], ["layer"], targets)["ablationcam"]
+    with torch.no_grad():
+        a = model.layer(torch.relu(model.stem(x)))
+        assert (a.amin(dim=(1, 2, 3)) < -0.5).all()
+        y = model(x)
+        weights = torch.zeros(2, 8, dtype=torch.float64)
+        for i, t in enumerate(targets):
+            for k in range(8):
+                ablated = a[i:i + 1].clone()
+                ablated[:, k] = a[i].min() - 1e7
+                handle = model.layer.register_forward_hook(lambda m, args, out: ablated)
+                weights[i, k] = (y[i, t] - model(x[i:i + 1])[0, t]) / y[i, t]
+                handle.remove()
+    ref = fuse_layers([layer_maps(torch.einsum("bk,bkhw->bhw", weights, a), (12, 10))])
+    assert ref.amax(dim=(1, 2)).gt(0.99).all() and weights.abs().min() > 1e4   # the ablation value matters
+    # float64 throughout; the weights are ~1e7 (the ablation value's size), so 1e-6 is float64 round-off
+    torch.testing.assert_close(ours.double(), ref, atol=1e-6, rtol=0)
+    gt = [ClassifierOutputTarget(t) for t in targets]
+    with gradcam_lib.AblationCAM(model=model, target_layers=[model.layer]) as ref_cam:
+        theirs = torch.from_numpy(ref_cam(input_tensor=x, targets=gt)).double()
+    assert (theirs - ref).abs().max() > 0.3           # grad-cam's compounded ablation values: another map
+    with gradcam_lib.AblationCAM(model=model, target_layers=[model.layer], batch_size=1) as ref_cam:
+        one = torch.from_numpy(ref_cam(input_tensor=x, targets=gt)).double()
+    # one copy per batch: nothing compounds and grad-cam agrees up to its float32 scores; the batch is the cause
+    torch.testing.assert_close(one, ref, atol=1e-6, rtol=0)

@@ -14,7 +14,9 @@ class AblationCAM(CAMMethod):
 
     ``w_k = (y - y_k) / y``, ``y`` the target score and ``y_k`` the score with channel ``k`` of the layer
     ablated; map = ``relu(sum_k w_k A_k)``. As in grad-cam 1.5.7, ablating sets the channel to 0 when the
-    image's activations have minimum 0 (after a ReLU) and to ``min(A) - 1e7`` otherwise. Only the network after
+    image's activations have minimum 0 (after a ReLU) and to ``min(A) - 1e7`` otherwise: one value per image,
+    read before any ablation, for every channel (grad-cam re-reads the minimum after each write, so its value
+    compounds across the copies of a batch; docs/cams.md). Only the network after
     the layer runs again when the model provides ``score_from`` (GMIC); otherwise the whole model does, with
     the layer's output replaced. ``chunk`` ablated copies at a time; no gradients.
 
@@ -45,7 +47,7 @@ class AblationCAM(CAMMethod):
         ablated = torch.empty(b, k, dtype=torch.float64, device=a.device)
         for i in range(b):
             source = a[i]
-            low = source.min()
+            low = source.min()      # once per image: every channel gets the same ablation value
             value = 0.0 if bool(low == 0) else float(low) - 1e7
             for part in chunks(k, self.chunk):
                 channels = torch.arange(part.start, part.stop, device=a.device)
