@@ -63,6 +63,30 @@ def test_page_numbers_are_the_runs_and_the_leaderboards(run, page):
     assert f"{acc:.2f}" in html and "FROC curves" in html and "Paired comparisons" in html
 
 
+def test_the_page_opens_on_the_leaderboards_default_metric(run, page):
+    """`camkit bench`, `camkit leaderboard` and the report take their default metric from one constant."""
+    from camkit.bench.scoring import DEFAULT_METRIC
+    from camkit.cli.bench import bench, leaderboard
+
+    assert DEFAULT_METRIC == "tpr@1"
+    for command in (bench, leaderboard):
+        assert next(p.default for p in command.params if p.name == "metric") == DEFAULT_METRIC, command.name
+    html = page.read_text()
+    assert re.findall(r'<option value="([^"]+)" selected>', html) == [DEFAULT_METRIC]
+    printed = json.loads(CliRunner().invoke(main, ["leaderboard", str(run), "--format", "json"]).stdout)
+    assert printed["metric"] == DEFAULT_METRIC
+    # the options keep the leaderboard's order (tpr@0.5 first): only the selection moved
+    assert re.findall(r'<option value="([^"]+)"', html)[:2] == ["tpr@0.5", "tpr@1"]
+
+
+def test_opening_metric_falls_back_to_the_first_board():
+    from camkit.ui.report import _opening_metric
+
+    assert _opening_metric({"tpr@0.5": {}, "tpr@1": {}, "cpm": {}}) == "tpr@1"
+    assert _opening_metric({"cpm": {}, "pointing": {}}) == "cpm"      # runs that hold no tpr@1
+    assert _opening_metric({}) is None
+
+
 def test_assets_are_local_and_single_file_inlines_them(run, page, tmp_path):
     html = page.read_text()
     assert not re.search(r'(src|href)="(https?:)?//', html)       # no request leaves the page
@@ -110,6 +134,10 @@ def test_in_a_real_browser(run, page):
     shown = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<")
                        .replace("&gt;", ">"))
     boards = _data(html)["groups"][0]["leaderboards"]
+    # the page opens on camkit leaderboard's default metric, and draws its table
+    from camkit.bench.scoring import DEFAULT_METRIC
+    assert shown["opened"]["0"]["metric"] == DEFAULT_METRIC
+    assert shown["opened"]["0"]["caption"].startswith(boards[DEFAULT_METRIC]["title"])
     per_metric = shown["leaderboards"]["0"]
     assert set(per_metric) == set(boards)
     for metric, board in boards.items():

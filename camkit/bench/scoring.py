@@ -9,6 +9,9 @@ import numpy as np
 
 
 FROC_NAMES = ("tpr@0.5", "tpr@1", "tpr@2", "cpm", "best_tpr", "best_fppi")
+#: the headline metric: what ``camkit bench`` and ``camkit leaderboard`` print unless ``--metric`` says
+#: otherwise, and the metric ``camkit report``'s page opens on (one constant, so the two cannot drift apart)
+DEFAULT_METRIC = "tpr@1"
 
 
 def as_predictions(per_image: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from camkit.bench.leaderboard import METRICS as METRIC_NAMES
+from camkit.bench.scoring import DEFAULT_METRIC
 from camkit.cli.options import format_option, parse_cam_options
 from camkit.errors import OptionError
 from camkit.cli.options import parse_options as _parse_options
@@ -77,7 +78,7 @@ class BoxThreshold(click.ParamType):
               help="CAM option METHOD.KEY=VALUE (repeatable), e.g. scorecam.chunk=64 or fem.k=3; applies to "
                    "the method as a test-cam and as a train-cam")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda:LOCAL_RANK when available]")
-@click.option("--metric", type=click.Choice(list(METRIC_NAMES)), default="tpr@1",
+@click.option("--metric", type=click.Choice(list(METRIC_NAMES)), default=DEFAULT_METRIC,
               show_default=True, help="what the printed leaderboard shows")
 @click.option("--baseline", default=None, metavar="ROW:TEST_CAM",
               help="pairing the ▲/▼ significance markers compare with [cam:cam, the released GMIC's]")
@@ -262,7 +263,7 @@ def _significance_summary(sig):
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--metric", type=click.Choice(list(METRIC_NAMES)), default="tpr@1",
+@click.option("--metric", type=click.Choice(list(METRIC_NAMES)), default=DEFAULT_METRIC,
               show_default=True)
 @click.option("--group", is_flag=True, help="runs of different configurations: one table per configuration "
                                              "(otherwise they are refused)")

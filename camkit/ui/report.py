@@ -67,6 +67,13 @@ def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> di
     return boards
 
 
+def _opening_metric(boards: dict[str, Any]) -> str | None:
+    """The metric the page opens on: ``camkit leaderboard``'s default where the runs hold it, else the first."""
+    from camkit.bench.scoring import DEFAULT_METRIC
+
+    return DEFAULT_METRIC if DEFAULT_METRIC in boards else next(iter(boards), None)
+
+
 def _classification(runs: Sequence[Any]) -> list[dict[str, Any]]:
     from camkit.bench.leaderboard import classification_records, classification_table
 
@@ -271,10 +278,12 @@ def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = Fals
     out_groups = []
     for k, members in enumerate(groups):
         what = ", ".join(f"{f}={json.dumps(members[0].results['config'].get(f))}" for f in diff)
+        boards = _leaderboards(members, baseline, alpha)
         out_groups.append({
             "index": k, "title": f"Configuration {k + 1}" + (f": {what}" if what else ""),
             "seeds": [m.seed for m in members], "runs": [_facts(m) for m in members],
-            "leaderboards": _leaderboards(members, baseline, alpha),
+            "leaderboards": boards,
+            "default_metric": _opening_metric(boards),
             "classification": _classification(members), "froc": _froc(members[0]),
             "gallery": _gallery(members[0], k, out, single_file, redraw, log, gallery)})
     return {"groups": out_groups, "n_runs": len(runs)}

@@ -151,10 +151,13 @@
   // index.html#selftest: drive the page's own controls as a user would and write what they showed into
   // <pre id="selftest">, for a headless browser's --dump-dom (tests/test_report.py).
   if (window.location.hash === "#selftest") {
-    var out = {leaderboards: {}, gallery: {}, toggles: 0};
+    var out = {leaderboards: {}, opened: {}, gallery: {}, toggles: 0};
     document.querySelectorAll(".metric-select").forEach(function (sel) {
       var gi = sel.getAttribute("data-group");
       out.leaderboards[gi] = {};
+      // the metric the page opened on, and the table it drew for it, before the self-check switches
+      var caption = document.querySelector("#leaderboard-" + gi + " caption");
+      out.opened[gi] = {metric: sel.value, caption: caption ? caption.textContent : null};
       Array.prototype.forEach.call(sel.options, function (opt) {
         sel.value = opt.value;
         sel.dispatchEvent(new Event("change"));
