@@ -399,3 +399,198 @@ def test_binned_pxap_is_sklearns_ap_of_the_quantised_maps():
     per = pxap_from_histograms(hist[:, 0], hist[:, 1])
     for i in range(6):
         assert per[i] == pytest.approx(average_precision_score(masks[i].numpy().ravel(), q[i].ravel()), abs=1e-12)
+
+
+# --- MaxBoxAcc in wsolevaluation's convention -----------------------------------------------------------
+
+def _wsolevaluation_fixture():
+    import json
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).parent / "data" / "wsolevaluation_maxboxacc.json").read_text())
+    assert ref["reference"].startswith("clovaai/wsolevaluation")
+    return ref
+
+
+def _unpack_bits(text: str, n: int) -> np.ndarray:
+    return np.array([(int(text, 16) >> t) & 1 for t in range(n)], dtype=np.float64)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_wsolevaluation_convention_equals_the_recorded_reference(version):
+    """wsolevaluation's own BoxEvaluator, recorded by tests/data/make_wsolevaluation_maxboxacc.py on smooth
+    blobs, noise, rings with ground truth around and inside them, plateaus with equal contours, maps and boxes
+    at the image borders and degenerate maps: per image the same hits at every threshold, the same best IoU,
+    and per family the same MaxBoxAcc (the reference prints percent)."""
+    from camkit.metrics.localization import _best_iou_wsolevaluation, _padded
+
+    ref = _wsolevaluation_fixture()
+    ts = np.arange(0, 1, ref["interval"])                    # the reference's own threshold list
+    ds = [d / 100 for d in ref["iou_thresholds"]]
+    multi = version == "v2"
+    differs = {}
+    for name, fam in ref["families"].items():
+        theirs = fam[version]
+        ours_hits, camkit_hits = [], []
+        for i, (k, b) in enumerate(zip(fam["maps"], fam["boxes"])):
+            m = np.asarray(k, dtype=np.float64)[None] / ref["denominator"]
+            gt = [np.asarray(b, dtype=np.float64)]
+            hits = box_hits(m, gt, ts, ds, multi_box=multi, convention="wsolevaluation")[0]
+            expected = np.stack([_unpack_bits(x, len(ts)) for x in theirs["hits"][i]], axis=1)
+            np.testing.assert_array_equal(hits, expected, err_msg=f"{name} image {i}")
+            best = _best_iou_wsolevaluation(m, ts[::ref["iou_stride"]], _padded(gt), multi)[0]
+            np.testing.assert_allclose(best, theirs["best_iou"][i], rtol=1e-12, atol=0,
+                                       err_msg=f"{name} image {i}")
+            ours_hits.append(hits)
+            camkit_hits.append(box_hits(m, gt, ts, ds, multi_box=multi)[0])
+            one = max_box_acc(m, gt, ds, ts, multi_box=multi, convention="wsolevaluation")
+            assert one["convention"] == "wsolevaluation"
+            assert [one[d] for d in ds] == list(expected.max(axis=0))
+        acc = 100 * np.mean(ours_hits, axis=0).max(axis=0)
+        np.testing.assert_allclose(acc, theirs["max_box_acc"], rtol=1e-12, err_msg=name)
+        differs[name] = np.abs(100 * np.mean(camkit_hits, axis=0).max(axis=0) - acc).max()
+    # the conventions do differ on these inputs (so this test tells them apart); most on rings for V2,
+    # whose hole contours camkit's components do not have
+    assert sum(v > 0 for v in differs.values()) >= 4
+    if multi:
+        assert differs["rings"] >= 20
+
+
+def test_wsolevaluation_convention_hand_worked():
+    """The four conventions one at a time, on maps small enough to check by hand."""
+    ts = np.array([0.0, 0.5])
+    # a square ring over columns/rows 1..7 of a 9x9 map, its hole 3..5
+    ring = np.zeros((1, 9, 9))
+    ring[0, 1:8, 1:8] = 1.0
+    ring[0, 3:6, 3:6] = 0.0
+    # the outer border's box is [1, 1, 8, 8] (x + w = 8 = W - 1), the hole's [2, 2, 7, 7] (the hole grown by a
+    # pixel, then x + w): with the ground truth [2, 2, 6, 6] (25 pixels inclusive) the hole's box has IoU
+    # 25 / 36 and the outer one 25 / 64
+    gt = [np.array([[2.0, 2.0, 6.0, 6.0]])]
+    assert box_hits(ring, gt, ts, [0.69], convention="wsolevaluation")[0, :, 0].tolist() == [1.0, 1.0]
+    assert box_hits(ring, gt, ts, [0.7], convention="wsolevaluation")[0, :, 0].tolist() == [0.0, 0.0]
+    # v1 keeps the largest contour, the outer one (cv2.contourArea 36 against the hole's)
+    assert box_hits(ring, gt, ts, [0.39], multi_box=False, convention="wsolevaluation")[0, :, 0].tolist() \
+        == [1.0, 1.0]
+    assert box_hits(ring, gt, ts, [0.4], multi_box=False, convention="wsolevaluation")[0, :, 0].tolist() \
+        == [0.0, 0.0]
+    # camkit has no box for the hole: its one component's box [1, 1, 8, 8] has IoU 16 / 49 with it
+    assert box_hits(ring, gt, ts, [0.33])[0, :, 0].tolist() == [0.0, 0.0]
+    # clipping: a component reaching the last column has x + w = W, clipped to W - 1
+    edge = np.zeros((1, 4, 6))
+    edge[0, 1:3, 3:] = 1.0                                    # columns 3..5: box [3, 1, 6, 3] -> [3, 1, 5, 3]
+    exact = [np.array([[3.0, 1.0, 5.0, 3.0]])]
+    assert box_hits(edge, exact, ts, [1.0], convention="wsolevaluation")[0, :, 0].tolist() == [1.0, 1.0]
+    # strict and quantised: 0.5 * 255 = 127.5 -> 127; at t = 0.5 of a max of 255 the cut is int(127.5) = 127,
+    # and 127 > 127 is false: the 0.5 pixels leave, only the 1.0 pixel stays
+    two = np.zeros((1, 5, 5))
+    two[0, 1:4, 1:4] = 0.5
+    two[0, 2, 2] = 1.0
+    # (at t = 0 the cut is 0: every pixel above 0, the square, box [1, 1, 4, 4])
+    big, small = [np.array([[1.0, 1.0, 4.0, 4.0]])], [np.array([[2.0, 2.0, 3.0, 3.0]])]
+    assert box_hits(two, big, ts, [1.0], convention="wsolevaluation")[0, :, 0].tolist() == [1.0, 0.0]
+    assert box_hits(two, small, ts, [1.0], convention="wsolevaluation")[0, :, 0].tolist() == [0.0, 1.0]
+    # camkit: map >= 0 is the whole image, map >= 0.5 the square [1, 1, 4, 4]
+    assert box_hits(two, big, ts, [1.0])[0, :, 0].tolist() == [0.0, 1.0]
+    # no foreground at all (a map below 1/255): the reference's box [0, 0, 0, 0], one pixel at the origin
+    faint = np.full((1, 4, 4), 0.003)
+    origin = [np.array([[0.0, 0.0, 0.0, 0.0]])]
+    assert box_hits(faint, origin, ts, [1.0], convention="wsolevaluation")[0, :, 0].tolist() == [1.0, 1.0]
+    assert box_hits(faint, origin, ts, [0.5])[0, :, 0].tolist() == [0.0, 0.0]
+
+
+def test_wsolevaluation_v1_takes_the_first_of_equal_contours_in_opencvs_order():
+    """Two equal squares: OpenCV lists the one its raster scan finds last first, and v1 (max by
+    cv2.contourArea) keeps it."""
+    m = np.zeros((1, 10, 10))
+    m[0, 1:4, 1:4] = 1.0                                      # found first
+    m[0, 6:9, 5:8] = 1.0                                      # found second: listed first, v1's box
+    first, second = [np.array([[1.0, 1.0, 4.0, 4.0]])], [np.array([[5.0, 6.0, 8.0, 9.0]])]
+    ts = np.array([0.5])
+    assert box_hits(m, second, ts, [1.0], multi_box=False, convention="wsolevaluation")[0, 0, 0] == 1.0
+    assert box_hits(m, first, ts, [1.0], multi_box=False, convention="wsolevaluation")[0, 0, 0] == 0.0
+    assert box_hits(m, first, ts, [1.0], multi_box=True, convention="wsolevaluation")[0, 0, 0] == 1.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_contours_equal_opencv(seed):
+    """camkit.metrics.contours (numpy/scipy) against cv2.findContours(RETR_TREE): the same boxes, the same
+    cv2.contourArea and the same order, on random masks, smooth ones and noisy rings (nested holes)."""
+    cv2 = pytest.importorskip("cv2")
+    from scipy import ndimage
+
+    from camkit.metrics.contours import contour_areas, contour_boxes
+
+    rng = np.random.default_rng(seed)
+    for it in range(300):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        if it % 3 == 0:
+            fg = rng.random((h, w)) < rng.uniform(0.2, 0.8)
+        elif it % 3 == 1:
+            x = ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(0.5, 2))
+            fg = x > np.quantile(x, rng.uniform(0.2, 0.8))
+        else:
+            yy, xx = np.mgrid[:h, :w]
+            r = np.hypot(yy - h / 2, xx - w / 2)
+            fg = (np.abs(r - rng.uniform(1, 8)) < rng.uniform(0.5, 2)) ^ (rng.random((h, w)) < 0.1)
+        contours, _ = cv2.findContours(fg.astype(np.uint8) * 255, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+        theirs = []
+        for c in contours:
+            x, y, cw, ch = cv2.boundingRect(c)
+            theirs.append(((x, y, x + cw, y + ch), cv2.contourArea(c)))
+        _, boxes, areas, rank = contour_areas(fg[None])
+        ours = [(tuple(int(v) for v in boxes[i]), float(areas[i])) for i in np.argsort(rank)]
+        assert ours == theirs, f"case {it}:\n{fg.astype(int)}"
+        _, largest = contour_boxes(fg[None], largest_only=True)
+        if contours:
+            x, y, cw, ch = cv2.boundingRect(max(contours, key=cv2.contourArea))
+            assert tuple(largest[0]) == (x, y, x + cw, y + ch)
+        else:
+            assert len(largest) == 0
+
+
+def test_wsolevaluation_convention_needs_no_opencv():
+    """camkit computes the reference's contours itself: cv2 is never imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from camkit.metrics import max_box_acc\n"
+            "m = np.random.default_rng(0).random((2, 9, 9))\n"
+            "for multi in (True, False):\n"
+            "    max_box_acc(m, [np.array([[1, 1, 5, 5]]), np.array([[0, 0, 3, 3]])], multi_box=multi,\n"
+            "                convention='wsolevaluation')\n"
+            "assert 'cv2' not in sys.modules, 'cv2 imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_maxboxacc_convention_errors():
+    m, gt = np.zeros((1, 4, 4)), [np.array([[0.0, 0.0, 2.0, 2.0]])]
+    with pytest.raises(ValueError, match="convention must be one of camkit, wsolevaluation"):
+        max_box_acc(m, gt, convention="opencv")
+    with pytest.raises(ValueError, match="leave connectivity 8"):
+        box_hits(m, gt, connectivity=4, convention="wsolevaluation")
+    with pytest.raises(ValueError, match="maps in \\[0, 1\\]"):
+        max_box_acc(m + 1.5, gt, convention="wsolevaluation")
+    assert max_box_acc(m + 1.5, gt)["convention"] == "camkit"     # camkit's rules take any finite maps
+
+
+def test_bench_per_image_values_in_wsolevaluation_convention():
+    """The bench's stored hits in the wsolevaluation convention: the reference's threshold array and the
+    ground-truth boxes truncated to integers on the maps' grid, as its resize_bbox does."""
+    from camkit.bench.wsol import IOU_THRESHOLDS, _unpack, per_image_values, thresholds
+
+    maps, boxes = _random_case(12, n=8)
+    model_boxes = [b * 4 + 1.5 for b in boxes]                 # model frame 4x the maps' grid, off the grid
+    values = per_image_values(torch.tensor(maps), model_boxes, (maps.shape[1] * 4, maps.shape[2] * 4),
+                              convention="wsolevaluation")
+    grid = [np.trunc(b / 4) for b in model_boxes]
+    ts = thresholds("wsolevaluation")
+    np.testing.assert_array_equal(ts, np.arange(0, 1, 0.01))
+    hits = box_hits(maps, grid, ts, IOU_THRESHOLDS, convention="wsolevaluation")
+    default = box_hits(maps, [b / 4 for b in model_boxes], thresholds(), IOU_THRESHOLDS)
+    for i, v in enumerate(values):
+        if len(boxes[i]):
+            np.testing.assert_array_equal(np.stack([_unpack(x) for x in v["box_hits"]], axis=1), hits[i])
+    assert not np.array_equal(np.nan_to_num(hits), np.nan_to_num(default))

@@ -8,6 +8,8 @@ Conventions (docs/metrics.md has the long version):
 - ``boxes`` are per image, (k, 4) ``x1 y1 x2 y2`` in continuous pixel coordinates of the maps: pixel (i, j)
   covers [j, j+1) x [i, i+1). A pixel is "inside" a box when its centre (j + 0.5, i + 0.5) is.
 - ``masks`` are (N, H, W) bool.
+- MaxBoxAcc has a second set of rules, ``convention="wsolevaluation"``: clovaai/wsolevaluation's (quantised maps,
+  OpenCV's contours holes included, inclusive IoU), to compare with tables published with that code.
 - The box metrics (MaxBoxAcc, the pointing games) are over the images that have at least one box; images
   without boxes are left out of the denominator (``n_images`` says how many counted). PxAP counts every pixel of
   every image, negatives included.
@@ -99,19 +101,44 @@ def pxap_from_histograms(lesion: Any, other: Any) -> np.ndarray:
     return (d_recall * precision).sum(axis=-1)
 
 
+MAXBOXACC_CONVENTIONS = ("camkit", "wsolevaluation")
+
+
 def box_hits(maps: Any, boxes: Sequence[Any], thresholds: Any = None,
              iou_thresholds: Sequence[float] = IOU_THRESHOLDS, multi_box: bool = True,
-             connectivity: int = 8) -> np.ndarray:
+             connectivity: int = 8, convention: str = "camkit") -> np.ndarray:
     """Per image, threshold and IoU threshold: is the image a hit? (N, T, D) float, NaN for images without boxes.
 
-    At threshold ``t`` the foreground is ``map >= t``; each 8-connected component gives its tight box; an image
-    is a hit at IoU ``d`` when some component's box (``multi_box=False``: only the largest component, the first
-    in raster order on ties) has ``IoU >= d`` with some ground-truth box. On the host: with ``multi_box`` the
-    components of every threshold come from one walk down the thresholds
+    ``convention="camkit"`` (default), geometric: at threshold ``t`` the foreground is ``map >= t``; each
+    8-connected component gives its tight box (pixel (i, j) covers [j, j+1) x [i, i+1)); an image is a hit at
+    IoU ``d`` when some component's box (``multi_box=False``: only the largest component by pixel count, the
+    first in raster order on ties) has ``IoU >= d`` with some ground-truth box. On the host: with ``multi_box``
+    the components of every threshold come from one walk down the thresholds
     (:func:`camkit.metrics.threshold_tree.best_iou_per_threshold`); the largest-component rule labels each
     threshold's foreground (scipy.ndimage, all images in one call, a threshold selecting the same pixels as the
     previous one reusing its result).
+
+    ``convention="wsolevaluation"``: the rules of clovaai/wsolevaluation's ``BoxEvaluator`` (the code that
+    defines MaxBoxAcc and MaxBoxAccV2), reproduced to the figure (tests/data/wsolevaluation_maxboxacc.json):
+
+    - the map (in [0, 1], used as given: the reference's evaluator does not rescale it) is quantised to
+      ``q = uint8(255 * map)`` (truncated) and the foreground at ``t`` is ``q > int(t * max(q))``: strict,
+      relative to the quantised maximum, so a map below 1/255 everywhere has no foreground at any ``t``;
+    - every contour of ``cv2.findContours(RETR_TREE)`` gives a box: each 8-connected component's outer border
+      and also each hole's border (:mod:`camkit.metrics.contours`, without OpenCV); ``multi_box=False``: only
+      the contour of the largest ``cv2.contourArea`` (v1's box rule);
+    - a box is ``[x, y, x + w, y + h]`` of ``cv2.boundingRect`` with ``x + w`` and ``y + h`` clipped to
+      ``W - 1`` and ``H - 1``, and IoU counts ends inclusively (``(x2 - x1 + 1) * (y2 - y1 + 1)``), the
+      ground-truth boxes' numbers included (the reference's are integers); no foreground gives the box
+      ``[0, 0, 0, 0]``;
+    - ``connectivity`` must be 8. The reference's thresholds are ``numpy.arange(0, 1, interval)``; pass the
+      same array (``i / 100`` is not always the same float as ``numpy.arange(0, 1, 0.01)[i]``, and the
+      truncation can tell them apart).
     """
+    if convention not in MAXBOXACC_CONVENTIONS:
+        raise ValueError(f"convention must be one of {', '.join(MAXBOXACC_CONVENTIONS)}, got {convention!r}")
+    if convention == "wsolevaluation" and connectivity != 8:
+        raise ValueError("convention='wsolevaluation' follows OpenCV's 8-connected contours; leave connectivity 8")
     arr = _as_maps(maps).detach().cpu().numpy()
     n = arr.shape[0]
     gt = _boxes_list(boxes, n)
@@ -126,6 +153,11 @@ def box_hits(maps: Any, boxes: Sequence[Any], thresholds: Any = None,
     if not has_box.any():
         return out
     pad = _padded(gt)
+    if convention == "wsolevaluation":
+        keep = np.flatnonzero(has_box)
+        best = _best_iou_wsolevaluation(arr[keep], ts, pad[keep], multi_box)
+        out[keep] = best[..., None] >= ds
+        return out
     if multi_box:
         keep = np.flatnonzero(has_box)        # images without a box are not scored: leave their pixels out
         best = best_iou_per_threshold(arr[keep], ts, pad[keep], connectivity)
@@ -144,23 +176,35 @@ def box_hits(maps: Any, boxes: Sequence[Any], thresholds: Any = None,
 
 
 def max_box_acc(maps: Any, boxes: Sequence[Any], iou_thresholds: Sequence[float] = IOU_THRESHOLDS,
-                thresholds: Any = None, multi_box: bool = True) -> dict[Any, Any]:
+                thresholds: Any = None, multi_box: bool = True, convention: str = "camkit") -> dict[Any, Any]:
     """MaxBoxAcc (Choe et al., CVPR 2020): the best box accuracy over map thresholds, per IoU threshold.
 
     ``BoxAcc(t, d)`` = hits / images (see :func:`box_hits`; thresholds default ``numpy.arange(0, 1, 0.01)``),
-    ``MaxBoxAcc(d) = max_t BoxAcc(t, d)``; ``"mean"`` averages over the IoU thresholds (MaxBoxAccV2 with the
-    defaults; ``multi_box=False`` is v1's largest-component rule).
+    ``MaxBoxAcc(d) = max_t BoxAcc(t, d)``; ``"mean"`` averages over the IoU thresholds.
+
+    What the figures are, by their names in clovaai/wsolevaluation (``convention="wsolevaluation"`` gives that
+    code's numbers, as fractions where it prints percentages; the default ``"camkit"`` convention computes
+    the same quantities with exact pixel geometry, see :func:`box_hits`):
+
+    - MaxBoxAccV2 = ``"mean"`` with the defaults (every box, IoU 0.3/0.5/0.7);
+    - MaxBoxAcc (v1, the CVPR paper's) = ``[0.5]`` with ``multi_box=False`` (one box per image and threshold:
+      the largest contour); v1 reports IoU 0.5 only;
+    - ``"mean"`` with ``multi_box=False`` (the largest box, averaged over the IoU thresholds) is neither: a
+      largest-box MaxBoxAcc averaged over IoUs, which camkit offers but wsolevaluation does not report.
 
     Returns:
         ``{d: MaxBoxAcc(d) for each d, "mean": ..., "best_threshold": {d: t}, "box_acc": (T, D) array,
-        "thresholds": (T,) array, "n_images": int}``; the best threshold is the lowest one reaching the maximum.
+        "thresholds": (T,) array, "n_images": int, "convention": str}``; the best threshold is the lowest one
+        reaching the maximum.
 
     Example:
         >>> m = np.zeros((1, 8, 8)); m[0, 2:6, 2:6] = 0.8
         >>> max_box_acc(m, [np.array([[2, 2, 6, 6]])])[0.7]
         1.0
+        >>> max_box_acc(m, [np.array([[2, 2, 6, 6]])], convention="wsolevaluation")[0.7]   # [2, 2, 5, 5] inclusive
+        1.0
     """
-    hits = box_hits(maps, boxes, thresholds, iou_thresholds, multi_box)
+    hits = box_hits(maps, boxes, thresholds, iou_thresholds, multi_box, convention=convention)
     ts = np.arange(0, 1, 0.01) if thresholds is None else np.asarray(thresholds, dtype=np.float64).reshape(-1)
     counted = ~np.isnan(hits[:, 0, 0])
     if not counted.any():
@@ -173,6 +217,7 @@ def max_box_acc(maps: Any, boxes: Sequence[Any], iou_thresholds: Sequence[float]
     out["box_acc"] = acc
     out["thresholds"] = ts
     out["n_images"] = int(counted.sum())
+    out["convention"] = convention
     return out
 
 
@@ -341,6 +386,54 @@ def _best_iou(fg: np.ndarray, gt: np.ndarray, multi_box: bool, connectivity: int
     iou = best_box_iou(pred, gt[img])
     np.maximum.at(best, img, iou)
     return best
+
+
+def _best_iou_wsolevaluation(arr: np.ndarray, ts: np.ndarray, gt: np.ndarray, multi_box: bool) -> np.ndarray:
+    """(N, T) the best inclusive IoU of a contour box with a ground-truth box, wsolevaluation's rules (see
+    :func:`box_hits`)."""
+    from camkit.metrics.contours import contour_boxes
+
+    values = arr.astype(np.float64)               # the reference checks for float64 maps and scales those
+    if (values < 0).any() or (values > 1).any():
+        raise ValueError("convention='wsolevaluation' takes maps in [0, 1] (the reference refuses others; "
+                         "normalise each map first)")
+    n, h, w = values.shape
+    q = (values * 255).astype(np.uint8)           # truncation, as the reference's astype(np.uint8)
+    peak = q.reshape(n, -1).max(axis=1).astype(np.float64)
+    # int(t * max): the product in float64, then truncated (t >= 0 here; a negative t keeps every pixel > it)
+    levels = np.trunc(ts[None, :] * peak[:, None])
+    best = np.zeros((n, ts.size))
+    previous, previous_best = None, None
+    for k in range(ts.size):
+        if previous is not None and np.array_equal(levels[:, k], previous):
+            best[:, k] = previous_best
+            continue
+        fg = q > levels[:, k][:, None, None]
+        image, pred = contour_boxes(fg, largest_only=not multi_box)
+        # no contour: the reference scores the box [0, 0, 0, 0]
+        empty = np.setdiff1d(np.arange(n), image)
+        image = np.concatenate([image, empty])
+        pred = np.concatenate([pred, np.zeros((len(empty), 4), dtype=pred.dtype)]).astype(np.float64)
+        pred[:, 2] = np.minimum(pred[:, 2], w - 1)
+        pred[:, 3] = np.minimum(pred[:, 3], h - 1)
+        found = np.zeros(n)
+        np.maximum.at(found, image, _inclusive_iou(pred, gt[image]))
+        best[:, k] = found
+        previous, previous_best = levels[:, k], found
+    return best
+
+
+def _inclusive_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(L,) the best IoU of each box (L, 4) with its image's boxes (L, K, 4, NaN rows count 0), both read as
+    inclusive pixel ranges: ``x1..x2`` spans ``x2 - x1 + 1`` pixels (wsolevaluation's IoU)."""
+    iw = np.maximum(np.minimum(pred[:, None, 2], gt[..., 2]) - np.maximum(pred[:, None, 0], gt[..., 0]) + 1, 0)
+    ih = np.maximum(np.minimum(pred[:, None, 3], gt[..., 3]) - np.maximum(pred[:, None, 1], gt[..., 1]) + 1, 0)
+    inter = iw * ih
+    union = ((pred[:, 2] - pred[:, 0] + 1) * (pred[:, 3] - pred[:, 1] + 1))[:, None] \
+        + (gt[..., 2] - gt[..., 0] + 1) * (gt[..., 3] - gt[..., 1] + 1) - inter
+    # a union of no pixels (degenerate boxes) scores 0, as in the reference
+    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return np.nan_to_num(iou, nan=0.0).max(axis=1)
 
 
 def _nanmean(values: np.ndarray, name: str) -> float:
