@@ -233,6 +233,49 @@ def test_peak_proposals_and_validation_chosen_thresholds(tiny_run):
     assert bad.exit_code == 2 and "neither a number" in bad.output
 
 
+def test_maxboxacc_convention_wsolevaluation_is_recorded_and_shown(tiny_run):
+    """--maxboxacc-convention wsolevaluation re-uses tiny_run's models; the stored hits follow the reference's
+    rules, the config and the results say so, and the leaderboard names the convention."""
+    from camkit.bench.wsol import IOU_THRESHOLDS, _unpack
+
+    runner = CliRunner()
+    out = tiny_run.parent / "wsolevaluation"
+    res = runner.invoke(main, ["bench", "--train-cam", "cam", "--test-cam", "cam", "--test-cam", "gradcampp",
+                               "--maxboxacc-convention", "wsolevaluation", "--out", str(out), "--format", "json",
+                               *TINY])
+    assert res.exit_code == 0, res.output
+    ref, single = load_results(out), load_results(tiny_run)
+    assert ref["config"]["maxboxacc_convention"] == "wsolevaluation"
+    assert "maxboxacc_convention" not in single["config"]       # the default leaves old configs' hashes alone
+    assert ref["training"]["cam"]["checkpoint"] == single["training"]["cam"]["checkpoint"]  # not retrained
+    stored = json.loads((out / "predictions" / "cam.json").read_text())
+    theirs = json.loads((tiny_run / "predictions" / "cam.json").read_text())
+    rows = [r["image_id"] for r in stored["images"] if r["gt"]]
+    differ = 0
+    for cam in ("cam", "gradcampp"):
+        entry = ref["detection"]["cam"][cam]["maxboxacc"]
+        assert entry["convention"] == "wsolevaluation"
+        assert single["detection"]["cam"][cam]["maxboxacc"]["convention"] == "camkit"
+        hits = np.stack([np.stack([_unpack(x) for x in stored["predictions"][cam][i]["box_hits"]], axis=1)
+                         for i in rows])
+        per_d = hits.mean(axis=0).max(axis=0)
+        assert entry["value"] == pytest.approx(per_d.mean())
+        assert [entry["per_iou"][f"{d:g}"]["value"] for d in IOU_THRESHOLDS] == pytest.approx(per_d)
+        differ += sum(stored["predictions"][cam][i]["box_hits"] != theirs["predictions"][cam][i]["box_hits"]
+                      for i in rows)
+    assert differ > 0                                           # other rules, other hits
+    plain = runner.invoke(main, ["leaderboard", str(out), "--metric", "maxboxacc"]).output
+    assert "wsolevaluation convention" in plain
+    js = json.loads(runner.invoke(main, ["leaderboard", str(out), "--metric", "maxboxacc", "--format",
+                                         "json"]).output)
+    assert js["maxboxacc_convention"] == "wsolevaluation"
+    assert "camkit convention" in runner.invoke(main, ["leaderboard", str(tiny_run), "--metric",
+                                                       "maxboxacc"]).output
+    bad = runner.invoke(main, ["bench", "--maxboxacc-convention", "opencv", "--out", str(out.parent / "bad"),
+                               *TINY])
+    assert bad.exit_code == 2 and "opencv" in bad.output
+
+
 def test_faithfulness_metrics_on_request(tiny_run):
     import math
 

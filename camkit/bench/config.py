@@ -68,6 +68,8 @@ class BenchConfig:
     faithfulness: list[str] = field(default_factory=list)  # camkit.bench.faithful.FAMILIES computed per pairing
     faithfulness_steps: int = 20  # deletion/insertion steps in the bench (the metric's own default is 50)
     iou_threshold: float = 0.3
+    # MaxBoxAcc's rules (camkit.metrics.box_hits): "camkit" geometry, or clovaai/wsolevaluation's to the figure
+    maxboxacc_convention: str = "camkit"
     fppi_images: str = "positive"
     bootstrap: int = 1000
     cam_fuse: str = "mean"
@@ -184,6 +186,11 @@ class BenchConfig:
                               f"{self.bootstrap!r}")
         if not 0.0 <= float(self.iou_threshold) < 1.0:
             raise OptionError(f"iou_threshold must be in [0, 1), got {self.iou_threshold!r}")
+        from camkit.metrics.localization import MAXBOXACC_CONVENTIONS
+
+        if self.maxboxacc_convention not in MAXBOXACC_CONVENTIONS:
+            raise OptionError(f"--maxboxacc-convention {self.maxboxacc_convention!r}: choose one of "
+                              f"{', '.join(MAXBOXACC_CONVENTIONS)}")
         if self.fppi_images not in FPPI_IMAGES:
             raise OptionError(f"fppi_images must be one of {', '.join(FPPI_IMAGES)}, got {self.fppi_images!r}")
         if self.eval_batch_size is not None and (not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1):
@@ -223,6 +230,8 @@ class BenchConfig:
             del d["boxes"]
         if not d["faithfulness"]:
             del d["faithfulness"], d["faithfulness_steps"]
+        if d["maxboxacc_convention"] == "camkit":
+            del d["maxboxacc_convention"]
         return d
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 
 def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, device: Any = None,
-                      sink: Any = None, faithfulness: Any = None) -> dict[str, Any] | None:
+                      sink: Any = None, faithfulness: Any = None,
+                      maxboxacc_convention: str = "camkit") -> dict[str, Any] | None:
     """Run the test set once through the CAM engine; boxes of every test-cam in the original image frame.
 
     ``options``: :class:`camkit.inference.LocalizeOptions`; ``device``: DeviceSettings (default: the model's
@@ -22,6 +23,7 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
     {cam: reason}, "cam_seconds"}`` on rank 0, None on other ranks; a test-cam that does not apply to the model
     is in ``not_applicable`` instead of ``predictions``. ``faithfulness``: ``(families, steps, seed)`` to
     also store each mass image's faithfulness values (camkit.bench.faithful), or None.
+    ``maxboxacc_convention``: the rules of the stored MaxBoxAcc hits (camkit.metrics.box_hits).
     """
     import torch
 
@@ -51,7 +53,8 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
         skipped.update(found.not_applicable)
         model_size = tuple(batch["image"].shape[-2:])
         for cam, per_image in found.original(batch["transform"]).items():
-            wsol = per_image_values(found.maps[cam], batch["boxes"], model_size, batch.get("masks"))
+            wsol = per_image_values(found.maps[cam], batch["boxes"], model_size, batch.get("masks"),
+                                    maxboxacc_convention)
             faith = _faithfulness(model, batch, found.maps[cam], faithfulness, device)
             for image_id, (boxes, scores), extra, f in zip(batch["image_id"], per_image, wsol, faith):
                 preds[cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist(), **extra,

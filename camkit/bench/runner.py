@@ -111,7 +111,7 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
             sink = display.eval_sink(label) if display is not None else None
             faith = (cfg.faithfulness, cfg.faithfulness_steps, cfg.seed) if cfg.faithfulness else None
             records = evaluate_pairings(model, row_sets["test"], row_options, recipe.eval_batch_size, device, sink,
-                                        faith)
+                                        faith, cfg.maxboxacc_convention)
             overlays = overlay_data(model, row_sets["test"], row_options, device,
                                     batch_size=recipe.eval_batch_size) if main else None
             if not main:

@@ -22,13 +22,15 @@ NAMES = ("pointing", "energy", "maxboxacc")
 
 
 def per_image_values(maps: Any, gt_model: Sequence[Any], model_size: tuple[int, int],
-                     masks: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+                     masks: Sequence[Any] | None = None, convention: str = "camkit") -> list[dict[str, Any]]:
     """Per image of a batch: ``{"pointing", "energy", "box_hits"}`` (None for an image without boxes), and
     ``"pxap_hist"`` where the dataset gives lesion masks.
 
     ``maps`` (B, h, w) on any device; ``gt_model`` the ground-truth boxes in the model frame
     (``model_size`` (H, W)), scaled here to the maps' grid; ``masks`` per image (k, H, W) bool in the model
     frame (or None), resized to the maps' grid (centre sampling) and joined: PxAP's pixel histograms.
+    ``convention``: MaxBoxAcc's (:func:`camkit.metrics.box_hits`); ``"wsolevaluation"`` also truncates the
+    scaled ground-truth boxes to integers, as that code's ``resize_bbox`` does, and takes its threshold array.
     """
     from camkit.metrics import box_hits, energy_inside, pointing_hits
 
@@ -41,7 +43,12 @@ def per_image_values(maps: Any, gt_model: Sequence[Any], model_size: tuple[int, 
         return out
     maps, gt = maps[keep], [gt[i] for i in keep]
     point, energy = pointing_hits(maps, gt), energy_inside(maps, gt)
-    hits = box_hits(maps, gt, np.arange(N_THRESHOLDS) / N_THRESHOLDS, IOU_THRESHOLDS)
+    if convention == "wsolevaluation":
+        # the CAM engine's maps are in [0, 1] up to float rounding, which the reference's check would refuse
+        hits = box_hits(maps.clamp(0, 1) if hasattr(maps, "clamp") else np.clip(maps, 0, 1),
+                        [np.trunc(g) for g in gt], thresholds(convention), IOU_THRESHOLDS, convention=convention)
+    else:
+        hits = box_hits(maps, gt, thresholds(convention), IOU_THRESHOLDS)
     hist = _histograms(maps, [masks[i] for i in keep]) if masks is not None else None
     for k, i in enumerate(keep):
         out[i] = {"pointing": float(point[k]), "energy": round(float(energy[k]), 6),
@@ -49,6 +56,15 @@ def per_image_values(maps: Any, gt_model: Sequence[Any], model_size: tuple[int, 
         if hist is not None and hist[k] is not None:
             out[i]["pxap_hist"] = hist[k]
     return out
+
+
+def thresholds(convention: str = "camkit") -> np.ndarray:
+    """The bench's MaxBoxAcc map thresholds: ``i / 100`` (camkit), or wsolevaluation's own
+    ``numpy.arange(0, 1, 0.01)`` (a few of its values differ from ``i / 100`` in the last bit, which its
+    truncated ``int(t * max)`` can tell apart)."""
+    if convention == "wsolevaluation":
+        return np.arange(0, 1, 1 / N_THRESHOLDS)
+    return np.arange(N_THRESHOLDS) / N_THRESHOLDS
 
 
 def _histograms(maps: Any, masks: Sequence[Any]) -> list[Any]:
@@ -74,7 +90,8 @@ def _histograms(maps: Any, masks: Sequence[Any]) -> list[Any]:
 
 def score_localization(per_image: dict[str, Any], images: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
     """Pointing game, energy pointing game and MaxBoxAcc (V2: mean over IoU 0.3/0.5/0.7) with study-level
-    bootstrap CIs, over the test images with a lesion; ``{}`` for predictions stored without these values."""
+    bootstrap CIs, over the test images with a lesion; ``{}`` for predictions stored without these values.
+    ``maxboxacc.convention`` records ``cfg.maxboxacc_convention``, the rules the stored hits were computed by."""
     found = _values(per_image, images)
     if found is None:
         return {}
@@ -85,8 +102,10 @@ def score_localization(per_image: dict[str, Any], images: list[dict[str, Any]], 
         out["pxap"] = {"value": px[0].estimate, "ci": [px[0].low, px[0].high], "n_images": px[1],
                        "thresholds": N_BINS}
     acc = found[3].mean(axis=0)
-    ts = np.arange(N_THRESHOLDS) / N_THRESHOLDS
+    convention = getattr(cfg, "maxboxacc_convention", "camkit")
+    ts = thresholds(convention)
     out["maxboxacc"].update(
+        convention=convention,
         per_iou={f"{d:g}": {"value": boot[f"maxboxacc@{d:g}"].estimate,
                             "ci": [boot[f"maxboxacc@{d:g}"].low, boot[f"maxboxacc@{d:g}"].high],
                             "best_threshold": float(ts[acc[:, j].argmax()])}

@@ -72,6 +72,10 @@ class BoxThreshold(click.ParamType):
 @click.option("--faithfulness-steps", type=int, default=20, show_default=True,
               help="deletion/insertion steps (2 x (steps + 1) forwards per image and test-cam)")
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples (by study)")
+@click.option("--maxboxacc-convention", type=click.Choice(["camkit", "wsolevaluation"]), default="camkit",
+              show_default=True,
+              help="MaxBoxAcc's rules: camkit's pixel geometry, or clovaai/wsolevaluation's (uint8 maps, strict "
+                   "threshold, hole contours, inclusive IoU) to compare with published MaxBoxAccV2 tables")
 @click.option("--cam-output", default=None,
               help="model output whose score the test-time CAMs explain (GMIC: y_global (default) or y_fusion)")
 @click.option("--cam-opt", multiple=True,
@@ -92,7 +96,7 @@ class BoxThreshold(click.ParamType):
 @click.option("--log-uri", default=None, help="MLflow tracking URI [sqlite:///<--out>/mlflow.db]")
 def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, seeds, out, models_dir,
           data_root, model_opt, dataset_opt, box_threshold, box_mode, faithfulness, faithfulness_steps, bootstrap,
-          cam_output, cam_opt, device, metric,
+          maxboxacc_convention, cam_output, cam_opt, device, metric,
           baseline, alpha, fmt, quiet, log, log_uri):
     """Train with each train-cam, score every test-cam, print the leaderboard.
 
@@ -126,7 +130,8 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
                       model_options=_parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
                       train=train, box_threshold=box_threshold, boxes=box_mode, bootstrap=bootstrap,
                       faithfulness=expand_families(faithfulness), faithfulness_steps=faithfulness_steps,
-                      cam_output=cam_output, cam_options=parse_cam_options(cam_opt))
+                      cam_output=cam_output, cam_options=parse_cam_options(cam_opt),
+                      maxboxacc_convention=maxboxacc_convention)
     from dataclasses import replace
 
     from camkit.bench.leaderboard import parse_seeds
@@ -205,6 +210,9 @@ def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None,
         clsr = classification_records(cls, runs[0].results)
         if fmt == "json":
             doc = {"metric": metric, "runs": len(runs), "seeds": seeds, "interval": interval,
+                   **({"maxboxacc_convention": runs[0].results.get("config", {}).get("maxboxacc_convention",
+                                                                                      "camkit")}
+                      if metric == "maxboxacc" else {}),
                    "significance": _significance_summary(tables[0][0]["significance"]) if by is None else None}
             if by is not None:
                 doc["strata"] = [{"by": by, "stratum": t["stratum"][1], "description": d,
@@ -237,6 +245,8 @@ def _render_detection(table, runs, fmt: str, interval: str, stratum: str | None)
             "test images")
     if metric in THRESHOLD_FREE:
         rule = "over the test images with a lesion, in the maps' grid; map thresholds 0 .. 0.99 (docs/metrics.md)"
+        if metric == "maxboxacc":
+            rule += f"; {config.get('maxboxacc_convention', 'camkit')} convention"
     if metric in FAITHFULNESS:
         rule = "over the test images with a mass, the model's mass probability (docs/metrics.md section 6)"
     header = table["header"]
