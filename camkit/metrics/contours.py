@@ -44,14 +44,7 @@ def contour_boxes(fg: np.ndarray, largest_only: bool = False) -> tuple[np.ndarra
         [[1, 1, 4, 4], [1, 1, 4, 4]]
     """
     fg = np.asarray(fg, dtype=bool)
-    _, h, w = fg.shape
-    outer_labels, outer = components(fg, 8)
-    bg_labels, bg = components(~fg, 4)
-    # a background component reaching the image edge is outside every contour; the others are holes
-    is_hole = (bg[:, 1] > 0) & (bg[:, 2] > 0) & (bg[:, 3] < w) & (bg[:, 4] < h)
-    hole_box = bg[:, 1:].copy()
-    hole_box[:, :2] -= 1                    # the hole's border runs through the foreground pixels around it
-    hole_box[:, 2:] += 1
+    outer_labels, outer, bg_labels, bg, is_hole, hole_box = _labelled(fg)
     if not largest_only:
         image = np.concatenate([outer[:, 0], bg[is_hole, 0]])
         boxes = np.concatenate([outer[:, 1:], hole_box[is_hole]]).reshape(-1, 4)
@@ -68,18 +61,26 @@ def contour_areas(fg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     ``cv2.findContours(RETR_TREE)`` lists them (0 first).
     """
     fg = np.asarray(fg, dtype=bool)
-    _, h, w = fg.shape
-    outer_labels, outer = components(fg, 8)
-    bg_labels, bg = components(~fg, 4)
-    is_hole = (bg[:, 1] > 0) & (bg[:, 2] > 0) & (bg[:, 3] < w) & (bg[:, 4] < h)
-    hole_box = bg[:, 1:].copy()
-    hole_box[:, :2] -= 1
-    hole_box[:, 2:] += 1
+    outer_labels, outer, bg_labels, bg, is_hole, hole_box = _labelled(fg)
     tree = _Tree(fg, outer_labels, outer, bg_labels, bg, is_hole)
     keep = np.concatenate([np.ones(len(outer), dtype=bool), is_hole])
     image = np.concatenate([outer[:, 0], bg[:, 0]])[keep]
     boxes = np.concatenate([outer[:, 1:], hole_box]).reshape(-1, 4)[keep]
     return image, boxes, tree.area[keep], tree.rank()[keep]
+
+
+def _labelled(fg: np.ndarray) -> tuple[np.ndarray, ...]:
+    """8-connected foreground components and 4-connected background ones (``components``' labels and
+    extents), which background components are holes, and each one's hole-border box."""
+    _, h, w = fg.shape
+    outer_labels, outer = components(fg, 8)
+    bg_labels, bg = components(~fg, 4)
+    # a background component reaching the image edge is outside every contour; the others are holes
+    is_hole = (bg[:, 1] > 0) & (bg[:, 2] > 0) & (bg[:, 3] < w) & (bg[:, 4] < h)
+    hole_box = bg[:, 1:].copy()
+    hole_box[:, :2] -= 1                    # the hole's border runs through the foreground pixels around it
+    hole_box[:, 2:] += 1
+    return outer_labels, outer, bg_labels, bg, is_hole, hole_box
 
 
 def _largest(fg: np.ndarray, outer_labels: np.ndarray, outer: np.ndarray, bg_labels: np.ndarray,
@@ -110,7 +111,7 @@ class _Tree:
 
     def __init__(self, fg: np.ndarray, outer_labels: np.ndarray, outer: np.ndarray, bg_labels: np.ndarray,
                  bg: np.ndarray, is_hole: np.ndarray) -> None:
-        b, h, w = fg.shape
+        _, h, w = fg.shape
         n_fg, n_bg = len(outer), len(bg)
         self.n_fg = n_fg
         first_fg = _first_pixels(outer_labels, n_fg)
