@@ -5,9 +5,9 @@ generated maps, the figures that ``camkit.metrics.max_box_acc(..., convention="w
 wsolevaluation is not a package, so it is run from a checkout outside this repository (nothing of it is copied
 here; this script imports its ``evaluation`` module from the path it is given):
 
-    # fetch github:clovaai/wsolevaluation, e.g. into /work/refs/wsolevaluation (evaluation.py, util.py,
-    # config.py, data_loaders.py at the top level)
-    python tests/data/make_wsolevaluation_maxboxacc.py /work/refs/wsolevaluation
+    # a copy of github:clovaai/wsolevaluation, e.g. in /work/refs/wsolevaluation (evaluation.py, util.py,
+    # config.py, data_loaders.py at the top level); recorded from commit 96f4b88
+    python tests/data/make_wsolevaluation_maxboxacc.py /work/refs/wsolevaluation [--commit SHA]
 
 The reference was written for numpy < 1.20 (``np.float``) and imports ``munch`` through its config module; the
 script sets ``numpy.float = float`` and, when munch is not installed, a stand-in module before the import (the
@@ -205,12 +205,14 @@ def _pack(bits: np.ndarray) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("wsolevaluation", type=Path, help="checkout of clovaai/wsolevaluation (outside this repo)")
+    parser.add_argument("--commit", default=None,
+                        help="the reference's commit, recorded in the JSON (default: the checkout's git HEAD)")
     args = parser.parse_args()
     ev = _import_reference(args.wsolevaluation.resolve())
     import cv2
 
-    commit = subprocess.run(["git", "-C", str(args.wsolevaluation), "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or None
+    commit = args.commit or subprocess.run(["git", "-C", str(args.wsolevaluation), "rev-parse", "HEAD"],
+                                           capture_output=True, text=True).stdout.strip() or None
     rng = np.random.default_rng(20200227)
     doc: dict[str, object] = {
         "reference": "clovaai/wsolevaluation evaluation.py (BoxEvaluator, compute_bboxes_from_scoremaps, "
