@@ -142,7 +142,7 @@ def test_leaderboard_marks_significance_against_the_baseline_holm_corrected(tiny
     assert bad.exit_code != 0 and "not a scored cell" in bad.output and "xgradcam" in bad.output
     seeds = json.loads(runner.invoke(main, ["leaderboard", str(tiny_run), str(tiny_run_seed1), "--metric",
                                             metric, "--format", "json"]).output)
-    assert "two-level" in seeds["significance"]["method"]
+    assert "t test over seeds" in seeds["significance"]["method"]
     assert all(r["p_value"] is not None for r in seeds["detection"] if r["value"] is not None and not r["baseline"])
     # the bench stores the TPR@1FPPI comparison with its Holm-corrected p-value
     vs = load_results(tiny_run)["detection"]["xgradcam"]["gradcampp"]["vs_baseline"]
@@ -369,12 +369,12 @@ def test_leaderboard_formats_keep_their_titles(tiny_run, metric):
     assert "\nClassification ↑ (positive when p >= 0.5" in plain.stdout
 
 
-def test_leaderboard_combines_seeds_with_a_two_level_interval(tiny_run, tiny_run_seed1):
+def test_leaderboard_combines_seeds_with_a_t_interval(tiny_run, tiny_run_seed1):
     from camkit.bench.leaderboard import detection_table, load_runs
 
     js = json.loads(CliRunner().invoke(main, ["leaderboard", str(tiny_run), str(tiny_run_seed1), "--format",
                                               "json"]).output)
-    assert js["runs"] == 2 and js["seeds"] == [0, 1] and "two-level bootstrap" in js["interval"]
+    assert js["runs"] == 2 and js["seeds"] == [0, 1] and "random-effects t interval" in js["interval"]
     assert sum(r["best_overall"] for r in js["detection"]) == 1 and all(r["runs"] == 2 for r in js["detection"])
     one = [detection_table(load_runs([d]))["cells"] for d in (tiny_run, tiny_run_seed1)]
     for r in js["detection"]:
@@ -384,7 +384,11 @@ def test_leaderboard_combines_seeds_with_a_two_level_interval(tiny_run, tiny_run
         key = (r["train_cam"], r["test_cam"])
         values = [cells[key].value for cells in one]
         assert r["value"] == pytest.approx(sum(values) / 2)  # the mean of the seeds
-        assert r["ci_low"] <= r["value"] <= r["ci_high"]
+        assert r["ci_low"] <= r["value"] <= r["ci_high"] and 0 <= r["ci_low"] and r["ci_high"] <= 1
+        if r["sd"]:  # at least the t interval over the two runs (1 df), clipped to [0, 1]
+            half = 12.7062 * r["sd"] / 2 ** 0.5
+            assert r["ci_low"] <= max(0.0, r["value"] - half) + 1e-9
+            assert r["ci_high"] >= min(1.0, r["value"] + half) - 1e-9
     assert {r["metric"] for r in js["classification"]} == {"accuracy", "auc", "tpr", "tnr"}
 
 

@@ -163,39 +163,6 @@ def test_hit_points_give_the_same_numbers_as_the_full_curve(seed, duplicates):
         np.testing.assert_array_equal(fast[n], full[n], err_msg=n)
 
 
-# -- several training runs: the two-level bootstrap --------------------------------------------------------
-def _run(estimate, samples, name="tpr@1"):
-    from camkit.metrics.bootstrap import BootstrapResult
-
-    return BootstrapResult(name, estimate, 0, 0, 0.95, len(samples), 0, 0, "k", np.asarray(samples, float))
-
-
-def test_combine_runs_by_hand_and_by_brute_force():
-    from camkit.metrics import combine_runs
-
-    a, b = _run(0.8, [0.7, 0.9]), _run(0.2, [0.1, 0.3])
-    c = combine_runs([a, b], n=4000, seed=1)
-    assert c.estimate == pytest.approx(0.5) and c.values == (0.8, 0.2)
-    assert c.sd == pytest.approx(np.std([0.8, 0.2], ddof=1))
-    # every resample is the mean of two draws from {0.1, 0.3, 0.7, 0.9} with run weights 1/2 each:
-    # the extremes 0.1 (both from b, both 0.1) and 0.9 have probability (1/4 * 1/2)^2 = 1/64 each
-    support = sorted({(x + y) / 2 for x in (0.1, 0.3, 0.7, 0.9) for y in (0.1, 0.3, 0.7, 0.9)})
-    assert c.low >= support[0] and c.high <= support[-1] and c.low < 0.3 and c.high > 0.7
-    # the training variance widens the interval beyond either run's own
-    assert c.high - c.low > 0.9 - 0.7
-    one = combine_runs([a], n=1000, seed=0)
-    assert one.estimate == 0.8 and np.isnan(one.sd) and 0.7 <= one.low <= one.high <= 0.9
-
-
-def test_combine_runs_skips_undefined_resamples_and_refuses_mixed_metrics():
-    from camkit.metrics import combine_runs
-
-    c = combine_runs([_run(0.5, [np.nan, 0.5]), _run(0.7, [0.7, 0.7])], n=500)
-    assert c.low == pytest.approx(0.5) and c.high == pytest.approx(0.7)
-    with pytest.raises(ValueError, match="different metrics"):
-        combine_runs([_run(0.5, [0.5]), _run(0.5, [0.5], name="cpm")])
-
-
 def test_bootstrap_localization_equals_the_generic_bootstrap():
     """Weighted resample means (and MaxBoxAcc's max inside each resample) against camkit's generic bootstrap
     calling the plain metric on each resample's records."""

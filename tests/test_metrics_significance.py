@@ -1,11 +1,11 @@
-"""Holm's correction against a hand-worked case and the step-down procedure written as a loop; paired
-differences combined over runs."""
+"""Holm's correction against a hand-worked case and the step-down procedure written as a loop (paired
+differences combined over runs: tests/test_metrics_runs.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from camkit.metrics import PairedResult, bootstrap_p_value, combine_paired, holm
+from camkit.metrics import bootstrap_p_value, holm
 
 
 def test_holm_hand_worked():
@@ -48,22 +48,3 @@ def test_bootstrap_p_value_never_reaches_zero():
     assert bootstrap_p_value(np.r_[np.ones(500), -np.ones(500)]) == 1.0
     assert bootstrap_p_value(np.r_[-np.ones(10), np.ones(90)]) == pytest.approx(2 * 11 / 101)
     assert np.isnan(bootstrap_p_value(np.zeros(0)))
-
-
-def _paired(difference: float, samples: np.ndarray) -> PairedResult:
-    return PairedResult("tpr@1", difference, 0.0, 0.0, 0.0, 0.95, samples.size, 0, 0, samples)
-
-
-def test_combine_paired_over_runs():
-    rng = np.random.default_rng(0)
-    a, b = _paired(0.1, 0.1 + 0.01 * rng.standard_normal(500)), _paired(0.3, 0.3 + 0.01 * rng.standard_normal(500))
-    out = combine_paired([a, b], n=2000, seed=0)
-    assert out["difference"] == pytest.approx(0.2) and out["runs"] == 2
-    lo, hi = out["ci"]
-    assert 0.08 < lo < 0.2 < hi < 0.32              # draws of the runs dominate the spread
-    assert out["p_value"] == pytest.approx(2 / 2001)  # every two-level mean is above zero
-    # runs that disagree in sign: no significant difference
-    c = _paired(-0.3, -0.3 + 0.01 * rng.standard_normal(500))
-    assert combine_paired([b, c], n=2000, seed=0)["p_value"] > 0.2
-    with pytest.raises(ValueError):
-        combine_paired([])

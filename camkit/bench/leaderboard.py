@@ -1,9 +1,9 @@
 """Leaderboards from one or several bench runs: the paper's Table II (detection) and Table I (classification).
 
 One run: each cell is the metric with its study-level bootstrap CI. Several runs (training seeds) of the same
-configuration: each cell is the mean over runs with a two-level bootstrap CI (runs, then the studies of each
-drawn run; camkit.metrics.combine_runs) and the spread (sd) across runs, recomputed from each run's stored
-predictions. Runs whose configurations differ in anything but the seed are not averaged: :func:`group_runs`
+configuration: each cell is the mean over runs with a random-effects t interval over the runs (test studies the
+runs share resampled with one index; camkit.metrics.combine_runs) and the spread (sd) across runs, recomputed
+from each run's stored predictions. Runs whose configurations differ in anything but the seed are not averaged: :func:`group_runs`
 separates them, and :func:`check_same_recipe` refuses to mix them, naming the fields that differ.
 """
 from __future__ import annotations
@@ -40,6 +40,9 @@ _BOOTSTRAP_NAME = {"best": "best_tpr"}
 _FAMILY = {"deletion": "deletion-insertion", "insertion": "deletion-insertion", "average_drop": "confidence",
            "increase": "confidence", "road": "road"}  # metric -> the --faithfulness family that computes it  # the leaderboard's metric -> camkit.metrics' bootstrap name
 SEED_FIELDS = ("seed",)
+# metrics that are proportions: a combined interval is clipped to [0, 1] (camkit.metrics.combine_runs' bounds)
+PROPORTIONS = frozenset({"tpr@0.5", "tpr@1", "tpr@2", "best", "cpm", "maxboxacc", "pointing", "energy", "pxap",
+                         *CLASSIFICATION_METRICS})
 
 
 @dataclass
@@ -165,7 +168,7 @@ def group_runs(runs: Sequence[Run]) -> list[list[Run]]:
 
 @dataclass
 class Cell:
-    """One figure: a single run's value with its CI, or several runs' mean with a two-level CI and sd."""
+    """One figure: a single run's value with its CI, or several runs' mean with its interval and sd."""
 
     value: float | None = None
     ci: tuple[float | None, float | None] = (None, None)
@@ -223,7 +226,7 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
     """Rows train-cam x columns test-cam of ``metric``; best per row and overall (ties: the lower FPPI).
 
     Several runs must share their configuration but the seed; their cells are combined from the stored
-    predictions with the two-level bootstrap (``n`` resamples, default the runs' own bootstrap count).
+    predictions (camkit.metrics.combine_runs; ``n`` resamples per run, default the runs' own bootstrap count).
     ``stratum`` ``(by, name)`` (camkit.bench.strata) scores that part of the test set only, from the stored
     predictions.
     """
@@ -275,35 +278,46 @@ def _boot_cell(boot: dict[str, Any], metric: str) -> Cell:
     return Cell(value, ci, boot["best_fppi"].estimate if metric == "best" and value is not None else None)
 
 
+def shared_plan_seed(runs: Sequence[Run]) -> int | None:
+    """The bootstrap seed every run of a combined table is resampled with (the first run's seed), so that runs
+    scored on the same test studies get the same draws and their shared test-set error can be measured
+    (camkit.metrics.runs); None for a single run, which keeps its own seed."""
+    return None if len(runs) < 2 else int(runs[0].config().seed)
+
+
 def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: str, n: int | None,
                         stratum: tuple[str, str] | None = None) -> Cell:
     from camkit.metrics import combine_runs
 
     per_run, fppis = [], []
+    seed = shared_plan_seed(runs)
     for run in runs:
-        boot = cell_bootstraps(run, train_cam, test_cam, metric, n, stratum)
+        boot = cell_bootstraps(run, train_cam, test_cam, metric, n, stratum, seed)
         per_run.append(boot[metric])
         if metric == "best":
             fppis.append(boot["best_fppi"].estimate)
-    c = combine_runs(per_run, n=n or per_run[0].n, seed=0)
+    c = combine_runs(per_run, n=n or per_run[0].n, seed=seed or 0,
+                     bounds=(0.0, 1.0) if metric in PROPORTIONS else None)
     fppi = sum(fppis) / len(fppis) if fppis else None
     return _combined_cell(c, len(runs), fppi)
 
 
 def cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | None = None,
-                    stratum: tuple[str, str] | None = None) -> dict[str, Any]:
+                    stratum: tuple[str, str] | None = None, seed: int | None = None) -> dict[str, Any]:
     """The study-level bootstrap of one cell's ``metric`` (key ``metric``; ``"best"`` adds ``"best_fppi"``),
-    recomputed from the run's stored predictions with the run's own seed (so cells of one run share their
-    resamples and can be compared pairwise); ``stratum`` ``(by, name)``: that part of the test set only."""
-    key = (row, test_cam, metric, n, stratum)
+    recomputed from the run's stored predictions with the run's own seed, or ``seed`` (so cells of one run share
+    their resamples and can be compared pairwise, and runs of one table share them too: :func:`shared_plan_seed`);
+    ``stratum`` ``(by, name)``: that part of the test set only."""
+    key = (row, test_cam, metric, n, stratum, seed)
     if key not in run._boots:
-        run._boots[key] = _cell_bootstraps(run, row, test_cam, metric, n, stratum)
+        run._boots[key] = _cell_bootstraps(run, row, test_cam, metric, n, stratum, seed)
     return run._boots[key]
 
 
 def _cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | None,
-                     stratum: tuple[str, str] | None) -> dict[str, Any]:
+                     stratum: tuple[str, str] | None, seed: int | None) -> dict[str, Any]:
     stored, cfg = run.predictions(row), run.config()
+    seed = cfg.seed if seed is None else seed
     images, per_image = stored["images"], stored["predictions"][test_cam]
     part = None
     if stratum is not None:
@@ -317,12 +331,12 @@ def _cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | No
         ids = part.per_image_ids() if part is not None else None
         chosen = images if ids is None else [r for r in images if r["image_id"] in ids]
         if metric in THRESHOLD_FREE:
-            found = bootstrap_values(per_image, chosen, n or cfg.bootstrap, cfg.seed)
+            found = bootstrap_values(per_image, chosen, n or cfg.bootstrap, seed)
             if metric not in found:
                 raise OptionError(f"{run.path}: the predictions carry no PxAP: its dataset gives no lesion masks "
                                   "(or the bench is from before camkit stored them)")
             return {metric: found[metric]}
-        found = bootstrap_faithfulness(per_image, chosen, n or cfg.bootstrap, cfg.seed)
+        found = bootstrap_faithfulness(per_image, chosen, n or cfg.bootstrap, seed)
         if metric not in found:
             raise OptionError(f"{run.path}: the predictions carry no {metric} values; bench with "
                               f"--faithfulness {_FAMILY[metric]} to compute them")
@@ -337,7 +351,7 @@ def _cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | No
     gt, groups = ground_truth(images)
     names = [name, "best_fppi"] if metric == "best" else [name]
     boot = bootstrap_froc(as_predictions(per_image), gt, groups, metrics=names,
-                          n=n or cfg.bootstrap, seed=cfg.seed, iou_threshold=cfg.iou_threshold,
+                          n=n or cfg.bootstrap, seed=seed, iou_threshold=cfg.iou_threshold,
                           images=cfg.fppi_images, lesions=part.lesions if part is not None else None)
     return {metric: boot[name], **({"best_fppi": boot["best_fppi"]} if metric == "best" else {})}
 
@@ -434,18 +448,19 @@ def _combined_classification(runs: list[Run], train_cam: str, n: int | None) -> 
     from camkit.metrics import bootstrap_classification, combine_runs
 
     per_metric: dict[str, list[Any]] = {m: [] for m in CLASSIFICATION_METRICS}
+    seed = shared_plan_seed(runs)
     for run in runs:
         stored, cfg = run.predictions(train_cam), run.config()
         images = stored["images"]
         threshold = run.results["classification"][train_cam].get("threshold", 0.5)
         boot = bootstrap_classification([i["label"] for i in images], [i["prob"] for i in images],
                                         [i["study_id"] for i in images], threshold=threshold,
-                                        n=n or cfg.bootstrap, seed=cfg.seed)
+                                        n=n or cfg.bootstrap, seed=cfg.seed if seed is None else seed)
         for m in CLASSIFICATION_METRICS:
             per_metric[m].append(boot[m])
     cells = {}
     for m, results in per_metric.items():
-        c = combine_runs(results, n=n or results[0].n, seed=0)
+        c = combine_runs(results, n=n or results[0].n, seed=seed or 0, bounds=(0.0, 1.0))
         cells[m] = _combined_cell(c, len(runs))
     return cells
 

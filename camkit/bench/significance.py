@@ -3,7 +3,7 @@
 Every cell of the detection table is compared with one baseline cell (by default the released GMIC's own
 pairing, train-cam CAM x test-cam CAM) by a paired study bootstrap: both cells' metric on the same resamples
 of the test studies, so that what the images share cancels out. Several seeds of one configuration combine the
-runs' paired differences with the two-level bootstrap (seeds, then studies). The p-values of all the cells are
+runs' paired differences with the random-effects t interval over runs (camkit.metrics.combine_paired). The p-values of all the cells are
 then Holm-corrected together (camkit.metrics.holm): a marked cell differs at family-wise level alpha across the
 whole matrix. docs/metrics.md, "Significance", has the definitions.
 """
@@ -55,7 +55,7 @@ def significance(runs: Sequence[Any], table: dict[str, Any], baseline: tuple[str
     "p_value", "p_holm", "significant", "direction"}}}`` (the baseline's own cell is left out), or None when
     the default baseline is not in the table or the runs' predictions are not stored.
     """
-    from camkit.bench.leaderboard import cell_bootstraps
+    from camkit.bench.leaderboard import cell_bootstraps, shared_plan_seed
     from camkit.metrics import compare
     from camkit.metrics.significance import combine_paired, holm
 
@@ -66,17 +66,19 @@ def significance(runs: Sequence[Any], table: dict[str, Any], baseline: tuple[str
         return None
     metric, part = table["metric"], table.get("stratum")
     cells = [k for k, cell in table["cells"].items() if cell.value is not None and k != base]
+    seed = shared_plan_seed(runs)
     try:
-        base_boot = [cell_bootstraps(run, *base, metric, n, part)[metric] for run in runs]
+        base_boot = [cell_bootstraps(run, *base, metric, n, part, seed)[metric] for run in runs]
         found: dict[tuple[str, str], dict[str, Any]] = {}
         for key in cells:
-            paired = [compare(cell_bootstraps(run, *key, metric, n, part)[metric], b)
+            paired = [compare(cell_bootstraps(run, *key, metric, n, part, seed)[metric], b)
                       for run, b in zip(runs, base_boot)]
             if len(runs) == 1:
                 c = paired[0]
                 found[key] = {"difference": c.difference, "ci": [c.low, c.high], "p_value": c.p_value}
             else:
-                found[key] = {k: v for k, v in combine_paired(paired, n=n or paired[0].n).items() if k != "runs"}
+                combined = combine_paired(paired)
+                found[key] = {k: combined[k] for k in ("difference", "ci", "p_value")}
     except OptionError:
         if baseline is not None:
             raise
@@ -85,15 +87,15 @@ def significance(runs: Sequence[Any], table: dict[str, Any], baseline: tuple[str
     for key, p in zip(cells, adjusted):
         f = found[key]
         f["p_holm"] = float(p)
-        f["significant"] = bool(p < alpha)
+        f["significant"] = bool(p <= alpha)  # Holm 1979: reject when the adjusted p is at most alpha
         f["direction"] = (1 if f["difference"] > 0 else -1) if f["significant"] else 0
-    what = "paired study bootstrap" if len(runs) == 1 else "paired two-level bootstrap (seeds, then studies)"
+    what = "paired study bootstrap" if len(runs) == 1 else "paired random-effects t test over seeds"
     out = {"baseline": base, "alpha": alpha, "metric": metric, "cells": found,
            "method": f"{what}, Holm-corrected over {len(cells)} comparison{'' if len(cells) == 1 else 's'}",
            "note": None}
     resamples = n or base_boot[0].n
-    floor = 2.0 / (resamples + 1)  # the smallest bootstrap p-value
-    if cells and floor * len(cells) >= alpha:
+    floor = 2.0 / (resamples + 1)  # the smallest bootstrap p-value (one run; over seeds p comes from a t)
+    if cells and len(runs) == 1 and floor * len(cells) > alpha:
         out["note"] = (f"with {resamples} bootstrap resamples no p-value is below {floor:.4f}, so after Holm over "
                        f"{len(cells)} comparisons none can reach alpha {alpha:g}; bench with --bootstrap "
                        f"{int(2 * len(cells) / alpha) + 1} or more to resolve them")

@@ -49,7 +49,7 @@ class BoxThreshold(click.ParamType):
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds the data, the model and training")
 @click.option("--seeds", default=None, metavar="LIST",
               help="train every train-cam once per seed (0,1,2 or 0-4) into --out/seed-N, and print the seeds "
-                   "combined (two-level bootstrap CI, sd across seeds)")
+                   "combined (t interval over seeds and test studies, sd across seeds)")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("camkit-runs/bench"),
               show_default=True, help="run directory (re-running with the same options resumes)")
 @click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
@@ -198,8 +198,8 @@ def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None,
     fmt = resolve_format(fmt)
     seeds = tables[0][0]["seeds"]
     if len(runs) > 1:
-        interval = (f"mean of {len(runs)} seeds ({', '.join(map(str, seeds))}); 95% CI: two-level bootstrap "
-                    "(seeds, then studies); sd across seeds")
+        interval = (f"mean of {len(runs)} seeds ({', '.join(map(str, seeds))}); 95% CI of the mean over seeds "
+                    "and test studies (random-effects t interval); sd across seeds")
     else:
         interval = "95% bootstrap CI over studies"
     if fmt in ("json", "csv"):
@@ -287,8 +287,8 @@ def _significance_summary(sig):
 def leaderboard(run_dirs, metric, group, baseline, alpha, by, fmt):
     """Print Tables I and II of one bench run, or of several seeds of one configuration combined.
 
-    Several runs must differ by their seed alone: cells become the mean over seeds, with a two-level bootstrap
-    CI (seeds, then studies) and the sd across seeds.
+    Several runs must differ by their seed alone: cells become the mean over seeds, with a random-effects t
+    interval over the seeds (which also holds the test studies they share) and the sd across seeds.
     """
     from camkit.bench.leaderboard import config_differences, group_runs, load_runs
 

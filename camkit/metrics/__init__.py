@@ -1,15 +1,14 @@
 """Scoring: maps to boxes, detection (matching, FROC, TPR@FPPI, CPM), threshold-free localisation (PxAP,
 MaxBoxAcc, the pointing games), faithfulness (deletion/insertion, average drop, ROAD), classification, bootstrap CIs
-(over studies, and over training runs x studies), paired comparisons and Holm's correction.
+(over studies, and over training runs), paired comparisons and Holm's correction.
 
 See docs/metrics.md for the exact rules (strict IoU > 0.3, which images count in FPPI, ties, the bootstrap).
 """
 from __future__ import annotations
 
-from camkit.metrics.bootstrap import (BootstrapResult, CombinedResult, PairedResult, ResamplePlan, bootstrap,
+from camkit.metrics.bootstrap import (BootstrapResult, PairedResult, ResamplePlan, bootstrap,
                                       bootstrap_classification, bootstrap_froc, bootstrap_localization,
-                                      bootstrap_means, bootstrap_p_value, combine_runs, compare, paired_bootstrap,
-                                      resample_plan)
+                                      bootstrap_means, bootstrap_p_value, compare, paired_bootstrap, resample_plan)
 from camkit.metrics.classify import ClassificationResult, classification, roc_auc
 from camkit.metrics.detection import (CPM_FPPIS, FROCResult, MatchTable, OperatingPoint, froc, iou_matrix,
                                       match_image, match_table)
@@ -17,6 +16,7 @@ from camkit.metrics.faithfulness import DeletionInsertion, confidence_change, de
 from camkit.metrics.localization import (box_hits, energy_inside, energy_pointing_game, max_box_acc,
                                          pointing_game, pointing_hits, pxap)
 from camkit.metrics.imputation import ROADResult, road
+from camkit.metrics.runs import CombinedResult, combine_runs
 from camkit.metrics.significance import combine_paired, holm
 
 __all__ = [

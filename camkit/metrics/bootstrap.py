@@ -10,10 +10,9 @@ Rules (docs/metrics.md):
   interpolation) of the resampled values. The estimate is the metric on the full data, not the resample mean.
 - A resample on which the metric is undefined (the metric returns NaN, e.g. AUC with one class only) is
   skipped; ``n_skipped`` says how many, and the CI uses the rest (NaN if none is left).
-- Several training runs (seeds) of one method: :func:`combine_runs`, a two-level bootstrap. Each resample
-  draws the runs with replacement, and for each drawn run one of that run's study-level resamples (its own
-  test studies), and averages: the interval holds both training variance and test-set sampling. The
-  estimate is the mean of the runs' estimates; ``sd`` their spread across runs.
+- Several training runs (seeds) of one method: :func:`camkit.metrics.combine_runs` (camkit.metrics.runs), a
+  random-effects interval over the runs' estimates that uses these bootstraps only for the test studies the
+  runs share. Each result therefore carries its plan's study ids (``studies``) and ``plan_key``.
 - Paired comparison of a and b: per resample d = a - b (skipped when either is undefined); CI from the
   percentiles of d; two-sided p-value ``min(1, 2 * (1 + min(#{d <= 0}, #{d >= 0})) / (n_valid + 1))``.
 """
@@ -89,9 +88,10 @@ class BootstrapResult:
     seed: int
     plan_key: str
     samples: np.ndarray
+    studies: tuple[Any, ...] = ()  # the plan's study ids: runs sharing test studies are told apart by them
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able, without the samples."""
+        """JSON-able, without the samples and study ids."""
         return {"metric": self.metric, "estimate": self.estimate, "low": self.low, "high": self.high,
                 "level": self.level, "n": self.n, "n_skipped": self.n_skipped, "seed": self.seed,
                 "plan_key": self.plan_key}
@@ -111,69 +111,13 @@ class PairedResult:
     n_skipped: int
     seed: int
     samples: np.ndarray
+    plan_key: str = ""             # the resample plan both sides were drawn on
+    studies: tuple[Any, ...] = ()  # its study ids
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "difference": self.difference, "low": self.low, "high": self.high,
                 "p_value": self.p_value, "level": self.level, "n": self.n, "n_skipped": self.n_skipped,
                 "seed": self.seed}
-
-
-@dataclass(frozen=True)
-class CombinedResult:
-    """A metric over several runs: the mean of their estimates, a two-level bootstrap CI, the runs' spread."""
-
-    metric: str
-    estimate: float
-    low: float
-    high: float
-    sd: float
-    values: tuple[float, ...]  # each run's estimate
-    level: float
-    n: int
-    seed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "estimate": self.estimate, "low": self.low, "high": self.high,
-                "sd": self.sd, "values": list(self.values), "level": self.level, "n": self.n, "seed": self.seed,
-                "method": "two-level bootstrap: runs with replacement, then one study resample per drawn run"}
-
-
-def combine_runs(results: Sequence[BootstrapResult], n: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> CombinedResult:
-    """Two-level bootstrap of one metric over runs that each carry a study-level bootstrap (module docstring).
-
-    Each run's resamples with an undefined metric (NaN) are left out of its pool; a run with none left
-    contributes its estimate only through the mean and the spread.
-    """
-    _check_level(level)
-    if not results:
-        raise ValueError("combine_runs needs at least one run")
-    names = {r.metric for r in results}
-    if len(names) != 1:
-        raise ValueError(f"combine_runs: the runs hold different metrics {sorted(names)}")
-    values = np.array([r.estimate for r in results], dtype=float)
-    pools = [r.samples[~np.isnan(r.samples)] for r in results]
-    means = two_level_means(pools, n, seed)
-    lo, hi = _percentiles(means, level) if means.size else (float("nan"), float("nan"))
-    finite = values[np.isfinite(values)]
-    sd = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
-    return CombinedResult(results[0].metric, float(finite.mean()) if finite.size else float("nan"), lo, hi, sd,
-                          tuple(float(v) for v in values), float(level), int(n), int(seed))
-
-
-def two_level_means(pools: Sequence[np.ndarray], n: int, seed: int) -> np.ndarray:
-    """(n,) means of the two-level bootstrap: each draws runs with replacement, then one value of each drawn
-    run's pool (its study resamples); empty pools are left out, and no usable pool gives an empty array."""
-    usable = [i for i, pool in enumerate(pools) if pool.size]
-    if not usable:
-        return np.zeros(0)
-    rng = np.random.default_rng([int(seed), 0x32626F6F])
-    runs = rng.choice(np.asarray(usable), size=(int(n), len(usable)), replace=True)
-    picks = np.empty(runs.shape)
-    for k in usable:  # one random resample of run k wherever run k was drawn
-        where = runs == k
-        picks[where] = pools[k][rng.integers(0, pools[k].size, size=int(where.sum()))]
-    return picks.mean(axis=1)
 
 
 def bootstrap(metric_fn: Callable[[list[Any]], float], records: Sequence[Any], groups: Sequence[Any],
@@ -183,7 +127,7 @@ def bootstrap(metric_fn: Callable[[list[Any]], float], records: Sequence[Any], g
     ``groups[i]`` is record i's study id. A resample lists the records of the drawn studies in draw order
     (repeats included); ``metric_fn`` returns NaN when the metric is undefined on it (then it is skipped).
     """
-    _check_level(level)
+    check_level(level)
     records = list(records)
     if len(groups) != len(records):
         raise ValueError(f"groups has {len(groups)} entries for {len(records)} records")
@@ -208,7 +152,7 @@ def bootstrap_froc(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, An
     counts a stratum of the boxes only (camkit.metrics.froc). Matching runs once; each resample is a weighted cumulative count (a prediction's hit/miss does not change when whole
     images are resampled).
     """
-    _check_level(level)
+    check_level(level)
     table = match_table(predictions, ground_truth, iou_threshold, criterion, duplicates, images, lesions)
     names = list(metrics)
     plan = resample_plan(_groups_for(table.image_ids, groups), n, seed)
@@ -224,7 +168,7 @@ def bootstrap_classification(labels: Any, scores: Any, groups: Sequence[Any] | N
                              metrics: Iterable[str] = CLASSIFICATION_METRICS, n: int = 1000, seed: int = 0,
                              level: float = 0.95) -> dict[str, BootstrapResult]:
     """Bootstrap CIs of accuracy, AUC, TPR, TNR; ``groups[i]`` is image i's study id (None: image = study)."""
-    _check_level(level)
+    check_level(level)
     y, s = check_labels_scores(labels, scores)
     names = list(metrics)
     g = list(range(y.size)) if groups is None else list(groups)
@@ -249,7 +193,7 @@ def bootstrap_localization(groups: Sequence[Any], pointing: Any = None, energy: 
     maximum over thresholds inside each resample, as its definition does. Returns ``"pointing"``, ``"energy"``,
     ``"maxboxacc"`` (mean over the IoU thresholds) and ``"maxboxacc@d"`` for each d, for the values given.
     """
-    _check_level(level)
+    check_level(level)
     plan = resample_plan(groups, n, seed)
     w = plan.weights().astype(np.float64)                          # (n, N)
     total = w.sum(axis=1)
@@ -270,7 +214,7 @@ def bootstrap_means(groups: Sequence[Any], values: Mapping[str, Any], n: int = 1
     """Study bootstrap of per-image means: ``values[name]`` (N,) one value per image, ``groups[i]`` image i's
     study; a resample is the weighted mean over images (each as often as its study is drawn). The faithfulness
     metrics of a bench (deletion/insertion areas, drops, ROAD) are such means."""
-    _check_level(level)
+    check_level(level)
     plan = resample_plan(groups, n, seed)
     w = plan.weights().astype(np.float64)
     return _weighted_means(values, w, w.sum(axis=1), plan, level)
@@ -296,9 +240,9 @@ def compare(a: BootstrapResult, b: BootstrapResult) -> PairedResult:
         raise ValueError(f"compare: different metrics {a.metric!r} and {b.metric!r}")
     d = a.samples - b.samples
     ok = d[~np.isnan(d)]
-    lo, hi = _percentiles(ok, a.level)
+    lo, hi = percentiles(ok, a.level)
     return PairedResult(a.metric, a.estimate - b.estimate, lo, hi, bootstrap_p_value(ok), a.level, a.n,
-                        int(d.size - ok.size), a.seed, d)
+                        int(d.size - ok.size), a.seed, d, a.plan_key, a.studies)
 
 
 def bootstrap_p_value(differences: np.ndarray) -> float:
@@ -340,12 +284,14 @@ def _groups_for(ids: tuple[Any, ...], groups: Mapping[Any, Any] | None) -> list[
     return [groups[k] for k in ids]
 
 
-def _check_level(level: float) -> None:
+def check_level(level: float) -> None:
+    """Raise ValueError unless 0 < level < 1."""
     if not (0.0 < level < 1.0):
         raise ValueError(f"level must be in (0, 1), e.g. 0.95, got {level!r}")
 
 
-def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+def percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of ``values`` (NaN, NaN when empty)."""
     if values.size == 0:
         return float("nan"), float("nan")
     lo, hi = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
@@ -354,6 +300,6 @@ def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
 
 def _result(name: str, estimate: float, samples: np.ndarray, plan: ResamplePlan, level: float) -> BootstrapResult:
     ok = samples[~np.isnan(samples)]
-    lo, hi = _percentiles(ok, level)
+    lo, hi = percentiles(ok, level)
     return BootstrapResult(name, estimate, lo, hi, float(level), plan.n, int(samples.size - ok.size), plan.seed,
-                           plan.key, samples)
+                           plan.key, samples, plan.groups)

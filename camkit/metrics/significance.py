@@ -13,15 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from camkit.metrics.bootstrap import PairedResult, _percentiles, bootstrap_p_value, two_level_means
+from camkit.metrics.bootstrap import PairedResult
+from camkit.metrics.runs import runs_interval
 
 
 def holm(p_values: Any) -> np.ndarray:
     """Holm-adjusted p-values, in the input's order (NaN entries stay NaN and do not count as tests).
 
     With the m finite p-values sorted ascending, p_(1) <= ... <= p_(m), the adjusted value of the k-th is
-    ``max over j <= k of min(1, (m - j + 1) * p_(j))``; rejecting where the adjusted value is < alpha is Holm's
-    procedure at level alpha.
+    ``max over j <= k of min(1, (m - j + 1) * p_(j))``; rejecting where the adjusted value is <= alpha is Holm's
+    procedure at level alpha (Holm 1979 rejects ``p_(j) <= alpha / (m - j + 1)``; statsmodels'
+    ``multipletests(method="holm")`` gives the same values).
 
     Example:
         >>> holm([0.01, 0.04, 0.03]).round(2).tolist()
@@ -43,15 +45,18 @@ def holm(p_values: Any) -> np.ndarray:
 
 def combine_paired(results: Sequence[PairedResult], n: int = 1000, seed: int = 0,
                    level: float = 0.95) -> dict[str, Any]:
-    """A paired difference over several training runs: the mean of the runs' differences, its two-level
-    bootstrap CI (runs, then each drawn run's study resamples; as camkit.metrics.combine_runs) and the
-    two-sided p-value of those same means. Returns ``{"difference", "ci", "p_value", "runs"}``."""
+    """A paired difference over several training runs: the mean of the runs' differences with the random-effects
+    t interval of camkit.metrics.runs (test studies the runs share resampled with one index) and the two-sided
+    p-value of "no difference" from the same t distribution; one run: its own paired bootstrap. Returns
+    ``{"difference", "ci", "p_value", "runs", "df", "method"}``; ``n`` and ``seed`` are not used (the interval
+    is computed, not resampled) and stay for earlier callers."""
     if not results:
         raise ValueError("combine_paired needs at least one run")
-    pools = [r.samples[~np.isnan(r.samples)] for r in results]
-    means = two_level_means(pools, n, seed)
-    diffs = np.array([r.difference for r in results], dtype=float)
-    finite = diffs[np.isfinite(diffs)]
-    lo, hi = _percentiles(means, level) if means.size else (float("nan"), float("nan"))
-    return {"difference": float(finite.mean()) if finite.size else float("nan"), "ci": [lo, hi],
-            "p_value": bootstrap_p_value(means), "runs": len(results)}
+    found = runs_interval(results, level)
+    if found.runs == 1:
+        one = next(r for r in results if r.difference == r.difference)
+        p = one.p_value
+    else:
+        p = found.p_value()
+    return {"difference": found.estimate, "ci": [found.low, found.high], "p_value": p, "runs": len(results),
+            "df": found.df, "method": found.method}
