@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camkit.bench.scoring import DEFAULT_METRIC
 from camkit.errors import OptionError
 
 METRICS = {
@@ -221,7 +222,7 @@ def row_header(results: dict[str, Any]) -> str:
     return "model" if all(m["train_cam"] is None for m in metas) else "model+train-cam"
 
 
-def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = "tpr@1",
+def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = DEFAULT_METRIC,
                     n: int | None = None, stratum: tuple[str, str] | None = None) -> dict[str, Any]:
     """Rows train-cam x columns test-cam of ``metric``; best per row and overall (ties: the lower FPPI).
 
