@@ -232,7 +232,7 @@ def paired_designs() -> list[Design]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reps", type=int, default=2000, help="replicates per design (tpr@1; froc/auc use a quarter)")
+    p.add_argument("--reps", type=int, default=1500, help="replicates per design")
     p.add_argument("--paired-reps", type=int, default=1000)
     p.add_argument("--resamples", type=int, default=500, help="study bootstrap resamples per run")
     p.add_argument("--cells", type=int, default=5, help="comparisons with the baseline in the paired design")
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         if not pick(d.name):
             continue
         t = time.perf_counter()
-        reps = a.reps if d.metric == "tpr@1" else max(1, a.reps // 4)
+        reps = a.reps
         rows.append(coverage(d, reps, a.resamples))
         r = rows[-1]
         print(f"{d.name:45s} now {r['coverage']:.3f}  before {r['coverage_before']:.3f}  "
