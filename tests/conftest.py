@@ -65,3 +65,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def pytest_runtest_setup(item):
+    """A test marked ``gpu`` (pyproject's markers) skips, saying why, where torch sees no CUDA device: run
+    them on a GPU machine with ``python -m pytest -m gpu``."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("marked gpu: no CUDA device is visible to torch")

@@ -124,6 +124,7 @@ def _browser(*args: str) -> subprocess.CompletedProcess:
                            "--enable-logging=stderr", "--v=0", *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.browser  # -m browser runs it, -m "not browser" leaves it out
 @needs_browser
 def test_in_a_real_browser(run, page):
     html = page.read_text()
