@@ -57,6 +57,7 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path):
     refused(["train", "--preset", "cpu", "--device", "cuda:1", "--out", str(tmp_path / "t")], "no usable CUDA GPU")
 
 
+@pytest.mark.slow  # a bench
 def test_a_rejected_bench_does_not_block_the_next_good_one(tmp_path):
     out = tmp_path / "run"
     refused(["bench", "--out", str(out), "--epochs", "-1", *TINY[2:]], "epochs must be a positive integer")
@@ -184,6 +185,7 @@ class _Fragile:
         register("fragile", Fragile)
 
 
+@pytest.mark.slow  # two benches
 def test_a_bench_that_fails_mid_run_records_it_and_resumes_after_the_fix(fresh_plugins, tmp_path):
     fresh_plugins.get_host().register(_Fragile(), name="fragile-plugin")
     out = tmp_path / "run"

@@ -13,6 +13,7 @@ import torch.distributed as dist
 from camkit.bench.results import load_results
 
 
+@pytest.mark.slow  # a bench under torchrun
 @pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                     reason="this torch build has no torch.distributed gloo backend (needed for CPU DDP)")
 def test_bench_under_torchrun_scores_every_test_image_once(tmp_path, free_port):

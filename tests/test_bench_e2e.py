@@ -89,6 +89,7 @@ def test_threshold_free_metrics_are_stored_and_match_the_metric_functions(tiny_r
                for r in stored["images"] if not r["gt"])
 
 
+@pytest.mark.slow  # a second tiny bench (tiny_run_seed1)
 @pytest.mark.parametrize("metric", ["maxboxacc", "pointing", "energy", "pxap"])
 def test_leaderboard_shows_the_threshold_free_metrics(tiny_run, tiny_run_seed1, metric):
     runner = CliRunner()
@@ -105,6 +106,7 @@ def test_leaderboard_shows_the_threshold_free_metrics(tiny_run, tiny_run_seed1, 
     assert r["runs"] == 2 and r["ci_low"] <= r["value"] <= r["ci_high"]
 
 
+@pytest.mark.slow  # a second tiny bench (tiny_run_seed1)
 @pytest.mark.parametrize("metric", ["tpr@1", "maxboxacc"])
 def test_leaderboard_marks_significance_against_the_baseline_holm_corrected(tiny_run, tiny_run_seed1, metric):
     from camkit.bench.leaderboard import cell_bootstraps, load_runs
@@ -186,6 +188,7 @@ def test_leaderboard_breaks_down_by_lesion_size_view_and_laterality(tiny_run):
     assert sorted(s["stratum"] for s in js["strata"]) == sorted({r["density"] for r in stored["images"]})
 
 
+@pytest.mark.slow  # two more benches
 def test_peak_proposals_and_validation_chosen_thresholds(tiny_run):
     """--boxes peaks and --box-threshold auto re-use tiny_run's trained models (same store) and change only
     how maps become boxes."""
@@ -276,6 +279,7 @@ def test_maxboxacc_convention_wsolevaluation_is_recorded_and_shown(tiny_run):
     assert bad.exit_code == 2 and "opencv" in bad.output
 
 
+@pytest.mark.slow  # a bench with the faithfulness metrics' extra forwards
 def test_faithfulness_metrics_on_request(tiny_run):
     import math
 
@@ -369,6 +373,7 @@ def test_leaderboard_formats_keep_their_titles(tiny_run, metric):
     assert "\nClassification ↑ (positive when p >= 0.5" in plain.stdout
 
 
+@pytest.mark.slow  # a second tiny bench (tiny_run_seed1)
 def test_leaderboard_combines_seeds_with_a_t_interval(tiny_run, tiny_run_seed1):
     from camkit.bench.leaderboard import detection_table, load_runs
 
@@ -414,6 +419,7 @@ def test_unknown_cam_is_refused_with_suggestion():
     assert res.exit_code == 1 and "Did you mean 'gradcam'" in res.output
 
 
+@pytest.mark.slow  # trains with perturbation and full-backward train-cams
 def test_perturbation_and_full_backward_train_cams_drive_a_bench(tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(main, ["bench", "--train-cam", "scorecam", "--train-cam", "fullgrad", "--test-cam",
@@ -458,6 +464,7 @@ def test_cam_output_selects_the_explained_score(tmp_path):
     assert "gradcam" in results["detection"]["cam"]
 
 
+@pytest.mark.slow  # a bench per seed
 def test_bench_seeds_trains_each_seed_and_prints_them_combined(tmp_path):
     out = tmp_path / "seeds"
     args = ["bench", "--seeds", "0,1", "--train-cam", "cam", "--test-cam", "cam", "--test-cam", "xgradcam",
@@ -499,6 +506,7 @@ def test_cam_options_reach_the_method_and_bad_ones_stop_before_training(tmp_path
     assert set(results["detection"]["cam"]) == {"fem", "eigencam"}
 
 
+@pytest.mark.slow  # trains with a fem train-cam
 def test_cam_options_reach_a_train_cam_and_its_stored_model(tmp_path):
     """--cam-opt NAME.KEY=V also configures NAME as a train-cam: the model trained with it records the options
     (so the model store keeps it apart from the default's), and a bad one stops before anything is trained."""

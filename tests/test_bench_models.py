@@ -75,6 +75,7 @@ def mixed_run(tmp_path_factory) -> tuple[Path, str]:
     return out, res.stdout
 
 
+@pytest.mark.slow  # mixed_run: a bench of two models
 def test_mixed_matrix_has_a_row_per_model_and_train_cam(mixed_run):
     out, stdout = mixed_run
     results = load_results(out)
@@ -99,6 +100,7 @@ def test_mixed_matrix_has_a_row_per_model_and_train_cam(mixed_run):
     assert {r["row"] for r in printed["classification"]} == {"gmic+cam", "classifier"}
 
 
+@pytest.mark.slow  # mixed_run: a bench of two models
 def test_mixed_matrix_prints_rows_by_model_and_resumes(mixed_run):
     out, _ = mixed_run
     res = CliRunner().invoke(main, ["leaderboard", str(out), "--format", "markdown"])
@@ -116,6 +118,7 @@ def test_mixed_matrix_prints_rows_by_model_and_resumes(mixed_run):
                                           "difference,p_value,p_holm,significant")
 
 
+@pytest.mark.slow  # a GLAM bench
 def test_glam_bench_rows_by_train_cam_and_its_full_resolution_map(tmp_path):
     out = tmp_path / "glam"
     res = CliRunner().invoke(main, ["bench", "--model", "glam", "--train-cam", "cam", "--train-cam", "xgradcam",

@@ -234,6 +234,7 @@ def test_cli_prepare_and_synth(tmp_path):
     assert "0 written" in again.output
 
 
+@pytest.mark.slow  # a bench
 def test_bench_preset_and_a_short_bench_with_pxap(tmp_path):
     import json
 

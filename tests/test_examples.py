@@ -46,6 +46,7 @@ def test_examples_pass_their_own_contract_tests(site):
     assert "3 passed" in res.stdout
 
 
+@pytest.mark.slow  # a bench in a fresh environment
 def test_third_party_model_dataset_and_cam_run_through_bench(site, tmp_path):
     out = tmp_path / "run"
     res = subprocess.run([sys.executable, "-m", "camkit", "bench", "--model", "tinycnn", "--dataset", "blobs",

@@ -1,6 +1,7 @@
 """GMIC through the core training loop: an interrupted, resumed run equals an uninterrupted one."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 import camkit
@@ -23,6 +24,7 @@ def _run(tmp, train_cam, **over):
     return model, train(model, tr, va, cfg)
 
 
+@pytest.mark.slow  # trains GMIC twice
 def test_resumed_gmic_run_equals_uninterrupted(tmp_path):
     full, _ = _run(tmp_path / "full", "gradcampp")
     _run(tmp_path / "cut", "gradcampp", max_steps=3)  # stops mid-epoch 1 (4 steps per epoch)

@@ -101,6 +101,7 @@ def test_assets_are_local_and_single_file_inlines_them(run, page, tmp_path):
     assert "<style>" in one and "camkitReport" in one
 
 
+@pytest.mark.slow  # a second bench
 def test_several_seeds_and_configurations(run, tmp_path):
     other = tmp_path / "other"
     res = CliRunner().invoke(main, ["bench", "--epochs", "1", "--batch-size", "8", "--dataset-opt", "n=16",

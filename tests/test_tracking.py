@@ -70,6 +70,7 @@ def test_mlflow_run(run):
     assert any((out / "mlartifacts").rglob("*.png"))                      # the overlays, beside the store
 
 
+@pytest.mark.slow  # trains
 def test_train_logs_too(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -105,6 +106,7 @@ def test_tee_and_backend_checks():
         check_backend("wandb")
 
 
+@pytest.mark.slow  # a bench
 def test_a_bench_that_fails_mid_row_ends_its_mlflow_run_failed(tmp_path, monkeypatch):
     """The row's run does not stay RUNNING when the evaluation after its training raises."""
     from mlflow.tracking import MlflowClient

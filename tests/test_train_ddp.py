@@ -25,6 +25,7 @@ from camkit.metrics import roc_auc
 HERE = Path(__file__).resolve().parent
 
 
+@pytest.mark.slow  # trains under torchrun, and once in-process
 @pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                     reason="this torch build has no torch.distributed gloo backend (needed for CPU DDP)")
 def test_two_gloo_processes_match_one_process_with_accumulation(tmp_path, free_port):
