@@ -65,7 +65,7 @@ class BenchConfig:
     box_threshold: float | str = 0.5  # or "auto": chosen per pairing on the validation split (AUTO_THRESHOLDS)
     box_score: str = "peak_x_prob"
     boxes: str = "single"  # "single": one threshold; "peaks": a box per map peak, cut relative to it, box NMS
-    faithfulness: list[str] = field(default_factory=list)  # camkit.bench.faithful.FAMILIES computed per pairing
+    faithfulness: list[str] = field(default_factory=list)  # metric_table.faithfulness_options() run per pairing
     faithfulness_steps: int = 20  # deletion/insertion steps in the bench (the metric's own default is 50)
     iou_threshold: float = 0.3
     # MaxBoxAcc's rules (camkit.metrics.box_hits): "camkit" geometry, or clovaai/wsolevaluation's to the figure
@@ -171,7 +171,8 @@ class BenchConfig:
 
         if list(self.faithfulness) != expand_families(self.faithfulness):
             raise OptionError(f"faithfulness {self.faithfulness!r}: give families from "
-                              "camkit.bench.faithful.FAMILIES, each once, in that order (the CLI does)")
+                              "camkit.bench.metric_table.faithfulness_options(), each once, in that order (the CLI "
+                              "does)")
         if isinstance(self.faithfulness_steps, bool) or not isinstance(self.faithfulness_steps, int) \
                 or self.faithfulness_steps < 1:
             raise OptionError(f"--faithfulness-steps must be a positive integer, got {self.faithfulness_steps!r}")

@@ -12,23 +12,25 @@ from typing import Any
 
 import numpy as np
 
-FAMILIES = ("deletion-insertion", "confidence", "road")
-#: per-image value -> the leaderboard metric it averages into
-VALUES = {"deletion": "deletion", "insertion": "insertion", "drop": "average_drop", "increase": "increase",
-          "road": "road"}
-METRICS = tuple(VALUES.values())
-LOWER_IS_BETTER = ("deletion", "average_drop")
+from camkit.bench import metric_table
+
+
+def values() -> dict[str, str]:
+    """Per-image value -> the leaderboard metric it averages into (the metric table's faithfulness entries)."""
+    return {s.source: s.name for s in metric_table.metrics("faithfulness")}
 
 
 def expand_families(names: Sequence[str]) -> list[str]:
-    """``all`` -> every family; others as given, in :data:`FAMILIES` order, each once."""
+    """``all`` -> every family (the metric table's ``--faithfulness`` options); others as given, in that order,
+    each once."""
     from camkit.errors import OptionError
 
-    chosen = set(FAMILIES) if "all" in names else set(names)
-    unknown = sorted(chosen - set(FAMILIES))
+    families = metric_table.faithfulness_options()
+    chosen = set(families) if "all" in names else set(names)
+    unknown = sorted(chosen - set(families))
     if unknown:
-        raise OptionError(f"--faithfulness {', '.join(unknown)}: choose from {', '.join(FAMILIES)} or all")
-    return [f for f in FAMILIES if f in chosen]
+        raise OptionError(f"--faithfulness {', '.join(unknown)}: choose from {', '.join(families)} or all")
+    return [f for f in families if f in chosen]
 
 
 def per_image_faithfulness(model: Any, images: Any, maps: Any, labels: Sequence[int], families: Sequence[str],
@@ -79,6 +81,19 @@ def bootstrap_faithfulness(per_image: dict[str, Any], images: list[dict[str, Any
             if (per_image.get(r["image_id"]) or {}).get("faithfulness")]
     if not rows:
         return {}
-    names = [k for k in VALUES if k in rows[0][0]]
-    return bootstrap_means([g for _, g in rows], {VALUES[k]: [v[k] for v, _ in rows] for k in names}, n=n,
+    by_value = values()
+    names = [k for k in by_value if k in rows[0][0]]
+    return bootstrap_means([g for _, g in rows], {by_value[k]: [v[k] for v, _ in rows] for k in names}, n=n,
                            seed=seed)
+
+
+def faithfulness_bootstrap(spec: Any, data: Any) -> dict[str, Any]:
+    """The metric table's ``faithfulness`` kind: ``{spec.name: BootstrapResult}`` of one faithfulness metric over
+    ``data``'s stored per-image values (camkit.bench.metric_table.CellData)."""
+    from camkit.errors import OptionError
+
+    found = bootstrap_faithfulness(data.per_image, data.per_image_images(), data.n, data.seed)
+    if spec.name not in found:
+        raise OptionError(f"{data.where}: the predictions carry no {spec.name} values; bench with "
+                          f"--faithfulness {spec.option} to compute them")
+    return {spec.name: found[spec.name]}

@@ -14,36 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from camkit.bench.scoring import DEFAULT_METRIC
+from camkit.bench import metric_table
+from camkit.bench.metric_table import DEFAULT_METRIC, CellData, MetricSpec
+from camkit.bench.scoring import bootstrap_metric
 from camkit.errors import OptionError
 
-METRICS = {
-    "tpr@0.5": "TPR at <= 0.5 false positives per image",
-    "tpr@1": "TPR at <= 1 false positive per image",
-    "tpr@2": "TPR at <= 2 false positives per image",
-    "best": "highest TPR reached, at the FPPI where it is first reached (the paper's Table II)",
-    "cpm": "mean TPR over FPPI 1/8 .. 8 (competition performance metric)",
-    "maxboxacc": "MaxBoxAccV2: best box accuracy over map thresholds, mean over IoU 0.3/0.5/0.7",
-    "pointing": "pointing game: the map's maximum inside a lesion box",
-    "energy": "energy pointing game: share of the map's mass inside the lesion boxes",
-    "pxap": "PxAP: pixel average precision of the map against the lesion masks (thresholds 0 .. 0.99)",
-    "deletion": "deletion area: the mass probability as the most relevant pixels go (lower is better)",
-    "insertion": "insertion area: the mass probability as the most relevant pixels come back",
-    "average_drop": "average drop in confidence on the image times its map (lower is better)",
-    "increase": "increase in confidence: share of images scored higher on the image times its map",
-    "road": "ROAD combined: mean of (LeRF - MoRF) / 2 over percentiles 10 .. 90",
-}
-THRESHOLD_FREE = ("maxboxacc", "pointing", "energy", "pxap")  # camkit.bench.wsol: no box threshold, no FPPI
-FAITHFULNESS = ("deletion", "insertion", "average_drop", "increase", "road")  # camkit.bench.faithful
-LOWER_IS_BETTER = ("deletion", "average_drop")
-CLASSIFICATION_METRICS = ("accuracy", "auc", "tpr", "tnr")
-_BOOTSTRAP_NAME = {"best": "best_tpr"}
-_FAMILY = {"deletion": "deletion-insertion", "insertion": "deletion-insertion", "average_drop": "confidence",
-           "increase": "confidence", "road": "road"}  # metric -> the --faithfulness family that computes it  # the leaderboard's metric -> camkit.metrics' bootstrap name
 SEED_FIELDS = ("seed",)
-# metrics that are proportions: a combined interval is clipped to [0, 1] (camkit.metrics.combine_runs' bounds)
-PROPORTIONS = frozenset({"tpr@0.5", "tpr@1", "tpr@2", "best", "cpm", "maxboxacc", "pointing", "energy", "pxap",
-                         *CLASSIFICATION_METRICS})
 
 
 @dataclass
@@ -191,14 +167,26 @@ class Cell:
         return s
 
 
-def _single(entry: dict[str, Any], metric: str) -> Cell:
+def _single(entry: dict[str, Any], spec: MetricSpec) -> Cell:
     if "not_applicable" in entry:
         return Cell(not_applicable=entry["not_applicable"])
-    m = entry.get(metric) or {}
+    m = entry.get(spec.name) or {}
     ci = tuple(m.get("ci") or (None, None))
-    if metric == "best":
-        return Cell(m.get("tpr"), ci, m.get("fppi"))
-    return Cell(m.get("value"), ci)
+    return Cell(m.get(spec.value_key), ci, m.get("fppi") if spec.operating_point else None)
+
+
+def _stored_cell(run: Run, row: str, test_cam: str, entry: dict[str, Any], spec: MetricSpec) -> Cell:
+    """A single run's cell as its results document stores it; a metric the document does not hold (one added
+    to the metric table after the bench) is scored from the stored predictions when they carry its records,
+    else the cell stays empty (:func:`missing_metric_message` says why)."""
+    if "not_applicable" in entry or spec.name in entry:
+        return _single(entry, spec)
+    try:
+        if not spec.has_records(run.predictions(row)["predictions"].get(test_cam, {})):
+            return Cell()
+        return _boot_cell(cell_bootstraps(run, row, test_cam, spec.name), spec)
+    except OptionError:
+        return Cell()
 
 
 def _combined_cell(c: Any, runs: int, fppi: float | None = None) -> Cell:
@@ -231,8 +219,7 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = DEFAULT_
     ``stratum`` ``(by, name)`` (camkit.bench.strata) scores that part of the test set only, from the stored
     predictions.
     """
-    if metric not in METRICS:
-        raise OptionError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    spec = metric_table.get(metric, *metric_table.PAIRING_FAMILIES)
     runs = [r if isinstance(r, Run) else Run(None, r) for r in runs]
     if len(runs) > 1:
         check_same_recipe(runs)
@@ -252,13 +239,13 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = DEFAULT_
             if na is not None:
                 cells[(r, c)] = Cell(not_applicable=na["not_applicable"], runs=len(runs))
             elif len(runs) == 1 and stratum is None:
-                cells[(r, c)] = _single(entries[0], metric)
+                cells[(r, c)] = _stored_cell(runs[0], r, c, entries[0], spec)
             elif len(runs) == 1:
-                cells[(r, c)] = _boot_cell(cell_bootstraps(runs[0], r, c, metric, n, stratum), metric)
+                cells[(r, c)] = _boot_cell(cell_bootstraps(runs[0], r, c, metric, n, stratum), spec)
             else:
-                cells[(r, c)] = _combined_detection(runs, r, c, metric, n, stratum)
+                cells[(r, c)] = _combined_detection(runs, r, c, spec, n, stratum)
     best_row = {}
-    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    sign = -1.0 if spec.lower_is_better else 1.0
     for r in rows:
         scored = [(sign * cells[(r, c)].value, -(cells[(r, c)].fppi or 0), c) for c in cols
                   if (r, c) in cells and cells[(r, c)].value is not None]
@@ -272,11 +259,12 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = DEFAULT_
             "header": row_header(runs[0].results), "meta": {r: row_meta(runs[0].results, r) for r in rows}}
 
 
-def _boot_cell(boot: dict[str, Any], metric: str) -> Cell:
-    b = boot[metric]
+def _boot_cell(boot: dict[str, Any], spec: MetricSpec) -> Cell:
+    b = boot[spec.name]
     value = None if b.estimate != b.estimate else b.estimate
     ci = (None, None) if b.low != b.low else (b.low, b.high)
-    return Cell(value, ci, boot["best_fppi"].estimate if metric == "best" and value is not None else None)
+    fppi = boot[metric_table.OPERATING_FPPI].estimate if spec.operating_point and value is not None else None
+    return Cell(value, ci, fppi)
 
 
 def shared_plan_seed(runs: Sequence[Run]) -> int | None:
@@ -286,26 +274,27 @@ def shared_plan_seed(runs: Sequence[Run]) -> int | None:
     return None if len(runs) < 2 else int(runs[0].config().seed)
 
 
-def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, metric: str, n: int | None,
+def _combined_detection(runs: list[Run], train_cam: str, test_cam: str, spec: MetricSpec, n: int | None,
                         stratum: tuple[str, str] | None = None) -> Cell:
     from camkit.metrics import combine_runs
 
     per_run, fppis = [], []
     seed = shared_plan_seed(runs)
     for run in runs:
-        boot = cell_bootstraps(run, train_cam, test_cam, metric, n, stratum, seed)
-        per_run.append(boot[metric])
-        if metric == "best":
-            fppis.append(boot["best_fppi"].estimate)
-    c = combine_runs(per_run, n=n or per_run[0].n, seed=seed or 0,
-                     bounds=(0.0, 1.0) if metric in PROPORTIONS else None)
+        boot = cell_bootstraps(run, train_cam, test_cam, spec.name, n, stratum, seed)
+        per_run.append(boot[spec.name])
+        if spec.operating_point:
+            fppis.append(boot[metric_table.OPERATING_FPPI].estimate)
+    # a proportion's interval is clipped to its bounds, [0, 1] (camkit.metrics.combine_runs)
+    c = combine_runs(per_run, n=n or per_run[0].n, seed=seed or 0, bounds=spec.bounds)
     fppi = sum(fppis) / len(fppis) if fppis else None
     return _combined_cell(c, len(runs), fppi)
 
 
 def cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | None = None,
                     stratum: tuple[str, str] | None = None, seed: int | None = None) -> dict[str, Any]:
-    """The study-level bootstrap of one cell's ``metric`` (key ``metric``; ``"best"`` adds ``"best_fppi"``),
+    """The study-level bootstrap of one cell's ``metric`` (key ``metric``; an operating-point metric such as
+    ``"best"`` adds ``"best_fppi"``, camkit.bench.metric_table.OPERATING_FPPI),
     recomputed from the run's stored predictions with the run's own seed, or ``seed`` (so cells of one run share
     their resamples and can be compared pairwise, and runs of one table share them too: :func:`shared_plan_seed`);
     ``stratum`` ``(by, name)``: that part of the test set only."""
@@ -318,43 +307,14 @@ def cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | Non
 def _cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | None,
                      stratum: tuple[str, str] | None, seed: int | None) -> dict[str, Any]:
     stored, cfg = run.predictions(row), run.config()
-    seed = cfg.seed if seed is None else seed
-    images, per_image = stored["images"], stored["predictions"][test_cam]
     part = None
     if stratum is not None:
         part = run.strata(stratum[0]).get(stratum[1])
         if part is None:
             raise OptionError(f"{run.path}: no {stratum[0]} stratum {stratum[1]!r} in this run")
-    if metric in THRESHOLD_FREE or metric in FAITHFULNESS:
-        from camkit.bench.faithful import bootstrap_faithfulness
-        from camkit.bench.wsol import bootstrap_values
-
-        ids = part.per_image_ids() if part is not None else None
-        chosen = images if ids is None else [r for r in images if r["image_id"] in ids]
-        if metric in THRESHOLD_FREE:
-            found = bootstrap_values(per_image, chosen, n or cfg.bootstrap, seed)
-            if metric not in found:
-                raise OptionError(f"{run.path}: the predictions carry no PxAP: its dataset gives no lesion masks "
-                                  "(or the bench is from before camkit stored them)")
-            return {metric: found[metric]}
-        found = bootstrap_faithfulness(per_image, chosen, n or cfg.bootstrap, seed)
-        if metric not in found:
-            raise OptionError(f"{run.path}: the predictions carry no {metric} values; bench with "
-                              f"--faithfulness {_FAMILY[metric]} to compute them")
-        return {metric: found[metric]}
-    from camkit.bench.scoring import as_predictions, ground_truth
-    from camkit.metrics import bootstrap_froc
-
-    if part is not None and part.images is not None:
-        images = [r for r in images if r["image_id"] in part.images]
-        per_image = {k: v for k, v in per_image.items() if k in part.images}
-    name = _BOOTSTRAP_NAME.get(metric, metric)
-    gt, groups = ground_truth(images)
-    names = [name, "best_fppi"] if metric == "best" else [name]
-    boot = bootstrap_froc(as_predictions(per_image), gt, groups, metrics=names,
-                          n=n or cfg.bootstrap, seed=seed, iou_threshold=cfg.iou_threshold,
-                          images=cfg.fppi_images, lesions=part.lesions if part is not None else None)
-    return {metric: boot[name], **({"best_fppi": boot["best_fppi"]} if metric == "best" else {})}
+    data = CellData(stored["predictions"][test_cam], stored["images"], n or cfg.bootstrap,
+                    cfg.seed if seed is None else seed, cfg, part, str(run.path))
+    return bootstrap_metric(metric_table.get(metric), data)
 
 
 def strata_names(runs: Sequence[Run], by: str) -> list[tuple[str, str]]:
@@ -368,20 +328,10 @@ def strata_names(runs: Sequence[Run], by: str) -> list[tuple[str, str]]:
 
 def missing_metric_message(table: dict[str, Any]) -> str | None:
     """Why a table has no value in any cell (a metric the runs did not compute), or None."""
-    metric = table["metric"]
     scored = [c for c in table["cells"].values() if c.not_applicable is None]
     if not scored or any(c.value is not None for c in scored):
         return None
-    if metric == "pxap":
-        return ("these runs have no PxAP: it needs lesion masks, which their dataset does not give (synthetic, "
-                "cbis-ddsm and inbreast give them; a synthetic run from before camkit stored them: bench again with "
-                "a new --out)")
-    if metric in FAITHFULNESS:
-        return (f"these runs have no {metric}: the faithfulness metrics cost extra forwards and are computed "
-                f"only when asked; bench again with --faithfulness {_FAMILY[metric]} and a new --out beside this "
-                "one (the model store is shared: nothing retrains)")
-    return (f"these runs have no {metric} (benches from before camkit stored it); bench again with a new --out "
-            "beside this one (the model store is shared: nothing retrains)")
+    return metric_table.get(table["metric"]).missing_message()
 
 
 def detection_records(table: dict[str, Any]) -> list[dict[str, Any]]:
@@ -439,30 +389,31 @@ def classification_table(runs: Sequence[Run | dict[str, Any]], n: int | None = N
                   if all(tc in r.results.get("classification", {}) for r in runs)]
     for tc in train_cams:
         if len(runs) == 1:
-            out[tc] = {m: _single(runs[0].results["classification"][tc], m) for m in CLASSIFICATION_METRICS}
+            out[tc] = {s.name: _single(runs[0].results["classification"][tc], s)
+                       for s in metric_table.metrics("classification")}
         else:
             out[tc] = _combined_classification(runs, tc, n)
     return out
 
 
 def _combined_classification(runs: list[Run], train_cam: str, n: int | None) -> dict[str, Cell]:
-    from camkit.metrics import bootstrap_classification, combine_runs
+    from camkit.metrics import combine_runs
 
-    per_metric: dict[str, list[Any]] = {m: [] for m in CLASSIFICATION_METRICS}
+    specs = metric_table.metrics("classification")
+    per_metric: dict[str, list[Any]] = {s.name: [] for s in specs}
     seed = shared_plan_seed(runs)
     for run in runs:
         stored, cfg = run.predictions(train_cam), run.config()
-        images = stored["images"]
-        threshold = run.results["classification"][train_cam].get("threshold", 0.5)
-        boot = bootstrap_classification([i["label"] for i in images], [i["prob"] for i in images],
-                                        [i["study_id"] for i in images], threshold=threshold,
-                                        n=n or cfg.bootstrap, seed=cfg.seed if seed is None else seed)
-        for m in CLASSIFICATION_METRICS:
-            per_metric[m].append(boot[m])
+        data = CellData({}, stored["images"], n or cfg.bootstrap, cfg.seed if seed is None else seed, cfg,
+                        where=str(run.path),
+                        threshold=run.results["classification"][train_cam].get("threshold", 0.5))
+        for s in specs:
+            per_metric[s.name].append(bootstrap_metric(s, data)[s.name])
     cells = {}
-    for m, results in per_metric.items():
-        c = combine_runs(results, n=n or results[0].n, seed=seed or 0, bounds=(0.0, 1.0))
-        cells[m] = _combined_cell(c, len(runs))
+    for s in specs:
+        results = per_metric[s.name]
+        c = combine_runs(results, n=n or results[0].n, seed=seed or 0, bounds=s.bounds)
+        cells[s.name] = _combined_cell(c, len(runs))
     return cells
 
 
@@ -472,7 +423,7 @@ def classification_rows(table: dict[str, dict[str, Cell]], header: str = "train-
     rows = []
     for tc, cells in table.items():
         row: dict[str, Any] = {header: tc}
-        for m in CLASSIFICATION_METRICS:
+        for m in metric_table.names("classification"):
             row[m] = cells[m].text()
             row[f"{m}_value"] = cells[m].value
         rows.append(row)

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-
-FROC_NAMES = ("tpr@0.5", "tpr@1", "tpr@2", "cpm", "best_tpr", "best_fppi")
-#: the headline metric: what ``camkit bench`` and ``camkit leaderboard`` print unless ``--metric`` says
-#: otherwise, and the metric ``camkit report``'s page opens on (one constant, so the two cannot drift apart)
-DEFAULT_METRIC = "tpr@1"
+from camkit.bench import metric_table
+from camkit.bench.metric_table import OPERATING_FPPI, CellData
+# the headline metric is declared in the metric table (one constant, so the CLI and the report cannot drift
+# apart); re-exported here for scoring's users
+from camkit.bench.metric_table import DEFAULT_METRIC  # noqa: F401
 
 
 def as_predictions(per_image: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -29,7 +29,8 @@ def ground_truth(images: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], d
 def score_detection(per_image: dict[str, Any], images: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
     """One pairing's FROC numbers with study-level bootstrap CIs, its curve, and the threshold-free
     localisation metrics (pointing, energy, maxboxacc) and the faithfulness ones where the predictions carry
-    their per-image values."""
+    their per-image values; then any other metric of the table (camkit.bench.metric_table) whose per-image
+    records the predictions carry."""
     from camkit.bench.faithful import score_faithfulness
     from camkit.bench.wsol import score_localization
     from camkit.metrics import bootstrap_froc, froc
@@ -38,20 +39,41 @@ def score_detection(per_image: dict[str, Any], images: list[dict[str, Any]], cfg
     preds = as_predictions(per_image)
     kw = {"iou_threshold": cfg.iou_threshold, "images": cfg.fppi_images}
     curve = froc(preds, gt, **kw)
-    boot = bootstrap_froc(preds, gt, groups, metrics=FROC_NAMES, n=cfg.bootstrap, seed=cfg.seed, **kw)
-    entry: dict[str, Any] = {m: {"value": boot[m].estimate, "ci": [boot[m].low, boot[m].high]}
-                             for m in ("tpr@0.5", "tpr@1", "tpr@2", "cpm")}
+    # every FROC number of the table in one bootstrap (one matching, one resample plan)
+    froc_specs = [s for s in metric_table.metrics("detection") if s.bootstrap == "froc"]
+    plain = [s for s in froc_specs if not s.operating_point]
+    names = [s.source for s in plain] + [s.source for s in froc_specs if s.operating_point]
+    boot = bootstrap_froc(preds, gt, groups, metrics=[*names, OPERATING_FPPI], n=cfg.bootstrap,
+                          seed=cfg.seed, **kw)
+    entry: dict[str, Any] = {s.name: {"value": boot[s.source].estimate,
+                                      "ci": [boot[s.source].low, boot[s.source].high]} for s in plain}
     best = curve.best_operating_point
-    entry["best"] = {"tpr": best.tpr, "fppi": best.fppi, "threshold": best.threshold,
-                     "ci": [boot["best_tpr"].low, boot["best_tpr"].high],
-                     "fppi_ci": [boot["best_fppi"].low, boot["best_fppi"].high]}
+    for s in froc_specs:
+        if s.operating_point:  # the curve's own operating point, with the bootstrap's intervals
+            entry[s.name] = {s.value_key: best.tpr, "fppi": best.fppi, "threshold": best.threshold,
+                             "ci": [boot[s.source].low, boot[s.source].high],
+                             "fppi_ci": [boot[OPERATING_FPPI].low, boot[OPERATING_FPPI].high]}
     entry["froc"] = {"fppi": curve.fppi.tolist(), "tpr": curve.tpr.tolist()}
     entry.update(score_localization(per_image, images, cfg))
     entry.update(score_faithfulness(per_image, images, cfg))
+    entry.update(_score_others(per_image, images, cfg, entry))
     entry.update(n_lesions=curve.n_lesions, n_images=curve.n_images, n_predictions=curve.n_predictions,
                  images=curve.images, bootstrap={"n": cfg.bootstrap, "seed": cfg.seed, "by": "study",
                                                  "skipped": boot["tpr@1"].n_skipped})
     return entry
+
+
+def _score_others(per_image: dict[str, Any], images: list[dict[str, Any]], cfg: Any,
+                  done: dict[str, Any]) -> dict[str, Any]:
+    """``{metric: {value, ci}}`` of the table's pairing metrics not scored above whose per-image records the
+    predictions carry (a metric registered in camkit.bench.metric_table needs nothing more)."""
+    out: dict[str, Any] = {}
+    data = CellData(per_image, images, cfg.bootstrap, cfg.seed, cfg)
+    for spec in metric_table.pairing_metrics():
+        if spec.name not in done and spec.has_records(per_image):
+            b = bootstrap_metric(spec, data)[spec.name]
+            out[spec.name] = {"value": b.estimate, "ci": [b.low, b.high]}
+    return out
 
 
 def score_classification(images: list[dict[str, Any]], cfg: Any, threshold: float = 0.5) -> dict[str, Any]:
@@ -75,3 +97,52 @@ def score_pairings(records: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], d
                            for cam, per_image in records["predictions"].items()}
     det.update({cam: {"not_applicable": why} for cam, why in records.get("not_applicable", {}).items()})
     return det, score_classification(records["images"], cfg)
+
+
+def bootstrap_metric(spec: metric_table.MetricSpec, data: CellData) -> dict[str, Any]:
+    """``{spec.name: BootstrapResult, ...}`` of one metric of the table over one pairing's stored records: its
+    bootstrap kind (camkit.bench.metric_table.BOOTSTRAP_KINDS), or its own callable."""
+    if callable(spec.bootstrap):
+        return spec.bootstrap(spec, data)
+    if spec.bootstrap == "froc":
+        return froc_bootstrap(spec, data)
+    if spec.bootstrap == "classification":
+        return classification_bootstrap(spec, data)
+    if spec.bootstrap == "localization":
+        from camkit.bench.wsol import localization_bootstrap
+
+        return localization_bootstrap(spec, data)
+    from camkit.bench.faithful import faithfulness_bootstrap
+
+    return faithfulness_bootstrap(spec, data)
+
+
+def froc_bootstrap(spec: metric_table.MetricSpec, data: CellData) -> dict[str, Any]:
+    """FROC numbers (camkit.metrics.bootstrap_froc, by ``spec.source``: ``tpr@<f>``, ``cpm``, ``best_tpr``)
+    of the stored boxes; a stratum keeps its images and counts its lesions only (an operating-point metric adds
+    the FPPI where it is reached, key ``best_fppi``)."""
+    from camkit.metrics import bootstrap_froc
+
+    images, per_image, part, cfg = list(data.images), dict(data.per_image), data.stratum, data.config
+    if part is not None and part.images is not None:
+        images = [r for r in images if r["image_id"] in part.images]
+        per_image = {k: v for k, v in per_image.items() if k in part.images}
+    gt, groups = ground_truth(images)
+    names = [spec.source, OPERATING_FPPI] if spec.operating_point else [spec.source]
+    boot = bootstrap_froc(as_predictions(per_image), gt, groups, metrics=names, n=data.n, seed=data.seed,
+                          iou_threshold=cfg.iou_threshold, images=cfg.fppi_images,
+                          lesions=part.lesions if part is not None else None)
+    fppi = {OPERATING_FPPI: boot[OPERATING_FPPI]} if spec.operating_point else {}
+    return {spec.name: boot[spec.source], **fppi}
+
+
+def classification_bootstrap(spec: metric_table.MetricSpec, data: CellData) -> dict[str, Any]:
+    """Image-level classification (camkit.metrics.bootstrap_classification, by ``spec.source``) of the stored
+    probabilities at ``data.threshold``."""
+    from camkit.metrics import bootstrap_classification
+
+    images = data.images
+    boot = bootstrap_classification([i["label"] for i in images], [i["prob"] for i in images],
+                                    [i["study_id"] for i in images], threshold=data.threshold,
+                                    metrics=[spec.source], n=data.n, seed=data.seed)
+    return {spec.name: boot[spec.source]}

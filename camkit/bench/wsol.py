@@ -130,6 +130,19 @@ def bootstrap_values(per_image: dict[str, Any], images: list[dict[str, Any]], n:
     return out
 
 
+def localization_bootstrap(spec: Any, data: Any) -> dict[str, Any]:
+    """The metric table's ``localization`` kind: ``{spec.name: BootstrapResult}`` of one threshold-free metric
+    (``spec.source`` among pointing, energy, maxboxacc, pxap) over ``data``'s stored per-image values
+    (camkit.bench.metric_table.CellData)."""
+    from camkit.errors import OptionError
+
+    found = bootstrap_values(data.per_image, data.per_image_images(), data.n, data.seed)
+    if spec.source not in found:
+        raise OptionError(f"{data.where}: the predictions carry no {spec.label}: its dataset gives no lesion masks "
+                          "(or the bench is from before camkit stored them)")
+    return {spec.name: found[spec.source]}
+
+
 def _pxap_bootstrap(per_image: dict[str, Any], images: list[dict[str, Any]], n: int,
                     seed: int) -> tuple[Any, int] | None:
     """PxAP over the pixels of the test images with a mask (study bootstrap: a resample sums its images'

@@ -8,12 +8,28 @@ from pathlib import Path
 
 import click
 
-from camkit.bench.leaderboard import METRICS as METRIC_NAMES
-from camkit.bench.scoring import DEFAULT_METRIC
+from camkit.bench import metric_table
+from camkit.bench.metric_table import DEFAULT_METRIC
 from camkit.cli.options import format_option, parse_cam_options
 from camkit.errors import OptionError
 from camkit.cli.options import parse_options as _parse_options
 from camkit.ui.output import render
+
+
+class MetricChoice(click.Choice):
+    """The detection leaderboard's metrics, read from the metric table when asked (so a metric registered after
+    this module was imported is a choice too)."""
+
+    def __init__(self) -> None:
+        super().__init__(metric_table.names(*metric_table.PAIRING_FAMILIES))
+
+    @property
+    def choices(self):  # type: ignore[override]
+        return metric_table.names(*metric_table.PAIRING_FAMILIES)
+
+    @choices.setter
+    def choices(self, value) -> None:  # click's __init__ assigns them; the table stays the source
+        pass
 
 
 class BoxThreshold(click.ParamType):
@@ -66,7 +82,7 @@ class BoxThreshold(click.ParamType):
                    "weaker peak, cut at --box-threshold x its own height, with box NMS (IoU 0.5), so FROC curves "
                    "reach higher FPPI")
 @click.option("--faithfulness", multiple=True,
-              type=click.Choice(["deletion-insertion", "confidence", "road", "all"]),
+              type=click.Choice([*metric_table.faithfulness_options(), "all"]),
               help="also score the maps' faithfulness on the test masses (repeatable; extra forwards per image, "
                    "docs/performance.md): deletion/insertion areas, average drop/increase, ROAD")
 @click.option("--faithfulness-steps", type=int, default=20, show_default=True,
@@ -82,7 +98,7 @@ class BoxThreshold(click.ParamType):
               help="CAM option METHOD.KEY=VALUE (repeatable), e.g. scorecam.chunk=64 or fem.k=3; applies to "
                    "the method as a test-cam and as a train-cam")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda:LOCAL_RANK when available]")
-@click.option("--metric", type=click.Choice(list(METRIC_NAMES)), default=DEFAULT_METRIC,
+@click.option("--metric", type=MetricChoice(), default=DEFAULT_METRIC,
               show_default=True, help="what the printed leaderboard shows")
 @click.option("--baseline", default=None, metavar="ROW:TEST_CAM",
               help="pairing the ▲/▼ significance markers compare with [cam:cam, the released GMIC's]")
@@ -210,9 +226,7 @@ def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None,
         clsr = classification_records(cls, runs[0].results)
         if fmt == "json":
             doc = {"metric": metric, "runs": len(runs), "seeds": seeds, "interval": interval,
-                   **({"maxboxacc_convention": runs[0].results.get("config", {}).get("maxboxacc_convention",
-                                                                                      "camkit")}
-                      if metric == "maxboxacc" else {}),
+                   **metric_table.get(metric).settings_of(runs[0].results.get("config", {})),
                    "significance": _significance_summary(tables[0][0]["significance"]) if by is None else None}
             if by is not None:
                 doc["strata"] = [{"by": by, "stratum": t["stratum"][1], "description": d,
@@ -227,30 +241,17 @@ def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None,
         click.echo("")
     n = runs[0].results.get("dataset", {}).get("counts", {}).get("test")
     header = tables[0][0]["header"]
-    render(classification_rows(cls, header), [header, "accuracy", "auc", "tpr", "tnr"], fmt,
+    render(classification_rows(cls, header), [header, *metric_table.names("classification")], fmt,
            title=f"Classification ↑ (positive when p >= 0.5; {n} test images; {interval})")
 
 
 def _render_detection(table, runs, fmt: str, interval: str, stratum: str | None) -> None:
-    from camkit.bench.leaderboard import FAITHFULNESS, LOWER_IS_BETTER, METRICS, THRESHOLD_FREE, detection_rows
+    from camkit.bench.leaderboard import detection_rows
 
     config = runs[0].results.get("config", {})
-    metric, sig = table["metric"], table["significance"]
-    cut = f"boxes at {config.get('box_threshold', 0.5)} x the map's maximum"
-    if config.get("boxes") == "peaks":
-        cut = f"a box per map peak at {config.get('box_threshold', 0.5)} x its height, NMS IoU 0.5"
-    elif config.get("box_threshold") == "auto":
-        cut = "boxes at each pairing's validation-chosen threshold"
-    rule = (f"IoU > {config.get('iou_threshold', 0.3)}, {cut}, FPPI over {config.get('fppi_images', 'positive')} "
-            "test images")
-    if metric in THRESHOLD_FREE:
-        rule = "over the test images with a lesion, in the maps' grid; map thresholds 0 .. 0.99 (docs/metrics.md)"
-        if metric == "maxboxacc":
-            rule += f"; {config.get('maxboxacc_convention', 'camkit')} convention"
-    if metric in FAITHFULNESS:
-        rule = "over the test images with a mass, the model's mass probability (docs/metrics.md section 6)"
+    spec, sig = metric_table.get(table["metric"]), table["significance"]
+    rule = spec.rule_text(config)
     header = table["header"]
-    arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
     marks = ""
     if sig is not None:
         base = f"{sig['baseline'][0]} x {sig['baseline'][1]}"
@@ -258,8 +259,8 @@ def _render_detection(table, runs, fmt: str, interval: str, stratum: str | None)
                  f"{sig['alpha']:g})")
     what = f" — {stratum}" if stratum else ""
     render(detection_rows(table), [header, *table["cols"]], fmt,
-           title=f"Detection{what}: {METRICS[metric]} {arrow} (rows: {header}, columns: test-cam; * best in row, ** "
-                 f"best overall{marks}; {rule}; {interval})")
+           title=f"Detection{what}: {spec.description} {spec.arrow} (rows: {header}, columns: test-cam; * best in "
+                 f"row, ** best overall{marks}; {rule}; {interval})")
     if sig is not None and sig.get("note"):
         click.echo(f"note: {sig['note']}", err=True)
 
@@ -273,7 +274,7 @@ def _significance_summary(sig):
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--metric", type=click.Choice(list(METRIC_NAMES)), default=DEFAULT_METRIC,
+@click.option("--metric", type=MetricChoice(), default=DEFAULT_METRIC,
               show_default=True)
 @click.option("--group", is_flag=True, help="runs of different configurations: one table per configuration "
                                              "(otherwise they are refused)")

@@ -40,13 +40,15 @@ def _slug(text: str) -> str:
 
 # -- data model ---------------------------------------------------------------------------------------
 def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> dict[str, Any]:
-    """Every leaderboard metric these runs hold values for, in the leaderboard's order, as the page's records."""
-    from camkit.bench.leaderboard import (METRICS, LOWER_IS_BETTER, detection_records, detection_table,
-                                          missing_metric_message)
+    """Every leaderboard metric of the metric table these runs hold values for, in the leaderboard's order, as
+    the page's records (the page's metric menu)."""
+    from camkit.bench.leaderboard import detection_records, detection_table, missing_metric_message
+    from camkit.bench.metric_table import pairing_metrics
     from camkit.bench.significance import parse_baseline, significance
 
     boards = {}
-    for metric in METRICS:
+    for spec in pairing_metrics():
+        metric = spec.name
         try:
             table = detection_table(runs, metric)
         except Exception:  # noqa: BLE001 - a metric the stored results cannot give is just not offered
@@ -60,7 +62,7 @@ def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> di
         for rec, (key, cell) in zip(records, table["cells"].items()):
             rec["text"] = cell.text()
             rec["direction"] = (sig.get("cells", {}).get(key, {}) or {}).get("direction", 0)
-        boards[metric] = {"metric": metric, "title": METRICS[metric], "lower_is_better": metric in LOWER_IS_BETTER,
+        boards[metric] = {"metric": metric, "title": spec.description, "lower_is_better": spec.lower_is_better,
                           "rows": table["rows"], "cols": table["cols"], "header": table["header"],
                           "baseline": list(sig["baseline"]) if sig.get("baseline") else None,
                           "method": sig.get("method"), "alpha": sig.get("alpha"), "records": records}
@@ -69,7 +71,7 @@ def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> di
 
 def _opening_metric(boards: dict[str, Any]) -> str | None:
     """The metric the page opens on: ``camkit leaderboard``'s default where the runs hold it, else the first."""
-    from camkit.bench.scoring import DEFAULT_METRIC
+    from camkit.bench.metric_table import DEFAULT_METRIC
 
     return DEFAULT_METRIC if DEFAULT_METRIC in boards else next(iter(boards), None)
 
@@ -78,6 +80,13 @@ def _classification(runs: Sequence[Any]) -> list[dict[str, Any]]:
     from camkit.bench.leaderboard import classification_records, classification_table
 
     return classification_records(classification_table(runs), runs[0].results)
+
+
+def _classification_columns() -> list[dict[str, str]]:
+    """The classification table's columns: the metric table's classification metrics, by display label."""
+    from camkit.bench.metric_table import metrics
+
+    return [{"metric": s.name, "label": s.label} for s in metrics("classification")]
 
 
 def _froc(run: Any, max_fppi: float = 8.0) -> dict[str, Any]:
@@ -284,7 +293,8 @@ def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = Fals
             "seeds": [m.seed for m in members], "runs": [_facts(m) for m in members],
             "leaderboards": boards,
             "default_metric": _opening_metric(boards),
-            "classification": _classification(members), "froc": _froc(members[0]),
+            "classification": _classification(members), "classification_columns": _classification_columns(),
+            "froc": _froc(members[0]),
             "gallery": _gallery(members[0], k, out, single_file, redraw, log, gallery)})
     return {"groups": out_groups, "n_runs": len(runs)}
 
