@@ -29,17 +29,24 @@ def plugins(fmt: str) -> None:
 
 
 @click.command("list")
-@click.argument("kind", type=click.Choice(["cams", "models", "datasets", "backbones"]))
+@click.argument("kind", type=click.Choice(["cams", "models", "datasets", "backbones", "metrics"]))
 @click.argument("pattern", required=False)
 @format_option
 def list_cmd(kind: str, pattern: str | None, fmt: str) -> None:
-    """List registered cams, models, datasets or backbones (PATTERN: a glob, e.g. 'timm:resnet*')."""
-    from camkit.registry.api import describe
+    """List registered cams, models, datasets or backbones, or the metric table (PATTERN: a glob, e.g.
+    'timm:resnet*')."""
+    if kind == "metrics":
+        from camkit.bench.metric_table import describe as describe_metrics
 
-    rows = describe(kind[:-1], pattern)
+        rows = describe_metrics(pattern)
+    else:
+        from camkit.registry.api import describe
+
+        rows = describe(kind[:-1], pattern)
     columns = {"cams": ["name", "plugin", "cost", "gradients", "description"],
-               "models": ["name", "plugin", "presets", "options", "description"]}.get(kind,
-                                                                                 ["name", "plugin", "description"])
+               "models": ["name", "plugin", "presets", "options", "description"],
+               "metrics": ["name", "family", "direction", "needs", "record", "bootstrap", "description"]}.get(
+        kind, ["name", "plugin", "description"])
     render(rows, columns, fmt, title=f"camkit {kind}")
 
 
