@@ -522,3 +522,52 @@ def test_cam_options_reach_a_train_cam_and_its_stored_model(tmp_path):
     (folder,) = (tmp_path / "models").glob("gmic-fem-*")
     assert read_checkpoint(folder / "best.pt")["model_config"]["train_cam_options"] == {"k": 1}
     assert set(load_results(tmp_path / "run")["detection"]["fem"]) == {"cam"}
+
+
+def test_a_metric_added_through_one_table_entry_reaches_the_leaderboard_the_choices_and_the_report(
+        tiny_run, tiny_run_seed1, tmp_path):
+    """A new metric = its function in camkit.metrics (here the FROC's TPR at 4 FPPI) + one entry of the metric
+    table: it is a --metric choice, a leaderboard column of runs benched before it existed (scored from their
+    stored predictions, one run or two seeds combined), a row of `camkit list metrics` and an option of the
+    report's metric menu; unregistered, it is gone again."""
+    from camkit.bench import metric_table
+    from camkit.bench.metric_table import MetricSpec
+    from camkit.bench.scoring import as_predictions, ground_truth
+    from camkit.metrics import froc
+    from camkit.ui.report import write_report
+
+    runner = CliRunner()
+    spec = MetricSpec("tpr@4", "TPR at <= 4 false positives per image", "detection", "froc", "boxes",
+                      needs=frozenset({"boxes"}), bounds=(0.0, 1.0))
+    metric_table.register(spec)
+    try:
+        for command in ("bench", "leaderboard"):
+            assert "tpr@4" in runner.invoke(main, [command, "--help"]).output, command
+        res = runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", "tpr@4", "--format", "json"])
+        assert res.exit_code == 0, res.output
+        cells = {(r["row"], r["test_cam"]): r for r in json.loads(res.stdout)["detection"]
+                 if r["not_applicable"] is None}
+        stored = json.loads((tiny_run / "predictions" / "cam.json").read_text())
+        gt, _ = ground_truth(stored["images"])
+        curve = froc(as_predictions(stored["predictions"]["gradcampp"]), gt, iou_threshold=0.3, images="positive")
+        got = cells[("cam", "gradcampp")]
+        assert got["value"] == pytest.approx(curve.metric("tpr@4"))
+        assert 0.0 <= got["ci_low"] <= got["value"] <= got["ci_high"] <= 1.0
+        plain = runner.invoke(main, ["leaderboard", str(tiny_run), "--metric", "tpr@4", "--format", "plain"]).stdout
+        assert plain.startswith("Detection: TPR at <= 4 false positives per image ↑ (rows: train-cam")
+        assert "IoU > 0.3" in plain  # the detection family's rule text
+        both = runner.invoke(main, ["leaderboard", str(tiny_run), str(tiny_run_seed1), "--metric", "tpr@4",
+                                    "--format", "json"])
+        assert both.exit_code == 0, both.output
+        r = next(r for r in json.loads(both.stdout)["detection"] if r["test_cam"] == "gradcampp")
+        assert r["runs"] == 2 and 0.0 <= r["ci_low"] <= r["value"] <= r["ci_high"] <= 1.0
+        listed = json.loads(runner.invoke(main, ["list", "metrics", "tpr@*", "--format", "json"]).stdout)
+        assert [m["name"] for m in listed] == ["tpr@0.5", "tpr@1", "tpr@2", "tpr@4"]
+        assert listed[-1]["bootstrap"] == "froc" and listed[-1]["bounds"] == [0.0, 1.0]
+        page = write_report([tiny_run], tmp_path / "report", redraw=False).read_text()
+        assert '<option value="tpr@4">tpr@4: TPR at <= 4 false positives per image</option>' in page.replace(
+            "&lt;", "<")
+    finally:
+        metric_table.unregister("tpr@4")
+    assert "tpr@4" not in runner.invoke(main, ["leaderboard", "--help"]).output
+    assert "tpr@4" not in metric_table.names()
