@@ -58,7 +58,9 @@ def cam_row(tmp_path_factory):
     return get
 
 
-@pytest.mark.timeout(2400)  # one default training: 4-5 minutes on 2 idle cores, 20-25 on a crowded shared one
+# One default training: 4-5 minutes on 2 idle cores, and more than 25 (1500 s, timed out) at nice 15 beside three
+# other jobs on 2 cores: the limit catches a hang, not a busy machine.
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_no_seed_leaves_the_maps_beside_the_masses(cam_row, seed):
     row = cam_row(seed)
@@ -69,7 +71,7 @@ def test_no_seed_leaves_the_maps_beside_the_masses(cam_row, seed):
     assert not row["warnings"], row["warnings"]
 
 
-@pytest.mark.timeout(4800)  # selected alone (-k), it trains both seeds
+@pytest.mark.timeout(7200)  # selected alone (-k), it trains both seeds
 def test_over_the_seeds_the_released_pairing_meets_its_target(cam_row):
     native = {seed: cam_row(seed)["tpr"]["cam"] for seed in SEEDS}
     assert sum(native.values()) / len(native) >= TARGET, native
