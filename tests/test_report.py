@@ -154,6 +154,7 @@ def test_in_a_real_browser(run, page):
     assert shown["toggles"] == 1                                              # a legend button hides its curve
     errors = [line for line in res.stderr.splitlines() if "CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
     assert not errors, errors
+    assert "Content Security Policy" not in res.stderr   # the page's policy blocks nothing of its own
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report.png"
     _browser("--window-size=1280,2000", f"--screenshot={shot}", page.as_uri())
@@ -196,3 +197,90 @@ def test_a_larger_gallery_is_drawn_from_the_checkpoints_once(run, tmp_path):
         assert (z["label"] == 1).sum() == 8 and (z["label"] == 0).sum() == 5
     again = CliRunner().invoke(main, ["report", str(copy), "--out", str(tmp_path / "rep2"), "--gallery", "15"])
     assert again.exit_code == 0 and "drawing" not in again.stderr           # kept in the run, reused
+
+
+# -- hostile values: nothing handed to the page runs (issue 29) ---------------------------------------------
+MARK = "PWNED"
+PAYLOADS = {  # each sets the page's title if it ever runs
+    "img": f"<img src=x onerror=\"document.title='{MARK}'\">",
+    "script": f"</script><script>document.title='{MARK}'</script>",
+    "svg": f"<svg onload=\"document.title='{MARK}'\"></svg>",
+}
+
+
+def _hostile_run(run: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny run, in a folder whose name is a payload, with payloads in every free-text field the
+    page shows: warnings, the dataset's name, the environment, the git commit, the creation time and the
+    gallery's image ids (a third party's folder CSV chooses those)."""
+    import numpy as np
+
+    copy = tmp_path / ("run" + PAYLOADS["img"].replace("/", ""))
+    shutil.copytree(run, copy)
+    shutil.copytree(run.parent / "models", tmp_path / "models")
+    doc = json.loads((copy / "results.json").read_text())
+    doc["warnings"] = [PAYLOADS["img"], PAYLOADS["script"]]
+    doc.setdefault("dataset", {})["name"] = PAYLOADS["svg"]
+    doc.setdefault("environment", {})["python"] = PAYLOADS["script"]
+    doc["git"] = {"commit": PAYLOADS["img"], "dirty": False}
+    doc["created"] = PAYLOADS["svg"]
+    (copy / "results.json").write_text(json.dumps(doc))
+    for npz in (copy / "overlays").glob("*.npz"):
+        with np.load(npz, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["image_id"] = np.array([f"{PAYLOADS['script']}{i}" for i in range(len(arrays["image_id"]))])
+        np.savez(npz, **arrays)
+    return copy
+
+
+@pytest.mark.parametrize("single_file", [False, True])
+def test_hostile_values_are_escaped_and_the_page_forbids_inline_script(run, tmp_path, single_file):
+    from camkit.ui.report import content_security_policy
+
+    hostile = _hostile_run(run, tmp_path)
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(main, ["report", str(hostile), "--out", str(out), "--no-redraw",
+                                    *(["--single-file"] if single_file else [])])
+    assert res.exit_code == 0, res.output
+    html = (out / "index.html").read_text()
+    page = re.sub(r'<script type="application/json" id="report-data">.*?</script>', "", html, flags=re.S)
+    for payload in PAYLOADS.values():
+        assert payload not in page                       # no value goes in raw ...
+    assert "&lt;img src=x onerror=" in page and "&lt;/script&gt;&lt;script&gt;" in page  # ... it is shown as text
+    assert len(re.findall(r"<script", page)) == 1        # the report's own script, nothing else
+    css = (Path(__file__).resolve().parents[1] / "camkit" / "ui" / "report_assets" / "report.css").read_text()
+    js = (Path(__file__).resolve().parents[1] / "camkit" / "ui" / "report_assets" / "report.js").read_text()
+    csp = content_security_policy(single_file, css, js)
+    assert f'<meta http-equiv="Content-Security-Policy" content="{csp.replace(chr(39), "&#39;")}">' in html
+    assert "'unsafe-inline'" not in csp and "default-src 'none'" in csp
+    if single_file:  # the inline script and style are allowed by their hashes, nothing else
+        import base64
+        import hashlib
+
+        inline = re.search(r"<script>(.*?)</script>", html, re.S).group(1)
+        assert f"'sha256-{base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()}'" in csp
+
+
+@pytest.mark.browser
+@needs_browser
+@pytest.mark.parametrize("single_file", [False, True])
+def test_hostile_values_do_not_run_in_a_real_browser(run, tmp_path, single_file):
+    """In Chromium: the page still works (its self-check runs under the policy) and no payload runs; the same
+    payloads in a page without escaping and policy do run (the check can fail)."""
+    import jinja2
+
+    hostile = _hostile_run(run, tmp_path)
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(main, ["report", str(hostile), "--out", str(out), "--no-redraw",
+                                    *(["--single-file"] if single_file else [])])
+    assert res.exit_code == 0, res.output
+    page = out / "index.html"
+    shown = _browser("--virtual-time-budget=5000", "--dump-dom", page.as_uri() + "#selftest")
+    title = re.search(r"<title>(.*?)</title>", shown.stdout, re.S)
+    assert title and title.group(1) == "camkit report", shown.stdout[:500]
+    assert re.search(r'<pre id="selftest">', shown.stdout), shown.stderr[-2000:]  # the report's own script ran
+    # control: the payload, put in raw as the report did before, runs in this browser
+    raw = tmp_path / "raw.html"
+    raw.write_text(jinja2.Template("<html><head><title>t</title></head><body><p>{{ v }}</p></body></html>",
+                                   autoescape=False).render(v=PAYLOADS["img"]))
+    control = _browser("--virtual-time-budget=3000", "--dump-dom", raw.as_uri())
+    assert f"<title>{MARK}</title>" in control.stdout
