@@ -105,7 +105,7 @@ def combine_runs(results: Sequence[BootstrapResult], n: int = 1000, seed: int = 
 
     Runs whose estimate is undefined (NaN) are left out. ``bounds`` (e.g. ``(0, 1)`` for a proportion) clips the
     interval to the metric's range, which never lowers its coverage. ``n`` and ``seed`` are recorded only: the
-    interval is computed, not resampled (they stay for callers of the earlier two-level bootstrap).
+    interval is computed, not resampled (they stay for callers of the two-level bootstrap this replaced).
 
     Example:
         >>> from camkit.metrics import bootstrap_means
