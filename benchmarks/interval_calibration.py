@@ -133,9 +133,9 @@ def replicate(d: Design, rng: np.random.Generator, n: int) -> list[Any]:
             for r in range(d.runs)]
 
 
-def two_level_before(results: Sequence[Any], n: int, seed: int, level: float = 0.95) -> tuple[float, float]:
-    """The interval camkit used until issue 27: runs drawn with replacement, one study resample per drawn run,
-    percentiles of the means (re-implemented here as the comparison)."""
+def two_level_means(results: Sequence[Any], n: int, seed: int) -> np.ndarray:
+    """The two-level bootstrap camkit used until issue 27 (re-implemented here as the comparison): each of the
+    n resamples draws the runs with replacement and one study resample per drawn run, and averages."""
     pools = [r.samples[np.isfinite(r.samples)] for r in results]
     rng = np.random.default_rng([int(seed), 0x32626F6F])
     runs = rng.choice(len(pools), size=(n, len(pools)), replace=True)
@@ -143,7 +143,12 @@ def two_level_before(results: Sequence[Any], n: int, seed: int, level: float = 0
     for k, pool in enumerate(pools):
         where = runs == k
         picks[where] = pool[rng.integers(0, pool.size, size=int(where.sum()))]
-    lo, hi = np.percentile(picks.mean(axis=1), [50 * (1 - level), 50 * (1 + level)])
+    return picks.mean(axis=1)
+
+
+def two_level_before(results: Sequence[Any], n: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """The interval camkit printed until issue 27: percentiles of the two-level means."""
+    lo, hi = np.percentile(two_level_means(results, n, seed), [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
 
 
@@ -213,14 +218,7 @@ def _two_level_p(paired: Sequence[Any], n: int, seed: int) -> float:
     """The p-value camkit's combine_paired gave before issue 27 (two-level means, bootstrap p)."""
     from camkit.metrics import bootstrap_p_value
 
-    pools = [r.samples[np.isfinite(r.samples)] for r in paired]
-    rng = np.random.default_rng([int(seed), 0x32626F6F])
-    runs = rng.choice(len(pools), size=(n, len(pools)), replace=True)
-    picks = np.empty(runs.shape)
-    for k, pool in enumerate(pools):
-        where = runs == k
-        picks[where] = pool[rng.integers(0, pool.size, size=int(where.sum()))]
-    return bootstrap_p_value(picks.mean(axis=1))
+    return bootstrap_p_value(two_level_means(paired, n, seed))
 
 
 def paired_designs() -> list[Design]:
