@@ -127,7 +127,11 @@ def test_installed_plugin_is_listed_and_broken_ones_reported(plugin_site):
                       ("broken-hook", "database password not set"),
                       ("misspelled", "unknown hook(s) register_cam"),
                       ("collides", "registered by both camkit's built-in plugin 'timm' and plugin 'collides'; "
-                                   "'timm' keeps the name (it loaded first). Rename it in 'collides'")]:
+                                   "'timm' keeps the name (it loaded first). Rename it in 'collides'"),
+                      # sys.exit() or KeyboardInterrupt from a plugin used to end every command without a word
+                      ("exits-on-import", "called sys.exit(3)"),
+                      ("interrupts-on-import", "raised KeyboardInterrupt"),
+                      ("exits-in-hook", "raised in register_models: called sys.exit('plugin gave up')")]:
         lines = [line for line in err.splitlines() if f"plugin {name!r}" in line]
         assert len(lines) == 1, (name, err)  # reported once, by name
         assert why in lines[0]

@@ -76,8 +76,10 @@ class PluginHost:
             self.plugins[ep.name] = info
             try:
                 module = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure must not take camkit down
-                self._fail(info, f"failed to import {ep.value!r}: {type(exc).__name__}: {exc}")
+            # any import failure must not take camkit down: sys.exit() and KeyboardInterrupt raised by a
+            # plugin's module too (they would end every command without a word)
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001
+                self._fail(info, f"failed to import {ep.value!r}: {_described(exc)}")
                 continue
             self.register(module, name=ep.name, info=info)
 
@@ -130,11 +132,11 @@ class PluginHost:
                                                            collisions=collisions)
                 try:
                     impl.function(register=register)
-                except Exception as exc:  # noqa: BLE001
+                except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001
                     self.registry.remove_plugin(name)
                     if self.strict:
                         raise
-                    self._fail(info, f"raised in {_HOOK_OF_KIND[kind]}: {type(exc).__name__}: {exc}")
+                    self._fail(info, f"raised in {_HOOK_OF_KIND[kind]}: {_described(exc)}")
                     return
         for message in collisions:
             info.warnings.append(message)
@@ -153,10 +155,10 @@ class PluginHost:
             guard = _CommandGuard(cli, impl.plugin_name, reserved)
             try:
                 impl.function(cli=guard)
-            except Exception as exc:  # noqa: BLE001
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001
                 if self.strict:
                     raise
-                self._fail(info, f"raised in {COMMANDS_HOOK}: {type(exc).__name__}: {exc}")
+                self._fail(info, f"raised in {COMMANDS_HOOK}: {_described(exc)}")
                 continue
             for message in guard.refused:
                 info.warnings.append(message)
@@ -218,6 +220,15 @@ def _unspecified_impls(pm: pluggy.PluginManager, plugin: Any) -> list:
         if isinstance(caller, pluggy.HookCaller) and caller.spec is None:
             out.extend(i for i in caller.get_hookimpls() if i.plugin is plugin)
     return out
+
+
+def _described(exc: BaseException) -> str:
+    """An exception in a plugin, as one phrase (sys.exit and Ctrl-C named as such)."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    if isinstance(exc, KeyboardInterrupt):
+        return "raised KeyboardInterrupt"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
