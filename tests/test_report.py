@@ -284,3 +284,25 @@ def test_hostile_values_do_not_run_in_a_real_browser(run, tmp_path, single_file)
                                    autoescape=False).render(v=PAYLOADS["img"]))
     control = _browser("--virtual-time-budget=3000", "--dump-dom", raw.as_uri())
     assert f"<title>{MARK}</title>" in control.stdout
+
+
+def test_a_folder_camkit_report_did_not_write_is_refused(run, tmp_path):
+    """--out pointing at someone's folder: refused in one line, nothing in it touched; --force writes into it;
+    a report's own folder is rewritten without asking."""
+    mine = tmp_path / "photos"
+    (mine / "assets").mkdir(parents=True)
+    (mine / "assets" / "holiday.png").write_bytes(b"\x89PNG keep me")
+    (mine / "index.html").write_text("<html>my own page</html>")
+    res = CliRunner().invoke(main, ["report", str(run), "--out", str(mine), "--no-redraw"])
+    assert res.exit_code == 1 and "camkit report did not write" in res.output and "--force" in res.output
+    assert (mine / "assets" / "holiday.png").read_bytes() == b"\x89PNG keep me"
+    assert (mine / "index.html").read_text() == "<html>my own page</html>"
+    res = CliRunner().invoke(main, ["report", str(run), "--out", str(mine), "--no-redraw", "--force"])
+    assert res.exit_code == 0, res.output
+    assert "camkit benchmark report" in (mine / "index.html").read_text()
+    again = CliRunner().invoke(main, ["report", str(run), "--out", str(mine), "--no-redraw", "--single-file"])
+    assert again.exit_code == 0, again.output                # its own report now: rewritten
+    old = tmp_path / "old-report"                             # a report from before the marker file
+    (old / "assets").mkdir(parents=True)
+    (old / "index.html").write_text("<title>camkit report</title><h1>camkit benchmark report</h1>")
+    assert CliRunner().invoke(main, ["report", str(run), "--out", str(old), "--no-redraw"]).exit_code == 0

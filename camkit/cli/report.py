@@ -19,8 +19,11 @@ import click
 @click.option("--gallery", type=click.IntRange(min=1), default=None, metavar="N",
               help="N test images per train-cam in the gallery (2/3 mass); beyond the 12 the bench stores they are "
                    "drawn from the checkpoints once and kept in the run  [default: the stored ones]")
+@click.option("--force", is_flag=True,
+              help="write into a non-empty --out that camkit report did not create (its index.html and assets/ "
+                   "are replaced)")
 def report(run_dirs: tuple[Path, ...], out: Path, single_file: bool, baseline: str | None, alpha: float,
-           redraw: bool, gallery: int | None) -> None:
+           redraw: bool, gallery: int | None, force: bool) -> None:
     """Write a browsable report of bench runs: leaderboards by metric, FROC curves, paired comparisons, a
     gallery of the stored test images, configuration and timings. Works offline, from file:// or a server.
 
@@ -30,7 +33,7 @@ def report(run_dirs: tuple[Path, ...], out: Path, single_file: bool, baseline: s
     from camkit.ui.report import write_report
 
     page = write_report(list(run_dirs), out, single_file=single_file, baseline=baseline, alpha=alpha, redraw=redraw,
-                        log=lambda text: click.echo(text, err=True), gallery=gallery)
+                        log=lambda text: click.echo(text, err=True), gallery=gallery, force=force)
     click.echo(f"report: {page} (open it in a browser; {'one file' if single_file else 'with ' + str(out / 'assets')})")
 
 

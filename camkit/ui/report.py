@@ -302,12 +302,13 @@ def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = Fals
 
 def write_report(paths: Sequence[str | Path], out: str | Path, single_file: bool = False,
                  baseline: str | None = None, alpha: float = 0.05, redraw: bool = True, log: Any = print,
-                 gallery: int | None = None) -> Path:
+                 gallery: int | None = None, force: bool = False) -> Path:
     """Write the report of the runs at ``paths`` to ``out/index.html`` (and ``out/assets/``); returns the page.
 
-    ``redraw``: re-draw a trained row's missing overlays from its checkpoint (the one model run the report
-    may make), and draw ``gallery`` test images per train-cam from the checkpoints when the bench stored fewer;
-    ``log(text)`` says so."""
+    ``out`` must be new, empty or an earlier report (it is rewritten: its ``assets/`` go); another non-empty
+    folder is refused unless ``force``. ``redraw``: re-draw a trained row's missing overlays from its checkpoint
+    (the one model run the report may make), and draw ``gallery`` test images per train-cam from the
+    checkpoints when the bench stored fewer; ``log(text)`` says so."""
     import jinja2
 
     from camkit.storage.atomic import atomic_write_text
@@ -315,9 +316,12 @@ def write_report(paths: Sequence[str | Path], out: str | Path, single_file: bool
     if not paths:
         raise OptionError("camkit report needs at least one run directory (the --out of camkit bench)")
     out = Path(out)
+    check_report_folder(out, force)
     if (out / "assets").is_dir():
         shutil.rmtree(out / "assets")  # pictures of an earlier report of other runs must not linger
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by camkit report; camkit report may replace this folder's index.html "
+                              "and assets/\n")
     data = report_data(paths, out, single_file, baseline, alpha, redraw, log, gallery)
     # autoescape on for every template: select_autoescape() only escapes templates named .html/.htm/.xml, and
     # ours is .html.j2, so every value (run names, warnings, a third party's image ids) went in raw
@@ -333,6 +337,29 @@ def write_report(paths: Sequence[str | Path], out: str | Path, single_file: bool
                                                        for g in data["groups"]]}),
         single_file=single_file, css=css, js=js, csp=content_security_policy(single_file, css, js))
     return atomic_write_text(out / "index.html", page)
+
+
+MARKER = ".camkit-report"  # a folder camkit report wrote (and so may rewrite)
+
+
+def check_report_folder(out: Path, force: bool = False) -> None:
+    """Refuse to write a report into a non-empty folder camkit report did not write (its ``assets/`` would be
+    deleted and ``index.html`` replaced), unless ``force``. A folder holding only ``index.html`` and
+    ``assets/`` of a report from before the marker counts as a report."""
+    if force or not out.exists():
+        return
+    if not out.is_dir():
+        raise OptionError(f"--out {out} is a file; give a folder for the report")
+    entries = {p.name for p in out.iterdir()}
+    if not entries or MARKER in entries:
+        return
+    page = out / "index.html"
+    if entries <= {"index.html", "assets"} and page.is_file() and "camkit benchmark report" in page.read_text(
+            errors="replace")[:4000]:
+        return
+    shown = ", ".join(sorted(entries)[:5]) + (", ..." if len(entries) > 5 else "")
+    raise OptionError(f"--out {out} is a folder camkit report did not write ({shown}); its index.html and assets/ "
+                      "would be replaced: choose a new or empty folder, or pass --force to write into it")
 
 
 def content_security_policy(single_file: bool, css: str, js: str) -> str:
