@@ -44,6 +44,18 @@ def refused(args: list[str], *needles: str) -> str:
     (["--dataset-opt", "n=4", "--dataset-opt", "n=8"], ["n= is given twice"]),
     (["--epochs", "-1"], ["epochs must be a positive integer, got -1"]),
     (["--device", "gpu0"], ["--device 'gpu0' is not a device", "cuda:N"]),
+    # issue 29: checked before training, not after it (or not at all)
+    (["--device", "cpu:99"], ["--device cpu:99", "one cpu device"]),
+    (["--alpha", "0"], ["--alpha must be in (0, 1)"]),
+    (["--alpha", "1.5"], ["--alpha must be in (0, 1)"]),
+    (["--baseline", "nope"], ["--baseline 'nope'", "ROW:TEST_CAM"]),
+    (["--baseline", "nope:cam"], ["--baseline nope:cam: not a cell of this bench", "rows: cam, gradcampp, xgradcam"]),
+    (["--baseline", "cam:nope"], ["--baseline cam:nope: not a cell of this bench", "test-cams: cam, gradcam"]),
+    (["--seed", "-1"], ["--seed -1: seeds are integers 0 .. 4294967295"]),
+    (["--seed", str(2**70)], ["seeds are integers 0 .. 4294967295"]),
+    (["--seeds", "0-50000000"], ["asks for 50,000,001 seeds", "at most 1000"]),
+    (["--seeds", "-3-2"], ["seed -3 is out of range"]),
+    (["--bootstrap", "1000000000"], ["--bootstrap 1,000,000,000: at most 100,000 resamples"]),
 ])
 def test_bench_options_are_checked_before_anything_runs_or_is_written(tmp_path, args, needles):
     out = tmp_path / "run"

@@ -15,6 +15,8 @@ from typing import Any
 from camkit.bench.recipe import Recipe, preset_model, resolve_recipe
 from camkit.errors import OptionError
 
+MAX_SEED = 2**32 - 1        # numpy's and torch's seeds are taken as 32-bit here
+MAX_BOOTSTRAP = 100_000     # resamples: the (n, test images) weight matrix stays in memory
 PAPER_TEST_CAMS = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")
 PAPER_TRAIN_CAMS = ("cam", "gradcampp", "xgradcam")
 FPPI_IMAGES = ("positive", "all")
@@ -185,6 +187,12 @@ class BenchConfig:
         if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 1:
             raise OptionError(f"--bootstrap must be a positive number of resamples (1,000 is usual), got "
                               f"{self.bootstrap!r}")
+        if self.bootstrap > MAX_BOOTSTRAP:
+            raise OptionError(f"--bootstrap {self.bootstrap:,}: at most {MAX_BOOTSTRAP:,} resamples (each holds a "
+                              "weight per test image in memory; 1,000-10,000 is usual)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise OptionError(f"--seed {self.seed!r}: seeds are integers 0 .. {MAX_SEED} (numpy and torch take "
+                              "them as 32-bit)")
         if not 0.0 <= float(self.iou_threshold) < 1.0:
             raise OptionError(f"iou_threshold must be in [0, 1), got {self.iou_threshold!r}")
         from camkit.metrics.localization import MAXBOXACC_CONVENTIONS

@@ -86,21 +86,35 @@ def _seed_order(name: str) -> tuple[int, str]:
     return (int(tail), "") if tail.lstrip("-").isdigit() else (0, tail)
 
 
+MAX_SEEDS = 1000  # a seed study trains every train-cam once per seed: more is a typo, not a study
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` or ``"0-4"`` (inclusive) -> a list of distinct seeds, in order."""
-    seeds: list[int] = []
+    """``"0,1,2"`` or ``"0-4"`` (inclusive) -> a list of distinct seeds, in order (each a valid --seed; at most
+    :data:`MAX_SEEDS` of them)."""
+    from camkit.bench.config import MAX_SEED
+
+    spans: list[tuple[int, int]] = []  # inclusive ranges, counted before any is expanded
     try:
         for part in text.split(","):
             part = part.strip()
             if "-" in part[1:]:
                 lo, hi = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
-                seeds += list(range(int(lo), int(hi) + 1))
+                spans.append((int(lo), int(hi)))
             elif part:
-                seeds.append(int(part))
+                spans.append((int(part), int(part)))
     except ValueError:
         raise OptionError(f"--seeds {text!r}: give seeds as 0,1,2 or a range 0-4") from None
+    count = sum(max(0, hi - lo + 1) for lo, hi in spans)
+    if count > MAX_SEEDS:
+        raise OptionError(f"--seeds {text!r} asks for {count:,} seeds, each a full training per train-cam; give at "
+                          f"most {MAX_SEEDS} (5 is usual)")
+    seeds = [s for lo, hi in spans for s in range(lo, hi + 1)]
     if not seeds or len(set(seeds)) != len(seeds):
         raise OptionError(f"--seeds {text!r}: give distinct seeds, e.g. 0,1,2 or 0-4")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise OptionError(f"--seeds {text!r}: seed {bad[0]} is out of range; seeds are integers 0 .. {MAX_SEED}")
     return seeds
 
 

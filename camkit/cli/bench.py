@@ -5,6 +5,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -157,6 +158,7 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
         raise OptionError("give either --seed or --seeds, not both")
     runs = [(cfg, out)] if seed_list is None else [(replace(cfg, seed=s), out / f"seed-{s}") for s in seed_list]
     n_rows = sum(len(run_cfg.resolved().rows()) for run_cfg, _ in runs)  # every seed checked before one trains
+    check_significance_options(runs[0][0].resolved(), baseline, alpha)  # not after hours of training
     rank0 = int(os.environ.get("RANK", "0")) == 0 or env_world_size() == 1
     progress = BenchProgress("off" if quiet or not rank0 else "auto", n_rows=n_rows)
     store = models_dir or (out / "models" if seed_list is not None else out.parent / "models")
@@ -188,6 +190,23 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
         where = f"{out}/seed-* (one run per seed)" if seed_list is not None else str(out)
         click.echo(f"run directory: {where} (results.json, predictions/, overlays/, figures/); models in {store}",
                    err=True)
+
+
+def check_significance_options(cfg: Any, baseline: str | None, alpha: float) -> None:
+    """--alpha in (0, 1) and --baseline naming a row and a test-cam of the matrix ``cfg`` (a resolved
+    BenchConfig) will train, checked before anything trains."""
+    from camkit.bench.significance import parse_baseline
+
+    if not 0.0 < alpha < 1.0:
+        raise OptionError(f"--alpha must be in (0, 1), e.g. 0.05, got {alpha!r}")
+    want = parse_baseline(baseline)
+    if want is None:
+        return
+    rows = cfg.rows()
+    labels = [r.label for r in rows] + [r.train_cam for r in rows if r.train_cam]
+    if want[0] not in labels or want[1] not in cfg.test_cams:
+        raise OptionError(f"--baseline {baseline}: not a cell of this bench (rows: {', '.join(r.label for r in rows)}; "
+                          f"test-cams: {', '.join(cfg.test_cams)})")
 
 
 def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None, alpha: float = 0.05,

@@ -37,6 +37,8 @@ def check_device(spec: str | None, option: str = "--device") -> None:
     if not _DEVICE.match(str(spec)):
         raise OptionError(f"{option} {spec!r} is not a device; use cpu, cuda, cuda:N (N a GPU index) or mps")
     kind, _, index = str(spec).partition(":")
+    if kind in ("cpu", "mps") and index not in ("", "0"):
+        raise OptionError(f"{option} {spec}: there is one {kind} device; use {option} {kind}")
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise OptionError(f"{option} {spec}: this machine has no usable CUDA GPU (torch "
