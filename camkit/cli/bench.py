@@ -168,9 +168,11 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
             results = run_bench(run_cfg, run_out, progress=progress, models_dir=store, log=tuple(log),
                                 log_uri=log_uri)
             loaded.append(Run(run_out, results))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (camkit.cli.app.Terminated)
+        from camkit.cli.app import exit_code
+
         click.echo(f"\ninterrupted: re-run the same command (same --out {out}) to resume", err=True)
-        sys.exit(130)
+        sys.exit(exit_code(exc))
     finally:
         progress.close()
     if results is None:  # a torchrun rank other than 0: rank 0 prints

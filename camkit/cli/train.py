@@ -65,9 +65,11 @@ def train(**kw: Any) -> None:
 
     try:
         _run(SimpleNamespace(**kw))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (camkit.cli.app.Terminated)
+        from camkit.cli.app import exit_code
+
         click.echo("\ninterrupted: re-run the same command to resume from last.pt", err=True)
-        sys.exit(130)
+        sys.exit(exit_code(exc))
     finally:
         distributed.cleanup()
 
