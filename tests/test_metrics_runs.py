@@ -169,6 +169,7 @@ def _calibration():
     return module
 
 
+@pytest.mark.slow  # 900 simulated seed studies
 @pytest.mark.parametrize("name", ["3x100 tau=0.1", "5x200 shared tau=0.1", "5x200 shared tau=0 rho=0.9"])
 def test_the_interval_covers_in_the_hard_designs(name):
     """300 simulated seed studies each (seeded: the same numbers every run): the 95% interval covers 91-99%
