@@ -524,6 +524,7 @@ def test_cam_options_reach_a_train_cam_and_its_stored_model(tmp_path):
     assert set(load_results(tmp_path / "run")["detection"]["fem"]) == {"cam"}
 
 
+@pytest.mark.slow  # a second tiny bench (tiny_run_seed1)
 def test_a_metric_added_through_one_table_entry_reaches_the_leaderboard_the_choices_and_the_report(
         tiny_run, tiny_run_seed1, tmp_path):
     """A new metric = its function in camkit.metrics (here the FROC's TPR at 4 FPPI) + one entry of the metric
