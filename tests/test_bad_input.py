@@ -225,3 +225,50 @@ def test_a_missing_figure_is_drawn_again(tmp_path):
     overlay.unlink()  # as if drawing it had failed
     res = CliRunner().invoke(main, ["bench", "--out", str(out), "--format", "json", *TINY])
     assert res.exit_code == 0 and overlay.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("content, needles", [
+    (b'{"schema": "camkit.bench/1", "config": {', ["cannot be read as JSON", "JSONDecodeError"]),
+    (b"", ["cannot be read as JSON"]),
+    (b"\x89PNG\r\n\x1a\n\xff\xfe", ["cannot be read as JSON", "UnicodeDecodeError"]),
+    (b"[1, 2]", ["holds a JSON list"]),
+    (b'{"config": {}}', ["has no schema field"]),
+    (b'{"schema": "camkit.bench/1", "config": {}, "detection": []}', ["its 'detection' is a list"]),
+    (b'{"schema": "camkit.bench/1", "config": {}, "detection": {"cam": 3}}', ["detection row 'cam'"]),
+])
+def test_a_damaged_results_json_is_named_with_what_to_do(tmp_path, content, needles):
+    """Truncated, empty, binary or hand-edited: one line naming the file, that it is damaged, and the way out
+    (issue 29: these were 11 different tracebacks)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_bytes(content)
+    line = refused(["leaderboard", str(run)], str(run / "results.json"), "the file is damaged", "Move it aside",
+                   *needles)
+    assert "Traceback" not in line
+
+
+def test_a_run_that_scored_nothing_is_an_error_not_two_empty_tables(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    doc = {"schema": "camkit.bench/1", "config": {"seed": 0}, "status": "failed",
+           "error": "RuntimeError: out of memory", "detection": {}, "classification": {}}
+    (run / "results.json").write_text(json.dumps(doc))
+    refused(["leaderboard", str(run)], "no row was scored (status failed: RuntimeError: out of memory)",
+            "re-run `camkit bench` with the same --out")
+
+
+@pytest.mark.slow  # a bench, then its re-run
+def test_a_bench_resumes_past_a_damaged_results_json(tmp_path):
+    out = tmp_path / "run"
+    first = CliRunner().invoke(main, ["bench", "--out", str(out), *TINY])
+    assert first.exit_code == 0, first.output
+    scored = json.loads((out / "results.json").read_text())["detection"]
+    (out / "results.json").write_text('{"schema": "camkit.bench/1", "conf')   # e.g. a disk that filled up
+    again = CliRunner().invoke(main, ["bench", "--out", str(out), *TINY])
+    assert again.exit_code == 0, again.output
+    aside = list(out.glob("results.json.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_text().startswith('{"schema"')     # kept for inspection
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["status"] == "complete" and doc["detection"] == scored            # same models, same scores
+    assert all(t["reused"] for t in doc["training"].values())
+    assert any("moved it to results.json.damaged-" in w for w in doc["warnings"])

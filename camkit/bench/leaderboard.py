@@ -78,6 +78,11 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
             out += [Run(f.parent, load_results(f)) for f in seeds]
         else:
             out.append(Run(p if p.is_dir() else p.parent, load_results(p)))
+    for run in out:
+        if not run.results.get("detection"):  # two empty tables with exit 0 told nothing
+            status, error = run.results.get("status", "unknown"), run.results.get("error")
+            raise OptionError(f"{run.path}: no row was scored (status {status}{': ' + error if error else ''}); "
+                              "fix the cause and re-run `camkit bench` with the same --out to resume")
     return out
 
 

@@ -93,19 +93,45 @@ def save_results(run_dir: str | os.PathLike, results: dict[str, Any]) -> Path:
     return atomic_write_json(Path(run_dir) / RESULTS_FILE, results)
 
 
+class DamagedResults(CamkitError):
+    """A results.json that cannot be read as a bench's results (truncated, empty, binary, hand-edited)."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        self.path, self.why = path, why
+        super().__init__(f"{path} {why}: the file is damaged. Move it aside (mv {path} {path}.bad) and re-run "
+                         "`camkit bench` with the same --out (it also does so itself): the trained models in the "
+                         "store are reused, only the scoring runs again")
+
+
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a run's results from its directory or its ``results.json``, checking the schema."""
+    """Read a run's results from its directory or its ``results.json``, checking the schema and the shape of the
+    parts the leaderboard reads; a damaged file raises :class:`DamagedResults` naming it and what to do."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
     if not path.is_file():
         raise CamkitError(f"{path}: no such results file; pass a run directory written by `camkit bench`")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CamkitError(f"{path}: not valid JSON ({exc}); was the run interrupted? Re-run `camkit bench` "
-                          "with the same --out to resume") from exc
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise CamkitError(f"{path}: schema {data.get('schema') if isinstance(data, dict) else None!r} is not "
-                          f"{SCHEMA!r}; this file was not written by this camkit version's bench")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _damaged(path, f"cannot be read as JSON ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict):
+        raise _damaged(path, f"holds a JSON {type(data).__name__}, not a bench's results object")
+    if data.get("schema") != SCHEMA:
+        if "schema" not in data:
+            raise _damaged(path, "has no schema field")
+        raise CamkitError(f"{path}: schema {data.get('schema')!r} is not {SCHEMA!r}; this file was not written by "
+                          "this camkit version's bench")
+    for key in ("config", "detection", "classification"):
+        if key in data and not isinstance(data[key], dict):
+            raise _damaged(path, f"its {key!r} is a {type(data[key]).__name__}, not an object")
+    if not isinstance(data.get("config"), dict):
+        raise _damaged(path, "has no config object")
+    for row, cells in data.get("detection", {}).items():
+        if not isinstance(cells, dict) or not all(isinstance(c, dict) for c in cells.values()):
+            raise _damaged(path, f"its detection row {row!r} is not an object of test-cam objects")
     return data
+
+
+def _damaged(path: Path, why: str) -> DamagedResults:
+    return DamagedResults(path, why)

@@ -23,7 +23,8 @@ from typing import Any
 from camkit.bench.config import BenchConfig, Row
 from camkit.bench.evaluate import evaluate_pairings, overlay_data
 from camkit.bench.recipe import Recipe, build_datasets, build_model, model_dir, train_config
-from camkit.bench.results import RESULTS_FILE, config_hash, load_results, new_results, save_results
+from camkit.bench.results import (RESULTS_FILE, DamagedResults, config_hash, load_results, new_results,
+                                  save_results)
 from camkit.bench.scoring import score_pairings
 from camkit.bench.thresholds import choose_box_thresholds
 from camkit.errors import CamkitError, OptionError
@@ -221,7 +222,17 @@ def _resume_or_new(out: Path, conf: dict[str, Any], display: Any) -> dict[str, A
     path = out / RESULTS_FILE
     if not path.is_file():
         return new_results(conf)
-    old = load_results(path)
+    try:
+        old = load_results(path)
+    except DamagedResults as exc:  # keep it for inspection, start the scoring afresh (the models are kept)
+        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.replace(aside)
+        note = (f"{exc.path.name} {exc.why}: moved it to {aside.name} and started the results afresh (trained "
+                "models are reused)")
+        _call(display, "log", note)
+        fresh = new_results(conf)
+        fresh.setdefault("warnings", []).append(note)
+        return fresh
     if old.get("config_hash") == config_hash(conf):
         old["status"] = "running"
         return old
