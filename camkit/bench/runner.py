@@ -29,6 +29,7 @@ from camkit.bench.scoring import score_pairings
 from camkit.bench.thresholds import choose_box_thresholds
 from camkit.errors import CamkitError, OptionError
 from camkit.storage.atomic import atomic_write, atomic_write_json
+from camkit.storage.lock import FolderLock
 
 BASELINE = ("cam", "cam")  # the released GMIC's own pairing
 
@@ -69,9 +70,11 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
             sets_by_size[size] = build_datasets(recipes[m], size)
     sets = sets_by_size[tuple(int(v) for v in firsts[rows[0].model].input_size)]
     device = DeviceSettings.resolve(info.device, "off", cfg.train.get("channels_last"))
+    lock = FolderLock(out, "--out")  # one bench per run folder: a second one refuses in one line
     if info.is_main:
         _check_writable(out, "--out")
         _check_writable(models_root, "the model store (--models)")
+        lock.acquire()
     if cfg.box_threshold == "auto" and any(not len(v["val"]) for v in sets_by_size.values()):
         raise OptionError("--box-threshold auto chooses the threshold on the validation split, and this bench has "
                           "none (the paper preset trains on all of VinDr's training split): give a number, or "
@@ -156,6 +159,7 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
             results["error"] = None if interrupted else f"{type(exc).__name__}: {exc}"
             results["timings"]["total_s"] = results["timings"].get("total_s", 0.0) + time.perf_counter() - started
             save_results(out, results)
+        lock.release()
         raise
     if not main:
         return None
@@ -164,6 +168,7 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
     results["status"] = "complete"
     results.pop("error", None)
     save_results(out, results)
+    lock.release()
     return results
 
 

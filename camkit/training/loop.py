@@ -21,6 +21,7 @@ from camkit.data import augment
 from camkit.errors import CamkitError
 from camkit.protocols import require_model
 from camkit.training import batching, distributed
+from camkit.storage.lock import FolderLock
 from camkit.training.checkpointer import Checkpointer
 from camkit.training.config import (TrainConfig, TrainResult, config_fingerprint, config_hash, resolve_lr,
                                     scheduled_lr)
@@ -50,7 +51,15 @@ def train(model: Any, train_set: Any, val_set: Any = None, config: TrainConfig |
         notify(sink, "on_message", "the validation split is empty: validation is skipped, and best.pt will hold "
                                    "the final weights")
         val_set = None
-    return _Loop(model, train_set, val_set, config, info, sink).fit()
+    # one writer per model folder: a second process training the same model-store entry waits, then reuses it
+    lock = FolderLock(config.out_dir, "the model folder") if info.is_main else None
+    if lock is not None:
+        lock.acquire(wait=True, on_wait=lambda message: notify(sink, "on_message", message))
+    try:
+        return _Loop(model, train_set, val_set, config, info, sink).fit()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _derive_seed(*parts: int) -> int:
