@@ -68,3 +68,21 @@ def test_a_second_bench_on_the_same_out_refuses_in_one_line(tmp_path):
     assert f"--out {out} is in use by another camkit process (pid {proc.pid}" in lines[0]
     assert not list((tmp_path / "models").glob("*/last.pt"))   # nothing trained
     assert not (out / "results.json").exists()
+
+
+def test_the_holder_removes_a_killed_writers_temporary_files(tmp_path):
+    (tmp_path / "predictions").mkdir()
+    left = [tmp_path / ".last.pt.0a1b2c3d4e5f.tmp", tmp_path / "predictions" / ".cam.json.0a1b2c3d4e5f.tmp"]
+    for p in left:
+        p.write_bytes(b"half a file")
+    keep = [tmp_path / "last.pt", tmp_path / "notes.tmp"]
+    for p in keep:
+        p.write_bytes(b"kept")
+    lock = FolderLock(tmp_path, "--out")
+    with pytest.raises(RuntimeError):
+        lock.remove_leftovers()                      # only the holder may
+    lock.acquire()
+    assert lock.remove_leftovers() == [left[0]]      # this folder only ...
+    assert sorted(lock.remove_leftovers(recursive=True)) == [left[1]]   # ... or below it too
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in left)
+    lock.release()

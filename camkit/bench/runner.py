@@ -75,6 +75,7 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
         _check_writable(out, "--out")
         _check_writable(models_root, "the model store (--models)")
         lock.acquire()
+        lock.remove_leftovers(recursive=True)  # a SIGKILLed run's half-written files
     if cfg.box_threshold == "auto" and any(not len(v["val"]) for v in sets_by_size.values()):
         raise OptionError("--box-threshold auto chooses the threshold on the validation split, and this bench has "
                           "none (the paper preset trains on all of VinDr's training split): give a number, or "

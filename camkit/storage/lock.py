@@ -75,6 +75,17 @@ class FolderLock:
             self.held = True
             return
 
+    def remove_leftovers(self, recursive: bool = False) -> list[Path]:
+        """Delete the temporary files (``.NAME.HEX.tmp``, camkit.storage.atomic's) a killed writer left in the
+        folder (``recursive``: and below it); only the lock's holder may, since no other writer can be at work.
+        Returns what was removed."""
+        if not self.held:
+            raise RuntimeError("remove_leftovers needs the lock held")
+        found = [p for p in (self.folder.rglob(".*.tmp") if recursive else self.folder.glob(".*.tmp")) if p.is_file()]
+        for p in found:
+            p.unlink(missing_ok=True)
+        return found
+
     def release(self) -> None:
         """Remove the lock file if this object holds it."""
         if self.held:

@@ -55,6 +55,7 @@ def train(model: Any, train_set: Any, val_set: Any = None, config: TrainConfig |
     lock = FolderLock(config.out_dir, "the model folder") if info.is_main else None
     if lock is not None:
         lock.acquire(wait=True, on_wait=lambda message: notify(sink, "on_message", message))
+        lock.remove_leftovers()  # a killed training's half-written checkpoint (a paper last.pt is 170 MB)
     try:
         return _Loop(model, train_set, val_set, config, info, sink).fit()
     finally:
