@@ -56,6 +56,7 @@ def refused(args: list[str], *needles: str) -> str:
     (["--seeds", "0-50000000"], ["asks for 50,000,001 seeds", "at most 1000"]),
     (["--seeds", "-3-2"], ["seed -3 is out of range"]),
     (["--bootstrap", "1000000000"], ["--bootstrap 1,000,000,000: at most 100,000 resamples"]),
+    (["--preset", "paper"], ["dataset 'vindr' needs 'root'", "--data PATH"]),   # was a TypeError traceback
 ])
 def test_bench_options_are_checked_before_anything_runs_or_is_written(tmp_path, args, needles):
     out = tmp_path / "run"

@@ -32,6 +32,12 @@ def call_factory(factory: Callable[..., Any], what: str, options: dict[str, Any]
         for key in options:
             if key not in names:
                 raise OptionError(_unknown(what, key, names))
+    missing = [name for name in _required(factory)[len(args):] if name not in options]
+    if missing:  # a TypeError from deep inside the call would name neither the plugin nor the option to give
+        flag = next((f for kind, f in _OPTION_FLAGS if what.startswith(kind)), "an option")
+        how = ("give the dataset's folder with --data PATH" if what.startswith("dataset") and missing == ["root"]
+               else f"give {'it' if len(missing) == 1 else 'them'} with {flag}")
+        raise OptionError(f"{what} needs {', '.join(map(repr, missing))}, which no option gave: {how}")
     try:
         return factory(*args, **options)
     except TypeError as exc:
@@ -40,6 +46,21 @@ def call_factory(factory: Callable[..., Any], what: str, options: dict[str, Any]
                 and exc.__traceback__.tb_next is None:  # raised by the call itself, not deeper inside
             raise OptionError(_unknown(what, match.group(1), names)) from None
         raise
+
+
+# which command-line option gives a registered factory its keyword options
+_OPTION_FLAGS = (("dataset", "--dataset-opt KEY=VALUE"), ("model", "--model-opt KEY=VALUE"),
+                 ("backbone", "--model-opt KEY=VALUE"), ("CAM method", "--cam-opt METHOD.KEY=VALUE"))
+
+
+def _required(factory: Callable[..., Any]) -> list[str]:
+    """The parameters of ``factory`` without a default, in order (none where its signature is unknown)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.default is p.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def _unknown(what: str, key: str, names: list[str]) -> str:
