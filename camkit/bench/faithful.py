@@ -94,6 +94,5 @@ def faithfulness_bootstrap(spec: Any, data: Any) -> dict[str, Any]:
 
     found = bootstrap_faithfulness(data.per_image, data.per_image_images(), data.n, data.seed)
     if spec.name not in found:
-        raise OptionError(f"{data.where}: the predictions carry no {spec.name} values; bench with "
-                          f"--faithfulness {spec.option} to compute them")
+        raise OptionError(f"{data.where}: {spec.missing_message()}")
     return {spec.name: found[spec.name]}

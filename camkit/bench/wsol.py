@@ -138,8 +138,7 @@ def localization_bootstrap(spec: Any, data: Any) -> dict[str, Any]:
 
     found = bootstrap_values(data.per_image, data.per_image_images(), data.n, data.seed)
     if spec.source not in found:
-        raise OptionError(f"{data.where}: the predictions carry no {spec.label}: its dataset gives no lesion masks "
-                          "(or the bench is from before camkit stored them)")
+        raise OptionError(f"{data.where}: {spec.missing_message()}")
     return {spec.name: found[spec.source]}
 
 

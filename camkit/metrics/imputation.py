@@ -110,8 +110,9 @@ def road(score_fn: Callable[[Any], Any], images: Any, maps: Any, percentiles: Se
             for i in range(n):
                 # LeRF keeps the most relevant: rank by -map (exact, where 1 - map can round values together)
                 rel = maps_np[i] if order == "morf" else -maps_np[i]
+                rank = np.argsort(rel.reshape(-1), kind="stable")  # once per map, not once per percentile
                 for j, p in enumerate(ps):
-                    keep = keep_mask(rel, p)
+                    keep = keep_mask(rel, p, rank)
                     pending.append(impute(x[i], keep, noise, gen))
                     where.append((i, j))
                     if len(pending) == batch_size:
@@ -120,7 +121,7 @@ def road(score_fn: Callable[[Any], Any], images: Any, maps: Any, percentiles: Se
     return ROADResult(ps, out["morf"], out["lerf"])
 
 
-def keep_mask(relevance: Any, percentile: float) -> np.ndarray:
+def keep_mask(relevance: Any, percentile: float, rank: np.ndarray | None = None) -> np.ndarray:
     """The pixels ROAD keeps at ``percentile``: the ``k = ceil(percentile / 100 * (n - 1))`` lowest of the n
     values of ``relevance`` (any shape; the mask has its shape), ties kept in row-major order.
 
@@ -128,7 +129,8 @@ def keep_mask(relevance: Any, percentile: float) -> np.ndarray:
     interpolation puts its threshold at index ``p / 100 * (n - 1)`` of the sorted values), computed in exact
     arithmetic; with ties the percentile rule keeps fewer, and none once p% of the values share the minimum,
     while this mask keeps k whatever the ties (the ROAD paper's fixed fraction). Stable: the same input
-    always gives the same mask, and among tied values the earlier pixels are kept.
+    always gives the same mask, and among tied values the earlier pixels are kept. ``rank``: the flattened
+    values' stable argsort, when the caller keeps it for several percentiles of one map.
 
     Example:
         >>> keep_mask(np.array([[0., 0., 0.], [0., 0.5, 1.]]), 50).astype(int).tolist()   # k = ceil(2.5)
@@ -142,7 +144,9 @@ def keep_mask(relevance: Any, percentile: float) -> np.ndarray:
     # the decimal the caller wrote (10, 33.3), exactly: float products like 0.1 * 30 land just above an integer
     k = math.ceil(Fraction(repr(p)) * (n - 1) / 100)
     keep = np.zeros(n, dtype=bool)
-    keep[np.argsort(rel.reshape(-1), kind="stable")[:k]] = True
+    if rank is None:
+        rank = np.argsort(rel.reshape(-1), kind="stable")
+    keep[rank[:k]] = True
     return keep.reshape(rel.shape)
 
 
