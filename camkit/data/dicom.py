@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from camkit.data.pixels import to_unit_range
 from camkit.errors import ImageReadError
 
 UI_WARNING = r"Invalid value for VR UI"
@@ -183,8 +184,6 @@ def read_dicom(path: str | Path, *, voi: bool = True, frame: int | None = None, 
         raise DicomReadError(f"{path} has pixel data of shape {arr.shape}; expected a 2-D image")
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    from camkit.data.imaging import to_unit_range
-
     try:
         arr = apply_modality_lut(arr, ds)
         if voi:
@@ -202,8 +201,6 @@ def _colour_to_grey(arr: np.ndarray, ds: Any, photometric: str, path: Path) -> n
     pydicom 3's ``pixel_array`` already returns YBR pixels as RGB, so only the palette needs applying here.
     """
     from pydicom.pixels import apply_color_lut
-
-    from camkit.data.imaging import to_unit_range
 
     if photometric not in ("PALETTE COLOR", "RGB") and not photometric.startswith("YBR"):
         raise DicomReadError(f"{path} has PhotometricInterpretation {photometric!r}, which camkit does not "

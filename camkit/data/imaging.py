@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from camkit.data.pixels import to_unit_range  # imaging.to_unit_range stays a public name
 from camkit.data.sample import BoxTransform
 from camkit.errors import ImageReadError
 
@@ -100,17 +101,6 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise
     except Exception as exc:  # noqa: BLE001
         raise ImageReadError(f"cannot read image header of {str(path)!r}: {type(exc).__name__}: {exc}") from exc
-
-
-def to_unit_range(arr: Any) -> np.ndarray:
-    """Rescale an array to float32 [0, 1] by its own min and max (a constant image becomes all zeros)."""
-    a = np.asarray(arr, dtype=np.float32)
-    lo, hi = float(a.min()), float(a.max())
-    if not math.isfinite(lo) or not math.isfinite(hi):
-        raise ImageReadError("image contains NaN or infinite values")
-    if hi <= lo:
-        return np.zeros_like(a)
-    return (a - lo) * np.float32(1.0 / (hi - lo))
 
 
 # -- orientation -------------------------------------------------------------------------------------

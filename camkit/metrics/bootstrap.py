@@ -138,7 +138,7 @@ def bootstrap(metric_fn: Callable[[list[Any]], float], records: Sequence[Any], g
     samples = np.empty(plan.n)
     for r, row in enumerate(plan.draws()):
         samples[r] = float(metric_fn([records[i] for s in row for i in by_group[s]]))
-    return _result(name, float(metric_fn(records)), samples, plan, level)
+    return percentile_result(name, float(metric_fn(records)), samples, plan, level)
 
 
 def bootstrap_froc(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any],
@@ -161,7 +161,7 @@ def bootstrap_froc(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, An
     w = plan.weights()
     rows = max(1, _CELLS // max(len(table.image_ids), int(table.tp.sum()), 1))
     parts = [_froc_rows(table, w[i:i + rows], names) for i in range(0, plan.n, rows)]
-    return {m: _result(m, float(full[m][0]), np.concatenate([p[m] for p in parts]), plan, level) for m in names}
+    return {m: percentile_result(m, float(full[m][0]), np.concatenate([p[m] for p in parts]), plan, level) for m in names}
 
 
 def bootstrap_classification(labels: Any, scores: Any, groups: Sequence[Any] | None = None, threshold: float = 0.5,
@@ -179,7 +179,7 @@ def bootstrap_classification(labels: Any, scores: Any, groups: Sequence[Any] | N
     w = plan.weights()
     rows = max(1, _CELLS // y.size)
     parts = [weighted_classification(y, s, threshold, w[i:i + rows], names) for i in range(0, plan.n, rows)]
-    return {m: _result(m, float(full[m][0]), np.concatenate([p[m] for p in parts]), plan, level) for m in names}
+    return {m: percentile_result(m, float(full[m][0]), np.concatenate([p[m] for p in parts]), plan, level) for m in names}
 
 
 def bootstrap_localization(groups: Sequence[Any], pointing: Any = None, energy: Any = None, hits: Any = None,
@@ -204,8 +204,8 @@ def bootstrap_localization(groups: Sequence[Any], pointing: Any = None, energy: 
         acc = np.tensordot(w, h, axes=(1, 0)) / total[:, None, None]   # (n, T, D)
         per_d, full = acc.max(axis=1), h.mean(axis=0).max(axis=0)       # (n, D), (D,)
         for j, d in enumerate(iou_thresholds):
-            out[f"maxboxacc@{d:g}"] = _result(f"maxboxacc@{d:g}", float(full[j]), per_d[:, j], plan, level)
-        out["maxboxacc"] = _result("maxboxacc", float(full.mean()), per_d.mean(axis=1), plan, level)
+            out[f"maxboxacc@{d:g}"] = percentile_result(f"maxboxacc@{d:g}", float(full[j]), per_d[:, j], plan, level)
+        out["maxboxacc"] = percentile_result("maxboxacc", float(full.mean()), per_d.mean(axis=1), plan, level)
     return out
 
 
@@ -227,7 +227,7 @@ def _weighted_means(values: Mapping[str, Any], w: np.ndarray, total: np.ndarray,
         v = np.asarray(vals, dtype=np.float64).reshape(-1)
         if v.size != w.shape[1]:
             raise ValueError(f"{name}: {v.size} values for {w.shape[1]} images")
-        out[name] = _result(name, float(v.mean()), (w @ v) / total, plan, level)
+        out[name] = percentile_result(name, float(v.mean()), (w @ v) / total, plan, level)
     return out
 
 
@@ -298,8 +298,15 @@ def percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _result(name: str, estimate: float, samples: np.ndarray, plan: ResamplePlan, level: float) -> BootstrapResult:
+def percentile_result(name: str, estimate: float, samples: np.ndarray, plan: ResamplePlan,
+                      level: float) -> BootstrapResult:
+    """The :class:`BootstrapResult` of ``samples`` (one value per resample of ``plan``, NaN = undefined):
+    percentile CI at ``level`` over the defined ones, ``estimate`` the metric on the full data."""
     ok = samples[~np.isnan(samples)]
     lo, hi = percentiles(ok, level)
     return BootstrapResult(name, estimate, lo, hi, float(level), plan.n, int(samples.size - ok.size), plan.seed,
                            plan.key, samples, plan.groups)
+
+
+# camkit.bench.wsol's spelling until it imports percentile_result (issue 28: no private cross-module imports)
+_result = percentile_result

@@ -66,7 +66,7 @@ def deletion_insertion(score_fn: Callable[[Any], Any], images: Any, maps: Any, s
     """
     import torch
 
-    x, m = _inputs(images, maps)
+    x, m = image_and_map_batch(images, maps)
     if int(steps) < 1:
         raise ValueError(f"deletion_insertion: steps must be >= 1, got {steps!r}")
     if int(batch_size) < 1:
@@ -87,8 +87,8 @@ def deletion_insertion(score_fn: Callable[[Any], Any], images: Any, maps: Any, s
             k = counts[lo:lo + batch_size].reshape(-1, 1, 1, 1)
             first = rank < k                                                   # (S, 1, H, W)
             with torch.no_grad():
-                dele[i, lo:lo + len(k)] = _scores(score_fn, torch.where(first, base[i], x[i]), len(k))
-                ins[i, lo:lo + len(k)] = _scores(score_fn, torch.where(first, x[i], base[i]), len(k))
+                dele[i, lo:lo + len(k)] = checked_scores(score_fn, torch.where(first, base[i], x[i]), len(k))
+                ins[i, lo:lo + len(k)] = checked_scores(score_fn, torch.where(first, x[i], base[i]), len(k))
     d, a = dele.numpy(), ins.numpy()
     return DeletionInsertion(d, a, _trapezoid(d), _trapezoid(a))
 
@@ -113,14 +113,14 @@ def confidence_change(score_fn: Callable[[Any], Any], images: Any, maps: Any,
     """
     import torch
 
-    x, m = _inputs(images, maps)
+    x, m = image_and_map_batch(images, maps)
     y = torch.empty(x.shape[0], dtype=torch.float64)
     o = torch.empty_like(y)
     with torch.no_grad():
         for lo in range(0, x.shape[0], int(batch_size)):
             sl = slice(lo, lo + int(batch_size))
-            y[sl] = _scores(score_fn, x[sl], x[sl].shape[0])
-            o[sl] = _scores(score_fn, x[sl] * m[sl, None], x[sl].shape[0])
+            y[sl] = checked_scores(score_fn, x[sl], x[sl].shape[0])
+            o[sl] = checked_scores(score_fn, x[sl] * m[sl, None], x[sl].shape[0])
     if not bool((y > 0).all()):
         bad = (y <= 0).nonzero().reshape(-1)[:10].tolist()
         raise ValueError(f"confidence_change: the score of image(s) {bad} is <= 0, so the relative drop is "
@@ -130,9 +130,11 @@ def confidence_change(score_fn: Callable[[Any], Any], images: Any, maps: Any,
             "drop": drop.numpy(), "y": y.numpy(), "o": o.numpy()}
 
 
-# --- internals -------------------------------------------------------------------------------------------
+# --- shared steps (ROAD, camkit.metrics.imputation, uses the first two) and internals ---------------------------
 
-def _inputs(images: Any, maps: Any) -> tuple[Any, Any]:
+def image_and_map_batch(images: Any, maps: Any) -> tuple[Any, Any]:
+    """``(images (N, C, H, W) float tensor, maps (N, H, W) of the images' dtype and size)``, checked; maps of
+    another size are resized bilinearly. The inputs every perturbation metric (here and ROAD's) starts from."""
     import torch
     import torch.nn.functional as F
 
@@ -174,7 +176,8 @@ def _baseline(x: Any, kind: str) -> Any:
     raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
 
 
-def _scores(score_fn: Callable[[Any], Any], batch: Any, expected: int) -> Any:
+def checked_scores(score_fn: Callable[[Any], Any], batch: Any, expected: int) -> Any:
+    """``score_fn(batch)`` as a float64 CPU tensor of ``expected`` scores; a ValueError when the count differs."""
     import torch
 
     s = score_fn(batch)

@@ -89,9 +89,9 @@ def road(score_fn: Callable[[Any], Any], images: Any, maps: Any, percentiles: Se
     """
     import torch
 
-    from camkit.metrics.faithfulness import _inputs, _scores
+    from camkit.metrics.faithfulness import checked_scores, image_and_map_batch
 
-    x, m = _inputs(images, maps)
+    x, m = image_and_map_batch(images, maps)
     ps = tuple(float(p) for p in percentiles)
     if not ps or any(not 0.0 <= p <= 100.0 for p in ps):
         raise ValueError(f"road: percentiles must be numbers in [0, 100], got {list(percentiles)!r}")
@@ -102,7 +102,7 @@ def road(score_fn: Callable[[Any], Any], images: Any, maps: Any, percentiles: Se
     maps_np = m.detach().cpu().double().numpy()
     out = {"morf": np.empty((n, len(ps))), "lerf": np.empty((n, len(ps)))}
     with torch.no_grad():
-        base = torch.cat([_scores(score_fn, x[lo:lo + batch_size], x[lo:lo + batch_size].shape[0])
+        base = torch.cat([checked_scores(score_fn, x[lo:lo + batch_size], x[lo:lo + batch_size].shape[0])
                           for lo in range(0, n, int(batch_size))]).numpy()
         for order in ("morf", "lerf"):
             pending: list[Any] = []
@@ -116,8 +116,8 @@ def road(score_fn: Callable[[Any], Any], images: Any, maps: Any, percentiles: Se
                     pending.append(impute(x[i], keep, noise, gen))
                     where.append((i, j))
                     if len(pending) == batch_size:
-                        _flush(score_fn, pending, where, base, out[order], _scores)
-            _flush(score_fn, pending, where, base, out[order], _scores)
+                        _flush(score_fn, pending, where, base, out[order], checked_scores)
+            _flush(score_fn, pending, where, base, out[order], checked_scores)
     return ROADResult(ps, out["morf"], out["lerf"])
 
 
