@@ -18,6 +18,7 @@ W-pixel-wide image is x1=0, x2=W, and a horizontal flip maps x to W - x.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -111,11 +112,16 @@ def skip_unreadable(skipped: list[tuple[str, str]], where: str, exc: Exception) 
     warnings.warn(f"skipped {where}: {exc}", stacklevel=3)
 
 
-def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Stack images and labels; keep per-image boxes, ids and transforms as lists.
+#: the per-image entries :func:`collate` keeps as lists (one entry per kept sample)
+LIST_KEYS = ("boxes", "image_id", "study_id", "laterality", "view", "transform", "density", "masks")
+
+
+def collate(samples: list[dict[str, Any] | None], lists: Sequence[str] = LIST_KEYS) -> dict[str, Any] | None:
+    """Stack images and labels; keep per-image boxes, ids and transforms (the ``lists`` keys) as lists.
 
     Samples that are None (images a ``skip_bad`` dataset could not read) are left out; a batch of nothing but
-    those is None.
+    those is None. The training loop asks for no lists (``lists=()``): it needs images and labels only, and a
+    DataLoader worker would otherwise pickle every sample's masks and transform to the main process.
     """
     samples = [s for s in samples if s is not None]
     if not samples:
@@ -124,7 +130,7 @@ def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
         "image": torch.stack([s["image"] for s in samples]),
         "label": torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
     }
-    for key in ("boxes", "image_id", "study_id", "laterality", "view", "transform", "density", "masks"):
+    for key in lists:
         out[key] = [s.get(key) for s in samples]
     return out
 

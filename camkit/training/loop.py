@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from camkit.data import augment
+from camkit.data.sample import collate
 from camkit.errors import CamkitError
 from camkit.protocols import require_model
 from camkit.training import batching, distributed
@@ -73,17 +74,16 @@ def _loader_generator(seed: int) -> Any:
     return torch.Generator().manual_seed(_derive_seed(seed, 0x6C6F6164))
 
 
-def _collate(samples: list[dict[str, Any] | None]) -> tuple[Any, Any, list[int], list[tuple[str, str]]]:
-    """(images, labels, positions kept, newly skipped): samples a skip_bad dataset could not read (None) are
-    left out, and what a DataLoader worker's copy of the dataset recorded about them travels with the batch."""
-    import torch
-
+def _loader_batch(samples: list[dict[str, Any] | None]) -> tuple[Any, Any, list[int], list[tuple[str, str]]]:
+    """The loaders' ``collate_fn``: (images, labels, positions kept, newly skipped). :func:`camkit.data.collate`
+    stacks the samples (leaving out those a skip_bad dataset could not read, None); the positions map the kept
+    images back to their dataset indices, and what a DataLoader worker's copy of the dataset recorded about the
+    unreadable ones travels with the batch."""
+    batch = collate(samples, lists=())
     kept = [i for i, s in enumerate(samples) if s is not None]
-    skipped = _worker_skips()
-    if not kept:
-        return None, None, kept, skipped
-    return (torch.stack([samples[i]["image"] for i in kept]),
-            torch.tensor([int(samples[i]["label"]) for i in kept], dtype=torch.long), kept, skipped)
+    if batch is None:
+        return None, None, kept, _worker_skips()
+    return batch["image"], batch["label"], kept, _worker_skips()
 
 
 def _worker_skips() -> list[tuple[str, str]]:
@@ -289,7 +289,7 @@ class _Loop:
         self._sampler = _EpochBatches()
         workers = self.cfg.num_workers
         # the loader's own generator keeps it from drawing on the global RNG, which the model may use
-        self._loader = DataLoader(self.train_set, batch_sampler=self._sampler, collate_fn=_collate,
+        self._loader = DataLoader(self.train_set, batch_sampler=self._sampler, collate_fn=_loader_batch,
                                   num_workers=workers, persistent_workers=workers > 0,
                                   pin_memory=self.dev.pin_memory, generator=_loader_generator(self.cfg.seed))
         loss_module = _loss_module(self.model)
@@ -427,7 +427,7 @@ class _Loop:
         shard = batching.validation_shard(len(self.val_set), self.info.rank, self.info.world_size)
         bs = self.cfg.val_batch_size or self.cfg.batch_size
         loader = DataLoader(self.val_set, batch_sampler=[shard[i:i + bs] for i in range(0, len(shard), bs)],
-                            collate_fn=_collate, num_workers=self.cfg.num_workers, pin_memory=self.dev.pin_memory,
+                            collate_fn=_loader_batch, num_workers=self.cfg.num_workers, pin_memory=self.dev.pin_memory,
                             generator=_loader_generator(self.cfg.seed))
         probs, labels = [], []
         self.model.eval()
