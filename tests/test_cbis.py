@@ -3,7 +3,6 @@ split and the val carve-out by patient, boxes and masks back in the original fra
 SPEC-datasets.md section 1 (Q1-Q10), bad input, and the prepare cache."""
 from __future__ import annotations
 
-import io
 import os
 import shutil
 
@@ -190,9 +189,9 @@ def test_prepare_cache_matches_direct_resumes_and_reports(with_bad, tmp_path):
     skipped = []
     settings = Settings(size=(96, 64))
     rf = records_for_prepare(root, skip_bad=True, skipped=skipped)
-    first = prepare(root, rf, settings, prepare_record, cache, workers=2, skip_bad=True, stream=io.StringIO())
+    first = prepare(root, rf, settings, prepare_record, cache, workers=2, skip_bad=True, progress=False)
     assert first.written >= 8 and len(first.skipped) == 1 and "mask is" in first.skipped[0][1]
-    again = prepare(root, rf, settings, prepare_record, cache, workers=1, skip_bad=True, stream=io.StringIO())
+    again = prepare(root, rf, settings, prepare_record, cache, workers=1, skip_bad=True, progress=False)
     assert again.written == 0 and again.reused == first.written
     for split in ("train", "val", "test"):
         kw = dict(root=str(root), split=split, size=(96, 64), skip_bad=True)

@@ -2,7 +2,6 @@
 back in the original frame, the format's quirks (SPEC-datasets.md section 2), bad input, and the prepare cache."""
 from __future__ import annotations
 
-import io
 import shutil
 
 import numpy as np
@@ -152,7 +151,7 @@ def test_prepare_cache_matches_direct(with_bad, tmp_path):
     skipped = []
     release, rf = records_for_prepare(with_bad.root, skip_bad=True, skipped=skipped)
     report = prepare(release, rf, Settings(size=(96, 80)), prepare_record, tmp_path / "cache", workers=2,
-                     skip_bad=True, stream=io.StringIO())
+                     skip_bad=True, progress=False)
     assert len(skipped) == 2 and len(report.skipped) == 1 and "mostly outside" in report.skipped[0][1]
     bad = next(im.file_name for im in with_bad.images if im.bad == "contour-outside")
     for split in ("train", "val", "test"):

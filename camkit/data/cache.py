@@ -229,54 +229,82 @@ class PrepareReport:
         return self.written + self.reused
 
 
-class _Progress:
-    """A rich bar on a terminal, a plain line every ~10% otherwise."""
+class PrepareProgress(Protocol):
+    """Where :func:`prepare` reports its progress: ``start(total)`` before a round of images to write,
+    ``step(n)`` after each is done (written or failed), ``end(summary)`` when the round is over.
 
-    def __init__(self, total: int, stream: IO[str] | None, enabled: bool):
-        self.total, self.done, self.enabled = total, 0, enabled and total > 0
-        self.stream = stream or sys.stderr
-        self.rich = None
+    The same calls as the evaluation sinks of :mod:`camkit.ui.progress`: the data layer draws nothing itself
+    beyond :class:`LineProgress`'s plain lines; a caller with a display (a rich bar) passes its own sink.
+    """
+
+    def start(self, total: int) -> None: ...
+
+    def step(self, n: int = 1) -> None: ...
+
+    def end(self, summary: str) -> None: ...
+
+
+class LineProgress:
+    """A :class:`PrepareProgress` writing a plain line about every tenth of a round (logs, pipes, scripts)."""
+
+    def __init__(self, stream: IO[str] | None = None, prefix: str = "prepare"):
+        self.stream, self.prefix = stream, prefix
+        self.total = self.done = self._next = 0
         self.t0 = time.monotonic()
-        self._next = 0
-        if self.enabled and getattr(self.stream, "isatty", lambda: False)():
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
 
-            self.rich = Progress(TextColumn("prepare"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), console=Console(file=self.stream))
-            self.rich.start()
-            self.task = self.rich.add_task("prepare", total=total)
+    def start(self, total: int) -> None:
+        self.total, self.done, self._next, self.t0 = total, 0, 0, time.monotonic()
 
-    def step(self) -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        if self.rich is not None:
-            self.rich.update(self.task, completed=self.done)
-        elif self.done >= self._next or self.done == self.total:
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if self.done >= self._next or self.done == self.total:
             rate = self.done / max(time.monotonic() - self.t0, 1e-9)
-            self.stream.write(f"prepare: {self.done}/{self.total} images ({rate:.1f} img/s)\n")
-            self.stream.flush()
+            self._write(f"{self.done}/{self.total} images ({rate:.1f} img/s)")
             self._next = self.done + max(1, self.total // 10)
 
-    def close(self) -> None:
-        if self.rich is not None:
-            self.rich.stop()
+    def end(self, summary: str) -> None:
+        pass  # the round's last line already says N/N; the caller prints what was written and skipped
+
+    def _write(self, text: str) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(f"{self.prefix}: {text}\n")
+        stream.flush()
 
 
-def _run(tasks: list[tuple], workers: int, progress: _Progress) -> Iterable[dict[str, Any]]:
+def _progress_sink(progress: PrepareProgress | bool | None) -> PrepareProgress | None:
+    """True: plain lines on stderr; False or None: silent; anything else is the caller's sink."""
+    if progress is True:
+        return LineProgress()
+    return progress or None
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every image of one :func:`prepare` call is prepared with."""
+
+    root: Path
+    settings: Settings
+    prepare_fn: PrepareFn
+    arrays: Path
+    workers: int
+
+    def task(self, record: Any) -> tuple:
+        return (self.prepare_fn, str(self.root), record, self.settings, str(self.arrays))
+
+
+def _run(tasks: list[tuple], workers: int, progress: PrepareProgress | None) -> Iterable[dict[str, Any]]:
+    step = progress.step if progress is not None else lambda n=1: None
     if workers <= 1 or len(tasks) <= 1:
         for t in tasks:
             yield _prepare_one(*t)
-            progress.step()
+            step()
         return
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker)
     try:
         futures = [pool.submit(_prepare_one, *t) for t in tasks]
         for fut in as_completed(futures):
             yield fut.result()
-            progress.step()
+            step()
     finally:  # on Ctrl-C or an error, drop the queued images instead of finishing them all
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -294,16 +322,49 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 def prepare(root: str | Path, records_for: Callable[[set[str]], list[Any]], settings: Settings,
             prepare_fn: PrepareFn, cache: str | Path, workers: int | None = None, skip_bad: bool = False,
-            stream: IO[str] | None = None, progress: bool = True) -> PrepareReport:
+            progress: PrepareProgress | bool | None = True) -> PrepareReport:
     """Fill the cache for the images ``records_for(bad_ids)`` selects; returns what was written/reused.
 
     ``records_for`` is called again with the ids that failed, so a balanced selection can draw
     replacements (which are then prepared too). ``prepare_fn`` (a module-level function, so worker processes
     can run it) turns one record into ``(image, transform, masks or None)``. A failure raises
     :class:`CacheError` naming every failed file unless ``skip_bad``, in which case it is recorded in the
-    manifest and in the report. Work already done is kept either way; the next call resumes.
+    manifest and in the report. Work already done is kept either way; the next call resumes. ``progress``: a
+    :class:`PrepareProgress` (a caller's display), True for :class:`LineProgress` on stderr, False for none.
     """
     root = Path(root)
+    directory, manifest = _open_settings_dir(root, settings, cache)
+    job = _Job(root, settings, prepare_fn, directory / "arrays", workers or os.cpu_count() or 1)
+    entries: dict[str, Any] = {k: v for k, v in manifest.get("entries", {}).items()
+                               if (job.arrays / v["file"]).exists()}
+    bad: dict[str, dict[str, str]] = {}
+    report = PrepareReport(directory)
+    t0 = time.monotonic()
+    seen: set[str] = set()
+    while True:
+        records = records_for(set(bad))
+        todo = _not_cached(job, records, seen | set(bad), entries, report)
+        seen |= {r.image_id for r in records}
+        if not todo:
+            break
+        failed = _write_round(job, todo, entries, report, _progress_sink(progress))
+        by_id = {r.image_id: r for r in records}
+        for f in failed:
+            where = _main_path(root, by_id[f["image_id"]])
+            bad[f["image_id"]] = {"path": where, "reason": f["reason"]}
+            report.skipped.append((where, f["reason"]))
+        if failed and not skip_bad:
+            _write_manifest(directory, settings, root, entries, {})
+            raise _failed_error(failed)
+    skipped = {**{k: v for k, v in manifest.get("skipped", {}).items() if k not in entries}, **bad}
+    _write_manifest(directory, settings, root, entries, skipped)
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _open_settings_dir(root: Path, settings: Settings, cache: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The settings folder, created, with a killed run's temp files removed and its manifest read; a folder
+    holding another dataset's images is a CacheError."""
     directory = settings_dir(cache, settings)
     arrays = directory / "arrays"
     arrays.mkdir(parents=True, exist_ok=True)
@@ -315,53 +376,50 @@ def prepare(root: str | Path, records_for: Callable[[set[str]], list[Any]], sett
         raise CacheError(f"{directory} holds the images of {other}, not of {root.resolve()}: give each dataset its "
                          "own --out (the default is one folder per dataset), or delete that folder to rebuild it.")
     atomic_write_json(directory / "settings.json", {**settings.to_dict(), "root": str(root.resolve())})
-    entries: dict[str, Any] = {k: v for k, v in manifest.get("entries", {}).items() if (arrays / v["file"]).exists()}
-    bad: dict[str, dict[str, str]] = {}
-    report = PrepareReport(directory)
-    t0 = time.monotonic()
-    workers = workers or os.cpu_count() or 1
-    seen: set[str] = set()
-    while True:
-        records = records_for(set(bad))
-        todo = []
-        for r in {r.image_id: r for r in records}.values():
-            if r.image_id in seen or r.image_id in bad:
-                continue
-            seen.add(r.image_id)
-            side = _entry_valid(arrays, r.image_id, _current_key(root, r), settings.size)
-            if side is not None:
-                entries[r.image_id] = side
-                report.reused += 1
+    return directory, manifest
+
+
+def _not_cached(job: _Job, records: list[Any], done: set[str], entries: dict[str, Any],
+                report: PrepareReport) -> list[tuple]:
+    """The tasks of the records not yet handled (not in ``done``) without a valid entry; those with one are
+    added to ``entries`` and counted as reused."""
+    todo = []
+    for r in {r.image_id: r for r in records}.values():
+        if r.image_id in done:
+            continue
+        side = _entry_valid(job.arrays, r.image_id, _current_key(job.root, r), job.settings.size)
+        if side is not None:
+            entries[r.image_id] = side
+            report.reused += 1
+        else:
+            todo.append(job.task(r))
+    return todo
+
+
+def _write_round(job: _Job, todo: list[tuple], entries: dict[str, Any], report: PrepareReport,
+                 progress: PrepareProgress | None) -> list[dict[str, Any]]:
+    """Prepare ``todo`` (in ``job.workers`` processes), adding what was written to ``entries``; the failures."""
+    failed: list[dict[str, Any]] = []
+    if progress is not None:
+        progress.start(len(todo))
+    try:
+        for result in _run(todo, job.workers, progress):
+            if result["ok"]:
+                entries[result["image_id"]] = result["entry"]
+                report.written += 1
             else:
-                todo.append((prepare_fn, str(root), r, settings, str(arrays)))
-        if not todo:
-            break
-        bar = _Progress(len(todo), stream, progress)
-        failed = []
-        try:
-            for result in _run(todo, workers, bar):
-                if result["ok"]:
-                    entries[result["image_id"]] = result["entry"]
-                    report.written += 1
-                else:
-                    failed.append(result)
-        finally:
-            bar.close()
-        by_id = {r.image_id: r for r in records}
-        for f in failed:
-            where = _main_path(root, by_id[f["image_id"]])
-            bad[f["image_id"]] = {"path": where, "reason": f["reason"]}
-            report.skipped.append((where, f["reason"]))
-        if failed and not skip_bad:
-            _write_manifest(directory, settings, root, entries, {})
-            shown = "\n  ".join(f["reason"] for f in failed[:5])
-            more = f"\n  ... and {len(failed) - 5} more" if len(failed) > 5 else ""
-            raise CacheError(f"{len(failed)} image(s) could not be prepared:\n  {shown}{more}\nFix them, or pass "
-                             "--skip-bad (skip_bad=True) to record them and go on; prepared images are kept.")
-    skipped = {**{k: v for k, v in manifest.get("skipped", {}).items() if k not in entries}, **bad}
-    _write_manifest(directory, settings, root, entries, skipped)
-    report.seconds = time.monotonic() - t0
-    return report
+                failed.append(result)
+    finally:
+        if progress is not None:
+            progress.end(f"{len(todo) - len(failed)} of {len(todo)} images written")
+    return failed
+
+
+def _failed_error(failed: list[dict[str, Any]]) -> CacheError:
+    shown = "\n  ".join(f["reason"] for f in failed[:5])
+    more = f"\n  ... and {len(failed) - 5} more" if len(failed) > 5 else ""
+    return CacheError(f"{len(failed)} image(s) could not be prepared:\n  {shown}{more}\nFix them, or pass "
+                      "--skip-bad (skip_bad=True) to record them and go on; prepared images are kept.")
 
 
 def _main_path(root: Path, record: Any) -> str:

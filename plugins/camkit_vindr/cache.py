@@ -24,4 +24,5 @@ def prepare(root: str | Path, records_for: Callable[[set[str]], list[ImageRecord
             stream: IO[str] | None = None, progress: bool = True) -> PrepareReport:
     """Fill the VinDr cache for the images ``records_for(bad_ids)`` selects (see :func:`camkit.data.cache.prepare`)."""
     return _cache.prepare(root, records_for, settings, prepare_record, cache or default_cache_dir(),
-                          workers=workers, skip_bad=skip_bad, stream=stream, progress=progress)
+                          workers=workers, skip_bad=skip_bad,
+                          progress=_cache.LineProgress(stream) if progress else None)
