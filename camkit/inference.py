@@ -142,13 +142,14 @@ def _engine_name(method: Any) -> str:
     return getattr(method, "name", "") or type(method).__name__.lower()
 
 
-def explain_image(image: str | Path, checkpoint: str | Path, *, model_name: str = "gmic",
+def explain_image(image: str | Path, checkpoint: str | Path, *, model_name: str | None = None,
                   cams: list[str] | None = None, laterality: str | None = None, box_threshold: float = 0.5,
                   box_score: str = "peak_x_prob", cam_output: str | None = None, fuse: str = "mean",
                   model_options: dict[str, Any] | None = None,
                   cam_options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Maps and boxes of every method in ``cams`` (all registered when None) for one image file.
 
+    ``model_name`` None is the default recipe's model (:func:`camkit.registry.api.default_model`).
     The model is rebuilt as ``create_model(model_name, **checkpoint["model_config"])`` for camkit checkpoints; a
     plain state dict (e.g. released weights) goes to the model factory's ``checkpoint`` option with
     ``model_options``. Returns the probability, per method the boxes (model frame and original image frame) and
@@ -156,9 +157,10 @@ def explain_image(image: str | Path, checkpoint: str | Path, *, model_name: str 
     ``"arrays"`` the model input and maps (for a figure).
     """
     from camkit.data.imaging import preprocess, read_image
-    from camkit.registry.api import create_model, list_cams
+    from camkit.registry.api import create_model, default_model, list_cams
     from camkit.storage.checkpoint import load_checkpoint, read_checkpoint
 
+    model_name = model_name or default_model()
     stored = read_checkpoint(checkpoint)
     config = dict(stored.get("model_config") or {}) if stored.get("format") else {}
     config.update(model_options or {})

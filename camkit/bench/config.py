@@ -41,23 +41,24 @@ class Row:
 
 
 def takes_train_cam(model: str) -> bool:
-    """Whether the registered ``model`` has a train-cam axis (its registration's ``train_cam`` meta, default
+    """Whether the registered ``model`` has a train-cam axis (its registration's ``train_cam`` field, default
     True; the classifier registers ``train_cam=False``)."""
     from camkit.registry.host import get_host
 
     entry, _ = get_host().registry.get("model", model)
-    return bool(entry.meta.get("train_cam", True))
+    return entry.meta.train_cam
 
 
 @dataclass
 class BenchConfig:
     """Everything that decides a bench run's numbers (paths and display options are not part of it)."""
 
-    model: str | list[str] | None = "gmic"  # several: one matrix, a row per (model, train-cam); None: the preset's
+    # several: one matrix, a row per (model, train-cam); None: the preset's (the default recipe's when no preset)
+    model: str | list[str] | None = None
     dataset: str | None = None
     train_cams: list[str] | None = None  # None: the paper's three (none when no model takes a train-cam)
     test_cams: list[str] = field(default_factory=lambda: list(PAPER_TEST_CAMS))
-    preset: str = "cpu"
+    preset: str | None = None  # None: the default recipe (the one registered with default=True)
     seed: int = 0
     model_options: dict[str, Any] = field(default_factory=dict)  # "MODEL.key" keys: for that model alone
     dataset_options: dict[str, Any] = field(default_factory=dict)
@@ -82,7 +83,7 @@ class BenchConfig:
     def models(self) -> list[str]:
         """The models of the matrix, in order (None: the preset's)."""
         if self.model is None:
-            return [preset_model(self.preset)]
+            return [preset_model(self.recipe_name())]
         names = [self.model] if isinstance(self.model, str) else list(self.model)
         if not names:
             raise OptionError("the matrix needs at least one --model")
@@ -110,10 +111,16 @@ class BenchConfig:
                 out[key] = value
         return out
 
+    def recipe_name(self) -> str:
+        """The recipe this bench starts from: ``preset``, else the default recipe."""
+        from camkit.registry.api import default_recipe
+
+        return self.preset or default_recipe()
+
     def recipe(self, model: str | None = None) -> Recipe:
         """The training recipe of ``model`` (default: the first): the preset with the explicit options over it."""
         model = model or self.models()[0]
-        return resolve_recipe(self.preset, model=model, dataset=self.dataset,
+        return resolve_recipe(self.recipe_name(), model=model, dataset=self.dataset,
                               model_options=self.model_options_for(model), dataset_options=self.dataset_options,
                               split_options=self.split_options, train=self.train,
                               eval_batch_size=self.eval_batch_size, seed=self.seed)
@@ -128,6 +135,7 @@ class BenchConfig:
         recipes = {m: self.recipe(m) for m in models}
         r = recipes[models[0]]
         out = copy.deepcopy(self)
+        out.preset = self.recipe_name()  # stored by name: the configuration (and its hash) says which recipe
         out.model = r.model if len(models) == 1 else models
         out.model_options = r.model_options if len(models) == 1 else \
             {f"{m}.{k}": v for m in models for k, v in recipes[m].model_options.items()}

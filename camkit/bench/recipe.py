@@ -2,6 +2,10 @@
 ``camkit train``, so ``camkit train --preset cpu`` trains exactly what ``camkit bench`` trains (and the bench
 then reuses that checkpoint from the shared model store).
 
+Plugins register the recipes (``register_recipes``, a :class:`camkit.registry.meta.RecipeSpec` each); the core
+names none. The one that registers itself ``default=True`` is what runs without ``--preset``, and its model is
+every command's default model.
+
 A preset fills in options; explicit options override it. The preset's model options belong to its own model:
 another ``--model`` gets the model preset of the same name when it registers one (``camkit bench --model
 classifier`` trains the classifier's ``cpu`` preset), else its defaults. The preset's data options belong to
@@ -16,63 +20,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from camkit.errors import OptionError, UnknownNameError
+from camkit.errors import OptionError
 from camkit.protocols import DATASET_CALL_KEYS, SPLITS
 
-# The paper's GMIC schedule (its learning rate, batch 6, 50 epochs): the presets on real mammograms share it.
-_PAPER_TRAIN: dict[str, Any] = {"epochs": 50, "batch_size": 6, "lr": 4.134e-6}
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # The embedded default: GMIC's small CPU configuration on synthetic mammograms (docs/training.md).
-    "cpu": {
-        "model": "gmic",
-        "dataset": "synthetic",
-        "model_options": {"preset": "cpu", "num_classes": 1},
-        "dataset_options": {},
-        # ~13k training image-steps per train-cam; 8 epochs, not 6, for the seeds that localise last
-        # (the seed table in docs/training.md; 7 left seed 3's released pairing at 0.49)
-        "split_options": {"train": {"n": 1600}, "val": {"n": 200}, "test": {"n": 400}},
-        "train": {"epochs": 8, "batch_size": 32, "amp": "off"},
-        "eval_batch_size": 64,
-    },
-    # The paper's setup: the released GMIC at 2944x1920 on VinDr-Mammo (docs/paper.md).
-    "paper": {
-        "model": "gmic",
-        "dataset": "vindr",
-        "model_options": {"preset": "official", "num_classes": 1},
-        # balance_by="box" and no validation split give the paper's 1,978 / 474 images (docs/vindr.md)
-        "dataset_options": {"balanced": True, "balance_by": "box", "val_fraction": 0.0},
-        # scoring counts every test image once (box balancing would repeat multi-mass images: 474 -> 438)
-        "split_options": {"test": {"balance_by": "image"}},
-        "train": dict(_PAPER_TRAIN),
-        "eval_batch_size": 6,
-    },
-    # The paper's GMIC recipe on the public datasets, read from the `camkit prepare` cache (docs/datasets.md):
-    # CBIS-DDSM's masses vs calcification-only views (official test split, val by patient) ...
-    "cbis-ddsm": {
-        "model": "gmic",
-        "dataset": "cbis-ddsm",
-        "model_options": {"preset": "official", "num_classes": 1},
-        "dataset_options": {"negatives": "calc-only", "val_fraction": 0.1, "cache": True},
-        "train": dict(_PAPER_TRAIN),
-        "eval_batch_size": 6,
-    },
-    # ... and INbreast's masses vs BI-RADS 1 normals (70/10/20 by patient; ~170 images, so more epochs are cheap)
-    "inbreast": {
-        "model": "gmic",
-        "dataset": "inbreast",
-        "model_options": {"preset": "official", "num_classes": 1},
-        "dataset_options": {"negatives": "birads1", "test_fraction": 0.2, "val_fraction": 0.1, "cache": True},
-        "train": {**_PAPER_TRAIN, "epochs": 100},
-        "eval_batch_size": 6,
-    },
-}
+def registered_recipes() -> list[str]:
+    """The recipe names ``--preset`` accepts: every registered recipe (``camkit list recipes``)."""
+    from camkit.registry.api import list_recipes
+
+    return list_recipes()
 
 
 def default_preset(dataset: str | None) -> str:
-    """The recipe ``camkit bench`` uses without ``--preset``: the dataset's own preset when it has one
-    (``--dataset cbis-ddsm`` -> ``cbis-ddsm``), else ``cpu``."""
-    return dataset if dataset in PRESETS else "cpu"
+    """The recipe ``camkit bench`` uses without ``--preset``: the dataset's own recipe when one is registered
+    under the dataset's name (``--dataset cbis-ddsm`` -> ``cbis-ddsm``), else the default recipe (the one
+    registered with ``default=True``)."""
+    from camkit.registry.api import default_recipe
+
+    return dataset if dataset is not None and dataset in registered_recipes() else default_recipe()
 
 
 @dataclass
@@ -97,8 +62,10 @@ class Recipe:
 
 
 def preset_model(preset: str | None) -> str:
-    """The model a recipe preset trains when no ``--model`` is given."""
-    return PRESETS.get(preset or "", {}).get("model") or "gmic"
+    """The model a recipe preset trains when no ``--model`` is given (no preset: the default recipe's)."""
+    from camkit.registry.api import default_model, get_recipe
+
+    return get_recipe(preset).model if preset else default_model()
 
 
 def _model_preset(model: str, preset: str | None) -> dict[str, Any]:
@@ -108,7 +75,7 @@ def _model_preset(model: str, preset: str | None) -> dict[str, Any]:
     if preset is None:
         return {}
     entry, _ = get_host().registry.get("model", model)
-    return {"preset": preset} if preset in tuple(entry.meta.get("presets", ())) else {}
+    return {"preset": preset} if preset in entry.meta.presets else {}
 
 
 def resolve_recipe(preset: str | None = None, *, model: str | None = None, dataset: str | None = None,
@@ -116,9 +83,10 @@ def resolve_recipe(preset: str | None = None, *, model: str | None = None, datas
                    split_options: dict[str, dict[str, Any]] | None = None, train: dict[str, Any] | None = None,
                    eval_batch_size: int | None = None, seed: int = 0) -> Recipe:
     """The preset's options with the explicit ones over them (see the module docstring for the rules)."""
-    if preset is not None and preset not in PRESETS:
-        raise UnknownNameError("preset", preset, PRESETS)
-    p = copy.deepcopy(PRESETS[preset]) if preset else {}
+    from camkit.registry.api import get_recipe
+
+    # the registered RecipeSpec as a plain dict (a deep copy: the registered one is shared)
+    p = copy.deepcopy(asdict(get_recipe(preset))) if preset else {}
     model_options, dataset_options = dict(model_options or {}), dict(dataset_options or {})
     split_options = {k: dict(v) for k, v in (split_options or {}).items()}
     for key in DATASET_CALL_KEYS:

@@ -1,4 +1,5 @@
-"""The ``camkit`` command group: camkit's own commands, plus the ones plugins add through ``register_commands``.
+"""The ``camkit`` command group: camkit's own commands, plus the ones plugins add through ``register_commands``
+(to ``camkit`` itself, or to ``camkit prepare``).
 
 Every command is thin: parse, validate, call the API, print. A :class:`camkit.errors.CamkitError` becomes one
 line on stderr and exit status 1, never a traceback.
@@ -26,7 +27,7 @@ class CamkitGroup(click.Group):
         self._plugin_commands_loaded = True
         from camkit.registry.host import get_host
 
-        get_host().add_commands(self, reserved=set(self.commands))
+        get_host().add_commands(self, reserved=set(self.commands), prepare=self.commands.get("prepare"))
 
     def get_command(self, ctx: click.Context, cmd_name: str):
         if cmd_name not in self.commands:
@@ -84,6 +85,12 @@ def main() -> None:
     from camkit.training.allocator import keep_freed_memory
 
     keep_freed_memory()  # ~20% faster CPU steps, same numbers (camkit.training.allocator)
+
+
+def load_plugin_commands() -> None:
+    """Add the plugins' commands to ``camkit`` and ``camkit prepare`` (once; ``camkit prepare NAME`` asks for
+    them without going through the top group's lookup)."""
+    main._load_plugin_commands()
 
 
 def _add_core_commands() -> None:

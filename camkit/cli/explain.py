@@ -14,7 +14,8 @@ from camkit.ui.output import render
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="best.pt / last.pt of a camkit run, or a plain state dict with --model-opt")
-@click.option("--model", "model_name", default="gmic", show_default=True)
+@click.option("--model", "model_name", default=None,
+              help="registered model the checkpoint was trained as [the default recipe's model]")
 @click.option("--cam", "cams", multiple=True, default=("one-pass",), show_default=True,
               help="method(s) to draw (repeat); 'all', or a cost class: one-pass, second-order, full-backward, "
                    "perturbation (one extra forward per channel)")

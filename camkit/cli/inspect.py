@@ -17,7 +17,7 @@ def plugins(fmt: str) -> None:
     rows = []
     for info in host.plugins.values():
         provides = {k: [e.name for e in host.registry.entries(k) if e.plugin == info.name]
-                    for k in ("cam", "model", "dataset", "backbone")}
+                    for k in ("cam", "model", "dataset", "backbone", "recipe")}
         rows.append({"name": info.name, "version": info.version, "distribution": info.distribution,
                      "builtin": info.builtin, "status": "ok" if info.ok else "error",
                      "provides": ", ".join(f"{k}s: {' '.join(v)}" for k, v in provides.items() if v),
@@ -29,12 +29,12 @@ def plugins(fmt: str) -> None:
 
 
 @click.command("list")
-@click.argument("kind", type=click.Choice(["cams", "models", "datasets", "backbones", "metrics"]))
+@click.argument("kind", type=click.Choice(["cams", "models", "datasets", "backbones", "recipes", "metrics"]))
 @click.argument("pattern", required=False)
 @format_option
 def list_cmd(kind: str, pattern: str | None, fmt: str) -> None:
-    """List registered cams, models, datasets or backbones, or the metric table (PATTERN: a glob, e.g.
-    'timm:resnet*')."""
+    """List registered cams, models, datasets, backbones or recipes (--preset), or the metric table (PATTERN: a
+    glob, e.g. 'timm:resnet*')."""
     if kind == "metrics":
         from camkit.bench.metric_table import describe as describe_metrics
 
@@ -45,6 +45,7 @@ def list_cmd(kind: str, pattern: str | None, fmt: str) -> None:
         rows = describe(kind[:-1], pattern)
     columns = {"cams": ["name", "plugin", "cost", "gradients", "description"],
                "models": ["name", "plugin", "presets", "options", "description"],
+               "recipes": ["name", "plugin", "model", "dataset", "default", "description"],
                "metrics": ["name", "family", "direction", "needs", "record", "bootstrap", "description"]}.get(
         kind, ["name", "plugin", "description"])
     render(rows, columns, fmt, title=f"camkit {kind}")

@@ -14,6 +14,27 @@ format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), defa
                              help="table on a terminal, plain otherwise; json/csv/markdown for scripts")
 
 
+class PresetChoice(click.Choice):
+    """A registered recipe's name (``--preset``): the choices are read from the plugin registry when asked, so a
+    recipe registered after this module was imported counts, and a bad value's error lists the registered ones.
+    Nothing is loaded at import time."""
+
+    name = "preset"
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        from camkit.registry.api import list_recipes
+
+        return tuple(list_recipes(sort=False))  # as the plugins list them: the default first
+
+    @choices.setter
+    def choices(self, value: Any) -> None:  # click's __init__ assigns them; the registry stays the source
+        pass
+
+
 def parse_options(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
     """KEY=VALUE pairs; values parsed as JSON when they can be (numbers, lists, true/false).
 

@@ -1,8 +1,8 @@
 """``camkit prepare DATASET ROOT``: fill a dataset's preprocessing cache (:mod:`camkit.data.cache`).
 
-Each dataset that has a cache registers its own sub-command with the ``prepare`` option of ``register``
-(a zero-argument callable returning a click command, so nothing is imported until it runs); this group lists
-and dispatches them, so ``camkit prepare --help`` shows every dataset that can be prepared.
+A dataset plugin with a cache adds its own sub-command here through the one command hook,
+``register_commands(prepare)`` -> ``prepare.add_command(cmd)``; this group lists and dispatches them, so
+``camkit prepare --help`` shows every dataset that can be prepared.
 """
 from __future__ import annotations
 
@@ -11,25 +11,17 @@ from typing import Any
 import click
 
 
-def _preparable() -> dict[str, Any]:
-    from camkit.registry.host import get_host
-
-    return {e.name: e for e in get_host().registry.entries("dataset") if callable(e.meta.get("prepare"))}
-
-
 class PrepareGroup(click.Group):
-    """Sub-commands from the registered datasets' ``prepare`` commands, loaded on first use."""
+    """The plugins' ``camkit prepare NAME`` commands, added on first use (plugins load lazily)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(_preparable())
+        _load_plugin_commands()
+        return super().list_commands(ctx)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        entry = _preparable().get(cmd_name)
-        if entry is None:
-            return None
-        command = entry.meta["prepare"]()
-        command.name = cmd_name
-        return command
+        if cmd_name not in self.commands:
+            _load_plugin_commands()
+        return super().get_command(ctx, cmd_name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name = args[0] if args else ""
@@ -38,6 +30,12 @@ class PrepareGroup(click.Group):
             raise click.UsageError(f"no dataset {name!r} with a cache to prepare (datasets that have one: {known}; "
                                    "the others read their files directly)", ctx)
         return super().resolve_command(ctx, args)
+
+
+def _load_plugin_commands() -> None:
+    from camkit.cli.app import load_plugin_commands
+
+    load_plugin_commands()
 
 
 @click.group("prepare", cls=PrepareGroup)

@@ -8,17 +8,17 @@ from typing import Any
 
 import click
 
-from camkit.cli.options import format_option, parse_cam_options
+from camkit.cli.options import PresetChoice, format_option, parse_cam_options
 from camkit.cli.options import parse_options as _parse_options
 
 
 @click.command()
-@click.option("--model", default=None, help="registered model [the preset's, else gmic]")
+@click.option("--model", default=None, help="registered model [the preset's, else the default recipe's]")
 @click.option("--dataset", default=None, help="registered dataset [the preset's, else required]")
 @click.option("--train-cam", default=None, help="CAM that drives training (a model option, e.g. gradcampp)")
-@click.option("--preset", type=click.Choice(["cpu", "paper", "cbis-ddsm", "inbreast"]), default=None,
-              help="recipe shared with `camkit bench` (cpu, paper, cbis-ddsm, inbreast): model, dataset "
-                   "and training options; explicit options override it")
+@click.option("--preset", type=PresetChoice(), default=None,
+              help="recipe shared with `camkit bench` (camkit list recipes): model, dataset and training "
+                   "options; explicit options override it")
 @click.option("--model-opt", multiple=True, help="model option KEY=VALUE (repeatable; JSON values)")
 @click.option("--cam-opt", multiple=True,
               help="the train-cam's option NAME.KEY=VALUE, e.g. fem.k=3 (repeatable; as in `camkit bench`)")

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from camkit.errors import RegistrationError, UnknownNameError
 from camkit.registry.host import get_host
+from camkit.registry.meta import RecipeSpec
 from camkit.registry.options import call_factory
 from camkit.registry.table import Entry
 
 
-def _entries(kind: str, pattern: str | None) -> list[Entry]:
-    return get_host().registry.entries(kind, pattern)
+def _entries(kind: str, pattern: str | None, sort: bool = True) -> list[Entry]:
+    return get_host().registry.entries(kind, pattern, sort=sort)
 
 
 def list_cams(pattern: str | None = None) -> list[str]:
@@ -32,17 +34,58 @@ def list_backbones(pattern: str | None = None) -> list[str]:
     return [e.name for e in _entries("backbone", pattern)]
 
 
+def list_recipes(pattern: str | None = None, *, sort: bool = True) -> list[str]:
+    """Names of the registered recipes (``--preset NAME``), optionally filtered by a glob; in registration order
+    with ``sort=False`` (the order a plugin lists them in)."""
+    return [e.name for e in _entries("recipe", pattern, sort)]
+
+
+def get_recipe(name: str) -> RecipeSpec:
+    """The recipe registered as ``name``; an unknown one raises UnknownNameError listing the registered."""
+    try:
+        entry, _ = get_host().registry.get("recipe", name)
+    except UnknownNameError:
+        raise UnknownNameError("preset", name, list_recipes()) from None
+    return entry.meta
+
+
+def default_recipe() -> str:
+    """The name of the one registered recipe that declares itself the default (``default=True``).
+
+    None, or more than one, raises RegistrationError naming the recipes and the plugins that registered them.
+    """
+    claims = [e for e in _entries("recipe", None) if e.meta.default]
+    if len(claims) == 1:
+        return claims[0].name
+    if not claims:
+        known = ", ".join(list_recipes()) or "none"
+        raise RegistrationError(f"no registered recipe declares itself the default (registered: {known}); give "
+                                "--preset NAME (camkit list recipes), or install a plugin that registers one with "
+                                "default=True")
+    who = " and ".join(f"{e.name!r} (plugin {e.plugin!r})" for e in claims)
+    raise RegistrationError(f"recipes {who} each declare themselves the default recipe, and only one may; give "
+                            "--preset NAME, or leave one plugin out with CAMKIT_PLUGINS (camkit plugins)")
+
+
+def default_model() -> str:
+    """The model of the default recipe: what every command trains or loads when no model is named."""
+    return get_recipe(default_recipe()).model
+
+
 def describe(kind: str, pattern: str | None = None) -> list[dict[str, str]]:
     """Rows of name / plugin / description for ``camkit list``; CAM methods add their cost class and whether
     they need gradients (class attributes of the registered factory, when it declares them), models their
-    presets and options (the ``presets=`` and ``options=`` of their registration, else the factory's keywords)."""
+    presets and options (the ``presets=`` and ``options=`` of their registration, else the factory's keywords),
+    recipes their model, dataset and whether they are the default."""
     rows = []
     for e in _entries(kind, pattern):
         row = {"name": e.name + (":<name>" if e.namespace else ""), "plugin": e.plugin,
                "description": e.description}
         if kind == "model":
-            row["presets"] = ", ".join(map(str, e.meta.get("presets", ())))
+            row["presets"] = ", ".join(e.meta.presets)
             row["options"] = ", ".join(model_options(e))
+        if kind == "recipe":
+            row.update(model=e.meta.model, dataset=e.meta.dataset, default="yes" if e.meta.default else "")
         if kind == "cam":
             row["cost"] = str(getattr(e.factory, "cost", ""))
             grads = getattr(e.factory, "needs_gradients", None)
@@ -56,7 +99,7 @@ def model_options(entry: Entry) -> list[str]:
     (without ``train_cam``, which the bench sets)."""
     from camkit.registry.options import factory_options
 
-    names = list(entry.meta.get("options") or factory_options(entry.factory)[0])
+    names = list(entry.meta.options or factory_options(entry.factory)[0])
     return [n for n in names if n != "train_cam"]
 
 

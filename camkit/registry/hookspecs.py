@@ -1,7 +1,9 @@
 """The hooks a camkit plugin may implement.
 
-The four registration hooks receive a ``register(name, factory, **meta)`` callback owned by the core;
-``register_commands`` receives the ``camkit`` command group and adds click commands to it.
+The registration hooks receive a ``register`` callback owned by the core: ``register(name, factory,
+description=None, **fields)`` with the fields its kind declares (:mod:`camkit.registry.meta`; a recipe has no
+factory). ``register_commands`` is the one way a plugin adds commands: to ``camkit`` itself and to
+``camkit prepare``.
 """
 import pluggy
 
@@ -31,5 +33,13 @@ def register_backbones(register):
 
 
 @hookspec
-def register_commands(cli):
-    """Add click commands to the ``camkit`` command line: ``@cli.command() def prepare(...)``."""
+def register_recipes(register):
+    """Register recipes (``--preset NAME``): ``register("cpu", model=..., dataset=..., model_options={...},
+    train={...}, default=True)``; the fields are :class:`camkit.registry.meta.RecipeSpec`'s."""
+
+
+@hookspec
+def register_commands(cli, prepare):
+    """Add click commands: ``cli.add_command(cmd)`` (or ``@cli.command()``) makes ``camkit NAME``;
+    ``prepare.add_command(cmd)`` makes ``camkit prepare NAME``, a dataset's cache builder. An implementation
+    may take ``cli`` or ``prepare`` alone."""

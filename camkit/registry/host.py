@@ -18,12 +18,13 @@ import pluggy
 
 from camkit.registry import hookspecs
 from camkit.errors import RegistrationError
+from camkit.registry.meta import MetadataError
 from camkit.registry.table import KINDS, Registry
 
 ENTRY_POINT_GROUP = "camkit"
 BUILTIN_DIST = "camkit"
 _HOOK_OF_KIND = {"cam": "register_cams", "model": "register_models", "dataset": "register_datasets",
-                 "backbone": "register_backbones"}
+                 "backbone": "register_backbones", "recipe": "register_recipes"}
 COMMANDS_HOOK = "register_commands"
 
 
@@ -136,34 +137,42 @@ class PluginHost:
                     self.registry.remove_plugin(name)
                     if self.strict:
                         raise
-                    self._fail(info, f"raised in {_HOOK_OF_KIND[kind]}: {_described(exc)}")
+                    # a declared field misused is the plugin's own mistake: say which, not where it surfaced
+                    self._fail(info, exc.detail if isinstance(exc, MetadataError) else
+                               f"raised in {_HOOK_OF_KIND[kind]}: {_described(exc)}")
                     return
         for message in collisions:
             info.warnings.append(message)
             print(f"camkit: warning: {message}.", file=sys.stderr)
 
-    def add_commands(self, cli: Any, reserved: set[str]) -> None:
-        """Let every loaded plugin add click commands to ``cli`` (its ``register_commands`` hook).
+    def add_commands(self, cli: Any, reserved: set[str], prepare: Any = None) -> None:
+        """Let every loaded plugin add click commands (its ``register_commands`` hook): to ``cli`` (the
+        ``camkit`` group) and to ``prepare`` (the ``camkit prepare`` group, when given).
 
         A plugin command may not take a name in ``reserved`` (camkit's own commands) or one another plugin
         took; it is left out with a warning saying so. A plugin whose hook raises is reported, not fatal.
         """
+        taken = {"cli": reserved, "prepare": set(prepare.commands) if prepare is not None else set()}
+        groups = {"cli": (cli, "camkit"), "prepare": (prepare, "camkit prepare")}
         for impl in getattr(self.pm.hook, COMMANDS_HOOK).get_hookimpls():
             info = self.plugins.get(impl.plugin_name)
             if info is None or not info.ok:
                 continue
-            guard = _CommandGuard(cli, impl.plugin_name, reserved)
+            # pluggy lets an implementation take a subset of the hook's arguments: give it those it names
+            guards = {arg: _CommandGuard(groups[arg][0], impl.plugin_name, taken[arg], groups[arg][1])
+                      for arg in impl.argnames}
             try:
-                impl.function(cli=guard)
+                impl.function(**guards)
             except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001
                 if self.strict:
                     raise
                 self._fail(info, f"raised in {COMMANDS_HOOK}: {_described(exc)}")
                 continue
-            for message in guard.refused:
-                info.warnings.append(message)
-                print(f"camkit: warning: {message}.", file=sys.stderr)
-            reserved |= guard.added
+            for arg, guard in guards.items():
+                for message in guard.refused:
+                    info.warnings.append(message)
+                    print(f"camkit: warning: {message}.", file=sys.stderr)
+                taken[arg] |= guard.added
 
     def _fail(self, info: PluginInfo, message: str) -> None:
         if self.strict:
@@ -174,11 +183,11 @@ class PluginHost:
 
 
 class _CommandGuard:
-    """What ``register_commands(cli)`` receives: ``cli.command(...)`` and ``cli.add_command(cmd)`` as on a click
-    group, refusing names that are taken."""
+    """What ``register_commands(cli, prepare)`` receives for each group: ``command(...)`` and
+    ``add_command(cmd)`` as on a click group, refusing names that are taken."""
 
-    def __init__(self, cli: Any, plugin: str, reserved: set[str]):
-        self._cli, self._plugin, self._reserved = cli, plugin, reserved
+    def __init__(self, group: Any, plugin: str, reserved: set[str], where: str = "camkit"):
+        self._group, self._plugin, self._reserved, self._where = group, plugin, reserved, where
         self.added: set[str] = set()
         self.refused: list[str] = []
 
@@ -187,13 +196,16 @@ class _CommandGuard:
 
         name = name or cmd.name
         if name in self._reserved or name in self.added:
-            owner = "a camkit command" if name in self._reserved else "another command of this plugin"
+            owner = ("a camkit command" if self._where == "camkit" else f"a `{self._where}` command") \
+                if name in self._reserved else "another command of this plugin"
             self.refused.append(f"plugin {self._plugin!r} adds the command {name!r}, which is already "
                                 f"{owner}; it is left out. Rename it in the plugin's register_commands")
             return
         if not isinstance(cmd, click.Command):
             raise TypeError(f"add_command needs a click command, got {type(cmd).__name__}")
-        self._cli.add_command(cmd, name)
+        if self._group is None:
+            raise TypeError(f"there is no `{self._where}` command group to add {name!r} to")
+        self._group.add_command(cmd, name)
         self.added.add(name)
 
     def command(self, *args: Any, **kwargs: Any):

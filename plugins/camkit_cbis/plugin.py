@@ -22,13 +22,6 @@ def create_cbis(root: str, split: str = "train", size: tuple[int, int] = (2944, 
                        voi=voi)
 
 
-def prepare_command():
-    """``camkit prepare cbis-ddsm``'s click command (imported on first use)."""
-    from .commands import prepare_cmd
-
-    return prepare_cmd
-
-
 def example_options(folder: str) -> dict[str, Any]:
     """A tiny CBIS-DDSM download in ``folder`` (for the dataset contract test)."""
     from .example import write_example
@@ -38,5 +31,13 @@ def example_options(folder: str) -> dict[str, Any]:
 
 @hookimpl
 def register_datasets(register):
-    register("cbis-ddsm", create_cbis, example=example_options, prepare=prepare_command,
+    register("cbis-ddsm", create_cbis, example=example_options,
              description="CBIS-DDSM (TCIA DICOMs + description CSVs): mass vs calc-only views, lesion masks, cached")
+
+
+@hookimpl
+def register_commands(prepare):
+    """``camkit prepare cbis-ddsm``: fill the preprocessing cache."""
+    from .commands import prepare_cmd
+
+    prepare.add_command(prepare_cmd)

@@ -40,3 +40,13 @@ def register_models(register):
     register("gmic", create_gmic, presets=tuple(PRESETS), options=options, examples=examples,
              description="GMIC (Shen et al. 2021): global ResNet-22 + saliency, ROI crops, local ResNet-18, "
                          "MIL, fusion; presets official|cpu; any CAM as train-cam")
+
+
+@hookimpl
+def register_recipes(register):
+    import copy
+
+    from .recipes import RECIPES
+
+    for name, fields in RECIPES.items():
+        register(name, **copy.deepcopy(fields))  # a copy: nothing outside may change this module's dicts

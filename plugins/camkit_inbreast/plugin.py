@@ -21,13 +21,6 @@ def create_inbreast(root: str, split: str = "train", size: tuple[int, int] = (29
                            skip_bad=skip_bad, crop=crop, flip=flip, voi=voi)
 
 
-def prepare_command():
-    """``camkit prepare inbreast``'s click command (imported on first use)."""
-    from .commands import prepare_cmd
-
-    return prepare_cmd
-
-
 def example_options(folder: str) -> dict[str, Any]:
     """A tiny INbreast release in ``folder`` (for the dataset contract test)."""
     from .example import write_example
@@ -37,5 +30,13 @@ def example_options(folder: str) -> dict[str, Any]:
 
 @hookimpl
 def register_datasets(register):
-    register("inbreast", create_inbreast, example=example_options, prepare=prepare_command,
+    register("inbreast", create_inbreast, example=example_options,
              description="INbreast (DICOMs + OsiriX XML contours): mass vs BI-RADS 1 normals, lesion masks, cached")
+
+
+@hookimpl
+def register_commands(prepare):
+    """``camkit prepare inbreast``: fill the preprocessing cache."""
+    from .commands import prepare_cmd
+
+    prepare.add_command(prepare_cmd)

@@ -20,16 +20,17 @@ def create_vindr(root: str, split: str = "train", size: tuple[int, int] = (2944,
                         cache=cache, skip_bad=skip_bad, balance_by=balance_by, crop=crop, flip=flip, voi=voi)
 
 
-def prepare_command():
-    """``camkit prepare vindr``'s click command (imported on first use)."""
-    from .commands import prepare_cmd
-
-    return prepare_cmd
-
-
 @hookimpl
 def register_datasets(register):
     from .example import example_options
 
-    register("vindr", create_vindr, example=example_options, prepare=prepare_command,
+    register("vindr", create_vindr, example=example_options,
              description="VinDr-Mammo (PhysioNet 1.0.0 DICOMs + CSVs): mass vs normal, balanced, cached")
+
+
+@hookimpl
+def register_commands(prepare):
+    """``camkit prepare vindr``: fill the preprocessing cache."""
+    from .commands import prepare_cmd
+
+    prepare.add_command(prepare_cmd)
