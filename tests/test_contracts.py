@@ -31,7 +31,7 @@ _SLOW_MODELS = {"glam"}
                                   for n in _entries("model")])
 def test_every_model_meets_the_contract(name, one_thread):
     entry, _ = get_host().registry.get("model", name)
-    examples = entry.meta.get("examples")
+    examples = entry.meta.examples
     assert examples, f"model {name!r} registers no examples=(options, ...) for the contract tests"
     for options in examples:
         torch.manual_seed(0)
@@ -41,7 +41,7 @@ def test_every_model_meets_the_contract(name, one_thread):
 @pytest.mark.parametrize("name", _entries("dataset"))
 def test_every_dataset_meets_the_contract(name, tmp_path):
     entry, _ = get_host().registry.get("dataset", name)
-    example = entry.meta.get("example")
+    example = entry.meta.example
     assert callable(example), f"dataset {name!r} registers no example=callable(folder) for the contract tests"
     options = example(tmp_path)
     checked = 0

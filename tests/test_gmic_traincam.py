@@ -25,7 +25,7 @@ def test_cpu_preset_with_gradient_train_cam_is_selectable():
     from camkit.registry.host import get_host
 
     entry, _ = get_host().registry.get("model", "gmic")
-    assert set(entry.meta["presets"]) >= {"official", "cpu"}
+    assert set(entry.meta.presets) >= {"official", "cpu"}
 
 
 @pytest.mark.parametrize("method", GRADIENT_METHODS)

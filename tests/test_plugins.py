@@ -131,7 +131,10 @@ def test_installed_plugin_is_listed_and_broken_ones_reported(plugin_site):
                       # sys.exit() or KeyboardInterrupt from a plugin used to end every command without a word
                       ("exits-on-import", "called sys.exit(3)"),
                       ("interrupts-on-import", "raised KeyboardInterrupt"),
-                      ("exits-in-hook", "raised in register_models: called sys.exit('plugin gave up')")]:
+                      ("exits-in-hook", "raised in register_models: called sys.exit('plugin gave up')"),
+                      # a misspelt metadata key names the plugin, the entry and the key (issue 28)
+                      ("bad-meta", "registers the model 'half-typed' with the unknown key 'exmaples'. Did you "
+                                   "mean 'examples'?")]:
         lines = [line for line in err.splitlines() if f"plugin {name!r}" in line]
         assert len(lines) == 1, (name, err)  # reported once, by name
         assert why in lines[0]
@@ -145,6 +148,8 @@ def test_plugins_command_names_each_plugin_and_version(plugin_site):
     assert rows["hello"]["distribution"] == "camkit-hello"
     assert rows["timm"]["version"] == camkit.__version__ and rows["timm"]["builtin"] is True
     assert rows["broken-hook"]["status"] == "error"
+    assert rows["bad-meta"]["status"] == "error" and "'exmaples'" in rows["bad-meta"]["error"]
+    assert rows["gmic"]["status"] == "ok"  # the others load
 
 
 def test_camkit_plugins_env_limits_loading(plugin_site):
