@@ -9,6 +9,7 @@ a raw map inside their own forward. Methods compute in float32, or in float64 fo
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -24,9 +25,32 @@ from camkit.cams.resolve import (LayerSpec, MethodSpec, TargetSpec, output_size,
 from camkit.cams.resolve import classifier_weight as model_classifier_weight
 
 
+NOT_APPLICABLE = ("raise", "skip")
+
+
+@dataclass(frozen=True)
+class CamOptions:
+    """How :func:`cam_maps` explains, beyond which methods, layers and targets.
+
+    Attributes:
+        output: which score tensor to explain when the model returns several (a dict key or attribute such as
+            GMIC's ``"y_global"``; default ``model.cam_output``).
+        fuse: ``"mean"`` (grad-cam) or ``"max"`` (LayerCAM's authors, torchcam) across layers.
+        size: (H, W) of the maps; default the input's spatial size.
+        not_applicable: what to do with a method that applies to none of the target layers (CAM without a
+            classifier that fits, FinerCAM on a one-class model): ``"raise"`` a CamkitError naming it, or
+            ``"skip"`` it (it is then missing from the result; :func:`not_applicable_reason` says why).
+            Default: ``"skip"`` for ``"all"`` and the cost classes, ``"raise"`` for methods asked by name.
+    """
+
+    output: str | int | None = None
+    fuse: str = "mean"
+    size: int | Sequence[int] | None = None
+    not_applicable: str | None = None
+
+
 def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layers: LayerSpec = None,
-             targets: TargetSpec = None, output: str | int | None = None, fuse: str = "mean",
-             size: int | Sequence[int] | None = None, not_applicable: str | None = None) -> dict[str, Tensor]:
+             targets: TargetSpec = None, options: CamOptions | None = None, **overrides: Any) -> dict[str, Tensor]:
     """The maps of every requested method from one forward pass: {method name: (B, H, W) in [0, 1]}.
 
     Args:
@@ -39,14 +63,9 @@ def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
         target_layers: modules or dotted names (``"layer4"``); default ``model.cam_layers``.
         targets: one class index per image, one int for all, a callable on the model's output returning
             either, or None for each image's top class.
-        output: which score tensor to explain when the model returns several (a dict key or attribute such as
-            GMIC's ``"y_global"``; default ``model.cam_output``).
-        fuse: ``"mean"`` (grad-cam) or ``"max"`` (LayerCAM's authors, torchcam) across layers.
-        size: (H, W) of the maps; default the input's spatial size.
-        not_applicable: what to do with a method that applies to none of the target layers (CAM without a
-            classifier that fits, FinerCAM on a one-class model): ``"raise"`` a CamkitError naming it, or
-            ``"skip"`` it (it is then missing from the result; :func:`not_applicable_reason` says why).
-            Default: ``"skip"`` for ``"all"`` and the cost classes, ``"raise"`` for methods asked by name.
+        options: a :class:`CamOptions` (which output, layer fusion, map size, methods that do not apply).
+        **overrides: any field of :class:`CamOptions` by name, over ``options``: ``output="y_global"`` is
+            ``options=CamOptions(output="y_global")``.
 
     Example::
 
@@ -56,37 +75,27 @@ def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
         >>> {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"} <= set(maps), tuple(maps["gradcampp"].shape)
         (True, (2, 64, 64))
     """
-    return run_cams(model, inputs, methods, target_layers, targets, output, fuse, size,
-                    not_applicable=not_applicable)
-
-
-NOT_APPLICABLE = ("raise", "skip")
+    return run_cams(model, inputs, methods, target_layers, targets, options, **overrides)
 
 
 def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layers: LayerSpec = None,
-             targets: TargetSpec = None, output: str | int | None = None, fuse: str = "mean",
-             size: int | Sequence[int] | None = None, return_output: bool = False,
-             not_applicable: str | None = None, progress: Callable[[int, int], None] | None = None):
+             targets: TargetSpec = None, options: CamOptions | None = None, *, return_output: bool = False,
+             progress: Callable[[int, int], None] | None = None, **overrides: Any):
     """``cam_maps``; with ``return_output=True`` returns ``(maps, model_output)`` from the same forward
     (the output's tensors detached), so a caller gets predictions without a second pass. ``progress(done,
     total)`` is called after every extra forward of the perturbation methods (counted in images or ablated
     copies), for a progress bar on long runs."""
-    if fuse not in FUSIONS:
-        raise CamkitError(f"fuse must be one of {FUSIONS}; got {fuse!r}")
-    if not_applicable is None:
-        not_applicable = "skip" if isinstance(methods, str) and methods in ("all", *COST_CLASSES) else "raise"
-    if not_applicable not in NOT_APPLICABLE:
-        raise CamkitError(f"not_applicable must be one of {NOT_APPLICABLE}; got {not_applicable!r}")
+    opts = _options(methods, options, overrides)
     chosen = resolve_methods(methods)
     layers = resolve_layers(model, target_layers)
-    out_size = output_size(inputs, size)
+    out_size = output_size(inputs, opts.size)
     needs_grad = any(getattr(m, "needs_gradients", True) for m in chosen.values())
     extra = _gradient_layers(model, chosen)  # None unless a full-backward method (FullGrad) is requested
 
-    outputs, acts, scores, full_inputs = _forward(model, inputs, layers, output, needs_grad, extra)
+    outputs, acts, scores, full_inputs = _forward(model, inputs, layers, opts.output, needs_grad, extra)
     if needs_grad and not scores.requires_grad:
         raise CamkitError(
-            f"the target score ({output or getattr(model, 'cam_output', None) or 'model output'}) is not "
+            f"the target score ({opts.output or getattr(model, 'cam_output', None) or 'model output'}) is not "
             "differentiable with respect to the target layers: the model detaches it or computes it under "
             "torch.no_grad. Gradient methods need it in the autograd graph; choose a differentiable output= "
             "or use 'cam'")
@@ -105,17 +114,38 @@ def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
         shared = dict(targets=target_idx, scores=_precise(scores),
                       classifier_weight=_precise(weight) if weight is not None else None,
                       native_cam=_precise(native_map) if native_map is not None else None)
-        reruns = _reruns(model, layers, acts, inputs, output, chosen, progress)
+        reruns = _reruns(model, layers, acts, inputs, opts.output, chosen, progress)
         contexts = {key: [_context(a, d, n, shared, reruns.get(n), first=i == 0)
                           for i, (n, a) in enumerate(acts.items())]
                     for key, d in derivatives.items()}
         group_of = {name: key for key, names in groups.items() for name in names}
         raws = [{name: _checked_raw(method, name, contexts[group_of[name]][i]) for name, method in chosen.items()}
                 for i in range(len(acts))]
-        maps = _postprocess(raws, chosen, list(acts), out_size, fuse, skip=not_applicable == "skip")
+        maps = _postprocess(raws, chosen, list(acts), out_size, opts.fuse, skip=opts.not_applicable == "skip")
     if return_output:
         return maps, _detach(outputs)
     return maps
+
+
+def _options(methods: MethodSpec, options: CamOptions | None, overrides: dict[str, Any]) -> CamOptions:
+    """``options`` with the keyword ``overrides`` applied (an unknown name is a TypeError, as for any
+    keyword), checked, and ``not_applicable`` resolved for ``methods``."""
+    if options is not None and not isinstance(options, CamOptions):
+        raise TypeError(f"options must be a camkit.cams.engine.CamOptions, got {type(options).__name__} (output, "
+                        "fuse, size and not_applicable are CamOptions fields, or keywords: output=...)")
+    unknown = sorted(set(overrides) - set(CamOptions.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}; the options are "
+                        f"{', '.join(CamOptions.__dataclass_fields__)}")
+    opts = replace(options or CamOptions(), **overrides)
+    if opts.fuse not in FUSIONS:
+        raise CamkitError(f"fuse must be one of {FUSIONS}; got {opts.fuse!r}")
+    if opts.not_applicable is None:
+        skip = isinstance(methods, str) and methods in ("all", *COST_CLASSES)
+        opts = replace(opts, not_applicable="skip" if skip else "raise")
+    if opts.not_applicable not in NOT_APPLICABLE:
+        raise CamkitError(f"not_applicable must be one of {NOT_APPLICABLE}; got {opts.not_applicable!r}")
+    return opts
 
 
 def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
@@ -134,39 +164,14 @@ def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
     :class:`camkit.cams.rerun.ScoreRerun`); a full-backward method (FullGrad) needs ``full_inputs``,
     ``{"inputs": x, "layers": {name: (module, output)}}`` with x and the outputs in the score's graph.
     """
-    m = resolve_methods([method])
-    name, impl = next(iter(m.items()))
-    cost = getattr(impl, "cost", "one-pass")
-    if cost == "perturbation" and rerun is None:
-        raise CamkitError(f"train_time_map({name!r}): a perturbation method needs extra forwards of the model; "
-                          "pass rerun= (camkit.cams.rerun.ScoreRerun) or use a one-pass method")
-    if cost == "full-backward" and full_inputs is None:
-        raise CamkitError(f"train_time_map({name!r}): a full-backward method needs the input and its gradient "
-                          "layers in the score's graph; pass full_inputs= or use a one-pass method")
-    if score.dim() == 1:
-        score = score[:, None]
-    if score.dim() != 2 or score.shape[0] != activations.shape[0]:
-        raise CamkitError(f"train_time_map: score must be (B, C) with B = {activations.shape[0]}; got "
-                          f"{tuple(score.shape)}")
-    batch, n_classes = score.shape
-    if classes is None:
-        classes = list(range(n_classes))
-    elif isinstance(classes, int):
-        classes = [classes]
-    needs_grad = getattr(impl, "needs_gradients", True)
-    if needs_grad and not (activations.requires_grad and score.requires_grad):
-        raise CamkitError(
-            f"train_time_map({name!r}) needs activations that require grad and a score computed from them in "
-            "the same graph; build both under torch.enable_grad() (e.g. h = h.detach().requires_grad_() is "
-            "not enough if the score was computed under no_grad)")
+    name, impl = _train_time_method(method, rerun, full_inputs)
+    score, classes = _train_time_targets(name, impl, activations, score, classes)
     a32 = _precise(activations)
     out = []
     for c in classes:
-        if not 0 <= c < n_classes:
-            raise CamkitError(f"train_time_map: class {c} is out of range for {n_classes} classes")
-        target = torch.full((batch,), c, dtype=torch.long, device=a32.device)
+        target = torch.full((score.shape[0],), c, dtype=torch.long, device=a32.device)
         d: dict[str, Any] = {"gradients": {}, "hessian_vector": {}, "full": None}
-        if needs_grad:
+        if getattr(impl, "needs_gradients", True):
             d = _derivatives({name: impl}, [name], score, target, {"activations": activations}, full_inputs)
         with torch.no_grad(), torch.autocast(device_type=a32.device.type, enabled=False):
             shared = dict(targets=target, scores=_precise(score, a32),
@@ -180,6 +185,40 @@ def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
                                   f"{getattr(impl, 'not_applicable', 'see its documentation')}")
             out.append(raw.clamp(min=0))
     return torch.stack(out, dim=1)
+
+
+def _train_time_method(method: str | CAMMethod, rerun: Any, full_inputs: Any) -> tuple[str, Any]:
+    """(name, method) of :func:`train_time_map`'s method, with what its cost class needs given."""
+    name, impl = next(iter(resolve_methods([method]).items()))
+    cost = getattr(impl, "cost", "one-pass")
+    if cost == "perturbation" and rerun is None:
+        raise CamkitError(f"train_time_map({name!r}): a perturbation method needs extra forwards of the model; "
+                          "pass rerun= (camkit.cams.rerun.ScoreRerun) or use a one-pass method")
+    if cost == "full-backward" and full_inputs is None:
+        raise CamkitError(f"train_time_map({name!r}): a full-backward method needs the input and its gradient "
+                          "layers in the score's graph; pass full_inputs= or use a one-pass method")
+    return name, impl
+
+
+def _train_time_targets(name: str, impl: Any, activations: Tensor, score: Tensor,
+                        classes: int | Sequence[int] | None) -> tuple[Tensor, list[int]]:
+    """The (B, C) score and the classes :func:`train_time_map` explains, checked against the activations."""
+    if score.dim() == 1:
+        score = score[:, None]
+    if score.dim() != 2 or score.shape[0] != activations.shape[0]:
+        raise CamkitError(f"train_time_map: score must be (B, C) with B = {activations.shape[0]}; got "
+                          f"{tuple(score.shape)}")
+    n_classes = score.shape[1]
+    chosen = list(range(n_classes)) if classes is None else [classes] if isinstance(classes, int) else list(classes)
+    if getattr(impl, "needs_gradients", True) and not (activations.requires_grad and score.requires_grad):
+        raise CamkitError(
+            f"train_time_map({name!r}) needs activations that require grad and a score computed from them in "
+            "the same graph; build both under torch.enable_grad() (e.g. h = h.detach().requires_grad_() is "
+            "not enough if the score was computed under no_grad)")
+    for c in chosen:
+        if not 0 <= c < n_classes:
+            raise CamkitError(f"train_time_map: class {c} is out of range for {n_classes} classes")
+    return score, chosen
 
 
 def _reruns(model: nn.Module, layers: dict[str, nn.Module], acts: dict[str, Tensor], inputs: Tensor,
