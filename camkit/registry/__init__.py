@@ -1,5 +1,5 @@
 """The plugin system: hook specifications, the plugin host that loads entry points, and the name tables.
 
-Everything camkit knows by name (CAM methods, models, datasets, backbones, plugin commands) arrives here
+Everything camkit knows by name (CAM methods, models, datasets, backbones, recipes, plugin commands) arrives here
 through the ``camkit`` entry-point group; :mod:`camkit.registry.api` looks names up and creates objects.
 """
