@@ -10,8 +10,8 @@ from camkit.metrics.bootstrap import (BootstrapResult, PairedResult, ResamplePla
                                       bootstrap_classification, bootstrap_froc, bootstrap_localization,
                                       bootstrap_means, bootstrap_p_value, compare, paired_bootstrap, resample_plan)
 from camkit.metrics.classify import ClassificationResult, classification, roc_auc
-from camkit.metrics.detection import (CPM_FPPIS, FROCResult, MatchTable, OperatingPoint, froc, iou_matrix,
-                                      match_image, match_table)
+from camkit.metrics.detection import (CPM_FPPIS, FROCOptions, FROCResult, MatchTable, OperatingPoint, froc,
+                                      iou_matrix, match_image, match_table)
 from camkit.metrics.faithfulness import DeletionInsertion, confidence_change, deletion_insertion
 from camkit.metrics.localization import (box_hits, energy_inside, energy_pointing_game, max_box_acc,
                                          pointing_game, pointing_hits, pxap)
@@ -23,7 +23,8 @@ __all__ = [
     "BootstrapResult", "CombinedResult", "PairedResult", "ResamplePlan", "bootstrap", "bootstrap_classification",
     "bootstrap_froc", "bootstrap_localization", "bootstrap_means", "bootstrap_p_value", "combine_runs", "compare", "paired_bootstrap", "resample_plan",
     "ClassificationResult",
-    "classification", "roc_auc", "CPM_FPPIS", "FROCResult", "MatchTable", "OperatingPoint", "froc", "iou_matrix",
+    "classification", "roc_auc", "CPM_FPPIS", "FROCOptions", "FROCResult", "MatchTable", "OperatingPoint", "froc",
+    "iou_matrix",
     "match_image", "match_table", "DeletionInsertion", "confidence_change", "deletion_insertion", "box_hits",
     "energy_inside", "energy_pointing_game", "max_box_acc", "pointing_game", "pointing_hits", "pxap", "combine_paired", "holm", "ROADResult", "road",
 ]

@@ -27,7 +27,7 @@ import numpy as np
 
 from camkit.metrics.classify import METRICS as CLASSIFICATION_METRICS
 from camkit.metrics.classify import check_labels_scores, weighted_classification
-from camkit.metrics.detection import froc_metrics, match_table
+from camkit.metrics.detection import FROCOptions, froc_metrics, match_table
 
 # Rows of weights handled at once: bounds memory at ~ this many (resample x prediction) cells.
 _CELLS = 4_000_000
@@ -143,17 +143,20 @@ def bootstrap(metric_fn: Callable[[list[Any]], float], records: Sequence[Any], g
 
 def bootstrap_froc(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any],
                    groups: Mapping[Any, Any] | None = None, metrics: Iterable[str] = ("tpr@1",), n: int = 1000,
-                   seed: int = 0, level: float = 0.95, iou_threshold: float = 0.3, criterion: str = "iou",
-                   duplicates: str = "fp", images: str | Iterable[Any] | None = "all",
-                   lesions: Mapping[Any, Any] | None = None) -> dict[str, BootstrapResult]:
+                   seed: int = 0, level: float = 0.95, options: FROCOptions | None = None,
+                   **overrides: Any) -> dict[str, BootstrapResult]:
     """Bootstrap CIs of FROC numbers (``"tpr@<fppi>"``, ``"cpm"``, ``"best_tpr"``, ``"best_fppi"``).
 
-    ``groups`` maps each evaluated image id to its study id (None: every image is its own study); ``lesions``
-    counts a stratum of the boxes only (camkit.metrics.froc). Matching runs once; each resample is a weighted cumulative count (a prediction's hit/miss does not change when whole
-    images are resampled).
+    ``groups`` maps each evaluated image id to its study id (None: every image is its own study). ``options``:
+    the scoring rules of :func:`camkit.metrics.froc` (a :class:`FROCOptions`: ``iou_threshold``,
+    ``criterion``, ``duplicates``, ``images``, and ``lesions``, which counts a stratum of the boxes only); any
+    of them may also be given by name (``images="positive"``), over ``options``. Matching runs once; each
+    resample is a weighted cumulative count (a prediction's hit/miss does not change when whole images are
+    resampled).
     """
+    o = (options or FROCOptions()).with_overrides(overrides)
     check_level(level)
-    table = match_table(predictions, ground_truth, iou_threshold, criterion, duplicates, images, lesions)
+    table = match_table(predictions, ground_truth, o.iou_threshold, o.criterion, o.duplicates, o.images, o.lesions)
     names = list(metrics)
     plan = resample_plan(_groups_for(table.image_ids, groups), n, seed)
     ones = np.ones((1, len(table.image_ids)), dtype=np.int64)
@@ -161,7 +164,8 @@ def bootstrap_froc(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, An
     w = plan.weights()
     rows = max(1, _CELLS // max(len(table.image_ids), int(table.tp.sum()), 1))
     parts = [_froc_rows(table, w[i:i + rows], names) for i in range(0, plan.n, rows)]
-    return {m: percentile_result(m, float(full[m][0]), np.concatenate([p[m] for p in parts]), plan, level) for m in names}
+    return {m: percentile_result(m, float(full[m][0]), np.concatenate([p[m] for p in parts]), plan, level)
+            for m in names}
 
 
 def bootstrap_classification(labels: Any, scores: Any, groups: Sequence[Any] | None = None, threshold: float = 0.5,
@@ -179,7 +183,8 @@ def bootstrap_classification(labels: Any, scores: Any, groups: Sequence[Any] | N
     w = plan.weights()
     rows = max(1, _CELLS // y.size)
     parts = [weighted_classification(y, s, threshold, w[i:i + rows], names) for i in range(0, plan.n, rows)]
-    return {m: percentile_result(m, float(full[m][0]), np.concatenate([p[m] for p in parts]), plan, level) for m in names}
+    return {m: percentile_result(m, float(full[m][0]), np.concatenate([p[m] for p in parts]), plan, level)
+            for m in names}
 
 
 def bootstrap_localization(groups: Sequence[Any], pointing: Any = None, energy: Any = None, hits: Any = None,

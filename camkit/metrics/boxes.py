@@ -98,8 +98,6 @@ def maps_to_proposals(maps: Any, thresholds: Iterable[float] = PROPOSAL_THRESHOL
         >>> b.tolist(), s.tolist()
         ([[1.0, 2.0, 5.0, 6.0], [7.0, 2.0, 11.0, 6.0]], [1.0, 0.3])
     """
-    from camkit.metrics.detection import iou_matrix
-
     if not 0.0 <= float(nms_iou) <= 1.0:
         raise ValueError(f"nms_iou must be in [0, 1], got {nms_iou!r}")
     if not 0.0 < float(relative) <= 1.0:
@@ -110,47 +108,60 @@ def maps_to_proposals(maps: Any, thresholds: Iterable[float] = PROPOSAL_THRESHOL
     for t in ts:
         _check_threshold(t)
     arr, p = _prepare(maps, probs, score, min_area, connectivity)
-    b, (h, w) = arr.shape[0], arr.shape[1:]
-    top = arr.reshape(b, -1).max(axis=1)
-    rows = []  # per component of every threshold: image, peak pixel, peak value, |t - relative * peak|, box, score
-    for t in ts:
-        labels, ext = components(_foreground(arr, t), connectivity)
-        if not len(ext):
-            continue
-        flat = labels.ravel()
-        idx = np.flatnonzero(flat)
-        lab = flat[idx] - 1
-        vals = arr.ravel()[idx].astype(np.float64)
-        # each component's maximum and its first pixel in raster order (pixels sorted by label, -value, index)
-        order = np.lexsort((idx, -vals, lab))
-        first = order[np.r_[True, lab[order][1:] != lab[order][:-1]]]
-        area = np.bincount(lab, minlength=len(ext))
-        peak = vals[first]
-        value = peak if score.startswith("peak") else np.bincount(lab, weights=vals, minlength=len(ext)) / area
-        img = ext[:, 0]
-        if p is not None:
-            value = value * p[img]
-        rel = peak / np.where(top[img] > 0, top[img], 1.0)
-        keep = area >= min_area
-        rows.append(np.column_stack([img, idx[first] % (h * w), peak, np.abs(t - relative * rel), np.full(len(ext), -t),
-                                     ext[:, 1:], value])[keep])
-    out: BoxList = [(np.zeros((0, 4)), np.zeros(0)) for _ in range(b)]
+    top = arr.reshape(arr.shape[0], -1).max(axis=1)
+    rows = [_proposal_rows(arr, top, p, t, score, relative, min_area, connectivity) for t in ts]
+    rows = [r for r in rows if r is not None]
+    out: BoxList = [(np.zeros((0, 4)), np.zeros(0)) for _ in range(arr.shape[0])]
     if not rows:
         return out
     c = np.concatenate(rows)
     # per blob (image, peak pixel): the component nearest its relative level, the higher threshold on ties
     c = c[np.lexsort((c[:, 4], c[:, 3], c[:, 1], c[:, 0]))]
     c = c[np.r_[True, (c[1:, 0] != c[:-1, 0]) | (c[1:, 1] != c[:-1, 1])]]
-    for i in range(b):
+    for i in range(arr.shape[0]):
         mine = c[c[:, 0] == i]
         mine = mine[np.lexsort((mine[:, 1], -mine[:, 9]))]  # descending score, ties by the peak's raster order
-        boxes, scores = mine[:, 5:9], mine[:, 9]
-        iou = iou_matrix(boxes, boxes)
-        kept = np.zeros(len(boxes), dtype=bool)
-        for k in range(len(boxes)):
-            kept[k] = not (iou[k, kept] > nms_iou).any()
-        out[i] = (boxes[kept], scores[kept])
+        out[i] = _nms(mine[:, 5:9], mine[:, 9], nms_iou)
     return out
+
+
+def _proposal_rows(arr: np.ndarray, top: np.ndarray, p: np.ndarray | None, t: float, score: str, relative: float,
+                   min_area: int, connectivity: int) -> np.ndarray | None:
+    """One row per component of the maps at threshold ``t`` (None when there is none): image, peak pixel, peak
+    value, ``|t - relative * peak / top|`` (``top``: each map's maximum), ``-t``, box (4 columns), score."""
+    h, w = arr.shape[1:]
+    labels, ext = components(_foreground(arr, t), connectivity)
+    if not len(ext):
+        return None
+    flat = labels.ravel()
+    idx = np.flatnonzero(flat)
+    lab = flat[idx] - 1
+    vals = arr.ravel()[idx].astype(np.float64)
+    # each component's maximum and its first pixel in raster order (pixels sorted by label, -value, index)
+    order = np.lexsort((idx, -vals, lab))
+    first = order[np.r_[True, lab[order][1:] != lab[order][:-1]]]
+    area = np.bincount(lab, minlength=len(ext))
+    peak = vals[first]
+    value = peak if score.startswith("peak") else np.bincount(lab, weights=vals, minlength=len(ext)) / area
+    img = ext[:, 0]
+    if p is not None:
+        value = value * p[img]
+    rel = peak / np.where(top[img] > 0, top[img], 1.0)
+    keep = area >= min_area
+    return np.column_stack([img, idx[first] % (h * w), peak, np.abs(t - relative * rel), np.full(len(ext), -t),
+                            ext[:, 1:], value])[keep]
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, nms_iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy box NMS over boxes sorted by descending score: a box goes when its IoU with a kept one is
+    > ``nms_iou``."""
+    from camkit.metrics.detection import iou_matrix
+
+    iou = iou_matrix(boxes, boxes)
+    kept = np.zeros(len(boxes), dtype=bool)
+    for k in range(len(boxes)):
+        kept[k] = not (iou[k, kept] > nms_iou).any()
+    return boxes[kept], scores[kept]
 
 
 def boxes_to_original(boxes: Any, transform: Any, map_size: tuple[int, int]) -> np.ndarray:

@@ -19,7 +19,7 @@ The rules (docs/metrics.md has the long version with worked examples):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -38,6 +38,26 @@ class OperatingPoint(NamedTuple):
     tpr: float
     fppi: float
     threshold: float
+
+
+@dataclass(frozen=True)
+class FROCOptions:
+    """How detections are scored (:func:`froc`'s rules, as one object for the functions that take more):
+    ``iou_threshold``, ``criterion``, ``duplicates``, the evaluated ``images`` and the ``lesions`` stratum."""
+
+    iou_threshold: float = 0.3
+    criterion: str = "iou"
+    duplicates: str = "fp"
+    images: str | Iterable[Any] | None = "all"
+    lesions: Mapping[Any, Any] | None = None
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> FROCOptions:
+        """These options with some fields given by name (an unknown name is a TypeError naming the fields)."""
+        unknown = sorted(set(overrides) - set(self.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}; the FROC options "
+                            f"are {', '.join(self.__dataclass_fields__)}")
+        return replace(self, **overrides)
 
 
 @dataclass(frozen=True)
@@ -219,8 +239,9 @@ def match_table(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any],
         raise ValueError(f"predictions for image id(s) not in ground_truth: {unknown[:5]!r}"
                          f"{' ...' if len(unknown) > 5 else ''}; every scored image needs a ground-truth "
                          "entry (an empty box list for a normal image)")
-    pb, ps, pimg, gb, gimg = _flatten(predictions, ground_truth, ids)
-    status, matched = _match(pb, ps, pimg, gb, gimg, len(ids), float(iou_threshold), criterion, duplicates)
+    flat = _flatten(predictions, ground_truth, ids)
+    status, matched = _match(flat, len(ids), float(iou_threshold), criterion, duplicates)
+    ps, pimg, gimg = flat.ps, flat.pimg, flat.gimg
     if lesions is not None:
         counts = _lesion_mask(lesions, ground_truth, ids)
         status[(matched >= 0) & ~counts[np.maximum(matched, 0)]] = IGNORED  # a hit on another stratum's lesion
@@ -240,8 +261,8 @@ def match_image(boxes: Any, scores: Any, gt_boxes: Any, iou_threshold: float = 0
                 duplicates: str = "fp") -> np.ndarray:
     """Outcome of each prediction of one image, in the order given: 1 hit, 0 false positive, -1 ignored."""
     _check_settings(iou_threshold, criterion, duplicates)
-    pb, ps, pimg, gb, gimg = _flatten({0: (boxes, scores)}, {0: gt_boxes}, [0])
-    return _match(pb, ps, pimg, gb, gimg, 1, float(iou_threshold), criterion, duplicates)[0]
+    return _match(_flatten({0: (boxes, scores)}, {0: gt_boxes}, [0]), 1, float(iou_threshold), criterion,
+                  duplicates)[0]
 
 
 def _lesion_mask(lesions: Mapping[Any, Any], ground_truth: Mapping[Any, Any], ids: list[Any]) -> np.ndarray:
@@ -371,8 +392,17 @@ def _to_numpy(x: Any) -> Any:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else x
 
 
-def _flatten(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any],
-             ids: list[Any]) -> tuple[np.ndarray, ...]:
+class _Flat(NamedTuple):
+    """The evaluated images' predictions and ground-truth boxes, concatenated; ``pimg``/``gimg`` index the ids."""
+
+    pb: np.ndarray    # (N, 4) predicted boxes
+    ps: np.ndarray    # (N,) their scores
+    pimg: np.ndarray  # (N,) their image
+    gb: np.ndarray    # (M, 4) ground-truth boxes
+    gimg: np.ndarray  # (M,) their image
+
+
+def _flatten(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any], ids: list[Any]) -> _Flat:
     """Concatenate the evaluated images' boxes; validate them, naming the image on error."""
     pbs, pss, gbs = [], [], []
     empty = np.zeros((0, 4))
@@ -410,7 +440,7 @@ def _flatten(predictions: Mapping[Any, Any], ground_truth: Mapping[Any, Any],
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"image {ids[pimg[i]]!r}: prediction score {ps[i]} is not finite; scores must be finite "
                          "numbers (drop or fix NaN/inf scores before scoring)")
-    return pb, ps, pimg, gb, gimg
+    return _Flat(pb, ps, pimg, gb, gimg)
 
 
 def _check_boxes(b: np.ndarray, img: np.ndarray, ids: list[Any], what: str) -> None:
@@ -436,8 +466,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _match(pb: np.ndarray, ps: np.ndarray, pimg: np.ndarray, gb: np.ndarray, gimg: np.ndarray, n_images: int,
-           thr: float, criterion: str, duplicates: str) -> tuple[np.ndarray, np.ndarray]:
+def _match(flat: _Flat, n_images: int, thr: float, criterion: str, duplicates: str) -> tuple[np.ndarray, np.ndarray]:
     """Greedy matching for all images at once; returns each prediction's outcome (TP/FP/IGNORED) and the
     ground-truth box each hit matched (-1 for the others).
 
@@ -445,6 +474,7 @@ def _match(pb: np.ndarray, ps: np.ndarray, pimg: np.ndarray, gb: np.ndarray, gim
     first; the greedy pass then loops over the *rank* of a prediction within its image (one prediction per
     image per step, all images in parallel), not over images.
     """
+    pb, ps, pimg, gb, gimg = flat
     n = ps.size
     status = np.full(n, FP, dtype=np.int8)
     matched_to = np.full(n, -1, dtype=np.int64)

@@ -135,44 +135,47 @@ def box_hits(maps: Any, boxes: Sequence[Any], thresholds: Any = None,
       same array (``i / 100`` is not always the same float as ``numpy.arange(0, 1, 0.01)[i]``, and the
       truncation can tell them apart).
     """
-    if convention not in MAXBOXACC_CONVENTIONS:
-        raise ValueError(f"convention must be one of {', '.join(MAXBOXACC_CONVENTIONS)}, got {convention!r}")
-    if convention == "wsolevaluation" and connectivity != 8:
-        raise ValueError("convention='wsolevaluation' follows OpenCV's 8-connected contours; leave connectivity 8")
+    ts, ds = _box_hits_grid(thresholds, iou_thresholds, connectivity, convention)
     arr = _as_maps(maps).detach().cpu().numpy()
     n = arr.shape[0]
     gt = _boxes_list(boxes, n)
-    ts = np.arange(0, 1, 0.01) if thresholds is None else np.asarray(thresholds, dtype=np.float64).reshape(-1)
-    if ts.size == 0:
-        raise ValueError("box_hits: thresholds is empty")
-    ds = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1)
-    if ds.size == 0 or ((ds <= 0) | (ds > 1)).any():
-        raise ValueError(f"iou_thresholds must be non-empty values in (0, 1], got {list(iou_thresholds)}")
     has_box = np.array([len(g) > 0 for g in gt])
     out = np.full((n, ts.size, ds.size), np.nan)
     if not has_box.any():
         return out
     pad = _padded(gt)
-    if convention == "wsolevaluation":
-        keep = np.flatnonzero(has_box)
-        best = _best_iou_wsolevaluation(arr[keep], ts, pad[keep], multi_box)
-        out[keep] = best[..., None] >= ds
-        return out
-    if multi_box:
+    if convention == "wsolevaluation" or multi_box:
         keep = np.flatnonzero(has_box)        # images without a box are not scored: leave their pixels out
-        best = best_iou_per_threshold(arr[keep], ts, pad[keep], connectivity)
+        best = (_best_iou_wsolevaluation(arr[keep], ts, pad[keep], multi_box) if convention == "wsolevaluation"
+                else best_iou_per_threshold(arr[keep], ts, pad[keep], connectivity))
         out[keep] = best[..., None] >= ds
         return out
     sorted_vals = np.sort(arr.reshape(-1))
     previous_count, previous = -1, None
     for ti, t in enumerate(ts):
         count = sorted_vals.size - np.searchsorted(sorted_vals, t, side="left")
-        if count != previous_count:
+        if count != previous_count:  # a threshold selecting the same pixels as the previous one reuses its result
             previous_count = count
             previous = _best_iou(arr >= t, pad, multi_box, connectivity)
         out[:, ti, :] = previous[:, None] >= ds[None, :]
     out[~has_box] = np.nan
     return out
+
+
+def _box_hits_grid(thresholds: Any, iou_thresholds: Sequence[float], connectivity: int,
+                   convention: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`box_hits`' map thresholds and IoU thresholds as float arrays, checked with its convention."""
+    if convention not in MAXBOXACC_CONVENTIONS:
+        raise ValueError(f"convention must be one of {', '.join(MAXBOXACC_CONVENTIONS)}, got {convention!r}")
+    if convention == "wsolevaluation" and connectivity != 8:
+        raise ValueError("convention='wsolevaluation' follows OpenCV's 8-connected contours; leave connectivity 8")
+    ts = np.arange(0, 1, 0.01) if thresholds is None else np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if ts.size == 0:
+        raise ValueError("box_hits: thresholds is empty")
+    ds = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1)
+    if ds.size == 0 or ((ds <= 0) | (ds > 1)).any():
+        raise ValueError(f"iou_thresholds must be non-empty values in (0, 1], got {list(iou_thresholds)}")
+    return ts, ds
 
 
 def max_box_acc(maps: Any, boxes: Sequence[Any], iou_thresholds: Sequence[float] = IOU_THRESHOLDS,
