@@ -13,7 +13,7 @@ import torch
 import camkit
 from camkit.data import imaging
 from camkit_vindr.annotations import AnnotationError
-from camkit.data.dicom import DicomReadError, write_dicom
+from camkit.data.dicom import DicomReadError, DicomTags, write_dicom
 from camkit_vindr.splits import SplitError
 from camkit_synthetic.export import write_vindr
 
@@ -216,9 +216,9 @@ def test_compressed_without_decoder_names_the_package(tmp_path, syntax, module, 
     from camkit.data.dicom import load_unit_image
 
     # a valid-looking codestream start followed by garbage: no encoder needed to make the file
-    path = write_dicom(tmp_path / "c.dicom", np.zeros((64, 48), np.uint16), study_id="a" * 32,
-                       series_id="b" * 32, image_id="c" * 32, laterality="L", view="CC", transfer_syntax=syntax,
-                       encapsulated=b"\xff\x4f\xff\x51" + bytes(range(256)) * 2)
+    path = write_dicom(tmp_path / "c.dicom", np.zeros((64, 48), np.uint16),
+                       DicomTags(study_id="a" * 32, series_id="b" * 32, image_id="c" * 32, laterality="L", view="CC"),
+                       transfer_syntax=syntax, encapsulated=b"\xff\x4f\xff\x51" + bytes(range(256)) * 2)
     if importlib.util.find_spec(module) is not None:
         with pytest.raises(DicomReadError, match="c.dicom"):  # installed: garbage data is still an error
             load_unit_image(path)

@@ -22,6 +22,7 @@ import io
 import os
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -252,16 +253,33 @@ def _decode_message(path: Path, tsyntax: str, exc: Exception, where: str | None)
     return f"could not read the pixel data of {path}, probably truncated ({cause}){_skip_hint(where)}."
 
 
-def write_dicom(path: str | Path, stored: np.ndarray, *, study_id: str, series_id: str, image_id: str,
-                laterality: str, view: str, photometric: str = "MONOCHROME2", bits_stored: int = 12,
-                window: tuple[list[float], list[float]] | None = None,
-                transfer_syntax: str | None = None, encapsulated: bytes | None = None,
-                patient_id: str | None = None, sop_class: str = "1.2.3.4") -> Path:
+@dataclass(frozen=True)
+class DicomTags:
+    """The header :func:`write_dicom` writes: the image's UIDs, laterality and view, and how its pixels read.
+
+    ``bits_stored`` applies to 16-bit pixels (8-bit ones store 8); ``window``: (centers, widths), multi-valued
+    when the lists have several entries; ``patient_id``: default the study id's first 16 characters;
+    ``sop_class``: the file-meta SOP class UID (VinDr's literal ``1.2.3.4`` by default).
+    """
+
+    study_id: str
+    series_id: str
+    image_id: str
+    laterality: str
+    view: str
+    photometric: str = "MONOCHROME2"
+    bits_stored: int = 12
+    window: tuple[list[float], list[float]] | None = None
+    patient_id: str | None = None
+    sop_class: str = "1.2.3.4"
+
+
+def write_dicom(path: str | Path, stored: np.ndarray, tags: DicomTags, *, transfer_syntax: str | None = None,
+                encapsulated: bytes | None = None) -> Path:
     """Write a VinDr-style mammogram DICOM (16-bit, hex UIDs, file-meta SOP class ``1.2.3.4``) atomically.
 
     ``stored``: (H, W) unsigned integers exactly as they go on disk (invert for MONOCHROME1 beforehand); a
-    uint8 array is written 8-bit (as CBIS-DDSM's ROI masks are), anything else 16-bit.
-    ``window``: (centers, widths), multi-valued when the lists have several entries.
+    uint8 array is written 8-bit (as CBIS-DDSM's ROI masks are), anything else 16-bit. ``tags``: the header.
     ``transfer_syntax`` + ``encapsulated``: write already-compressed fragment bytes instead (tests use this
     to produce a JPEG 2000 file without an encoder).
     """
@@ -271,26 +289,27 @@ def write_dicom(path: str | Path, stored: np.ndarray, *, study_id: str, series_i
 
     from camkit.storage.atomic import atomic_write
 
+    t = tags
     eight = np.asarray(stored).dtype == np.uint8
     stored = np.ascontiguousarray(stored, dtype=np.uint8 if eight else np.uint16)
-    bits_stored = 8 if eight else bits_stored
+    bits_stored = 8 if eight else t.bits_stored
     with quiet_ui_warnings():
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = image_id
+        meta.MediaStorageSOPClassUID = t.sop_class
+        meta.MediaStorageSOPInstanceUID = t.image_id
         meta.TransferSyntaxUID = transfer_syntax or ExplicitVRLittleEndian
         meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
         ds = Dataset()
         ds.file_meta = meta
-        ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = image_id, study_id, series_id
-        ds.Modality, ds.PatientID = "MG", patient_id or study_id[:16]
-        ds.ImageLaterality, ds.ViewPosition = laterality, view
+        ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = t.image_id, t.study_id, t.series_id
+        ds.Modality, ds.PatientID = "MG", t.patient_id or t.study_id[:16]
+        ds.ImageLaterality, ds.ViewPosition = t.laterality, t.view
         ds.Rows, ds.Columns = int(stored.shape[0]), int(stored.shape[1])
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, t.photometric
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = (8 if eight else 16), bits_stored, \
             bits_stored - 1, 0
-        if window is not None:
-            centers, widths = window
+        if t.window is not None:
+            centers, widths = t.window
             ds.WindowCenter = centers if len(centers) > 1 else centers[0]
             ds.WindowWidth = widths if len(widths) > 1 else widths[0]
             ds.VOILUTFunction = "LINEAR"

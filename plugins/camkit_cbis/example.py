@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from camkit.data.dicom import write_dicom
+from camkit.data.dicom import DicomTags, write_dicom
 from camkit.storage.atomic import atomic_write_text
 
 from .layout import CSV_FILES
@@ -29,13 +29,13 @@ def write_example(folder: str | Path) -> dict[str, Any]:
         mask = np.zeros((96, 64), np.uint8)
         mask[30:50, 20:40] = 255
         uids = [f"1.3.6.1.4.1.9590.100.1.2.{i + 1}{j + 1}" for j in range(4)]
-        write_dicom(root / "CBIS-DDSM" / subject / uids[0] / uids[1] / "000000.dcm", pixels, study_id=uids[0],
-                    series_id=uids[1], image_id=uids[0] + ".9", laterality="L", view="CC")
+        write_dicom(root / "CBIS-DDSM" / subject / uids[0] / uids[1] / "000000.dcm", pixels,
+                    DicomTags(study_id=uids[0], series_id=uids[1], image_id=uids[0] + ".9", laterality="L", view="CC"))
         roi = root / "CBIS-DDSM" / f"{subject}_1" / uids[2] / uids[3]
-        write_dicom(roi / "000000.dcm", pixels[25:55, 15:45], study_id=uids[2], series_id=uids[3],
-                    image_id=uids[2] + ".8", laterality="L", view="CC")
-        write_dicom(roi / "000001.dcm", mask, study_id=uids[2], series_id=uids[3], image_id=uids[2] + ".7",
-                    laterality="L", view="CC")
+        write_dicom(roi / "000000.dcm", pixels[25:55, 15:45],
+                    DicomTags(study_id=uids[2], series_id=uids[3], image_id=uids[2] + ".8", laterality="L", view="CC"))
+        write_dicom(roi / "000001.dcm", mask,
+                    DicomTags(study_id=uids[2], series_id=uids[3], image_id=uids[2] + ".7", laterality="L", view="CC"))
         rows[(kind, split)].append([patient, "2", "LEFT", "CC", "1", "mass" if kind == "mass" else "calcification",
                                     "OVAL", "NA", "4", "BENIGN", "3", f"{subject}/{uids[0]}/{uids[1]}/000000.dcm",
                                     f"{subject}_1/{uids[2]}/{uids[3]}/000000.dcm",

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from camkit.data.dicom import write_dicom
+from camkit.data.dicom import DicomTags, write_dicom
 from camkit.storage.atomic import atomic_write, atomic_write_text
 
 from .annotations import CSV_NAME, RELEASE
@@ -21,8 +21,9 @@ def write_example(folder: str | Path) -> dict[str, Any]:
     for i in range(4):
         name, patient, mass = str(22670000 + i), f"{i // 2:016x}", i % 2 == 0
         pixels = rng.integers(100, 3000, size=(96, 64)).astype(np.uint16)
-        write_dicom(release / "AllDICOMs" / f"{name}_{patient}_MG_L_CC_ANON.dcm", pixels, study_id=f"1.2.{i}",
-                    series_id=f"1.3.{i}", image_id=f"1.4.{i}", laterality="L", view="CC", bits_stored=14)
+        write_dicom(release / "AllDICOMs" / f"{name}_{patient}_MG_L_CC_ANON.dcm", pixels,
+                    DicomTags(study_id=f"1.2.{i}", series_id=f"1.3.{i}", image_id=f"1.4.{i}", laterality="L",
+                              view="CC", bits_stored=14))
         if mass:
             roi = {"Name": "Mass", "Point_px": ["(20.500000, 30.000000)", "(40.000000, 31.000000)",
                                                 "(38.000000, 52.250000)", "(22.000000, 50.000000)"]}

@@ -27,7 +27,7 @@ import numpy as np
 
 from camkit.storage.atomic import atomic_write_text
 
-from camkit.data.dicom import write_dicom
+from camkit.data.dicom import DicomTags, write_dicom
 
 from .generator import generate
 
@@ -139,9 +139,9 @@ def write_vindr(out: str | Path, n: int = 8, size: tuple[int, int] | None = None
             photometric = "MONOCHROME1" if rng.random() < 0.4 else "MONOCHROME2"
             stored, window = _encode(g.pixels, photometric, bits, rng, multi=rng.random() < 0.5,
                                      windowed=rng.random() < 0.85)
-            write_dicom(out / "images" / study_id / f"{image_id}.dicom", stored, study_id=study_id,
-                        series_id=series_id, image_id=image_id, laterality=g.laterality, view=g.view,
-                        photometric=photometric, bits_stored=bits, window=window)
+            write_dicom(out / "images" / study_id / f"{image_id}.dicom", stored,
+                        DicomTags(study_id=study_id, series_id=series_id, image_id=image_id, laterality=g.laterality,
+                                  view=g.view, photometric=photometric, bits_stored=bits, window=window))
             boxes = np.asarray(g.boxes, dtype=np.float64).reshape(-1, 4)
             label: int | None = int(g.label)
             if g.label:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camkit.data.dicom import write_dicom
+from camkit.data.dicom import DicomTags, write_dicom
 from camkit.storage.atomic import atomic_write_text
 
 from .generator import generate
@@ -114,9 +114,9 @@ class _Writer:
             names = [f"1-{i + 1}.dcm" for i in range(len(arrays))]
         out = []
         for name, arr in zip(names, arrays):
-            write_dicom(folder / name, arr, study_id=study_uid, series_id=series_uid, image_id=self.uid(),
-                        laterality=subject.split("_")[3][0], view=subject.split("_")[4], patient_id=subject,
-                        sop_class="1.2.840.10008.5.1.4.1.1.7")
+            write_dicom(folder / name, arr, DicomTags(study_id=study_uid, series_id=series_uid, image_id=self.uid(),
+                                                      laterality=subject.split("_")[3][0], view=subject.split("_")[4],
+                                                      patient_id=subject, sop_class="1.2.840.10008.5.1.4.1.1.7"))
             out.append(folder / name)
         if self.layout == "descriptive":
             self.metadata.append([series_uid, "CBIS-DDSM", subject, study_uid, description, str(len(arrays)),

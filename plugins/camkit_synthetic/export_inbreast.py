@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camkit.data.dicom import write_dicom
+from camkit.data.dicom import DicomTags, write_dicom
 from camkit.data.masks import rasterize_polygon
 from camkit.storage.atomic import atomic_write, atomic_write_text
 
@@ -162,9 +162,9 @@ def _write_image(release: Path, name: str, patient: str, lat: str, view: str | N
     stored = np.rint(50 + np.clip(pixels, 0, 1) * 3300).astype(np.uint16)  # 14-bit data, well below 4096
     file_view = {"CC": "CC", "MLO": "ML", None: "FB"}[view]
     path = release / "AllDICOMs" / f"{name}_{patient}_MG_{lat}_{file_view}_ANON.dcm"
-    write_dicom(path, stored, study_id=f"1.2.826.0.1.{index + 1}", series_id=f"1.2.826.0.2.{index + 1}",
-                image_id=f"1.2.826.0.3.{index + 1}", laterality=lat, view=file_view, bits_stored=14,
-                patient_id=patient)
+    write_dicom(path, stored, DicomTags(study_id=f"1.2.826.0.1.{index + 1}", series_id=f"1.2.826.0.2.{index + 1}",
+                                        image_id=f"1.2.826.0.3.{index + 1}", laterality=lat, view=file_view,
+                                        bits_stored=14, patient_id=patient))
     birads = {"mass": "4c", "mass-edge": "5", "mass+spic": "5", "normal": "1", "calc": "2", "spic": "4a"}[finding]
     image = InbreastImage(name, patient, lat, view, birads, finding, hw, path=path.relative_to(release).as_posix())
     rois: list[dict] = []

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from camkit.data.dicom import write_dicom
+from camkit.data.dicom import DicomTags, write_dicom
 from camkit.storage.atomic import atomic_write_text
 
 from .annotations import BREAST_COLUMNS, BREAST_CSV, FINDING_COLUMNS, FINDING_CSV
@@ -23,8 +23,8 @@ def example_options(folder: str | Path) -> dict[str, Any]:
         for i, (lat, view) in enumerate((("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))):
             study, series, image = f"{s:032x}", f"{s:031x}{i // 2}", f"{s:030x}{i:02d}"
             pixels = rng.integers(200, 3000, size=(96, 64)).astype(np.uint16)
-            write_dicom(root / "images" / study / f"{image}.dicom", pixels, study_id=study, series_id=series,
-                        image_id=image, laterality=lat, view=view)
+            write_dicom(root / "images" / study / f"{image}.dicom", pixels,
+                        DicomTags(study_id=study, series_id=series, image_id=image, laterality=lat, view=view))
             mass = i == 0
             base = [study, series, image, lat, view, 96, 64, "BI-RADS 4" if mass else "BI-RADS 1", "DENSITY B"]
             breast.append(base + [split])
