@@ -131,12 +131,19 @@ def check_dataset(dataset: Any, n: int = 4) -> None:
     """Check a dataset: its members, ``labels()``, a stable ``config``, and up to ``n`` samples (one with a
     mass when there is one): every key, shapes and types, boxes inside the image and round-tripping through
     their transform."""
-    import numpy as np
-    import torch
-
-    from camkit.data.sample import BoxTransform
-
     what = f"dataset {type(dataset).__name__}"
+    labels = _check_dataset_members(dataset, what)
+    picks = list(range(min(n, len(labels))))
+    positives = [i for i, v in enumerate(labels) if v == 1]
+    if positives and not any(labels[i] == 1 for i in picks):
+        picks.append(positives[0])
+    ids: set[str] = set()
+    for i in picks:
+        _check_sample(dataset[i], f"{what} sample {i}", labels[i], i, ids)
+
+
+def _check_dataset_members(dataset: Any, what: str) -> list[Any]:
+    """The dataset's members, config and size; returns ``labels()`` once checked."""
     missing = missing_members(dataset, DATASET_MEMBERS)
     if missing:
         _fail(what, f"lacks {', '.join(missing)} (see camkit.protocols.Dataset)")
@@ -153,53 +160,69 @@ def check_dataset(dataset: Any, n: int = 4) -> None:
     labels = dataset.labels()
     if len(labels) != size or any(int(v) not in (0, 1) or int(v) != v for v in labels):
         _fail(what, f"labels() must return {size} values, each 0 (normal) or 1 (mass)")
-    picks = list(range(min(n, size)))
-    positives = [i for i, v in enumerate(labels) if v == 1]
-    if positives and not any(labels[i] == 1 for i in picks):
-        picks.append(positives[0])
-    ids: set[str] = set()
-    for i in picks:
-        where = f"{what} sample {i}"
-        s = dataset[i]
-        if not isinstance(s, Mapping):
-            _fail(where, f"is a {type(s).__name__}, not a dict (see camkit.protocols.Sample)")
-        for key in SAMPLE_KEYS:
-            if key not in s:
-                _fail(where, f"lacks the key {key!r}; a sample has {', '.join(SAMPLE_KEYS)}")
-        image = s["image"]
-        if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 1:
-            _fail(where, f"image must be a (1, H, W) tensor, got {getattr(image, 'shape', type(image).__name__)}")
-        if image.dtype != torch.float32 or not bool(torch.isfinite(image).all()):
-            _fail(where, "image must be float32 and finite")
-        if int(s["label"]) != labels[i] or s["label"] not in (0, 1):
-            _fail(where, f"label {s['label']!r} must be 0 or 1 and equal labels()[{i}] = {labels[i]}")
-        boxes = s["boxes"]
-        if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
-            _fail(where, f"boxes must be an (N, 4) tensor, got {getattr(boxes, 'shape', type(boxes).__name__)}")
-        b = boxes.double().numpy()
-        h, w = image.shape[-2:]
-        if s["label"] == 0 and len(b):
-            _fail(where, "a normal image (label 0) has mass boxes")
-        if len(b) and ((b[:, 2] <= b[:, 0]).any() or (b[:, 3] <= b[:, 1]).any()):
-            _fail(where, "boxes must be x1 y1 x2 y2 with x2 > x1 and y2 > y1")
-        if len(b) and ((b < -1e-3).any() or (b[:, [0, 2]] > w + 1e-3).any() or (b[:, [1, 3]] > h + 1e-3).any()):
-            _fail(where, f"boxes {b.tolist()} reach outside the {h}x{w} model frame (clip them)")
-        for key in ("image_id", "study_id"):
-            if not isinstance(s[key], str) or not s[key]:
-                _fail(where, f"{key} must be a non-empty str, got {s[key]!r}")
-        if s["image_id"] in ids:
-            _fail(where, f"image_id {s['image_id']!r} is used by another sample")
-        ids.add(s["image_id"])
-        if s["laterality"] not in ("L", "R", None) or s["view"] not in ("CC", "MLO", None):
-            _fail(where, f"laterality must be 'L', 'R' or None and view 'CC', 'MLO' or None, got "
-                         f"{s['laterality']!r}, {s['view']!r}")
-        t = s["transform"]
-        if not isinstance(t, BoxTransform):
-            _fail(where, f"transform must be a camkit.data.BoxTransform, got {type(t).__name__}")
-        if tuple(t.model_size) != (h, w):
-            _fail(where, f"transform.model_size {tuple(t.model_size)} is not the image's size {(h, w)}")
-        if len(b) and not np.allclose(t.to_model(t.to_original(b)), b, atol=1e-3):
-            _fail(where, "boxes do not round-trip through their transform (to_model(to_original(b)) != b)")
+    return labels
+
+
+def _check_sample(s: Any, where: str, label: Any, i: int, ids: set[str]) -> None:
+    """One sample: its keys, image, label (``labels()[i]`` is ``label``), boxes, ids (not in ``ids``, then
+    added), view and transform."""
+    import torch
+
+    if not isinstance(s, Mapping):
+        _fail(where, f"is a {type(s).__name__}, not a dict (see camkit.protocols.Sample)")
+    for key in SAMPLE_KEYS:
+        if key not in s:
+            _fail(where, f"lacks the key {key!r}; a sample has {', '.join(SAMPLE_KEYS)}")
+    image = s["image"]
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 1:
+        _fail(where, f"image must be a (1, H, W) tensor, got {getattr(image, 'shape', type(image).__name__)}")
+    if image.dtype != torch.float32 or not bool(torch.isfinite(image).all()):
+        _fail(where, "image must be float32 and finite")
+    if int(s["label"]) != label or s["label"] not in (0, 1):
+        _fail(where, f"label {s['label']!r} must be 0 or 1 and equal labels()[{i}] = {label}")
+    b = _check_sample_boxes(s, where, tuple(image.shape[-2:]))
+    for key in ("image_id", "study_id"):
+        if not isinstance(s[key], str) or not s[key]:
+            _fail(where, f"{key} must be a non-empty str, got {s[key]!r}")
+    if s["image_id"] in ids:
+        _fail(where, f"image_id {s['image_id']!r} is used by another sample")
+    ids.add(s["image_id"])
+    if s["laterality"] not in ("L", "R", None) or s["view"] not in ("CC", "MLO", None):
+        _fail(where, f"laterality must be 'L', 'R' or None and view 'CC', 'MLO' or None, got "
+                     f"{s['laterality']!r}, {s['view']!r}")
+    _check_sample_transform(s["transform"], where, tuple(image.shape[-2:]), b)
+
+
+def _check_sample_boxes(s: Mapping[str, Any], where: str, hw: tuple[int, int]) -> Any:
+    """A sample's boxes: (N, 4), none on a normal image, well-formed, inside the (H, W) frame; as float64."""
+    import torch
+
+    boxes = s["boxes"]
+    if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
+        _fail(where, f"boxes must be an (N, 4) tensor, got {getattr(boxes, 'shape', type(boxes).__name__)}")
+    b = boxes.double().numpy()
+    h, w = hw
+    if s["label"] == 0 and len(b):
+        _fail(where, "a normal image (label 0) has mass boxes")
+    if len(b) and ((b[:, 2] <= b[:, 0]).any() or (b[:, 3] <= b[:, 1]).any()):
+        _fail(where, "boxes must be x1 y1 x2 y2 with x2 > x1 and y2 > y1")
+    if len(b) and ((b < -1e-3).any() or (b[:, [0, 2]] > w + 1e-3).any() or (b[:, [1, 3]] > h + 1e-3).any()):
+        _fail(where, f"boxes {b.tolist()} reach outside the {h}x{w} model frame (clip them)")
+    return b
+
+
+def _check_sample_transform(t: Any, where: str, hw: tuple[int, int], b: Any) -> None:
+    """A sample's BoxTransform: its model size is the image's, and the boxes ``b`` round-trip through it."""
+    import numpy as np
+
+    from camkit.data.sample import BoxTransform
+
+    if not isinstance(t, BoxTransform):
+        _fail(where, f"transform must be a camkit.data.BoxTransform, got {type(t).__name__}")
+    if tuple(t.model_size) != hw:
+        _fail(where, f"transform.model_size {tuple(t.model_size)} is not the image's size {hw}")
+    if len(b) and not np.allclose(t.to_model(t.to_original(b)), b, atol=1e-3):
+        _fail(where, "boxes do not round-trip through their transform (to_model(to_original(b)) != b)")
 
 
 # -- models --------------------------------------------------------------------------------------------------
@@ -209,9 +232,17 @@ def check_model(model: Any, batch: int = 2) -> None:
     a backward, and the train state round trip."""
     import torch
 
-    from camkit.cams.engine import cam_maps
-
     what = f"model {type(model).__name__}"
+    size = _check_model_members(model, what)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 1, *size, generator=gen)
+    _check_model_forward(model, what, x)
+    _check_model_training(model, what, x)
+    model.eval()
+
+
+def _check_model_members(model: Any, what: str) -> tuple[int, ...]:
+    """The model's contract members, input size, score outputs, config and CAM layers; returns the size."""
     missing = missing_members(model, MODEL_MEMBERS)
     if missing:
         _fail(what, f"lacks {', '.join(missing)} (see camkit.protocols.Model)")
@@ -228,8 +259,17 @@ def check_model(model: Any, batch: int = 2) -> None:
             model.get_submodule(layer)
         except AttributeError:
             _fail(what, f"cam_layers names {layer!r}, which is not a submodule")
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 1, *size, generator=gen)
+    return size
+
+
+def _check_model_forward(model: Any, what: str, x: Any) -> None:
+    """An eval forward of ``x``: every score output, the prediction, the native CAM, a test-time CAM of each
+    score output."""
+    import torch
+
+    from camkit.cams.engine import cam_maps
+
+    batch = x.shape[0]
     model.eval()
     with torch.no_grad():
         out = model(x)
@@ -253,10 +293,16 @@ def check_model(model: Any, batch: int = 2) -> None:
         _fail(what, f"native_cam must return (B, C, h, w) or None, got {getattr(native, 'shape', type(native))}")
     for key in model.score_outputs:
         maps = cam_maps(model, x, ["gradcam"], list(model.cam_layers), targets=model.target_class, output=key)
-        if tuple(maps["gradcam"].shape) != (batch, *size):
+        if tuple(maps["gradcam"].shape) != (batch, *x.shape[-2:]):
             _fail(what, f"a test-time CAM of output {key!r} came out {tuple(maps['gradcam'].shape)}")
+
+
+def _check_model_training(model: Any, what: str, x: Any) -> None:
+    """One training loss of ``x`` with a backward (gradients dropped after), and the train state round trip."""
+    import torch
+
     model.train()
-    loss, parts = model.training_loss(x, torch.tensor([i % 2 for i in range(batch)]), 0.5)
+    loss, parts = model.training_loss(x, torch.tensor([i % 2 for i in range(x.shape[0])]), 0.5)
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
         _fail(what, "training_loss must return a 0-dim loss tensor that requires grad")
     if not bool(torch.isfinite(loss)):
@@ -275,7 +321,6 @@ def check_model(model: Any, batch: int = 2) -> None:
     model.load_train_state(state)
     if model.train_state() != state:
         _fail(what, "load_train_state(train_state()) must restore the same state")
-    model.eval()
 
 
 # -- registration --------------------------------------------------------------------------------------------
