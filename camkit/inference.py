@@ -118,7 +118,7 @@ def localize(model: Any, images: Any, options: LocalizeOptions, device: Any = No
     """
     import torch
 
-    from camkit.cams.engine import not_applicable_reason, run_cams
+    from camkit.cams.engine import CamOptions, not_applicable_reason, run_cams
 
     model.eval()
     if device is not None:
@@ -126,9 +126,10 @@ def localize(model: Any, images: Any, options: LocalizeOptions, device: Any = No
     else:
         x = images.to(next(model.parameters()).device)
     methods = options.methods()
+    cam_options = CamOptions(output=options.cam_output or model.cam_output, fuse=options.fuse,
+                             not_applicable="skip")
     found, output = run_cams(model, x, list(methods.values()), model.cam_layers, int(model.target_class),
-                             output=options.cam_output or model.cam_output, fuse=options.fuse, return_output=True,
-                             not_applicable="skip", progress=progress)
+                             options=cam_options, return_output=True, progress=progress)
     with torch.no_grad():
         probs = model.predict(output).detach().float().cpu().numpy().reshape(-1)
     # the engine names maps by each method's own name; everything downstream uses the requested names
