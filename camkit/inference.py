@@ -2,11 +2,12 @@
 
 :func:`localize` runs the model once through the CAM engine (all requested maps and the model's own
 prediction come from that one forward), then turns every map into scored boxes; :meth:`Localization.original`
-maps the boxes back to each original image. :func:`explain_image` is that step for one image file.
+maps the boxes back to each original image. :func:`explain_image` is that step for one image file (its options:
+:class:`ExplainOptions`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,38 +144,61 @@ def _engine_name(method: Any) -> str:
     return getattr(method, "name", "") or type(method).__name__.lower()
 
 
-def explain_image(image: str | Path, checkpoint: str | Path, *, model_name: str | None = None,
-                  cams: list[str] | None = None, laterality: str | None = None, box_threshold: float = 0.5,
-                  box_score: str = "peak_x_prob", cam_output: str | None = None, fuse: str = "mean",
-                  model_options: dict[str, Any] | None = None,
-                  cam_options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Maps and boxes of every method in ``cams`` (all registered when None) for one image file.
+@dataclass(frozen=True)
+class ExplainOptions:
+    """What :func:`explain_image` draws and with which model: everything but the image and the checkpoint.
 
-    ``model_name`` None is the default recipe's model (:func:`camkit.registry.api.default_model`).
-    The model is rebuilt as ``create_model(model_name, **checkpoint["model_config"])`` for camkit checkpoints; a
-    plain state dict (e.g. released weights) goes to the model factory's ``checkpoint`` option with
-    ``model_options``. Returns the probability, per method the boxes (model frame and original image frame) and
-    their scores, the methods that do not apply to the model with the reason (``"not_applicable"``), and under
-    ``"arrays"`` the model input and maps (for a figure).
+    ``model_name`` None is the default recipe's model (:func:`camkit.registry.api.default_model`); ``cams`` None
+    is every registered method; ``laterality`` ``"L"``/``"R"`` mirrors right views like training did (None:
+    detect the breast side); ``box_threshold``, ``box_score``, ``cam_output``, ``fuse`` and ``cam_options``
+    ({method: constructor options}) as in :class:`LocalizeOptions`; ``model_options`` go to ``create_model``
+    over the checkpoint's ``model_config``.
+    """
+
+    model_name: str | None = None
+    cams: tuple[str, ...] | None = None
+    laterality: str | None = None
+    box_threshold: float = 0.5
+    box_score: str = "peak_x_prob"
+    cam_output: str | None = None
+    fuse: str = "mean"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    cam_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> ExplainOptions:
+        """These options with some fields given by name (an unknown name is a TypeError naming the fields)."""
+        unknown = sorted(set(overrides) - set(self.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}; the explain options "
+                            f"are {', '.join(self.__dataclass_fields__)}")
+        return replace(self, **overrides)
+
+    def localize_options(self, cams: tuple[str, ...], model: Any) -> LocalizeOptions:
+        """The :class:`LocalizeOptions` of these options for ``cams``, checked against ``model``."""
+        return LocalizeOptions(cams, self.box_threshold, self.box_score, self.cam_output, self.fuse,
+                               dict(self.cam_options or {})).check(model)
+
+
+def explain_image(image: str | Path, checkpoint: str | Path, options: ExplainOptions | None = None,
+                  **overrides: Any) -> dict[str, Any]:
+    """Maps and boxes of every method in ``options.cams`` (all registered when None) for one image file.
+
+    ``options`` is an :class:`ExplainOptions`; ``**overrides`` give any of its fields by name
+    (``cams=["gradcam"]`` is ``options=ExplainOptions(cams=("gradcam",))``). The model is rebuilt as
+    ``create_model(model_name, **checkpoint["model_config"])`` for camkit checkpoints; a plain state dict (e.g.
+    released weights) goes to the model factory's ``checkpoint`` option with ``model_options``. Returns the
+    probability, per method the boxes (model frame and original image frame) and their scores, the methods
+    that do not apply to the model with the reason (``"not_applicable"``), and under ``"arrays"`` the model
+    input and maps (for a figure).
     """
     from camkit.data.imaging import preprocess, read_image
-    from camkit.registry.api import create_model, default_model, list_cams
-    from camkit.storage.checkpoint import load_checkpoint, read_checkpoint
+    from camkit.registry.api import list_cams
 
-    model_name = model_name or default_model()
-    stored = read_checkpoint(checkpoint)
-    config = dict(stored.get("model_config") or {}) if stored.get("format") else {}
-    config.update(model_options or {})
-    config.pop("checkpoint", None)
-    if stored.get("format"):
-        model = create_model(model_name, **config)
-        load_checkpoint(checkpoint, model)
-    else:  # a plain state dict (e.g. released weights): the model's own loader knows its quirks
-        model = create_model(model_name, checkpoint=str(checkpoint), **config)
-    options = LocalizeOptions(tuple(cams or list_cams()), box_threshold, box_score, cam_output, fuse,
-                              dict(cam_options or {})).check(model)
-    x, transform = preprocess(read_image(image), tuple(model.input_size), laterality=laterality)
-    found = localize(model, x.reshape(1, 1, *x.shape[-2:]), options)
+    opts = (options or ExplainOptions()).with_overrides(overrides)
+    model = _explained_model(checkpoint, opts)
+    found_opts = opts.localize_options(tuple(opts.cams or list_cams()), model)
+    x, transform = preprocess(read_image(image), tuple(model.input_size), laterality=opts.laterality)
+    found = localize(model, x.reshape(1, 1, *x.shape[-2:]), found_opts)
     original = found.original([transform])
     return {"image": str(image), "probability": float(found.probs[0]),
             "boxes": {m: {"model_frame": found.boxes[m][0][0].tolist(),
@@ -183,3 +207,25 @@ def explain_image(image: str | Path, checkpoint: str | Path, *, model_name: str 
             "not_applicable": found.not_applicable,
             "arrays": {"image": x[0].numpy(), "maps": {m: found.maps[m][0].detach().cpu().numpy()
                                                        for m in found.maps}}}
+
+
+def _explained_model(checkpoint: str | Path, opts: ExplainOptions) -> Any:
+    """The model ``checkpoint`` holds: a camkit checkpoint is read once (weights-only), its ``model_config``
+    rebuilds the model and the same dict fills it; a plain state dict goes to the model factory's own loader."""
+    from camkit.registry.api import create_model, default_model
+    from camkit.storage.checkpoint import apply_checkpoint, is_camkit_checkpoint, read_checkpoint
+
+    model_name = opts.model_name or default_model()
+    stored = read_checkpoint(checkpoint)
+    camkit_format = is_camkit_checkpoint(stored)
+    config = dict(stored.get("model_config") or {}) if camkit_format else {}
+    config.update(opts.model_options or {})
+    config.pop("checkpoint", None)
+    if camkit_format:
+        model = create_model(model_name, **config)
+        apply_checkpoint(stored, model, checkpoint)
+        return model
+    # a plain state dict (e.g. released weights): the model's own loader knows its quirks (GMIC's unused
+    # tensors, another class count) and takes a path, so drop this copy before it reads the file
+    del stored
+    return create_model(model_name, checkpoint=str(checkpoint), **config)

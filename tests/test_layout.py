@@ -133,7 +133,6 @@ LONG_FUNCTIONS_ALLOWED = {
     "camkit.bench.evaluate.evaluate_pairings",  # 65 lines
     "camkit.bench.recipe.resolve_recipe",       # 9 parameters
     "camkit.bench.recipe.model_dir",            # 9 parameters
-    "camkit.inference.explain_image",           # 11 parameters
     "camkit.ui.report.write_report",            # 9 parameters
 }
 MODULES = {_module_name(p): p for p in CORE}

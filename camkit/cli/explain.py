@@ -41,15 +41,16 @@ def explain(image, checkpoint, model_name, cams, laterality, box_threshold, box_
 
     from camkit.bench.config import PAPER_TEST_CAMS
     from camkit.cams.resolve import expand_names
-    from camkit.inference import explain_image
+    from camkit.inference import ExplainOptions, explain_image
     from camkit.ui.figures import check_figure_path, overlay_grid
 
     check_figure_path(out, "--out")
     methods = expand_names(cams, PAPER_TEST_CAMS)  # the paper's five first in a group
-    res = explain_image(image, checkpoint, model_name=model_name, cams=methods, laterality=laterality,
-                        box_threshold=box_threshold, box_score=box_score, cam_output=cam_output, fuse=fuse,
-                        model_options=_parse_options(model_opt, "--model-opt"),
-                        cam_options=parse_cam_options(cam_opt))
+    options = ExplainOptions(model_name=model_name, cams=tuple(methods), laterality=laterality,
+                             box_threshold=box_threshold, box_score=box_score, cam_output=cam_output, fuse=fuse,
+                             model_options=_parse_options(model_opt, "--model-opt"),
+                             cam_options=parse_cam_options(cam_opt))
+    res = explain_image(image, checkpoint, options)
     arrays = res.pop("arrays")
     methods = [m for m in methods if m in res["boxes"]]  # a method that does not apply has no map
     for m, why in res["not_applicable"].items():

@@ -117,7 +117,13 @@ def load_checkpoint(path: str | os.PathLike, model: Any = None, *, strict: bool 
     (for a plain state dict: ``{"model": state_dict}``). Raises CheckpointError naming the file on unsafe or
     mismatching content.
     """
-    obj = read_checkpoint(path, map_location)
+    return apply_checkpoint(read_checkpoint(path, map_location), model, path, strict=strict)
+
+
+def apply_checkpoint(obj: dict[str, Any], model: Any = None, path: str | os.PathLike = "checkpoint", *,
+                     strict: bool = True) -> dict[str, Any]:
+    """:func:`load_checkpoint` for a dict :func:`read_checkpoint` already returned, so that a caller that
+    looks inside a file first (at its ``model_config``) reads it once; ``path`` names it in the errors."""
     ckpt = obj if is_camkit_checkpoint(obj) else {"model": obj}
     if is_camkit_checkpoint(obj) and int(obj.get("version", 0)) > VERSION:
         raise CheckpointError(f"checkpoint {str(path)!r} has format version {obj.get('version')}; this camkit "
