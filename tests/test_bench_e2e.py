@@ -45,8 +45,12 @@ def test_tiny_matrix_writes_a_complete_run(tiny_run):
         assert (tiny_run / "predictions" / f"{train_cam}.json").is_file()
         assert (tiny_run / results["training"][train_cam]["checkpoint"]).is_file()
         assert set(results["classification"][train_cam]) >= {"accuracy", "auc", "tpr", "tnr"}
-    assert results["detection"]["xgradcam"]["cam"]["vs_baseline"]["baseline"] == ["cam", "cam"]
-    assert results["detection"]["cam"]["cam"]["vs_baseline"]["difference"] == 0.0
+    # significance is scored once, at assembly, for every leaderboard metric the run holds
+    sig = results["significance"]["tpr@1"]
+    assert sig["baseline"] == ["cam", "cam"] and sig["alpha"] == 0.05 and sig["asked"] is None
+    assert {(c["row"], c["test_cam"]) for c in sig["cells"]} >= {("xgradcam", "cam"), ("cam", "gradcam")}
+    assert ("cam", "cam") not in {(c["row"], c["test_cam"]) for c in sig["cells"]}
+    assert results["cells"] == {r: {"status": "complete", "document": f"cells/{r}.json"} for r in ("cam", "xgradcam")}
     for fig in ("froc.png", "overlay-cam.png", "overlay-xgradcam.png"):
         assert (tiny_run / "figures" / fig).stat().st_size > 1000
     assert results["git"] is None or len(results["git"]["commit"]) == 40
@@ -147,8 +151,9 @@ def test_leaderboard_marks_significance_against_the_baseline_holm_corrected(tiny
     assert "t test over seeds" in seeds["significance"]["method"]
     assert all(r["p_value"] is not None for r in seeds["detection"] if r["value"] is not None and not r["baseline"])
     # the bench stores the TPR@1FPPI comparison with its Holm-corrected p-value
-    vs = load_results(tiny_run)["detection"]["xgradcam"]["gradcampp"]["vs_baseline"]
-    assert vs["metric"] == "tpr@1" and 0 < vs["p_value"] <= vs["p_holm"] <= 1
+    stored = load_results(tiny_run)["significance"]["tpr@1"]
+    vs = next(c for c in stored["cells"] if (c["row"], c["test_cam"]) == ("xgradcam", "gradcampp"))
+    assert stored["metric"] == "tpr@1" and 0 < vs["p_value"] <= vs["p_holm"] <= 1
 
 
 def test_leaderboard_breaks_down_by_lesion_size_view_and_laterality(tiny_run):

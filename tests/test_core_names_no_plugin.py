@@ -18,9 +18,6 @@ ORDINARY = {"cpu"}
 NAMING = ("model", "dataset", "preset", "recipe")
 # literals in files another change of issue 28 removes (owned elsewhere); delete each line once it is gone
 PENDING = {
-    ("camkit/cli/bench.py", "cpu"), ("camkit/cli/bench.py", "paper"), ("camkit/cli/bench.py", "cbis-ddsm"),
-    ("camkit/cli/bench.py", "inbreast"),  # --preset's click.Choice -> PresetChoice()
-    ("camkit/data/cache.py", "vindr"),  # default_cache_dir(dataset: str = "vindr") -> no default
 }
 
 

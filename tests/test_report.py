@@ -167,9 +167,10 @@ def test_missing_overlays_are_redrawn_from_the_checkpoints(run, tmp_path):
     shutil.copytree(run.parent / "models", tmp_path / "models")  # the checkpoints results.json points at
     stored = {p.name: p.stat().st_size for p in (copy / "overlays").glob("*.npz")}
     shutil.rmtree(copy / "overlays")
-    res = CliRunner().invoke(main, ["report", str(copy), "--out", str(tmp_path / "no"), "--no-redraw"])
+    res = CliRunner().invoke(main, ["report", str(copy), "--out", str(tmp_path / "no")])  # runs no model unasked
     assert res.exit_code == 0 and "No stored overlays" in (tmp_path / "no" / "index.html").read_text()
-    res = CliRunner().invoke(main, ["report", str(copy), "--out", str(tmp_path / "rep")])
+    assert "checkpoint" not in res.stderr and not (copy / "overlays").exists()
+    res = CliRunner().invoke(main, ["report", str(copy), "--out", str(tmp_path / "rep"), "--redraw"])
     assert res.exit_code == 0, res.output
     assert "drawing them from its checkpoint" in res.stderr
     assert {p.name for p in (copy / "overlays").glob("*.npz")} == set(stored)

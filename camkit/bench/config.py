@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from camkit.bench.recipe import Recipe, preset_model, resolve_recipe
+from camkit.bench.recipe import Recipe, preset_model, resolve_recipe, takes_train_cam  # noqa: F401 - re-exported
 from camkit.errors import OptionError
 
 MAX_SEED = 2**32 - 1        # numpy's and torch's seeds are taken as 32-bit here
@@ -38,15 +38,6 @@ class Row:
             return f"{self.model} (no train-cam)"
         return f"trained with {self.train_cam}" if self.label == self.train_cam else \
             f"{self.model} trained with {self.train_cam}"
-
-
-def takes_train_cam(model: str) -> bool:
-    """Whether the registered ``model`` has a train-cam axis (its registration's ``train_cam`` field, default
-    True; the classifier registers ``train_cam=False``)."""
-    from camkit.registry.host import get_host
-
-    entry, _ = get_host().registry.get("model", model)
-    return entry.meta.train_cam
 
 
 @dataclass

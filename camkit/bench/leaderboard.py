@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from camkit.bench import metric_table
-from camkit.bench.metric_table import DEFAULT_METRIC, CellData, MetricSpec
+from camkit.bench.metric_table import DEFAULT_METRIC, OPERATING_FPPI, CellData, MetricSpec
 from camkit.bench.scoring import bootstrap_metric
 from camkit.errors import OptionError
 
 SEED_FIELDS = ("seed",)
+MARKS = {1: "▲", -1: "▼"}  # significantly above / below the baseline (camkit.bench.significance)
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Run:
     _predictions: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _config: Any = field(default=None, repr=False, compare=False)
     _strata: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    _boots: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
+    boots: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)  # cell_bootstraps
 
     @property
     def seed(self) -> Any:
@@ -317,14 +318,22 @@ def cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | Non
     recomputed from the run's stored predictions with the run's own seed, or ``seed`` (so cells of one run share
     their resamples and can be compared pairwise, and runs of one table share them too: :func:`shared_plan_seed`);
     ``stratum`` ``(by, name)``: that part of the test set only."""
-    key = (row, test_cam, metric, n, stratum, seed)
-    if key not in run._boots:
-        run._boots[key] = _cell_bootstraps(run, row, test_cam, metric, n, stratum, seed)
-    return run._boots[key]
+    spec = metric_table.get(metric)
+    # FROC metrics share one matching and one resample plan: the first asked computes them all
+    kind = "froc" if spec.bootstrap == "froc" else metric
+    key = (row, test_cam, kind, n, stratum, seed)
+    if key not in run.boots:
+        run.boots[key] = _cell_bootstraps(run, row, test_cam, spec, n, stratum, seed)
+    boot = run.boots[key]
+    if kind != "froc":
+        return boot
+    return {spec.name: boot[spec.name], **({OPERATING_FPPI: boot[OPERATING_FPPI]} if spec.operating_point else {})}
 
 
-def _cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | None,
+def _cell_bootstraps(run: Run, row: str, test_cam: str, spec: MetricSpec, n: int | None,
                      stratum: tuple[str, str] | None, seed: int | None) -> dict[str, Any]:
+    from camkit.bench.scoring import froc_bootstraps
+
     stored, cfg = run.predictions(row), run.config()
     part = None
     if stratum is not None:
@@ -333,7 +342,9 @@ def _cell_bootstraps(run: Run, row: str, test_cam: str, metric: str, n: int | No
             raise OptionError(f"{run.path}: no {stratum[0]} stratum {stratum[1]!r} in this run")
     data = CellData(stored["predictions"][test_cam], stored["images"], n or cfg.bootstrap,
                     cfg.seed if seed is None else seed, cfg, part, str(run.path))
-    return bootstrap_metric(metric_table.get(metric), data)
+    if spec.bootstrap == "froc":
+        return froc_bootstraps([s for s in metric_table.metrics() if s.bootstrap == "froc"], data)
+    return bootstrap_metric(spec, data)
 
 
 def strata_names(runs: Sequence[Run], by: str) -> list[tuple[str, str]]:
@@ -376,8 +387,6 @@ def detection_rows(table: dict[str, Any], marks: tuple[str, str] = ("*", "**")) 
     overall ``**``; with ``table["significance"]`` (camkit.bench.significance), ``▲``/``▼`` where a cell is
     significantly above/below the baseline, which reads ``(baseline)``. The first column is titled
     ``table["header"]``."""
-    from camkit.bench.significance import MARKS
-
     out = []
     sig = table.get("significance") or {}
     for r in table["rows"]:

@@ -174,19 +174,10 @@ def train_config(recipe: Recipe, out_dir: str | Path, **overrides: Any) -> Any:
     return TrainConfig(**fields).check()
 
 
-def model_dir(models_root: str | Path, recipe: Recipe, train_cam: str | None, model: Any, train_set: Any,
-              val_set: Any, config: Any, world_size: int = 1, device_type: str = "cpu") -> Path:
-    """Where the model store keeps this training run: ``<root>/<model>[-<train_cam>]-<config hash>``.
+def takes_train_cam(model: str) -> bool:
+    """Whether the registered ``model`` has a train-cam axis (its registration's ``train_cam`` field, default
+    True; the classifier registers ``train_cam=False``)."""
+    from camkit.registry.host import get_host
 
-    The hash is the training fingerprint's (camkit.training.config), so any command that would train the same
-    weights finds the same folder, and resumes or reuses what is there.
-    """
-    from camkit.bench.config import takes_train_cam
-    from camkit.training import config_fingerprint, config_hash
-
-    digest = config_hash(config_fingerprint(model, train_set, val_set, config, world_size, device_type))
-    # a model without a train-cam axis (the classifier) is named by its model alone
-    cam = [train_cam or str(recipe.model_options.get("train_cam", "default"))] if takes_train_cam(recipe.model) \
-        else []
-    name = "-".join([recipe.model, *cam, digest])
-    return Path(models_root) / name
+    entry, _ = get_host().registry.get("model", model)
+    return entry.meta.train_cam

@@ -1,13 +1,13 @@
-"""The results schema of a bench run. ``results.json`` on disk is the source of truth; tables and plots
-are renderings of it.
+"""The results document of a bench run. ``results.json`` on disk is the source of truth; tables, figures and
+the report render it and compute nothing it holds.
 
-Top-level keys (schema ``camkit.bench/1``; documented in docs/results.md):
-``schema, created, camkit_version, git, environment, plugins, config, config_hash, dataset, training,
-classification, detection, timings, status``.
+Top-level keys (schema ``camkit.bench/2``; documented in docs/results.md):
+``schema, created, camkit_version, git, environment, plugins, config, config_hash, dataset, rows, cells,
+training, classification, detection, timings, settings, significance, notes, warnings, status``. A document of
+an older schema is brought up to date by :func:`migrate` when it is read, the one place that knows old shapes.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -20,14 +20,25 @@ from typing import Any
 from camkit.storage.atomic import atomic_write_json
 from camkit.errors import CamkitError
 
-SCHEMA = "camkit.bench/1"
+SCHEMA = "camkit.bench/2"
+OLDER_SCHEMAS = ("camkit.bench/1",)
 RESULTS_FILE = "results.json"
 
+#: The configuration fields that decide a run's numbers, hashed in this order: a field added to BenchConfig
+#: must be put here or in UNHASHED_CONFIG (tests/test_results_document.py fails until it is), so that no hash
+#: changes by accident and none misses a field that changes the numbers.
+HASHED_CONFIG = ("model", "dataset", "train_cams", "test_cams", "preset", "seed", "model_options",
+                 "dataset_options", "split_options", "train", "eval_batch_size", "box_threshold", "box_score",
+                 "boxes", "faithfulness", "faithfulness_steps", "iou_threshold", "maxboxacc_convention",
+                 "fppi_images", "bootstrap", "cam_fuse", "cam_output", "cam_options")
+UNHASHED_CONFIG: tuple[str, ...] = ()
 
-def config_hash(obj: Any) -> str:
-    """A short stable hash of a JSON-able configuration (key order does not matter)."""
-    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+def config_hash(config: dict[str, Any]) -> str:
+    """The hash of a bench configuration (``BenchConfig.to_dict()``): its :data:`HASHED_CONFIG` fields."""
+    from camkit.storage.hashing import stable_hash
+
+    return stable_hash({k: config[k] for k in HASHED_CONFIG if k in config})
 
 
 def git_info(start: Path | None = None) -> dict[str, Any] | None:
@@ -83,8 +94,8 @@ def new_results(config: dict[str, Any]) -> dict[str, Any]:
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "camkit_version": __version__, "git": git_info(), "environment": environment(),
         "plugins": plugin_versions(), "config": config, "config_hash": config_hash(config),
-        "dataset": {}, "training": {}, "classification": {}, "detection": {}, "timings": {},
-        "status": "running",
+        "dataset": {}, "rows": {}, "cells": {}, "training": {}, "classification": {}, "detection": {},
+        "timings": {}, "settings": {}, "significance": None, "notes": [], "warnings": [], "status": "running",
     }
 
 
@@ -117,9 +128,11 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
         raise _damaged(path, f"cannot be read as JSON ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, dict):
         raise _damaged(path, f"holds a JSON {type(data).__name__}, not a bench's results object")
+    if "schema" not in data:
+        raise _damaged(path, "has no schema field")
+    if data.get("schema") in OLDER_SCHEMAS:
+        data = migrate(data)
     if data.get("schema") != SCHEMA:
-        if "schema" not in data:
-            raise _damaged(path, "has no schema field")
         raise CamkitError(f"{path}: schema {data.get('schema')!r} is not {SCHEMA!r}; this file was not written by "
                           "this camkit version's bench")
     for key in ("config", "detection", "classification"):
@@ -131,6 +144,39 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(cells, dict) or not all(isinstance(c, dict) for c in cells.values()):
             raise _damaged(path, f"its detection row {row!r} is not an object of test-cam objects")
     return data
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """A ``camkit.bench/1`` document as ``camkit.bench/2`` (a new dict; the numbers are untouched):
+
+    - ``config_hash`` recomputed by the explicit field list (:data:`HASHED_CONFIG`);
+    - ``rows`` filled in for benches from before mixed models (every row a train-cam of the one model);
+    - each pairing's ``vs_baseline`` dropped: significance is one top-level ``significance`` object, which the
+      next bench over the folder, or the leaderboard, computes;
+    - ``warnings`` split into the run's ``notes`` and the rows' warnings; ``cells`` lists the scored rows.
+    """
+    import copy
+
+    if data.get("schema") == SCHEMA:
+        return data
+    out = copy.deepcopy(data)
+    config = out.get("config") if isinstance(out.get("config"), dict) else {}
+    out["schema"] = SCHEMA
+    out["config_hash"] = config_hash(config)
+    detection = out.get("detection") if isinstance(out.get("detection"), dict) else {}
+    if not out.get("rows"):
+        out["rows"] = {label: {"model": config.get("model"), "train_cam": label} for label in detection}
+    for cells in detection.values():
+        for entry in (cells.values() if isinstance(cells, dict) else ()):
+            if isinstance(entry, dict):
+                entry.pop("vs_baseline", None)
+    warnings = list(out.get("warnings") or [])
+    out["notes"] = [w for w in warnings if not w.startswith(("train-cam '", "row '"))]
+    out["cells"] = {label: {"status": "complete"} for label in detection
+                    if label in (out.get("classification") or {})}
+    out.setdefault("settings", {})
+    out.setdefault("significance", None)
+    return out
 
 
 def _damaged(path: Path, why: str) -> DamagedResults:

@@ -12,32 +12,44 @@ the output folder.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from camkit.bench.cell import (CellContext, CellSpec, plan_cells, read_document, run_cell, save_overlays,
+                               write_spec)
+from camkit.bench.cell import localisation_warning, warning_subject  # noqa: F401 - the bench's public API
 from camkit.bench.config import BenchConfig, Row
-from camkit.bench.evaluate import evaluate_pairings, overlay_data
-from camkit.bench.recipe import Recipe, build_datasets, build_model, model_dir, train_config
-from camkit.bench.results import (RESULTS_FILE, DamagedResults, config_hash, load_results, new_results,
-                                  save_results)
-from camkit.bench.scoring import score_pairings
-from camkit.bench.thresholds import choose_box_thresholds
+from camkit.bench.evaluate import overlay_data
+from camkit.bench.recipe import build_datasets
+from camkit.bench.assemble import assemble
+from camkit.bench.results import RESULTS_FILE, DamagedResults, config_hash, load_results, new_results, save_results
 from camkit.errors import CamkitError, OptionError
-from camkit.storage.atomic import atomic_write, atomic_write_json
+from camkit.storage.atomic import atomic_write
 from camkit.storage.lock import FolderLock
 
-BASELINE = ("cam", "cam")  # the released GMIC's own pairing
+@dataclass
+class BenchPlan:
+    """A checked matrix: its cells, the context they share in this process, and the run's settings."""
+
+    config: BenchConfig
+    out: Path
+    store: Path
+    cells: list[CellSpec]
+    context: CellContext
+    significance: dict[str, Any]
 
 
 def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
               models_dir: str | Path | None = None, log: tuple[str, ...] = (),
-              log_uri: str | None = None) -> dict[str, Any] | None:
+              log_uri: str | None = None, baseline: str | None = None, alpha: float = 0.05) -> dict[str, Any] | None:
     """Run (or resume) the matrix described by ``config`` into ``out``; returns the results document.
+
+    Plan (check everything, build one model per kind), run each cell (:mod:`camkit.bench.cell`; a finished
+    cell of the same configuration is skipped), assemble the cells' documents into ``results.json``
+    (:func:`camkit.bench.results.assemble`: the leaderboard's significance against ``baseline`` at family-wise
+    level ``alpha`` is computed there, once).
 
     ``progress``: a display such as :class:`camkit.ui.progress.BenchProgress` (None: silent). ``models_dir``:
     the model store (default ``out``'s parent / ``models``). Under ``torchrun`` every rank trains (DDP) and
@@ -47,162 +59,125 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
     :mod:`camkit.training.tracking`) that get each trained row's curves and final metrics, one run per row,
     tagged with the configuration hash; ``log_uri``: MLflow's tracking URI.
     """
-    from camkit.training import distributed
-    from camkit.training.device import DeviceSettings
+    plan = plan_bench(config, out, models_dir, log, log_uri, {"baseline": baseline, "alpha": alpha})
+    main = plan.context.info.is_main
+    lock = FolderLock(plan.out, "--out")  # one bench per run folder: a second one refuses in one line
+    results: dict[str, Any] = {}
+    started = time.perf_counter()
+    try:
+        if main:
+            lock.acquire()
+            lock.remove_leftovers(recursive=True)  # a SIGKILLed run's half-written files
+            results = _open_results(plan, progress)
+        _run_cells(plan, results, progress if main else None)
+        if not main:
+            return None
+        results["timings"]["total_s"] = results["timings"].get("total_s", 0.0) + time.perf_counter() - started
+        results["status"] = "complete"
+        results.pop("error", None)
+        return _save(plan, results, final=True)
+    except BaseException as exc:
+        if main and results:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            results.update(status="interrupted" if interrupted else "failed",
+                           error=None if interrupted else f"{type(exc).__name__}: {exc}")
+            results["timings"]["total_s"] = results["timings"].get("total_s", 0.0) + time.perf_counter() - started
+            _save(plan, results)
+        raise
+    finally:
+        lock.release()
 
+
+def plan_bench(config: BenchConfig, out: str | Path, models_dir: str | Path | None = None,
+               log: tuple[str, ...] = (), log_uri: str | None = None,
+               significance: dict[str, Any] | None = None) -> BenchPlan:
+    """Check everything that can be checked before training (options, CAMs, one model of each kind and its
+    datasets against their contracts, the folders) and return the cells to run."""
     cfg = config.resolved()
-    rows = cfg.rows()
-    info = distributed.setup(cfg.train.get("device"))
     out = Path(out)
-    models_root = Path(models_dir) if models_dir is not None else out.parent / "models"
-    # one model of each kind is built now, so every model's options and test-cams are checked before training
-    recipes = {m: cfg.recipe(m) for m in cfg.models()}
-    options = cfg.localize_options()
-    firsts: dict[str, Any] = {}
-    for row in rows:
+    store = Path(models_dir) if models_dir is not None else out.parent / "models"
+    context = CellContext.create(cfg)
+    firsts: dict[str, Row] = {}
+    for row in cfg.rows():  # one model of each kind: its options and test-cams are checked before training
         if row.model not in firsts:
-            firsts[row.model] = _build(recipes[row.model], row, cfg)
-            options.check(firsts[row.model])
-    sets_by_size: dict[tuple[int, int], dict[str, Any]] = {}
-    for m, model in firsts.items():
-        size = tuple(int(v) for v in model.input_size)
-        if size not in sets_by_size:
-            sets_by_size[size] = build_datasets(recipes[m], size)
-    sets = sets_by_size[tuple(int(v) for v in firsts[rows[0].model].input_size)]
-    device = DeviceSettings.resolve(info.device, "off", cfg.train.get("channels_last"))
-    lock = FolderLock(out, "--out")  # one bench per run folder: a second one refuses in one line
-    if info.is_main:
+            firsts[row.model] = row
+            context.models[row.label] = model = context.model(row)
+            context.options.check(model)
+            context.datasets(row.model, model.input_size)
+    if context.info.is_main:
         _check_writable(out, "--out")
-        _check_writable(models_root, "the model store (--models)")
-        lock.acquire()
-        lock.remove_leftovers(recursive=True)  # a SIGKILLed run's half-written files
-    if cfg.box_threshold == "auto" and any(not len(v["val"]) for v in sets_by_size.values()):
+        _check_writable(store, "the model store (--models)")
+    if cfg.box_threshold == "auto" and any(not len(v["val"]) for v in context.sets.values()):
         raise OptionError("--box-threshold auto chooses the threshold on the validation split, and this bench has "
                           "none (the paper preset trains on all of VinDr's training split): give a number, or "
                           "dataset options that carve a validation split")
-    results = _resume_or_new(out, cfg.to_dict(), progress)
-    results["dataset"] = {"name": cfg.dataset, "options": cfg.dataset_options,
-                          "counts": {k: len(v) for k, v in sets.items()}}
-    results["rows"] = {row.label: {"model": row.model, "train_cam": row.train_cam} for row in rows}
-    _record_skipped(results, sets)
-    main = info.is_main
-    display = progress if main else None
-    if main:
-        save_results(out, results)
-    started = time.perf_counter()
-    trackers: list[Any] = []
-    try:
-        for row in rows:
-            label = row.label
-            if label in results["detection"] and label in results["classification"]:
-                _call(display, "skip", label)
-                continue
-            if row.train_cam is None:
-                _call(display, "log", f"{label}: no train-cam axis ({row.model} retrieves no regions inside "
-                                      "training): one row, trained once")
-            recipe = recipes[row.model]
-            model = firsts.pop(row.model, None) or _build(recipe, row, cfg)
-            row_sets = sets_by_size[tuple(int(v) for v in model.input_size)]
-            trackers = _open_trackers(log, log_uri, out, row, results, row_sets, options) if main else []
-            training = _train_one(recipe, row, model, row_sets, out, models_root, info, display, trackers)
-            t0 = time.perf_counter()
-            chosen = {}
-            row_options = options
-            if cfg.box_threshold == "auto":
-                _call(display, "log", f"{label}: choosing each test-cam's box threshold on "
-                                      f"{len(row_sets['val'])} validation images")
-                chosen = choose_box_thresholds(model, row_sets["val"], options, recipe.eval_batch_size, cfg, device)
-                row_options = replace(options, cam_thresholds={c: v["value"] for c, v in chosen.items()})
-            sink = display.eval_sink(label) if display is not None else None
-            faith = (cfg.faithfulness, cfg.faithfulness_steps, cfg.seed) if cfg.faithfulness else None
-            records = evaluate_pairings(model, row_sets["test"], row_options, recipe.eval_batch_size, device, sink,
-                                        faith, cfg.maxboxacc_convention)
-            overlays = overlay_data(model, row_sets["test"], row_options, device,
-                                    batch_size=recipe.eval_batch_size) if main else None
-            if not main:
-                distributed.barrier()  # wait while rank 0 scores, instead of timing out in the next train()
-                continue
-            eval_s = time.perf_counter() - t0
-            atomic_write_json(out / "predictions" / f"{label}.json",
-                              {"images": records["images"], "predictions": records["predictions"],
-                               "not_applicable": records["not_applicable"]})
-            det, cls = score_pairings(records, cfg)
-            for cam, choice in chosen.items():
-                if "not_applicable" not in det.get(cam, {"not_applicable": True}):
-                    det[cam]["box_threshold"] = choice
-            warning = localisation_warning(row, det, cls)
-            # a re-scored row replaces its old warning, or clears it
-            results["warnings"] = [w for w in results.get("warnings", []) if not w.startswith(
-                f"{_warning_subject(row)}:")] + ([warning] if warning else [])
-            if warning:
-                _call(display, "log", f"warning: {warning}")
-            results["training"][label] = training
-            results["detection"][label] = det
-            results["classification"][label] = cls
-            results["timings"][label] = {"train_s": training["seconds"], "eval_s": eval_s,
-                                         "cam_s": records["cam_seconds"]}
-            save_results(out, results)
-            _close_trackers(trackers, det, cls)
-            trackers = []
-            if overlays is not None:
-                _save_overlays(out / "overlays" / f"{label}.npz", overlays)
-            distributed.barrier()
-        _record_skipped(results, sets)
-    except BaseException as exc:
-        from camkit.training.tracking import end_status
+    return BenchPlan(cfg, out, store, plan_cells(cfg, out, store, log, log_uri), context,
+                     dict(significance or {}))
 
-        for t in trackers:            # the row that failed: its tracker runs end FAILED / KILLED, not RUNNING
-            with contextlib.suppress(Exception):   # the bench's own error is the one to report
-                t.close(end_status(exc))
-        if main:
-            interrupted = isinstance(exc, KeyboardInterrupt)
-            results["status"] = "interrupted" if interrupted else "failed"
-            results["error"] = None if interrupted else f"{type(exc).__name__}: {exc}"
-            results["timings"]["total_s"] = results["timings"].get("total_s", 0.0) + time.perf_counter() - started
-            save_results(out, results)
-        lock.release()
-        raise
-    if not main:
-        return None
-    _compare_to_baseline(out, results, cfg)
-    results["timings"]["total_s"] = results["timings"].get("total_s", 0.0) + time.perf_counter() - started
-    results["status"] = "complete"
-    results.pop("error", None)
-    save_results(out, results)
-    lock.release()
+
+def _open_results(plan: BenchPlan, display: Any) -> dict[str, Any]:
+    """The run's results document (resumed, or new), with this plan's dataset and rows filled in and saved."""
+    cfg = plan.config
+    results = _resume_or_new(plan.out, cfg.to_dict(), display)
+    sets = next(iter(plan.context.sets.values()))  # the first row's (the planner built them first)
+    results["dataset"] = {"name": cfg.dataset, "options": cfg.dataset_options,
+                          "counts": {k: len(v) for k, v in sets.items()},
+                          "skipped": {k: [list(map(str, s)) for s in getattr(v, "skipped", [])]
+                                      for k, v in sets.items()}}
+    results["rows"] = {row.label: {"model": row.model, "train_cam": row.train_cam} for row in cfg.rows()}
+    results["settings"] = plan.significance
+    for spec in plan.cells:  # what a job elsewhere runs: camkit bench-cell <out>/cells/<row>.spec.json
+        write_spec(spec)
+    _adopt_scored_rows(plan, results)
+    _save(plan, results)
     return results
 
 
-def _build(recipe: Recipe, row: Row, cfg: BenchConfig) -> Any:
-    return build_model(recipe, row.train_cam, cfg.train_cam_options(row.train_cam) if row.train_cam else None)
+def _adopt_scored_rows(plan: BenchPlan, results: dict[str, Any]) -> None:
+    """Rows a run scored before cells had documents (schema ``camkit.bench/1``) become finished cells, so the
+    resumed bench does not score them again."""
+    from camkit.bench.cell import CELL_SCHEMA
+    from camkit.storage.atomic import atomic_write_json
+
+    digest = config_hash(plan.config.to_dict())
+    rows = {r.label: r for r in plan.config.rows()}
+    for spec in plan.cells:
+        label = spec.row
+        if label not in results.get("detection", {}) or label not in results.get("classification", {}) \
+                or read_document(spec, digest) is not None:
+            continue
+        subject = f"{warning_subject(rows[label])}:"
+        atomic_write_json(spec.document_path(), {
+            "schema": CELL_SCHEMA, "row": label, "model": rows[label].model, "train_cam": rows[label].train_cam,
+            "config_hash": digest, "training": results.get("training", {}).get(label, {}),
+            "detection": results["detection"][label], "classification": results["classification"][label],
+            "warning": next((w for w in results.get("warnings", []) if w.startswith(subject)), None),
+            "timings": results.get("timings", {}).get(label, {})})
 
 
-#: A model that separates the classes this well but whose maps reach this little is not localising.
-WARN_AUC, WARN_TPR = 0.8, 0.2
+def _run_cells(plan: BenchPlan, results: dict[str, Any], display: Any) -> None:
+    """Every cell not finished under this configuration, in order; ``results.json`` re-assembled after each."""
+    digest = config_hash(plan.config.to_dict())
+    for spec in plan.cells:
+        if read_document(spec, digest) is not None:
+            _call(display, "skip", spec.row)
+            continue
+        row = next(r for r in plan.config.rows() if r.label == spec.row)
+        if row.train_cam is None:
+            _call(display, "log", f"{row.label}: no train-cam axis ({row.model} retrieves no regions inside "
+                                  "training): one row, trained once")
+        document = run_cell(spec, display, plan.context)
+        if document is not None:
+            if document.get("warning"):
+                _call(display, "log", f"warning: {document['warning']}")
+            _save(plan, results)
 
 
-def _warning_subject(row: Row | str) -> str:
-    if isinstance(row, str):  # a bare train-cam name
-        return f"train-cam {row!r}"
-    return f"train-cam {row.train_cam!r}" if row.label == row.train_cam else f"row {row.label!r}"
-
-
-def localisation_warning(row: Row | str, detection: dict[str, Any],
-                         classification: dict[str, Any]) -> str | None:
-    """A warning when a trained model classifies well but none of its maps localises (the seed problem);
-    ``row``: the leaderboard row (or a train-cam name)."""
-    auc = (classification.get("auc") or {}).get("value")
-    tprs = [e["tpr@1"]["value"] for e in detection.values() if e.get("tpr@1", {}).get("value") is not None]
-    if auc is None or not tprs or not (auc >= WARN_AUC and max(tprs) < WARN_TPR):
-        return None
-    return (f"{_warning_subject(row)}: the model classifies well (AUC {auc:.2f}) but none of its maps localises "
-            f"(best TPR@1FPPI {max(tprs):.2f}): its maps fire beside the lesions. Look at "
-            "figures/overlay-*.png and read docs/training.md, 'When the maps do not localise'")
-
-
-def _record_skipped(results: dict[str, Any], sets: dict[str, Any]) -> None:
-    results["dataset"]["skipped"] = {k: [list(map(str, s)) for s in getattr(v, "skipped", [])]
-                                     for k, v in sets.items()}
+def _save(plan: BenchPlan, results: dict[str, Any], final: bool = False) -> dict[str, Any]:
+    """Assemble the finished cells' documents into ``results`` (significance too, when ``final``) and write it."""
+    assemble(results, plan.out, plan.cells, final=final)
+    save_results(plan.out, results)
+    return results
 
 
 def _call(display: Any, method: str, *args: Any) -> None:
@@ -237,7 +212,7 @@ def _resume_or_new(out: Path, conf: dict[str, Any], display: Any) -> dict[str, A
                 "models are reused)")
         _call(display, "log", note)
         fresh = new_results(conf)
-        fresh.setdefault("warnings", []).append(note)
+        fresh["notes"].append(note)
         return fresh
     if old.get("config_hash") == config_hash(conf):
         old["status"] = "running"
@@ -248,118 +223,6 @@ def _resume_or_new(out: Path, conf: dict[str, Any], display: Any) -> dict[str, A
         return new_results(conf)
     raise CamkitError(f"{path} holds a bench with another configuration (hash {old.get('config_hash')}, now "
                       f"{config_hash(conf)}); choose a new --out, or delete that directory to start over")
-
-
-def _open_trackers(log: tuple[str, ...], uri: str | None, out: Path, row: Row, results: dict[str, Any],
-                   sets: dict[str, Any], options: Any) -> list[Any]:
-    """One tracker per ``--log`` backend for this row, drawing overlays of up to 3 validation mass images."""
-    if not log:
-        return []
-    from camkit.training.tracking import open_tracker
-
-    overlays = _overlay_fn(sets["val"] if len(sets["val"]) else sets["test"], row, options)
-    tags = {"config_hash": results.get("config_hash"), "row": row.label, "model": row.model,
-            "train_cam": row.train_cam or "", "camkit": results.get("camkit_version")}
-    return [open_tracker(b, out, row.label, tags, uri, overlays, experiment="camkit-bench") for b in log]
-
-
-def _overlay_fn(dataset: Any, row: Row, options: Any):
-    """model -> [(image id, image, map)] of the train-cam (else the first test-cam) on a few mass images."""
-    from camkit.data.sample import collate
-    from camkit.inference import LocalizeOptions, localize
-
-    picks = [i for i, v in enumerate(dataset.labels()) if int(v) == 1][:3]
-    samples = [s for s in (dataset[i] for i in picks) if s is not None]
-    if not samples:
-        return None
-    batch = collate(samples)
-    cam = row.train_cam or options.cams[0]
-    local = LocalizeOptions(cams=(cam,), cam_output=options.cam_output, cam_options=options.cam_options)
-
-    def overlays(model: Any) -> list[tuple[str, Any, Any]]:
-        found = localize(model, batch["image"], local)
-        maps = next(iter(found.maps.values()), None)
-        if maps is None:
-            return []
-        return [(str(i), batch["image"][k, 0].numpy(), maps[k].detach().float().cpu().numpy())
-                for k, i in enumerate(batch["image_id"])]
-    return overlays
-
-
-def _close_trackers(trackers: list[Any], det: dict[str, Any], cls: dict[str, Any]) -> None:
-    """The row's leaderboard cells (``<test-cam>/<metric>``) and classification metrics, then close."""
-    if not trackers:
-        return
-    metrics: dict[str, float] = {}
-    for cam, entry in det.items():
-        for name, value in entry.items():
-            if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
-                metrics[f"{cam}/{name}"] = value["value"]
-    for name, value in cls.items():
-        if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
-            metrics[f"classification/{name}"] = value["value"]
-    for t in trackers:
-        t.log_results(metrics)
-        t.close()
-
-
-def _train_one(recipe: Recipe, row: Row, model: Any, sets: dict[str, Any], out: Path, models_root: Path,
-               info: Any, display: Any, trackers: list[Any] = ()) -> dict[str, Any]:
-    from camkit.storage.checkpoint import load_checkpoint
-    from camkit.training import train
-
-    val = sets["val"] if len(sets["val"]) else None  # the paper's preset has no validation split
-    tcfg = train_config(recipe, out_dir=".", resume=True, progress=False)
-    folder = model_dir(models_root, recipe, row.train_cam, model, sets["train"], val, tcfg, info.world_size,
-                       info.device.type)
-    tcfg = replace(tcfg, out_dir=str(folder))
-    from camkit.training.progress import Tee
-
-    sink = display.train_sink(row.label) if display is not None else None
-    result = train(model, sets["train"], val, tcfg, progress=Tee(sink, *trackers) if trackers else sink)
-    best = result.best_checkpoint or result.last_checkpoint
-    load_checkpoint(best, model)
-    model.eval()
-    return {"checkpoint": os.path.relpath(best, out), "seconds": result.seconds, "epochs": result.epochs_done,
-            "best_epoch": result.best_epoch, "best_val_auc": result.best_val_auc,
-            "images_per_s": result.images_per_s, "reused": result.reused, "config_hash": result.config_hash}
-
-
-def _save_overlays(path: Path, arrays: dict[str, Any]) -> None:
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write(path, lambda f: f.write(buf.getbuffer()))
-
-
-def baseline_row(rows: list[Row]) -> Row | None:
-    """The row of the released GMIC's own pairing: the first trained with CAM (its CAM test-cam is the
-    baseline), else None."""
-    return next((r for r in rows if r.train_cam == BASELINE[0]), None)
-
-
-def _compare_to_baseline(out: Path, results: dict[str, Any], cfg: BenchConfig) -> None:
-    """Every pairing's TPR@1FPPI against the released GMIC's own pairing (CAM for both): paired study bootstrap,
-    Holm-corrected across the matrix (camkit.bench.significance), stored as ``vs_baseline``."""
-    from camkit.bench.leaderboard import Run, detection_table
-    from camkit.bench.significance import significance
-
-    base = baseline_row(cfg.rows())
-    if base is None or BASELINE[1] not in cfg.test_cams:
-        return
-    run = Run(out, results)
-    table = detection_table([run], "tpr@1")
-    if table["cells"].get((base.label, BASELINE[1])) is None or \
-            table["cells"][(base.label, BASELINE[1])].value is None:  # the baseline pairing does not apply
-        return
-    found = significance([run], table, (base.label, BASELINE[1]))
-    own = {"difference": 0.0, "ci": [0.0, 0.0], "p_value": 1.0, "p_holm": 1.0, "significant": False,
-           "direction": 0}
-    for (label, test_cam), comparison in {**found["cells"], (base.label, BASELINE[1]): own}.items():
-        results["detection"][label][test_cam]["vs_baseline"] = {
-            "baseline": [base.label, BASELINE[1]], "metric": "tpr@1", **comparison, "alpha": found["alpha"],
-            "method": found["method"]}
 
 
 def redraw_overlays(run_dir: str | Path, label: str, n: int = 8, n_negative: int = 4,
@@ -380,7 +243,7 @@ def redraw_overlays(run_dir: str | Path, label: str, n: int = 8, n_negative: int
     if row is None:
         return None
     recipe = cfg.recipe(row.model)
-    model = _build(recipe, row, cfg)
+    model = CellContext(cfg, None, None, None).model(row)
     load_checkpoint(run_dir / checkpoint, model)
     model.eval()
     test = build_datasets(recipe, tuple(int(v) for v in model.input_size), ("test",))["test"]
@@ -393,5 +256,5 @@ def redraw_overlays(run_dir: str | Path, label: str, n: int = 8, n_negative: int
     if arrays is None:
         return None
     path = Path(path) if path is not None else run_dir / "overlays" / f"{label}.npz"
-    _save_overlays(path, arrays)
+    save_overlays(path, arrays)
     return path

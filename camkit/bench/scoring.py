@@ -3,6 +3,7 @@ comparisons: camkit.bench.significance). Works from ``predictions/*.json`` alone
 without inference."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,25 +34,20 @@ def score_detection(per_image: dict[str, Any], images: list[dict[str, Any]], cfg
     records the predictions carry."""
     from camkit.bench.faithful import score_faithfulness
     from camkit.bench.wsol import score_localization
-    from camkit.metrics import bootstrap_froc, froc
+    from camkit.metrics import froc
 
-    gt, groups = ground_truth(images)
-    preds = as_predictions(per_image)
-    kw = {"iou_threshold": cfg.iou_threshold, "images": cfg.fppi_images}
-    curve = froc(preds, gt, **kw)
+    gt, _ = ground_truth(images)
+    curve = froc(as_predictions(per_image), gt, iou_threshold=cfg.iou_threshold, images=cfg.fppi_images)
     # every FROC number of the table in one bootstrap (one matching, one resample plan)
     froc_specs = [s for s in metric_table.metrics("detection") if s.bootstrap == "froc"]
-    plain = [s for s in froc_specs if not s.operating_point]
-    names = [s.source for s in plain] + [s.source for s in froc_specs if s.operating_point]
-    boot = bootstrap_froc(preds, gt, groups, metrics=[*names, OPERATING_FPPI], n=cfg.bootstrap,
-                          seed=cfg.seed, **kw)
-    entry: dict[str, Any] = {s.name: {"value": boot[s.source].estimate,
-                                      "ci": [boot[s.source].low, boot[s.source].high]} for s in plain}
+    boot = froc_bootstraps(froc_specs, CellData(per_image, images, cfg.bootstrap, cfg.seed, cfg))
+    entry: dict[str, Any] = {s.name: {"value": boot[s.name].estimate, "ci": [boot[s.name].low, boot[s.name].high]}
+                             for s in froc_specs if not s.operating_point}
     best = curve.best_operating_point
     for s in froc_specs:
         if s.operating_point:  # the curve's own operating point, with the bootstrap's intervals
             entry[s.name] = {s.value_key: best.tpr, "fppi": best.fppi, "threshold": best.threshold,
-                             "ci": [boot[s.source].low, boot[s.source].high],
+                             "ci": [boot[s.name].low, boot[s.name].high],
                              "fppi_ci": [boot[OPERATING_FPPI].low, boot[OPERATING_FPPI].high]}
     entry["froc"] = {"fppi": curve.fppi.tolist(), "tpr": curve.tpr.tolist()}
     entry.update(score_localization(per_image, images, cfg))
@@ -59,7 +55,7 @@ def score_detection(per_image: dict[str, Any], images: list[dict[str, Any]], cfg
     entry.update(_score_others(per_image, images, cfg, entry))
     entry.update(n_lesions=curve.n_lesions, n_images=curve.n_images, n_predictions=curve.n_predictions,
                  images=curve.images, bootstrap={"n": cfg.bootstrap, "seed": cfg.seed, "by": "study",
-                                                 "skipped": boot["tpr@1"].n_skipped})
+                                                 "skipped": boot[froc_specs[0].name].n_skipped})
     return entry
 
 
@@ -118,9 +114,16 @@ def bootstrap_metric(spec: metric_table.MetricSpec, data: CellData) -> dict[str,
 
 
 def froc_bootstrap(spec: metric_table.MetricSpec, data: CellData) -> dict[str, Any]:
-    """FROC numbers (camkit.metrics.bootstrap_froc, by ``spec.source``: ``tpr@<f>``, ``cpm``, ``best_tpr``)
-    of the stored boxes; a stratum keeps its images and counts its lesions only (an operating-point metric adds
-    the FPPI where it is reached, key ``best_fppi``)."""
+    """One FROC metric of the stored boxes (:func:`froc_bootstraps`); an operating-point metric adds the FPPI
+    where it is reached, key ``best_fppi``."""
+    boot = froc_bootstraps([spec], data)
+    return {spec.name: boot[spec.name], **({OPERATING_FPPI: boot[OPERATING_FPPI]} if spec.operating_point else {})}
+
+
+def froc_bootstraps(specs: Sequence[metric_table.MetricSpec], data: CellData) -> dict[str, Any]:
+    """FROC numbers of the stored boxes (camkit.metrics.bootstrap_froc, by each spec's ``source``: ``tpr@<f>``,
+    ``cpm``, ``best_tpr``), all from one matching and one resample plan, keyed by spec name (and ``best_fppi``
+    when one is an operating-point metric); a stratum keeps its images and counts its lesions only."""
     from camkit.metrics import bootstrap_froc
 
     images, per_image, part, cfg = list(data.images), dict(data.per_image), data.stratum, data.config
@@ -128,12 +131,16 @@ def froc_bootstrap(spec: metric_table.MetricSpec, data: CellData) -> dict[str, A
         images = [r for r in images if r["image_id"] in part.images]
         per_image = {k: v for k, v in per_image.items() if k in part.images}
     gt, groups = ground_truth(images)
-    names = [spec.source, OPERATING_FPPI] if spec.operating_point else [spec.source]
+    names = list(dict.fromkeys(s.source for s in specs))
+    if any(s.operating_point for s in specs):
+        names.append(OPERATING_FPPI)
     boot = bootstrap_froc(as_predictions(per_image), gt, groups, metrics=names, n=data.n, seed=data.seed,
                           iou_threshold=cfg.iou_threshold, images=cfg.fppi_images,
                           lesions=part.lesions if part is not None else None)
-    fppi = {OPERATING_FPPI: boot[OPERATING_FPPI]} if spec.operating_point else {}
-    return {spec.name: boot[spec.source], **fppi}
+    out = {s.name: boot[s.source] for s in specs}
+    if OPERATING_FPPI in boot:
+        out[OPERATING_FPPI] = boot[OPERATING_FPPI]
+    return out
 
 
 def classification_bootstrap(spec: metric_table.MetricSpec, data: CellData) -> dict[str, Any]:

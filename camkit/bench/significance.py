@@ -15,7 +15,6 @@ from typing import Any
 from camkit.errors import OptionError
 
 DEFAULT_BASELINE = ("cam", "cam")  # the released GMIC's own pairing
-MARKS = {1: "▲", -1: "▼"}          # significantly above / below the baseline
 
 
 def parse_baseline(text: str | None) -> tuple[str, str] | None:
@@ -100,3 +99,42 @@ def significance(runs: Sequence[Any], table: dict[str, Any], baseline: tuple[str
                        f"{len(cells)} comparisons none can reach alpha {alpha:g}; bench with --bootstrap "
                        f"{int(2 * len(cells) / alpha) + 1} or more to resolve them")
     return out
+
+
+def to_document(sig: dict[str, Any], asked: str | None = None) -> dict[str, Any]:
+    """:func:`significance`'s result as JSON (cells as a list of ``{row, test_cam, ...}``); ``asked``: the
+    ``--baseline`` text it answered (None: the default baseline), so a stored result is reused only for the
+    same question (:func:`from_document`)."""
+    return {"metric": sig["metric"], "baseline": list(sig["baseline"]), "asked": asked, "alpha": sig["alpha"],
+            "method": sig["method"], "note": sig.get("note"),
+            "cells": [{"row": r, "test_cam": c, **v} for (r, c), v in sig["cells"].items()]}
+
+
+def from_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored significance document back in :func:`significance`'s shape (tuple keys)."""
+    cells = {(c["row"], c["test_cam"]): {k: v for k, v in c.items() if k not in ("row", "test_cam")}
+             for c in doc["cells"]}
+    return {"baseline": tuple(doc["baseline"]), "alpha": doc["alpha"], "metric": doc["metric"], "cells": cells,
+            "method": doc["method"], "note": doc.get("note")}
+
+
+def stored_significance(runs: Sequence[Any], metric: str, baseline: str | None, alpha: float,
+                        stratum: Any = None) -> dict[str, Any] | None:
+    """The significance a single run's results document holds for this question (metric, ``--baseline``
+    text, alpha; whole test set), or None when it holds none (several runs, a stratum, another question)."""
+    if len(runs) != 1 or stratum is not None:
+        return None
+    stored = (runs[0].results.get("significance") or {}).get(metric)
+    if not stored or stored.get("asked") != baseline or stored.get("alpha") != alpha:
+        return None
+    return from_document(stored)
+
+
+def significance_for(runs: Sequence[Any], table: dict[str, Any], baseline: str | None = None,
+                     alpha: float = 0.05) -> dict[str, Any] | None:
+    """The table's significance: the stored one when the run holds it for this question, else computed
+    (a scoring step: several runs, a stratum, another baseline or alpha)."""
+    stored = stored_significance(runs, table["metric"], baseline, alpha, table.get("stratum"))
+    if stored is not None:
+        return stored
+    return significance(runs, table, parse_baseline(baseline), alpha)

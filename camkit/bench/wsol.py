@@ -146,7 +146,7 @@ def _pxap_bootstrap(per_image: dict[str, Any], images: list[dict[str, Any]], n: 
                     seed: int) -> tuple[Any, int] | None:
     """PxAP over the pixels of the test images with a mask (study bootstrap: a resample sums its images'
     histograms, each as often as its study is drawn) and how many images; None without histograms."""
-    from camkit.metrics.bootstrap import _result, resample_plan
+    from camkit.metrics.bootstrap import percentile_result, resample_plan
     from camkit.metrics.localization import pxap_from_histograms
 
     rows = [(per_image[r["image_id"]]["pxap_hist"], r["study_id"]) for r in images
@@ -158,7 +158,7 @@ def _pxap_bootstrap(per_image: dict[str, Any], images: list[dict[str, Any]], n: 
     w = plan.weights().astype(np.float64)                                # (n, N)
     pos, neg = np.tensordot(w, hist[:, 0], axes=(1, 0)), np.tensordot(w, hist[:, 1], axes=(1, 0))
     full = float(pxap_from_histograms(hist[:, 0].sum(axis=0), hist[:, 1].sum(axis=0)))
-    return _result("pxap", full, pxap_from_histograms(pos, neg), plan, 0.95), len(rows)
+    return percentile_result("pxap", full, pxap_from_histograms(pos, neg), plan, 0.95), len(rows)
 
 
 def _bootstrap(found: tuple[Any, ...], n: int, seed: int) -> dict[str, Any]:

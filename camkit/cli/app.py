@@ -6,14 +6,12 @@ line on stderr and exit status 1, never a traceback.
 """
 from __future__ import annotations
 
-import os
 import signal
-import threading
-from typing import Any
 
 import click
 
 from camkit import __version__
+from camkit.cli.signals import Terminated, exit_code, terminate_like_ctrl_c  # noqa: F401 - re-exported
 
 
 class CamkitGroup(click.Group):
@@ -21,7 +19,7 @@ class CamkitGroup(click.Group):
 
     _plugin_commands_loaded = False
 
-    def _load_plugin_commands(self) -> None:
+    def add_plugin_commands(self) -> None:
         if self._plugin_commands_loaded:
             return
         self._plugin_commands_loaded = True
@@ -31,17 +29,17 @@ class CamkitGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str):
         if cmd_name not in self.commands:
-            self._load_plugin_commands()
+            self.add_plugin_commands()
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load_plugin_commands()
+        self.add_plugin_commands()
         return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context):
         from camkit.errors import CamkitError
 
-        previous = _terminate_like_ctrl_c()
+        previous = terminate_like_ctrl_c()
         try:
             return super().invoke(ctx)
         except CamkitError as exc:
@@ -49,33 +47,6 @@ class CamkitGroup(click.Group):
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's stop, Slurm's before it kills a job), handled as Ctrl-C: the run records itself
-    interrupted, its temporary files go, and the command exits 143 saying how to resume."""
-
-
-def exit_code(exc: KeyboardInterrupt) -> int:
-    """The shell's code for the signal that stopped a command: 143 for SIGTERM, 130 for Ctrl-C."""
-    return 143 if isinstance(exc, Terminated) else 130
-
-
-def _terminate_like_ctrl_c() -> Any:
-    """Make SIGTERM raise :class:`Terminated` in this process (main thread only); returns the handler it
-    replaced, or None where none could be set. DataLoader workers forked meanwhile keep the default action."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    owner = os.getpid()
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        if os.getpid() != owner:  # a forked worker: die as SIGTERM says
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        raise Terminated()
-
-    return signal.signal(signal.SIGTERM, on_sigterm)
 
 
 @click.group(cls=CamkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,7 +61,7 @@ def main() -> None:
 def load_plugin_commands() -> None:
     """Add the plugins' commands to ``camkit`` and ``camkit prepare`` (once; ``camkit prepare NAME`` asks for
     them without going through the top group's lookup)."""
-    main._load_plugin_commands()
+    main.add_plugin_commands()
 
 
 def _add_core_commands() -> None:

@@ -11,7 +11,7 @@ import click
 
 from camkit.bench import metric_table
 from camkit.bench.metric_table import DEFAULT_METRIC
-from camkit.cli.options import format_option, parse_cam_options
+from camkit.cli.options import PresetChoice, format_option, parse_cam_options
 from camkit.errors import OptionError
 from camkit.cli.options import parse_options as _parse_options
 from camkit.ui.output import render
@@ -50,17 +50,18 @@ class BoxThreshold(click.ParamType):
 @click.command()
 @click.option("--model", "models", multiple=True,
               help="registered model (repeat to mix models in one matrix: a row per model and train-cam) "
-                   "[the preset's: gmic]")
+                   "[the preset's]")
 @click.option("--dataset", default=None,
-              help="registered dataset [the preset's: synthetic for cpu, vindr for paper, ...]")
+              help="registered dataset [the preset's]")
 @click.option("--train-cam", "train_cams", multiple=True,
               help="CAM driving training (repeat, 'all', or a cost class; perturbation methods cost extra forwards per "
                    "step, docs/performance.md) [cam gradcampp xgradcam]")
 @click.option("--test-cam", "test_cams", multiple=True,
               help="CAM scored at test time (repeat; 'all' = every registered one, or a cost class: one-pass, "
                    "second-order, full-backward, perturbation) [the paper's five]")
-@click.option("--preset", type=click.Choice(["cpu", "paper", "cbis-ddsm", "inbreast"]), default=None,
-              help="recipe (model, data, training options) [the --dataset's own preset if it has one, else cpu]")
+@click.option("--preset", type=PresetChoice(), default=None,
+              help="recipe (model, data, training options) [the --dataset's own recipe if it has one, else the "
+                   "default recipe] (camkit list recipes)")
 @click.option("--epochs", type=int, default=None, help="override the preset's epochs")
 @click.option("--batch-size", type=int, default=None, help="override the preset's batch size")
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds the data, the model and training")
@@ -166,10 +167,10 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
     try:
         for run_cfg, run_out in runs:
             results = run_bench(run_cfg, run_out, progress=progress, models_dir=store, log=tuple(log),
-                                log_uri=log_uri)
+                                log_uri=log_uri, baseline=baseline, alpha=alpha)
             loaded.append(Run(run_out, results))
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (camkit.cli.app.Terminated)
-        from camkit.cli.app import exit_code
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (camkit.cli.signals.Terminated)
+        from camkit.cli.signals import exit_code
 
         click.echo(f"\ninterrupted: re-run the same command (same --out {out}) to resume", err=True)
         sys.exit(exit_code(exc))
@@ -219,7 +220,7 @@ def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None,
     from camkit.bench.leaderboard import (classification_records, classification_rows, classification_table,
                                           detection_records, detection_table, missing_metric_message,
                                           strata_names)
-    from camkit.bench.significance import parse_baseline, significance
+    from camkit.bench.significance import significance_for
     from camkit.ui.output import resolve_format
 
     parts = [(None, None)] if by is None else [((by, name), desc) for name, desc in strata_names(runs, by)]
@@ -229,7 +230,7 @@ def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None,
         missing = missing_metric_message(table)
         if missing:
             raise OptionError(missing)
-        table["significance"] = significance(runs, table, parse_baseline(baseline), alpha)
+        table["significance"] = significance_for(runs, table, baseline, alpha)
         tables.append((table, description))
     cls = classification_table(runs)
     fmt = resolve_format(fmt)
@@ -328,4 +329,36 @@ def leaderboard(run_dirs, metric, group, baseline, alpha, by, fmt):
         _print_leaderboard(members, metric, fmt, baseline, alpha, by)
 
 
-commands = [bench, leaderboard]
+@click.command("bench-cell")
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--quiet", is_flag=True, help="no progress output")
+def bench_cell(spec, quiet):
+    """Run one cell of a bench (a model, train-cam and seed: train, evaluate, score) from its spec file.
+
+    `camkit bench` writes every cell's spec as <out>/cells/<row>.spec.json before it trains; a job on another
+    process or machine that sees the same folders runs one with this command and writes
+    <out>/cells/<row>.json. Re-running the same `camkit bench` then skips the finished cells and assembles
+    results.json (docs/architecture.md, "A bench run").
+    """
+    from camkit.bench.cell import read_spec, run_cell
+    from camkit.training import distributed
+    from camkit.ui.progress import BenchProgress
+
+    cell = read_spec(spec)
+    progress = BenchProgress("off" if quiet else "auto", n_rows=1)
+    try:
+        document = run_cell(cell, progress)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (camkit.cli.signals.Terminated)
+        from camkit.cli.signals import exit_code
+
+        click.echo(f"\ninterrupted: re-run `camkit bench-cell {spec}` to resume (its training resumes from "
+                   "last.pt)", err=True)
+        sys.exit(exit_code(exc))
+    finally:
+        progress.close()
+        distributed.cleanup()
+    if document is not None and not quiet:
+        click.echo(f"cell {cell.row}: {cell.document_path()}", err=True)
+
+
+commands = [bench, leaderboard, bench_cell]

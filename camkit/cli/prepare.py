@@ -15,12 +15,12 @@ class PrepareGroup(click.Group):
     """The plugins' ``camkit prepare NAME`` commands, added on first use (plugins load lazily)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        _load_plugin_commands()
+        _load_plugin_commands(ctx)
         return super().list_commands(ctx)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands:
-            _load_plugin_commands()
+            _load_plugin_commands(ctx)
         return super().get_command(ctx, cmd_name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
@@ -32,10 +32,12 @@ class PrepareGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
-def _load_plugin_commands() -> None:
-    from camkit.cli.app import load_plugin_commands
-
-    load_plugin_commands()
+def _load_plugin_commands(ctx: click.Context) -> None:
+    """The plugins add their commands through the top group (``camkit``), which loads them once."""
+    root = ctx.find_root().command
+    load = getattr(root, "add_plugin_commands", None)  # camkit's own group; a bare `prepare` has none
+    if load is not None:
+        load()
 
 
 @click.group("prepare", cls=PrepareGroup)
@@ -75,10 +77,11 @@ def run_prepare(dataset: str, root: Any, records_for: Any, settings: Any, prepar
     """Fill the cache and print what was done and every file or row skipped, and why."""
     from camkit.data.cache import default_cache_dir, prepare as fill
     from camkit.errors import CamkitError
+    from camkit.ui.progress import prepare_sink
 
     try:
         report = fill(root, records_for, settings, prepare_fn, out or default_cache_dir(dataset), workers=workers,
-                      skip_bad=skip_bad, progress=not quiet)
+                      skip_bad=skip_bad, progress=prepare_sink(not quiet))
     except (CamkitError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     skipped = skipped_rows + report.skipped

@@ -14,8 +14,9 @@ import click
 @click.option("--baseline", default=None, metavar="ROW:TEST_CAM",
               help="the cell significance markers compare with [cam:cam when present]")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="significance level (Holm-corrected)")
-@click.option("--redraw/--no-redraw", default=True, show_default=True,
-              help="draw a trained row's missing overlays from its checkpoint (runs the model on a few test images)")
+@click.option("--redraw/--no-redraw", default=False, show_default=True,
+              help="draw a trained row's missing overlays from its checkpoint (runs the model on a few test images; "
+                   "by default such rows are left out of the gallery and the report runs no model)")
 @click.option("--gallery", type=click.IntRange(min=1), default=None, metavar="N",
               help="N test images per train-cam in the gallery (2/3 mass); beyond the 12 the bench stores they are "
                    "drawn from the checkpoints once and kept in the run  [default: the stored ones]")

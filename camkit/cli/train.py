@@ -65,8 +65,8 @@ def train(**kw: Any) -> None:
 
     try:
         _run(SimpleNamespace(**kw))
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (camkit.cli.app.Terminated)
-        from camkit.cli.app import exit_code
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (camkit.cli.signals.Terminated)
+        from camkit.cli.signals import exit_code
 
         click.echo("\ninterrupted: re-run the same command to resume from last.pt", err=True)
         sys.exit(exit_code(exc))
@@ -77,12 +77,12 @@ def train(**kw: Any) -> None:
 def _run(o: SimpleNamespace) -> None:
     from dataclasses import replace
 
-    from camkit.bench.recipe import build_datasets, build_model, model_dir, resolve_recipe, train_config
+    from camkit.bench.recipe import build_datasets, build_model, resolve_recipe
+    from camkit.bench.store import TrainJob, store_folder, train_into_store
     from camkit.registry.host import get_host
     from camkit.registry.options import factory_options
     from camkit.storage.checkpoint import load_checkpoint
     from camkit.training import distributed
-    from camkit.training import train as run_training
     from camkit.ui.output import render
     from camkit.ui.progress import auto_progress
 
@@ -102,19 +102,19 @@ def _run(o: SimpleNamespace) -> None:
     if init and "checkpoint" in factory_options(get_host().registry.get("model", recipe.model)[0].factory)[0]:
         recipe.model_options["checkpoint"] = init  # the plugin knows its released weights' quirks
         init = None
-    tcfg = train_config(recipe, out_dir=".", **overrides, resume=o.resume, accumulate=o.accumulate,
-                        weight_decay=o.weight_decay, num_workers=o.num_workers, max_steps=o.max_steps,
-                        device=o.device, progress=False, hflip=o.augment, random_crop=o.augment)
+    overrides.update(resume=o.resume, accumulate=o.accumulate, weight_decay=o.weight_decay,
+                     num_workers=o.num_workers, max_steps=o.max_steps, device=o.device, hflip=o.augment,
+                     random_crop=o.augment)
+    TrainJob(recipe, o.train_cam, None, {}, o.models_dir, o.out, overrides).config()  # bad options fail first
     info = distributed.setup(o.device)
     net = build_model(recipe, o.train_cam, _train_cam_options(o.cam_opt, o.train_cam))
     if init:
         load_checkpoint(init, net)
     val_split = None if o.val_split.lower() == "none" else o.val_split
     sets = build_datasets(recipe, net.input_size, ("train",) + ((val_split,) if val_split else ()))
-    val_set = sets.get(val_split) if val_split else None
-    out = o.out or model_dir(o.models_dir, recipe, o.train_cam, net, sets["train"],
-                             val_set if val_set is not None and len(val_set) else None, tcfg, info.world_size,
-                             info.device.type)
+    job = TrainJob(recipe, o.train_cam, net, {"train": sets["train"], "val": sets.get(val_split)}, o.models_dir,
+                   o.out, overrides)
+    out = store_folder(job, info)
     progress = auto_progress(not o.quiet) if info.is_main else None
     trackers = []
     if o.log and info.is_main:
@@ -127,7 +127,7 @@ def _run(o: SimpleNamespace) -> None:
         progress = Tee(progress, *trackers)
     ended: BaseException | None = None
     try:
-        result = run_training(net, sets["train"], val_set, replace(tcfg, out_dir=str(out)), progress=progress)
+        result, out = train_into_store(replace(job, out=out), info, progress)
     except BaseException as exc:
         ended = exc
         raise

@@ -136,7 +136,7 @@ def unpack_masks(packed: np.ndarray, width: int) -> torch.Tensor:
 
 
 # -- locations and keys ---------------------------------------------------------------------------------
-def default_cache_dir(dataset: str = "vindr") -> Path:
+def default_cache_dir(dataset: str) -> Path:
     """``$CAMKIT_CACHE`` or ``~/.cache/camkit``, plus the dataset's name."""
     base = os.environ.get("CAMKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "camkit")
     return Path(base) / dataset

@@ -311,7 +311,3 @@ def percentile_result(name: str, estimate: float, samples: np.ndarray, plan: Res
     lo, hi = percentiles(ok, level)
     return BootstrapResult(name, estimate, lo, hi, float(level), plan.n, int(samples.size - ok.size), plan.seed,
                            plan.key, samples, plan.groups)
-
-
-# camkit.bench.wsol's spelling until it imports percentile_result (issue 28: no private cross-module imports)
-_result = percentile_result

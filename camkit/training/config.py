@@ -3,7 +3,6 @@ everything that decides the trained weights, hashed, so a checkpoint is resumed 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -152,8 +151,12 @@ def config_fingerprint(model: Any, train_set: Any, val_set: Any, config: TrainCo
 
 
 def config_hash(fingerprint: dict[str, Any]) -> str:
-    """A short stable hash of a fingerprint (what ``camkit bench`` compares to reuse a checkpoint)."""
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+    """A short stable hash of a fingerprint (what ``camkit bench`` compares to reuse a checkpoint): the one
+    hashing rule, :func:`camkit.storage.hashing.stable_hash` (the fingerprint is JSON already, so the digest is
+    the one earlier camkits gave: existing model stores stay valid)."""
+    from camkit.storage.hashing import stable_hash
+
+    return stable_hash(fingerprint, 16)
 
 
 def fingerprint_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:

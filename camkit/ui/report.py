@@ -45,7 +45,7 @@ def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> di
     the page's records (the page's metric menu)."""
     from camkit.bench.leaderboard import detection_records, detection_table, missing_metric_message
     from camkit.bench.metric_table import pairing_metrics
-    from camkit.bench.significance import parse_baseline, significance
+    from camkit.bench.significance import significance_for
 
     boards = {}
     for spec in pairing_metrics():
@@ -57,7 +57,7 @@ def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> di
         if not table["cells"] or missing_metric_message(table) or all(
                 c.value is None for c in table["cells"].values()):
             continue
-        table["significance"] = significance(runs, table, parse_baseline(baseline), alpha)
+        table["significance"] = significance_for(runs, table, baseline, alpha)
         sig = table["significance"] or {}
         records = detection_records(table)
         for rec, (key, cell) in zip(records, table["cells"].items()):
@@ -188,8 +188,9 @@ def _outcome(gt: np.ndarray, boxes: np.ndarray) -> list[str]:
 
 def _overlay_files(run: Any, redraw: bool, log: Any, gallery: int | None = None) -> list[tuple[str, Path]]:
     """``(row, overlays file)`` of the run in row order. A trained row without ``overlays/<row>.npz`` is re-drawn
-    from its checkpoint (``redraw``); so is a ``gallery`` of more images than the bench stored, into
-    ``overlays/<row>-gallery-<N>.npz`` (reused next time): the only cases in which the report runs a model."""
+    from its checkpoint when asked (``redraw``); so is a ``gallery`` of more images than the bench stored (asking
+    for it is asking to draw them), into ``overlays/<row>-gallery-<N>.npz`` (reused next time): the only cases in
+    which the report runs a model."""
     if run.path is None:
         return []
     from camkit.bench.runner import redraw_overlays
@@ -200,7 +201,7 @@ def _overlay_files(run: Any, redraw: bool, log: Any, gallery: int | None = None)
         if not path.is_file() and redraw:
             log(f"report: {run.path}: no overlays for row {label!r}; drawing them from its checkpoint")
             path = redraw_overlays(run.path, label) or path
-        if gallery and redraw and path.is_file() and _count(path) < gallery:
+        if gallery and path.is_file() and _count(path) < gallery:
             bigger = run.path / "overlays" / f"{label}-gallery-{gallery}.npz"
             if not bigger.is_file():
                 log(f"report: {run.path}: drawing {gallery} test images of row {label!r} from its checkpoint")
@@ -217,7 +218,7 @@ def _count(path: Path) -> int:
         return int(z["image"].shape[0])
 
 
-def _gallery(run: Any, group: int, out: Path, single_file: bool, redraw: bool = True,
+def _gallery(run: Any, group: int, out: Path, single_file: bool, redraw: bool = False,
              log: Any = print, gallery: int | None = None) -> dict[str, Any]:
     """Pictures of the stored overlay images of every train-cam of one run (written under ``out/assets``)."""
     rows = []
@@ -276,7 +277,7 @@ def _facts(run: Any) -> dict[str, Any]:
 
 
 def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = False, baseline: str | None = None,
-                alpha: float = 0.05, redraw: bool = True, log: Any = print,
+                alpha: float = 0.05, redraw: bool = False, log: Any = print,
                 gallery: int | None = None) -> dict[str, Any]:
     """Everything the page shows, for the runs at ``paths`` (grouped as ``camkit leaderboard --group`` groups
     them: runs that differ by their seed alone are one group, combined)."""
@@ -301,7 +302,7 @@ def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = Fals
 
 
 def write_report(paths: Sequence[str | Path], out: str | Path, single_file: bool = False,
-                 baseline: str | None = None, alpha: float = 0.05, redraw: bool = True, log: Any = print,
+                 baseline: str | None = None, alpha: float = 0.05, redraw: bool = False, log: Any = print,
                  gallery: int | None = None, force: bool = False) -> Path:
     """Write the report of the runs at ``paths`` to ``out/index.html`` (and ``out/assets/``); returns the page.
 
