@@ -1,15 +1,20 @@
 """Progress people see: rich bars on a terminal, plain log lines otherwise, nothing when switched off.
 
 The training sinks' interface is :mod:`camkit.training.progress`; :func:`progress_bar` is the one factory of
-rich progress displays (training, bench, evaluation and data preparation all use it).
+rich progress displays (training, bench and evaluation use it). Data preparation draws nothing itself:
+:func:`camkit.data.cache.prepare` reports to a sink its caller passes, and :func:`prepare_sink` gives the
+commands that sink (a bar made by :func:`progress_bar` on a terminal, the data layer's plain lines otherwise).
 """
 from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from camkit.training.progress import LogProgress, TrainProgress, format_record
+
+if TYPE_CHECKING:
+    from camkit.data.cache import PrepareProgress
 
 
 def progress_bar(stream: IO[str] | None = None, transient: bool = False) -> Any:
@@ -160,3 +165,41 @@ class EvalSink:
             self.parent.progress.remove_task(self.task)
         self.parent.log(f"{self.row}: {summary}")
         self.parent._advance()
+
+
+class PrepareBar:
+    """A :class:`camkit.data.cache.PrepareProgress` drawn as a rich bar, one per round of images to write."""
+
+    def __init__(self, stream: IO[str] | None = None, description: str = "prepare"):
+        self.stream, self.description = stream, description
+        self.progress: Any = None
+        self.task: Any = None
+
+    def start(self, total: int) -> None:
+        # a fresh display per round: a round of replacements (skip_bad) draws a bar of its own
+        self.progress = progress_bar(self.stream)
+        self.progress.start()
+        self.task = self.progress.add_task(self.description, total=total, info="")
+
+    def step(self, n: int = 1) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, n)
+
+    def end(self, summary: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, info=summary)
+            self.progress.stop()  # the finished bar stays on screen, like the plain lines would
+            self.progress = None
+
+
+def prepare_sink(enabled: bool, stream: IO[str] | None = None) -> PrepareProgress | None:
+    """The sink ``camkit prepare`` hands :func:`camkit.data.cache.prepare`: a :class:`PrepareBar` when
+    ``stream`` (default stderr) is a terminal, :class:`camkit.data.cache.LineProgress`'s plain lines otherwise
+    (logs, pipes), None when disabled (``--quiet``)."""
+    if not enabled:
+        return None
+    if getattr(stream or sys.stderr, "isatty", lambda: False)():
+        return PrepareBar(stream or sys.stderr)
+    from camkit.data.cache import LineProgress
+
+    return LineProgress(stream)  # None: whatever sys.stderr is when a line is written

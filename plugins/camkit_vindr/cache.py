@@ -21,8 +21,11 @@ def default_cache_dir() -> Path:
 
 def prepare(root: str | Path, records_for: Callable[[set[str]], list[ImageRecord]], settings: Settings,
             cache: str | Path | None = None, workers: int | None = None, skip_bad: bool = False,
-            stream: IO[str] | None = None, progress: bool = True) -> PrepareReport:
-    """Fill the VinDr cache for the images ``records_for(bad_ids)`` selects (see :func:`camkit.data.cache.prepare`)."""
+            stream: IO[str] | None = None, progress: _cache.PrepareProgress | bool | None = True) -> PrepareReport:
+    """Fill the VinDr cache for the images ``records_for(bad_ids)`` selects (see :func:`camkit.data.cache.prepare`).
+
+    ``progress``: a caller's sink (``camkit prepare vindr`` passes :func:`camkit.ui.progress.prepare_sink`'s),
+    True for plain lines on ``stream`` (default stderr), False or None for none."""
+    sink = _cache.LineProgress(stream) if progress is True else progress or None
     return _cache.prepare(root, records_for, settings, prepare_record, cache or default_cache_dir(),
-                          workers=workers, skip_bad=skip_bad,
-                          progress=_cache.LineProgress(stream) if progress else None)
+                          workers=workers, skip_bad=skip_bad, progress=sink)

@@ -39,6 +39,7 @@ def prepare_cmd(root: Path, size: tuple[int, int], out: Path | None, workers: in
     Train with the same options and cache=OUT, e.g.
     create_dataset("vindr", root=ROOT, size=(H, W), cache=OUT).
     """
+    from camkit.ui.progress import prepare_sink
     from camkit_vindr.cache import prepare
     from camkit_vindr.dataset import records_for_prepare
     from camkit_vindr.preprocess import Settings
@@ -49,7 +50,7 @@ def prepare_cmd(root: Path, size: tuple[int, int], out: Path | None, workers: in
         records_for = records_for_prepare(root, balanced=balanced, val_fraction=val_fraction, seed=seed,
                                           balance_by=balance_by, skip_bad=skip_bad, skipped=skipped_rows)
         report = prepare(root, records_for, settings, cache=out, workers=workers, skip_bad=skip_bad,
-                         progress=not quiet)
+                         progress=prepare_sink(not quiet))
     except (CamkitError, ValueError) as exc:
         raise _fail(exc) from None
     skipped = skipped_rows + report.skipped
