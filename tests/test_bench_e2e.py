@@ -488,7 +488,7 @@ def test_bench_seeds_trains_each_seed_and_prints_them_combined(tmp_path):
 
 
 def test_a_model_that_classifies_but_does_not_localise_is_named():
-    from camkit.bench.runner import localisation_warning
+    from camkit.bench.cell import localisation_warning
 
     det = {"cam": {"tpr@1": {"value": 0.05}}, "gradcam": {"tpr@1": {"value": 0.12}}}
     msg = localisation_warning("xgradcam", det, {"auc": {"value": 0.93}})

@@ -65,7 +65,7 @@ def test_page_numbers_are_the_runs_and_the_leaderboards(run, page):
 
 def test_the_page_opens_on_the_leaderboards_default_metric(run, page):
     """`camkit bench`, `camkit leaderboard` and the report take their default metric from one constant."""
-    from camkit.bench.scoring import DEFAULT_METRIC
+    from camkit.bench.metric_table import DEFAULT_METRIC
     from camkit.cli.bench import bench, leaderboard
 
     assert DEFAULT_METRIC == "tpr@1"
@@ -137,7 +137,7 @@ def test_in_a_real_browser(run, page):
                        .replace("&gt;", ">"))
     boards = _data(html)["groups"][0]["leaderboards"]
     # the page opens on camkit leaderboard's default metric, and draws its table
-    from camkit.bench.scoring import DEFAULT_METRIC
+    from camkit.bench.metric_table import DEFAULT_METRIC
     assert shown["opened"]["0"]["metric"] == DEFAULT_METRIC
     assert shown["opened"]["0"]["caption"].startswith(boards[DEFAULT_METRIC]["title"])
     per_metric = shown["leaderboards"]["0"]

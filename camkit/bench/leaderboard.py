@@ -20,7 +20,6 @@ from camkit.bench.scoring import bootstrap_metric
 from camkit.errors import OptionError
 
 SEED_FIELDS = ("seed",)
-MARKS = {1: "▲", -1: "▼"}  # significantly above / below the baseline (camkit.bench.significance)
 
 
 @dataclass
@@ -364,50 +363,6 @@ def missing_metric_message(table: dict[str, Any]) -> str | None:
     return metric_table.get(table["metric"]).missing_message()
 
 
-def detection_records(table: dict[str, Any]) -> list[dict[str, Any]]:
-    """Flat records of a detection table, for json and csv."""
-    out = []
-    sig = table.get("significance") or {}
-    for (r, c), cell in table["cells"].items():
-        meta = table["meta"][r]
-        vs = sig.get("cells", {}).get((r, c), {})
-        out.append({"table": "detection", "train_cam": meta["train_cam"], "test_cam": c, "metric": table["metric"],
-                    "value": cell.value, "ci_low": cell.ci[0], "ci_high": cell.ci[1], "fppi": cell.fppi,
-                    "sd": cell.sd, "runs": cell.runs, "best_in_row": table["best_row"].get(r) == c,
-                    "best_overall": table["best_all"] == (r, c), "not_applicable": cell.not_applicable,
-                    "row": r, "model": meta["model"],
-                    "baseline": sig.get("baseline") == (r, c) if sig else None,
-                    "difference": vs.get("difference"), "p_value": vs.get("p_value"), "p_holm": vs.get("p_holm"),
-                    "significant": vs.get("significant")})
-    return out
-
-
-def detection_rows(table: dict[str, Any], marks: tuple[str, str] = ("*", "**")) -> list[dict[str, str]]:
-    """Display rows: one per row (train-cam, or model), a text cell per test-cam; best in row ``*``, best
-    overall ``**``; with ``table["significance"]`` (camkit.bench.significance), ``▲``/``▼`` where a cell is
-    significantly above/below the baseline, which reads ``(baseline)``. The first column is titled
-    ``table["header"]``."""
-    out = []
-    sig = table.get("significance") or {}
-    for r in table["rows"]:
-        row = {table["header"]: r}
-        for c in table["cols"]:
-            cell = table["cells"].get((r, c))
-            text = cell.text() if cell else ""
-            direction = sig.get("cells", {}).get((r, c), {}).get("direction", 0)
-            if direction:
-                text += f" {MARKS[direction]}"
-            if sig and sig["baseline"] == (r, c):
-                text += " (baseline)"
-            if table["best_all"] == (r, c):
-                text += f" {marks[1]}"
-            elif table["best_row"].get(r) == c:
-                text += f" {marks[0]}"
-            row[c] = text
-        out.append(row)
-    return out
-
-
 def classification_table(runs: Sequence[Run | dict[str, Any]], n: int | None = None) -> dict[str, dict[str, Cell]]:
     """Table I: per row (train-cam, or model), accuracy / AUC / TPR / TNR cells (combined over runs as detection
     is)."""
@@ -443,29 +398,3 @@ def _combined_classification(runs: list[Run], train_cam: str, n: int | None) -> 
         c = combine_runs(results, n=n or results[0].n, seed=seed or 0, bounds=s.bounds)
         cells[s.name] = _combined_cell(c, len(runs))
     return cells
-
-
-def classification_rows(table: dict[str, dict[str, Cell]], header: str = "train-cam") -> list[dict[str, Any]]:
-    """Display rows of :func:`classification_table` (text cells plus the bare values); the first column is
-    titled ``header`` (:func:`row_header`)."""
-    rows = []
-    for tc, cells in table.items():
-        row: dict[str, Any] = {header: tc}
-        for m in metric_table.names("classification"):
-            row[m] = cells[m].text()
-            row[f"{m}_value"] = cells[m].value
-        rows.append(row)
-    return rows
-
-
-def classification_records(table: dict[str, dict[str, Cell]],
-                           results: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Flat records of :func:`classification_table`, with the same columns as :func:`detection_records`
-    (``results``: the run's document, for each row's model and train-cam)."""
-    meta = {tc: row_meta(results or {}, tc) for tc in table}
-    return [{"table": "classification", "train_cam": meta[tc]["train_cam"], "test_cam": None, "metric": m,
-             "value": cell.value,
-             "ci_low": cell.ci[0], "ci_high": cell.ci[1], "fppi": None, "sd": cell.sd, "runs": cell.runs,
-             "best_in_row": None, "best_overall": None, "not_applicable": None, "row": tc,
-             "model": meta[tc]["model"]}
-            for tc, cells in table.items() for m, cell in cells.items()]

@@ -19,7 +19,7 @@ from typing import Any
 
 from camkit.bench.cell import (CellContext, CellSpec, plan_cells, read_document, run_cell, save_overlays,
                                write_spec)
-from camkit.bench.cell import localisation_warning, warning_subject  # noqa: F401 - the bench's public API
+from camkit.bench.cell import warning_subject
 from camkit.bench.config import BenchConfig, Row
 from camkit.bench.evaluate import overlay_data
 from camkit.bench.recipe import build_datasets

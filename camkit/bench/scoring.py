@@ -10,9 +10,6 @@ import numpy as np
 
 from camkit.bench import metric_table
 from camkit.bench.metric_table import OPERATING_FPPI, CellData
-# the headline metric is declared in the metric table (one constant, so the CLI and the report cannot drift
-# apart); re-exported here for scoring's users
-from camkit.bench.metric_table import DEFAULT_METRIC  # noqa: F401
 
 
 def as_predictions(per_image: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -11,7 +11,7 @@ import signal
 import click
 
 from camkit import __version__
-from camkit.cli.signals import Terminated, exit_code, terminate_like_ctrl_c  # noqa: F401 - re-exported
+from camkit.cli.signals import terminate_like_ctrl_c
 
 
 class CamkitGroup(click.Group):

@@ -14,7 +14,6 @@ from camkit.bench.metric_table import DEFAULT_METRIC
 from camkit.cli.options import PresetChoice, format_option, parse_cam_options
 from camkit.errors import OptionError
 from camkit.cli.options import parse_options as _parse_options
-from camkit.ui.output import render
 
 
 class MetricChoice(click.Choice):
@@ -128,6 +127,7 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
     from camkit.bench.runner import run_bench
     from camkit.training.distributed import env_world_size
     from camkit.ui.figures import draw_run_figures
+    from camkit.ui.leaderboard import print_leaderboard
     from camkit.ui.progress import BenchProgress
 
     from camkit.bench.recipe import default_preset
@@ -184,7 +184,7 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
         except Exception as exc:  # noqa: BLE001 - the scores are saved; a figure is redrawn by the next run
             click.echo(f"warning: a figure of {run_out} could not be drawn ({type(exc).__name__}: {exc}); re-run "
                        "the same command to draw it", err=True)
-    _print_leaderboard(loaded, metric, fmt, baseline, alpha)
+    print_leaderboard(loaded, metric, fmt, baseline, alpha)
     for run in loaded:
         for warning in run.results.get("warnings", []):
             click.echo(f"warning ({run.path.name}): {warning}" if len(loaded) > 1 else f"warning: {warning}",
@@ -212,88 +212,6 @@ def check_significance_options(cfg: Any, baseline: str | None, alpha: float) -> 
                           f"test-cams: {', '.join(cfg.test_cams)})")
 
 
-def _print_leaderboard(runs, metric: str, fmt: str, baseline: str | None = None, alpha: float = 0.05,
-                       by: str | None = None) -> None:
-    """Tables I and II of ``runs`` (bench.leaderboard.Run): one run, or several seeds of one configuration,
-    with significance markers against ``baseline`` (ROW:TEST_CAM; default cam:cam when present); ``by``: one
-    detection table per stratum of the test set (camkit.bench.strata)."""
-    from camkit.bench.leaderboard import (classification_records, classification_rows, classification_table,
-                                          detection_records, detection_table, missing_metric_message,
-                                          strata_names)
-    from camkit.bench.significance import significance_for
-    from camkit.ui.output import resolve_format
-
-    parts = [(None, None)] if by is None else [((by, name), desc) for name, desc in strata_names(runs, by)]
-    tables = []
-    for stratum, description in parts:
-        table = detection_table(runs, metric, stratum=stratum)
-        missing = missing_metric_message(table)
-        if missing:
-            raise OptionError(missing)
-        table["significance"] = significance_for(runs, table, baseline, alpha)
-        tables.append((table, description))
-    cls = classification_table(runs)
-    fmt = resolve_format(fmt)
-    seeds = tables[0][0]["seeds"]
-    if len(runs) > 1:
-        interval = (f"mean of {len(runs)} seeds ({', '.join(map(str, seeds))}); 95% CI of the mean over seeds "
-                    "and test studies (random-effects t interval); sd across seeds")
-    else:
-        interval = "95% bootstrap CI over studies"
-    if fmt in ("json", "csv"):
-        det = []
-        for table, _ in tables:
-            extra = {} if by is None else {"by": by, "stratum": table["stratum"][1]}
-            det += [{**rec, **extra} for rec in detection_records(table)]
-        clsr = classification_records(cls, runs[0].results)
-        if fmt == "json":
-            doc = {"metric": metric, "runs": len(runs), "seeds": seeds, "interval": interval,
-                   **metric_table.get(metric).settings_of(runs[0].results.get("config", {})),
-                   "significance": _significance_summary(tables[0][0]["significance"]) if by is None else None}
-            if by is not None:
-                doc["strata"] = [{"by": by, "stratum": t["stratum"][1], "description": d,
-                                  "significance": _significance_summary(t["significance"])} for t, d in tables]
-            click.echo(json.dumps({**doc, "detection": det, "classification": clsr}, indent=2))
-        else:
-            records = det + clsr
-            render(records, list(records[0]) if records else None, "csv")
-        return
-    for table, description in tables:
-        _render_detection(table, runs, fmt, interval, description)
-        click.echo("")
-    n = runs[0].results.get("dataset", {}).get("counts", {}).get("test")
-    header = tables[0][0]["header"]
-    render(classification_rows(cls, header), [header, *metric_table.names("classification")], fmt,
-           title=f"Classification ↑ (positive when p >= 0.5; {n} test images; {interval})")
-
-
-def _render_detection(table, runs, fmt: str, interval: str, stratum: str | None) -> None:
-    from camkit.bench.leaderboard import detection_rows
-
-    config = runs[0].results.get("config", {})
-    spec, sig = metric_table.get(table["metric"]), table["significance"]
-    rule = spec.rule_text(config)
-    header = table["header"]
-    marks = ""
-    if sig is not None:
-        base = f"{sig['baseline'][0]} x {sig['baseline'][1]}"
-        marks = (f"; ▲/▼ significantly above/below the baseline {base} ({sig['method']}, alpha "
-                 f"{sig['alpha']:g})")
-    what = f" — {stratum}" if stratum else ""
-    render(detection_rows(table), [header, *table["cols"]], fmt,
-           title=f"Detection{what}: {spec.description} {spec.arrow} (rows: {header}, columns: test-cam; * best in "
-                 f"row, ** best overall{marks}; {rule}; {interval})")
-    if sig is not None and sig.get("note"):
-        click.echo(f"note: {sig['note']}", err=True)
-
-
-def _significance_summary(sig):
-    if sig is None:
-        return None
-    return {"baseline": list(sig["baseline"]), "alpha": sig["alpha"], "method": sig["method"],
-            "note": sig.get("note")}
-
-
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--metric", type=MetricChoice(), default=DEFAULT_METRIC,
@@ -314,10 +232,11 @@ def leaderboard(run_dirs, metric, group, baseline, alpha, by, fmt):
     interval over the seeds (which also holds the test studies they share) and the sd across seeds.
     """
     from camkit.bench.leaderboard import config_differences, group_runs, load_runs
+    from camkit.ui.leaderboard import print_leaderboard
 
     runs = load_runs(run_dirs)
     if not group:
-        _print_leaderboard(runs, metric, fmt, baseline, alpha, by)
+        print_leaderboard(runs, metric, fmt, baseline, alpha, by)
         return
     groups = group_runs(runs)
     diff = config_differences([g[0] for g in groups])
@@ -326,7 +245,7 @@ def leaderboard(run_dirs, metric, group, baseline, alpha, by, fmt):
             what = ", ".join(f"{f}={json.dumps(members[0].results['config'].get(f))}" for f in diff)
             click.echo(f"{'' if k == 0 else chr(10)}configuration {k + 1} of {len(groups)}: {what} "
                        f"({len(members)} run(s))")
-        _print_leaderboard(members, metric, fmt, baseline, alpha, by)
+        print_leaderboard(members, metric, fmt, baseline, alpha, by)
 
 
 @click.command("bench-cell")

@@ -43,7 +43,8 @@ def _slug(text: str) -> str:
 def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> dict[str, Any]:
     """Every leaderboard metric of the metric table these runs hold values for, in the leaderboard's order, as
     the page's records (the page's metric menu)."""
-    from camkit.bench.leaderboard import detection_records, detection_table, missing_metric_message
+    from camkit.bench.leaderboard import detection_table, missing_metric_message
+    from camkit.ui.leaderboard import detection_records
     from camkit.bench.metric_table import pairing_metrics
     from camkit.bench.significance import significance_for
 
@@ -78,7 +79,8 @@ def _opening_metric(boards: dict[str, Any]) -> str | None:
 
 
 def _classification(runs: Sequence[Any]) -> list[dict[str, Any]]:
-    from camkit.bench.leaderboard import classification_records, classification_table
+    from camkit.bench.leaderboard import classification_table
+    from camkit.ui.leaderboard import classification_records
 
     return classification_records(classification_table(runs), runs[0].results)
 
