@@ -111,12 +111,12 @@ def test_a_bench_that_fails_mid_row_ends_its_mlflow_run_failed(tmp_path, monkeyp
     """The row's run does not stay RUNNING when the evaluation after its training raises."""
     from mlflow.tracking import MlflowClient
 
-    import camkit.bench.runner as runner
+    import camkit.bench.evaluate as evaluate
 
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation broke")
 
-    monkeypatch.setattr(runner, "evaluate_pairings", broken)
+    monkeypatch.setattr(evaluate, "evaluate_pairings", broken)  # the cell imports it when it evaluates
     out = tmp_path / "run"
     res = CliRunner().invoke(main, BENCH[:2] + ["1"] + BENCH[3:] + ["--out", str(out), "--log", "mlflow",
                                                                   "--log-uri", f"sqlite:///{tmp_path / 'ml.db'}"])

@@ -193,7 +193,7 @@ def _evaluate(cfg: BenchConfig, row: Row, model: Any, sets: dict[str, Any], ctx:
               display: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """The chosen box thresholds (``--box-threshold auto``), every test-cam's per-image records, and the
     overlay arrays (rank 0)."""
-    from camkit.bench.evaluate import evaluate_pairings, overlay_data
+    from camkit.bench.evaluate import Evaluation, evaluate_pairings, overlay_data
     from camkit.bench.thresholds import choose_box_thresholds
 
     recipe, options, chosen = cfg.recipe(row.model), ctx.options, {}
@@ -205,8 +205,8 @@ def _evaluate(cfg: BenchConfig, row: Row, model: Any, sets: dict[str, Any], ctx:
         options = replace(options, cam_thresholds={c: v["value"] for c, v in chosen.items()})
     sink = display.eval_sink(row.label) if display is not None else None
     faith = (cfg.faithfulness, cfg.faithfulness_steps, cfg.seed) if cfg.faithfulness else None
-    records = evaluate_pairings(model, sets["test"], options, recipe.eval_batch_size, ctx.device, sink, faith,
-                                cfg.maxboxacc_convention)
+    records = evaluate_pairings(model, sets["test"], Evaluation(options, recipe.eval_batch_size, ctx.device, faith,
+                                                                cfg.maxboxacc_convention), sink)
     overlays = overlay_data(model, sets["test"], options, ctx.device, batch_size=recipe.eval_batch_size) \
         if ctx.info.is_main else None
     return chosen, records, overlays

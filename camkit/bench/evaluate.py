@@ -8,68 +8,52 @@ Under ``torchrun`` each rank evaluates a disjoint shard and rank 0 gathers the r
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 
-def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, device: Any = None,
-                      sink: Any = None, faithfulness: Any = None,
-                      maxboxacc_convention: str = "camkit") -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Evaluation:
+    """How a test set is evaluated: ``options`` (:class:`camkit.inference.LocalizeOptions`), the batch size, the
+    device (:class:`camkit.training.device.DeviceSettings`; None: the model's), ``faithfulness``
+    ``(families, steps, seed)`` to also store each mass image's faithfulness values (camkit.bench.faithful), and
+    the rules of the stored MaxBoxAcc hits (camkit.metrics.box_hits)."""
+
+    options: Any
+    batch_size: int
+    device: Any = None
+    faithfulness: Any = None
+    maxboxacc_convention: str = "camkit"
+
+
+def evaluate_pairings(model: Any, test_set: Any, how: Evaluation, sink: Any = None) -> dict[str, Any] | None:
     """Run the test set once through the CAM engine; boxes of every test-cam in the original image frame.
 
-    ``options``: :class:`camkit.inference.LocalizeOptions`; ``device``: DeviceSettings (default: the model's
-    device). Returns ``{"images": [...], "predictions": {cam: {image_id: {boxes, scores}}}, "not_applicable":
+    Returns ``{"images": [...], "predictions": {cam: {image_id: {boxes, scores}}}, "not_applicable":
     {cam: reason}, "cam_seconds"}`` on rank 0, None on other ranks; a test-cam that does not apply to the model
-    is in ``not_applicable`` instead of ``predictions``. ``faithfulness``: ``(families, steps, seed)`` to
-    also store each mass image's faithfulness values (camkit.bench.faithful), or None.
-    ``maxboxacc_convention``: the rules of the stored MaxBoxAcc hits (camkit.metrics.box_hits).
+    is in ``not_applicable`` instead of ``predictions``. ``sink``: the evaluation's progress (start/step/end).
     """
     import torch
 
-    from camkit.bench.wsol import per_image_values
     from camkit.data.sample import collate
-    from camkit.inference import localize
     from camkit.training import distributed
 
     rank, world = distributed.rank(), distributed.world_size()
     indices = list(range(rank, len(test_set), world))  # no padding, no image twice
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(test_set, indices), batch_size=batch_size,
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(test_set, indices), batch_size=how.batch_size,
                                          shuffle=False, collate_fn=collate)
-    images: list[dict[str, Any]] = []
-    preds: dict[str, dict[str, Any]] = {c: {} for c in options.cams}
-    skipped: dict[str, str] = {}
-    cam_seconds = 0.0
+    records: dict[str, Any] = {"images": [], "predictions": {c: {} for c in how.options.cams},
+                               "not_applicable": {}, "cam_seconds": 0.0}
     if sink is not None:
         sink.start(len(loader))
     for batch in loader:
-        if batch is None:  # every image of the batch failed to read (skip_bad): reported by the dataset
-            if sink is not None:
-                sink.step()
-            continue
-        t0 = time.perf_counter()
-        found = localize(model, batch["image"], options, device, getattr(sink, "forwards", None))
-        cam_seconds += time.perf_counter() - t0
-        skipped.update(found.not_applicable)
-        model_size = tuple(batch["image"].shape[-2:])
-        for cam, per_image in found.original(batch["transform"]).items():
-            wsol = per_image_values(found.maps[cam], batch["boxes"], model_size, batch.get("masks"),
-                                    maxboxacc_convention)
-            faith = _faithfulness(model, batch, found.maps[cam], faithfulness, device)
-            for image_id, (boxes, scores), extra, f in zip(batch["image_id"], per_image, wsol, faith):
-                preds[cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist(), **extra,
-                                        **({"faithfulness": f} if faithfulness else {})}
-        for i, image_id in enumerate(batch["image_id"]):
-            gt = batch["transform"][i].to_original(batch["boxes"][i]) if len(batch["boxes"][i]) else np.zeros((0, 4))
-            images.append({"image_id": image_id, "study_id": batch["study_id"][i],
-                           "label": int(batch["label"][i]), "prob": float(found.probs[i]),
-                           "gt": np.round(gt, 2).tolist(), "view": batch["view"][i],
-                           "laterality": batch["laterality"][i], "density": batch.get("density", [None] * len(
-                               batch["image_id"]))[i]})
+        if batch is not None:  # None: every image of the batch failed to read (skip_bad; the dataset says so)
+            _evaluate_batch(model, batch, how, records, getattr(sink, "forwards", None))
         if sink is not None:
             sink.step()
-    records = {"images": images, "predictions": {c: p for c, p in preds.items() if c not in skipped},
-               "not_applicable": skipped, "cam_seconds": cam_seconds}
+    records["predictions"] = {c: p for c, p in records["predictions"].items() if c not in records["not_applicable"]}
     if world > 1:
         gathered = distributed.gather_to_main(records)
         if gathered is None:
@@ -78,6 +62,33 @@ def evaluate_pairings(model: Any, test_set: Any, options: Any, batch_size: int, 
     if sink is not None:
         sink.end(f"{len(records['images'])} test images, all test-cams in {records['cam_seconds']:.1f} s")
     return records
+
+
+def _evaluate_batch(model: Any, batch: dict[str, Any], how: Evaluation, records: dict[str, Any],
+                    forwards: Any) -> None:
+    """One batch's maps (one engine pass), boxes and per-image values, added to ``records``."""
+    from camkit.bench.wsol import per_image_values
+    from camkit.inference import localize
+
+    t0 = time.perf_counter()
+    found = localize(model, batch["image"], how.options, how.device, forwards)
+    records["cam_seconds"] += time.perf_counter() - t0
+    records["not_applicable"].update(found.not_applicable)
+    model_size = tuple(batch["image"].shape[-2:])
+    for cam, per_image in found.original(batch["transform"]).items():
+        wsol = per_image_values(found.maps[cam], batch["boxes"], model_size, batch.get("masks"),
+                                how.maxboxacc_convention)
+        faith = _faithfulness(model, batch, found.maps[cam], how.faithfulness, how.device)
+        for image_id, (boxes, scores), extra, f in zip(batch["image_id"], per_image, wsol, faith):
+            records["predictions"][cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist(),
+                                                     **extra, **({"faithfulness": f} if how.faithfulness else {})}
+    density = batch.get("density", [None] * len(batch["image_id"]))
+    for i, image_id in enumerate(batch["image_id"]):
+        gt = batch["transform"][i].to_original(batch["boxes"][i]) if len(batch["boxes"][i]) else np.zeros((0, 4))
+        records["images"].append({"image_id": image_id, "study_id": batch["study_id"][i],
+                                  "label": int(batch["label"][i]), "prob": float(found.probs[i]),
+                                  "gt": np.round(gt, 2).tolist(), "view": batch["view"][i],
+                                  "laterality": batch["laterality"][i], "density": density[i]})
 
 
 def _faithfulness(model: Any, batch: dict[str, Any], maps: Any, faithfulness: Any, device: Any) -> list[Any]:

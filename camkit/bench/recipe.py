@@ -78,17 +78,36 @@ def _model_preset(model: str, preset: str | None) -> dict[str, Any]:
     return {"preset": preset} if preset in entry.meta.presets else {}
 
 
-def resolve_recipe(preset: str | None = None, *, model: str | None = None, dataset: str | None = None,
-                   model_options: dict[str, Any] | None = None, dataset_options: dict[str, Any] | None = None,
-                   split_options: dict[str, dict[str, Any]] | None = None, train: dict[str, Any] | None = None,
-                   eval_batch_size: int | None = None, seed: int = 0) -> Recipe:
-    """The preset's options with the explicit ones over them (see the module docstring for the rules)."""
+@dataclass(frozen=True)
+class RecipeOverrides:
+    """What is given explicitly over a preset (each field None / empty: the preset's)."""
+
+    model: str | None = None
+    dataset: str | None = None
+    model_options: dict[str, Any] | None = None
+    dataset_options: dict[str, Any] | None = None
+    split_options: dict[str, dict[str, Any]] | None = None
+    train: dict[str, Any] | None = None
+    eval_batch_size: int | None = None
+    seed: int = 0
+
+
+def resolve_recipe(preset: str | None = None, overrides: RecipeOverrides | None = None, **fields: Any) -> Recipe:
+    """The preset's options with the explicit ones over them (see the module docstring for the rules).
+
+    ``overrides``: a :class:`RecipeOverrides`; any of its fields may also be given as a keyword
+    (``resolve_recipe("cpu", model="classifier")``), over ``overrides``.
+    """
+    from dataclasses import replace
+
     from camkit.registry.api import get_recipe
 
+    o = replace(overrides or RecipeOverrides(), **fields)
     # the registered RecipeSpec as a plain dict (a deep copy: the registered one is shared)
     p = copy.deepcopy(asdict(get_recipe(preset))) if preset else {}
-    model_options, dataset_options = dict(model_options or {}), dict(dataset_options or {})
-    split_options = {k: dict(v) for k, v in (split_options or {}).items()}
+    model_options, dataset_options = dict(o.model_options or {}), dict(o.dataset_options or {})
+    split_options = {k: dict(v) for k, v in (o.split_options or {}).items()}
+    model, dataset, train, eval_batch_size, seed = o.model, o.dataset, o.train, o.eval_batch_size, o.seed
     for key in DATASET_CALL_KEYS:
         if key in dataset_options or any(key in v for v in split_options.values()):
             raise OptionError(_reserved(key))

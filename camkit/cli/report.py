@@ -31,10 +31,10 @@ def report(run_dirs: tuple[Path, ...], out: Path, single_file: bool, baseline: s
     Several runs of one configuration (seeds) are combined, as by `camkit leaderboard`; different
     configurations get a section each.
     """
-    from camkit.ui.report import write_report
+    from camkit.ui.report import ReportOptions, write_report
 
-    page = write_report(list(run_dirs), out, single_file=single_file, baseline=baseline, alpha=alpha, redraw=redraw,
-                        log=lambda text: click.echo(text, err=True), gallery=gallery, force=force)
+    options = ReportOptions(single_file, baseline, alpha, redraw, gallery, force)
+    page = write_report(list(run_dirs), out, options, log=lambda text: click.echo(text, err=True))
     click.echo(f"report: {page} (open it in a browser; {'one file' if single_file else 'with ' + str(out / 'assets')})")
 
 

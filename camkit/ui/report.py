@@ -20,6 +20,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -278,12 +279,30 @@ def _facts(run: Any) -> dict[str, Any]:
             "training": training, "warnings": r.get("warnings", []), "seed": run.seed}
 
 
-def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = False, baseline: str | None = None,
-                alpha: float = 0.05, redraw: bool = False, log: Any = print,
-                gallery: int | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ReportOptions:
+    """How the report is written: inlined into one file (``single_file``); the significance markers against
+    ``baseline`` (ROW:TEST_CAM; None: cam:cam when present) at ``alpha``; ``redraw`` a trained row's missing
+    overlays from its checkpoint and ``gallery`` test images per row (drawn from the checkpoints when the bench
+    stored fewer): the only times the report runs a model; ``force``: write into a non-empty folder camkit report
+    did not create."""
+
+    single_file: bool = False
+    baseline: str | None = None
+    alpha: float = 0.05
+    redraw: bool = False
+    gallery: int | None = None
+    force: bool = False
+
+
+def report_data(paths: Sequence[str | Path], out: Path, options: ReportOptions | None = None,
+                log: Any = print) -> dict[str, Any]:
     """Everything the page shows, for the runs at ``paths`` (grouped as ``camkit leaderboard --group`` groups
     them: runs that differ by their seed alone are one group, combined)."""
     from camkit.bench.leaderboard import config_differences, group_runs, load_runs
+
+    o = options or ReportOptions()
+    single_file, baseline, alpha, redraw, gallery = o.single_file, o.baseline, o.alpha, o.redraw, o.gallery
 
     runs = load_runs(paths)
     groups = group_runs(runs)
@@ -303,29 +322,30 @@ def report_data(paths: Sequence[str | Path], out: Path, single_file: bool = Fals
     return {"groups": out_groups, "n_runs": len(runs)}
 
 
-def write_report(paths: Sequence[str | Path], out: str | Path, single_file: bool = False,
-                 baseline: str | None = None, alpha: float = 0.05, redraw: bool = False, log: Any = print,
-                 gallery: int | None = None, force: bool = False) -> Path:
+def write_report(paths: Sequence[str | Path], out: str | Path, options: ReportOptions | None = None,
+                 log: Any = print, **fields: Any) -> Path:
     """Write the report of the runs at ``paths`` to ``out/index.html`` (and ``out/assets/``); returns the page.
 
     ``out`` must be new, empty or an earlier report (it is rewritten: its ``assets/`` go); another non-empty
-    folder is refused unless ``force``. ``redraw``: re-draw a trained row's missing overlays from its checkpoint
-    (the one model run the report may make), and draw ``gallery`` test images per train-cam from the
-    checkpoints when the bench stored fewer; ``log(text)`` says so."""
+    folder is refused unless ``options.force``. ``options``: a :class:`ReportOptions`, whose fields may also be
+    given as keywords (``write_report(runs, out, redraw=True)``); ``log(text)`` says when a model runs."""
     import jinja2
+    from dataclasses import replace
 
     from camkit.storage.atomic import atomic_write_text
 
     if not paths:
         raise OptionError("camkit report needs at least one run directory (the --out of camkit bench)")
+    options = replace(options or ReportOptions(), **fields)
+    single_file = options.single_file
     out = Path(out)
-    check_report_folder(out, force)
+    check_report_folder(out, options.force)
     if (out / "assets").is_dir():
         shutil.rmtree(out / "assets")  # pictures of an earlier report of other runs must not linger
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by camkit report; camkit report may replace this folder's index.html "
                               "and assets/\n")
-    data = report_data(paths, out, single_file, baseline, alpha, redraw, log, gallery)
+    data = report_data(paths, out, options, log)
     # autoescape on for every template: select_autoescape() only escapes templates named .html/.htm/.xml, and
     # ours is .html.j2, so every value (run names, warnings, a third party's image ids) went in raw
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ASSETS)), autoescape=True,
