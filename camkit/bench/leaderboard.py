@@ -45,7 +45,7 @@ class Run:
             if file is None or not file.is_file():
                 raise OptionError(f"{self.path}: predictions/{train_cam}.json is missing; combining runs needs "
                                   "every run's stored predictions (re-run its bench to write them)")
-            self._predictions[train_cam] = json.loads(file.read_text())
+            self._predictions[train_cam] = read_predictions(file)
         return self._predictions[train_cam]
 
     def strata(self, by: str) -> dict[str, Any]:
@@ -65,6 +65,24 @@ class Run:
         if self._config is None:
             self._config = BenchConfig(**self.results["config"])
         return self._config
+
+
+class DamagedPredictions(OptionError):
+    """A row's stored predictions cannot be read (unlike missing ones, never passed over in silence)."""
+
+
+def read_predictions(file: Path) -> dict[str, Any]:
+    """A row's stored predictions; a damaged file is one line naming it and the way out (the bench writes it
+    again: the model is reused, only the evaluation runs)."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+                or not isinstance(data.get("predictions"), dict):
+            raise ValueError("it is not an object with images and predictions")
+        return data
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DamagedPredictions(f"{file} is damaged ({type(exc).__name__}: {exc}); re-run the same camkit bench (same "
+                          "--out): it evaluates that row again from its stored model and rewrites the file") from None
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
@@ -204,6 +222,8 @@ def _stored_cell(run: Run, row: str, test_cam: str, entry: dict[str, Any], spec:
         if not spec.has_records(run.predictions(row)["predictions"].get(test_cam, {})):
             return Cell()
         return _boot_cell(cell_bootstraps(run, row, test_cam, spec.name), spec)
+    except DamagedPredictions:
+        raise
     except OptionError:
         return Cell()
 
@@ -214,11 +234,30 @@ def _combined_cell(c: Any, runs: int, fppi: float | None = None) -> Cell:
 
 
 def row_meta(results: dict[str, Any], label: str) -> dict[str, Any]:
-    """A row's model and train-cam (benches from before mixed models: every row is a GMIC train-cam)."""
-    meta = results.get("rows", {}).get(label)
-    if meta is not None:
-        return dict(meta)
-    return {"model": results.get("config", {}).get("model"), "train_cam": label}
+    """A row's model and train-cam (every document has them: camkit.bench.results.migrate fills in older ones)."""
+    return dict(results["rows"][label])
+
+
+def unfinished(run: Run) -> str | None:
+    """Why ``run`` is not a finished bench, in one line with what to do, or None when it is complete.
+
+    A run whose document still says ``running`` while no live process holds its folder was killed (SIGKILL, a
+    crash, a node lost): it can only say so when someone reads it."""
+    from camkit.storage.lock import FolderLock
+
+    status = run.results.get("status")
+    if status == "complete":
+        return None
+    if status == "running" and run.path is not None and FolderLock(run.path, "--out").holder() is not None:
+        state = "is still running (another camkit process holds it)"
+    elif status == "running":
+        state = "was stopped without a word (killed, or its machine went down)"
+    else:
+        state = f"ended {status}" + (f" ({run.results['error']})" if run.results.get("error") else "")
+    pending = [r for r, c in (run.results.get("cells") or {}).items() if c.get("status") != "complete"]
+    rows = f"; rows not scored: {', '.join(pending)}" if pending else ""
+    return (f"{run.path} {state}{rows}: re-run the same camkit bench (same --out) to finish it; the finished rows "
+            "are kept")
 
 
 def row_header(results: dict[str, Any]) -> str:

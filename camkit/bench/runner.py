@@ -159,7 +159,7 @@ def _run_cells(plan: BenchPlan, results: dict[str, Any], display: Any) -> None:
     """Every cell not finished under this configuration, in order; ``results.json`` re-assembled after each."""
     digest = config_hash(plan.config.to_dict())
     for spec in plan.cells:
-        if read_document(spec, digest) is not None:
+        if read_document(spec, digest) is not None and _outputs_readable(spec, display):
             _call(display, "skip", spec.row)
             continue
         row = next(r for r in plan.config.rows() if r.label == spec.row)
@@ -171,6 +171,24 @@ def _run_cells(plan: BenchPlan, results: dict[str, Any], display: Any) -> None:
             if document.get("warning"):
                 _call(display, "log", f"warning: {document['warning']}")
             _save(plan, results)
+
+
+def _outputs_readable(spec: CellSpec, display: Any) -> bool:
+    """Whether a finished cell's predictions can be read; a damaged file (a disk that filled, a hand edit) is
+    moved aside and the cell runs again (its model is reused, so only the evaluation is repeated)."""
+    from camkit.bench.leaderboard import read_predictions
+
+    path = Path(spec.out) / "predictions" / f"{spec.row}.json"
+    try:
+        read_predictions(path)
+        return True
+    except OptionError:  # camkit.bench.leaderboard.DamagedPredictions
+        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        if path.exists():
+            path.replace(aside)
+        _call(display, "log", f"{path} was damaged{f' (moved to {aside.name})' if aside.exists() else ''}: "
+                              f"evaluating row {spec.row!r} again")
+        return False
 
 
 def _save(plan: BenchPlan, results: dict[str, Any], final: bool = False) -> dict[str, Any]:

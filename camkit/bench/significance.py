@@ -54,7 +54,7 @@ def significance(runs: Sequence[Any], table: dict[str, Any], baseline: tuple[str
     "p_value", "p_holm", "significant", "direction"}}}`` (the baseline's own cell is left out), or None when
     the default baseline is not in the table or the runs' predictions are not stored.
     """
-    from camkit.bench.leaderboard import cell_bootstraps, shared_plan_seed
+    from camkit.bench.leaderboard import DamagedPredictions, cell_bootstraps, shared_plan_seed
     from camkit.metrics import compare
     from camkit.metrics.significance import combine_paired, holm
 
@@ -78,6 +78,8 @@ def significance(runs: Sequence[Any], table: dict[str, Any], baseline: tuple[str
             else:
                 combined = combine_paired(paired)
                 found[key] = {k: combined[k] for k in ("difference", "ci", "p_value")}
+    except DamagedPredictions:
+        raise
     except OptionError:
         if baseline is not None:
             raise

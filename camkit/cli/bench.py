@@ -231,10 +231,14 @@ def leaderboard(run_dirs, metric, group, baseline, alpha, by, fmt):
     Several runs must differ by their seed alone: cells become the mean over seeds, with a random-effects t
     interval over the seeds (which also holds the test studies they share) and the sd across seeds.
     """
-    from camkit.bench.leaderboard import config_differences, group_runs, load_runs
+    from camkit.bench.leaderboard import config_differences, group_runs, load_runs, unfinished
     from camkit.ui.leaderboard import print_leaderboard
 
     runs = load_runs(run_dirs)
+    for run in runs:
+        note = unfinished(run)
+        if note:
+            click.echo(f"note: {note}", err=True)
     if not group:
         print_leaderboard(runs, metric, fmt, baseline, alpha, by)
         return

@@ -102,6 +102,11 @@ class FolderLock:
     def __exit__(self, *exc: Any) -> None:
         self.release()
 
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the lock now (``pid``, ``host``, ``since``), or None when nobody alive does (no lock, or one
+        a dead process of this machine left). A lock of another machine counts as held."""
+        return self._holder() if self.path.exists() else None
+
     def _holder(self) -> dict[str, Any] | None:
         """The lock's holder, or None when it is a dead process of this machine (or an unreadable leftover)."""
         try:

@@ -72,10 +72,28 @@ def _stale(figure: Path, source: Path) -> bool:
     return not figure.is_file() or figure.stat().st_mtime < source.stat().st_mtime
 
 
+def read_overlays(data: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of one ``overlays/<row>.npz`` (never unpickled); a damaged file (truncated, not an npz, keys
+    missing) is one :class:`camkit.errors.CamkitError` line naming it and the way out."""
+    import zipfile
+
+    from camkit.errors import CamkitError
+
+    try:
+        with np.load(data, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        missing = [k for k in ("image", "image_id", "cams", "gt") if k not in arrays]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)}")
+        return arrays
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise CamkitError(f"{data} is damaged ({type(exc).__name__}: {exc}); delete it and run camkit report with "
+                          "--redraw (it is drawn again from the row's checkpoint), or re-run the bench") from None
+
+
 def overlay_from_file(data: str | Path, path: str | Path) -> Path:
     """The overlay grid of one ``overlays/<train-cam>.npz`` (written by the bench)."""
-    with np.load(data, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = read_overlays(data)
     cams = [str(c) for c in arrays["cams"]]
     # the figure shows the first four mass images (the file may also hold more, and normal ones, for the report)
     labels = arrays["label"] if "label" in arrays else np.ones(arrays["image"].shape[0], np.int8)

@@ -44,7 +44,7 @@ def _slug(text: str) -> str:
 def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> dict[str, Any]:
     """Every leaderboard metric of the metric table these runs hold values for, in the leaderboard's order, as
     the page's records (the page's metric menu)."""
-    from camkit.bench.leaderboard import detection_table, missing_metric_message
+    from camkit.bench.leaderboard import DamagedPredictions, detection_table, missing_metric_message
     from camkit.ui.leaderboard import detection_records
     from camkit.bench.metric_table import pairing_metrics
     from camkit.bench.significance import significance_for
@@ -54,6 +54,8 @@ def _leaderboards(runs: Sequence[Any], baseline: str | None, alpha: float) -> di
         metric = spec.name
         try:
             table = detection_table(runs, metric)
+        except DamagedPredictions:
+            raise  # one line naming the file and the way out, not a metric quietly missing
         except Exception:  # noqa: BLE001 - a metric the stored results cannot give is just not offered
             continue
         if not table["cells"] or missing_metric_message(table) or all(
@@ -217,18 +219,30 @@ def _overlay_files(run: Any, redraw: bool, log: Any, gallery: int | None = None)
 
 
 def _count(path: Path) -> int:
-    with np.load(path, allow_pickle=False) as z:
-        return int(z["image"].shape[0])
+    """How many images an overlays file holds (0 when it is damaged: the gallery then draws them anew)."""
+    from camkit.errors import CamkitError
+    from camkit.ui.figures import read_overlays
+
+    try:
+        return int(read_overlays(path)["image"].shape[0])
+    except CamkitError:
+        return 0
 
 
 def _gallery(run: Any, group: int, out: Path, single_file: bool, redraw: bool = False,
              log: Any = print, gallery: int | None = None) -> dict[str, Any]:
     """Pictures of the stored overlay images of every train-cam of one run (written under ``out/assets``)."""
+    from camkit.errors import CamkitError
+    from camkit.ui.figures import read_overlays
+
     rows = []
     cams: list[str] = []
     for row, path in _overlay_files(run, redraw, log, gallery):
-        with np.load(path, allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
+        try:
+            a = read_overlays(path)
+        except CamkitError as exc:  # one damaged file costs its row's pictures, not the report
+            log(f"report: {exc}")
+            continue
         row_cams = [str(c) for c in a["cams"]]
         cams += [c for c in row_cams if c not in cams]
         labels = a["label"] if "label" in a else np.ones(len(a["image"]), np.int8)
