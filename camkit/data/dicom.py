@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from camkit.data.files import file_problem
 from camkit.data.pixels import to_unit_range
 from camkit.errors import ImageReadError
 
@@ -76,8 +77,12 @@ def _skip_hint(where: str | None) -> str:
 
 
 def missing_message(path: str | Path, where: str | None = None) -> str:
-    """The message for an image file that is not there."""
-    return f"image file missing: {path}{_skip_hint(where)}."
+    """The message for an image file that is not there, or is not a regular file (a folder, a FIFO, a symlink
+    loop: each said as what it is, :func:`camkit.data.files.file_problem`)."""
+    problem = file_problem(path) or "does not exist"
+    if problem == "does not exist":
+        return f"image file missing: {path}{_skip_hint(where)}."
+    return f"image file {path} {problem}{_skip_hint(where)}."
 
 
 def read_header(path: str | Path, where: str | None = None, check_size: bool = True) -> Any:
@@ -87,7 +92,7 @@ def read_header(path: str | Path, where: str | None = None, check_size: bool = T
     from pydicom.errors import InvalidDicomError
 
     path = Path(path)
-    if not path.is_file():
+    if file_problem(path):
         raise DicomReadError(missing_message(path, where))
     try:
         with quiet_ui_warnings():
@@ -104,16 +109,34 @@ def read_header(path: str | Path, where: str | None = None, check_size: bool = T
     if missing:
         raise DicomReadError(f"{path}: the DICOM header lacks {', '.join(missing)} (a truncated file, or a DICOM "
                              f"object that is not an image){_skip_hint(where)}.")
-    if check_size:
-        raw = ds.get_item("PixelData", keep_deferred=True)
-        expected = _expected_bytes(ds)
-        if _transfer_syntax(ds) not in _COMPRESSED and expected and getattr(raw, "value_tell", None):
-            available = os.path.getsize(path) - raw.value_tell
-            if raw.length < expected or available < expected:
-                raise DicomReadError(f"truncated DICOM file: {path} holds {max(min(available, raw.length), 0)} "
-                                     f"of the {expected} pixel-data bytes its header promises"
-                                     f"{_skip_hint(where)}.")
+    if check_size and _native(ds):
+        _check_pixel_bytes(ds, path, where)
     return ds
+
+
+def _native(ds: Any) -> bool:
+    """Whether the pixel data is stored as plain values in the file, so its byte count can be checked.
+
+    Encapsulated syntaxes (JPEG, JPEG 2000, RLE ...) hold fewer bytes than rows x columns by design, and a
+    deflated file's offsets are those of the inflated stream, not of the file: neither can be measured so.
+    """
+    from pydicom.uid import UID
+
+    uid = UID(_transfer_syntax(ds))
+    if not uid or not uid.is_transfer_syntax:  # unknown: the decode attempt reports any real problem
+        return False
+    return not (uid.is_compressed or uid.is_encapsulated or uid.is_deflated)
+
+
+def _check_pixel_bytes(ds: Any, path: Path, where: str | None) -> None:
+    """Raise :class:`DicomReadError` when the native pixel data is shorter than the header promises."""
+    raw = ds.get_item("PixelData", keep_deferred=True)
+    expected = _expected_bytes(ds)
+    if expected and getattr(raw, "value_tell", None):
+        available = os.path.getsize(path) - raw.value_tell
+        if raw.length < expected or available < expected:
+            raise DicomReadError(f"truncated DICOM file: {path} holds {max(min(available, raw.length), 0)} "
+                                 f"of the {expected} pixel-data bytes its header promises{_skip_hint(where)}.")
 
 
 def _read_without_file_meta(path: Path, where: str | None) -> Any:
@@ -167,8 +190,11 @@ def read_dicom(path: str | Path, *, voi: bool = True, frame: int | None = None, 
         _check_decoder(path, tsyntax)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1 and frame is None:
+        # no dataset or command has a frame option: name what exists (a file per frame, or the Python call)
         raise DicomReadError(f"{path} holds {frames} frames (a multi-frame object, e.g. tomosynthesis); camkit "
-                             f"reads one 2-D image: choose it with frame=0..{frames - 1}{_skip_hint(where)}.")
+                             "reads one 2-D image per file: save the frame you want as a DICOM of its own, or "
+                             f"read it from Python with camkit.data.dicom.read_dicom(path, frame=0..{frames - 1})"
+                             f"{_skip_hint(where)}.")
     if frame is not None and not 0 <= frame < frames:
         raise DicomReadError(f"{path}: frame {frame} does not exist; it holds {frames} frame(s)")
     try:
@@ -250,6 +276,12 @@ def _decode_message(path: Path, tsyntax: str, exc: Exception, where: str | None)
                     f"install the decoders with {JPEG_EXTRA} (pylibjpeg, {package}) and retry; if they are "
                     f"installed and this persists, the file is damaged{_skip_hint(where)}.")
         return f"could not decode the {name} pixel data of {path} ({cause}){_skip_hint(where)}."
+    from pydicom.uid import UID
+
+    uid = UID(tsyntax)
+    if uid.is_transfer_syntax and (uid.is_encapsulated or uid.is_deflated):  # RLE, deflate: no length to blame
+        return f"could not decode the {uid.name} pixel data of {path} ({cause}); the file is damaged" \
+               f"{_skip_hint(where)}."
     return f"could not read the pixel data of {path}, probably truncated ({cause}){_skip_hint(where)}."
 
 

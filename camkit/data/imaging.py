@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from camkit.data.files import file_problem
 from camkit.data.pixels import to_unit_range  # imaging.to_unit_range stays a public name
 from camkit.data.sample import BoxTransform
 from camkit.errors import ImageReadError
@@ -56,9 +57,16 @@ def read_image(path: str | Path, *, voi: bool = True) -> np.ndarray:
     from camkit.data.dicom import read_dicom
 
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"image file {str(path)!r} does not exist")
+    _require_file(path)
     return read_dicom(path, voi=voi) if is_dicom(path) else read_picture(path)
+
+
+def _require_file(path: Path) -> None:
+    """Raise :class:`ImageReadError` saying what ``path`` is when it is not a readable regular file (a folder,
+    a FIFO, a symlink loop: opening a FIFO would hang, so this is asked before anything opens it)."""
+    problem = file_problem(path)
+    if problem:
+        raise ImageReadError(f"image file {str(path)!r} {problem}")
 
 
 def read_picture(path: str | Path) -> np.ndarray:
@@ -85,8 +93,7 @@ def read_picture(path: str | Path) -> np.ndarray:
 def image_size(path: str | Path) -> tuple[int, int]:
     """(H, W) of an image file from its header only (no pixel decoding). Raises :class:`ImageReadError`."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"image file {str(path)!r} does not exist")
+    _require_file(path)
     try:
         if is_dicom(path):
             from camkit.data.dicom import read_header
