@@ -6,15 +6,24 @@ and cleanup; a method only turns one layer's activations ``A`` (and gradients ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from camkit.registry.options import Range
 
 #: How a method's map is paid for: from the engine's one forward and one activation gradient ("one-pass"), with
 #: an extra double-backward ("second-order"), with the shared backward carried on through the whole network to
 #: the input ("full-backward": FullGrad), or with extra masked or ablated forwards ("perturbation").
 COST_CLASSES = ("one-pass", "second-order", "full-backward", "perturbation")
+
+# Option declarations for methods' constructors: ``--cam-opt`` values are checked against the constructor's
+# annotations before the method is built (camkit.registry.options), e.g. ``def __init__(self, chunk: Count = 32)``.
+#: a whole number >= 1 (chunk sizes, sample counts)
+Count = Annotated[int, Range(min=1)]
+#: a number >= 0
+NonNegative = Annotated[float, Range(min=0)]
 
 
 @dataclass

@@ -64,3 +64,15 @@ def parse_cam_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
             raise OptionError(f"--cam-opt {pair!r} is not METHOD.KEY=VALUE (e.g. --cam-opt scorecam.chunk=64)")
         grouped.setdefault(target, []).append(rest)
     return {name: parse_options(tuple(items), f"--cam-opt {name}.") for name, items in grouped.items()}
+
+
+def check_val_split(value: str) -> str | None:
+    """``camkit train --val-split``: a split camkit knows (:data:`camkit.protocols.SPLITS`), or None for
+    ``none``; anything else is an OptionError now, before a model or dataset is built."""
+    from camkit.protocols import SPLITS
+
+    if value.lower() == "none":
+        return None
+    if value not in SPLITS:
+        raise OptionError(f"--val-split {value}: choose one of {', '.join(SPLITS)}, or none (no validation)")
+    return value

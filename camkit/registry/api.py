@@ -103,6 +103,14 @@ def model_options(entry: Entry) -> list[str]:
     return [n for n in names if n != "train_cam"]
 
 
+def _declared(entry: Entry) -> Any:
+    """The option types a registration declares (``options={name: type}``), or None."""
+    from collections.abc import Mapping
+
+    declared = getattr(entry.meta, "options", None)
+    return declared if isinstance(declared, Mapping) else None
+
+
 def get_cam(name: str, **options: Any):
     """An instance of the activation-map method registered as ``name``."""
     entry, _ = get_host().registry.get("cam", name)
@@ -117,7 +125,7 @@ def create_model(name: str, train_cam: str | None = None, **options: Any):
     entry, _ = get_host().registry.get("model", name)
     if train_cam is not None:
         options["train_cam"] = train_cam
-    return call_factory(entry.factory, f"model {name!r}", options)
+    return call_factory(entry.factory, f"model {name!r}", options, declared=_declared(entry))
 
 
 def create_dataset(name: str, split: str = "train", **options: Any):
@@ -127,7 +135,7 @@ def create_dataset(name: str, split: str = "train", **options: Any):
     An option the factory does not take raises OptionError.
     """
     entry, _ = get_host().registry.get("dataset", name)
-    return call_factory(entry.factory, f"dataset {name!r}", {"split": split, **options})
+    return call_factory(entry.factory, f"dataset {name!r}", {"split": split, **options}, declared=_declared(entry))
 
 
 def create_backbone(name: str, **options: Any):

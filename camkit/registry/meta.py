@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from camkit.errors import RegistrationError, did_you_mean
@@ -58,8 +59,15 @@ def _names(value: Any) -> tuple[str, ...]:
     return out
 
 
-def _names_or_none(value: Any) -> tuple[str, ...] | None:
-    return None if value is None else _names(value)
+def _option_declarations(value: Any) -> tuple[str, ...] | Mapping[str, Any] | None:
+    """Option names, or {name: type annotation} (read-only), or None."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError
+        return MappingProxyType(dict(value))  # the registration's own dict stays the plugin's
+    return _names(value)
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -108,6 +116,9 @@ def _field(expects: str, convert: Callable[[Any], Any], default: Any = _REQUIRED
     return dataclasses.field(default=default, metadata=metadata)
 
 
+_OPTIONS_EXPECTS = "a sequence of option names, a mapping of option name -> type (e.g. {'n': int}), or None"
+
+
 # -- one class per kind -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CamMeta:
@@ -130,8 +141,10 @@ class ModelMeta:
                                                   _option_dicts, ())
     # the model's own presets: a recipe for another model maps onto the preset of its name, if listed here
     presets: tuple[str, ...] = _field("a sequence of preset names, e.g. ('official', 'cpu')", _names, ())
-    # what `camkit list models` shows (None: the factory's keyword parameters)
-    options: tuple[str, ...] | None = _field("a sequence of option names, or None", _names_or_none, None)
+    # what `camkit list models` shows (None: the factory's keyword parameters); a mapping {name: type} also
+    # declares each option's type and range, checked before the factory runs (camkit.registry.options)
+    options: tuple[str, ...] | Mapping[str, Any] | None = _field(
+        _OPTIONS_EXPECTS, _option_declarations, None)
     # False: the model picks no regions inside training, so the bench trains it once (one leaderboard row)
     train_cam: bool = _field("True or False", _bool, True)
 
@@ -143,6 +156,8 @@ class DatasetMeta:
     # example(folder) writes (or generates) a tiny instance and returns the factory options that read it
     example: Callable[[str], dict[str, Any]] | None = _field("a callable(folder) -> options dict, or None",
                                                              _callable_or_none, None)
+    # {name: type} of options the factory takes through **options (its own annotations declare the rest)
+    options: tuple[str, ...] | Mapping[str, Any] | None = _field(_OPTIONS_EXPECTS, _option_declarations, None)
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,15 @@ def create_classifier(preset: str = "default", checkpoint: str | os.PathLike | N
 
 @hookimpl
 def register_models(register):
-    import dataclasses
+    from camkit.registry.options import config_options
 
     from .presets import PRESETS, ClassifierConfig
 
     examples = ({"preset": "cpu"}, {"preset": "cpu", "pooling": "attention"}, {"preset": "cpu", "pooling": "lse"})
-    # what `camkit list models` shows: the factory's own keywords and every config field
-    options = ("preset", "checkpoint", *(f.name for f in dataclasses.fields(ClassifierConfig) if f.name != "train_cam"))
+    # what `camkit list models` shows, and each option's type and range (ClassifierConfig's annotations), which camkit
+    # checks before the factory runs: the factory's own keywords and every config field
+    options = {"preset": str, "checkpoint": str | os.PathLike | None,
+               **config_options(ClassifierConfig, exclude=("train_cam",))}
     register("classifier", create_classifier, presets=tuple(PRESETS), options=options, examples=examples,
              train_cam=False,
              description="CNN classifier on any backbone (timm:<name>) with a pooling head: avg, max, top-t, "

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from camkit.errors import CamkitError
 from camkit.nn.config import ModelConfigMixin
 from camkit.nn.config import resolve_config as _resolve
+from camkit.registry.options import ImageSize, Range
 
 from .pooling import POOLINGS
 
@@ -17,16 +18,16 @@ class ClassifierConfig(ModelConfigMixin):
 
     backbone: str = "timm:resnet18"  # any registered backbone that gives feature maps (timm's features_only)
     backbone_options: dict[str, Any] = field(default_factory=dict)  # passed to the backbone factory
-    input_size: tuple[int, int] = (2944, 1920)  # (H, W)
+    input_size: ImageSize = (2944, 1920)  # (H, W); the annotations are the --model-opt declarations (plugin.py)
     pooling: str = "avg"  # one of pooling.POOLINGS
-    top_t: float = 0.02  # "topt": fraction of cells pooled (GMIC's t)
-    lse_r: float = 5.0  # "lse": sharpness r
-    attn_dim: int = 64  # "attention": hidden size of the gated attention
-    num_classes: int = 1
+    top_t: Annotated[float, Range(0, 1)] = 0.02  # "topt": fraction of cells pooled (GMIC's t)
+    lse_r: Annotated[float, Range(min=0)] = 5.0  # "lse": sharpness r
+    attn_dim: Annotated[int, Range(min=1)] = 64  # "attention": hidden size of the gated attention
+    num_classes: Annotated[int, Range(min=1)] = 1
     class_names: tuple[str, ...] = ("mass",)
-    mass_class: int | None = None  # index of the "mass" class; None = the last class
+    mass_class: Annotated[int, Range(min=0)] | None = None  # index of the "mass" class; None = the last class
     cam_layers: tuple[str, ...] = ()  # dotted names test-time CAMs hook; () = the backbone's last stage
-    lr: float = 1e-3
+    lr: Annotated[float, Range(min=0)] = 1e-3
 
     def validate(self) -> ClassifierConfig:
         """Check field consistency; raise CamkitError naming the bad field."""

@@ -31,13 +31,15 @@ def create_glam(preset: str = "official", checkpoint: str | os.PathLike | None =
 
 @hookimpl
 def register_models(register):
-    import dataclasses
+    from camkit.registry.options import config_options
 
     from .presets import PRESETS, GLAMConfig
 
     examples = ({"preset": "cpu"}, {"preset": "official", "input_size": [512, 512], "num_classes": 1})
-    # what `camkit list models` shows: the factory's own keywords and every config field
-    options = ("preset", "checkpoint", *(f.name for f in dataclasses.fields(GLAMConfig) if f.name != "train_cam"))
+    # what `camkit list models` shows, and each option's type and range (GLAMConfig's annotations), which camkit
+    # checks before the factory runs: the factory's own keywords and every config field
+    options = {"preset": str, "checkpoint": str | os.PathLike | None,
+               **config_options(GLAMConfig, exclude=("train_cam",))}
     register("glam", create_glam, presets=tuple(PRESETS), options=options, examples=examples,
              description="GLAM (Liu et al. 2021): global ResNet-22 maps at 3 scales, one patch, stride-1 "
                          "ResNet-34 segmenter, full-resolution map; presets official|cpu; any CAM as train-cam")

@@ -7,48 +7,57 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from camkit.errors import CamkitError
 from camkit.nn.config import ModelConfigMixin
 from camkit.nn.config import resolve_config as _resolve
 from camkit.nn.evidence import EVIDENCE_SPACES
+from camkit.registry.options import ImageSize, Range
+
+# the fields' annotations are the --model-opt declarations camkit checks before building (plugin.py)
+Count = Annotated[int, Range(min=1)]
+Counts = Annotated[tuple[int, ...], Range(min=1)]
+Fraction = Annotated[float, Range(0, 1)]
+NonNegative = Annotated[float, Range(min=0)]
 
 
 @dataclass
 class GLAMConfig(ModelConfigMixin):
     """All of GLAM's sizes and training defaults (JSON-able; tuples for shapes)."""
 
-    num_classes: int = 2
+    num_classes: Count = 2
     class_names: tuple[str, ...] = ("benign", "malignant")
-    mass_class: int | None = None  # index of the "mass" class predict() reports; None = the last class
-    input_size: tuple[int, int] = (2944, 1920)  # (H, W), multiples of 16
+    # index of the "mass" class predict() reports; None = the last class
+    mass_class: Annotated[int, Range(min=0)] | None = None
+    input_size: ImageSize = (2944, 1920)  # (H, W), multiples of 16
     # global network: GMIC's pre-activation ResNet-22; maps are read off three stages (fine to coarse)
-    global_widths: tuple[int, ...] = (16, 32, 64, 128, 256)
-    global_blocks: tuple[int, ...] = (2, 2, 2, 2, 2)
-    global_strides: tuple[int, ...] = (1, 2, 2, 2, 2)
-    map_stages: tuple[int, int] = (2, 3)  # the two raw stage outputs with a head (the third is the final map)
-    top_k: float = 0.03  # fraction of cells averaged into each scale's score (percent_k)
+    global_widths: Counts = (16, 32, 64, 128, 256)
+    global_blocks: Counts = (2, 2, 2, 2, 2)
+    global_strides: Counts = (1, 2, 2, 2, 2)
+    # the two raw stage outputs with a head (the third is the final map)
+    map_stages: Annotated[tuple[int, int], Range(min=0)] = (2, 3)
+    top_k: Fraction = 0.03  # fraction of cells averaged into each scale's score (percent_k)
     # the patch search map: weights of the (finest, middle, final) maps
-    patch_weights: tuple[float, float, float] = (0.2, 0.6, 0.2)
-    num_patches: int = 1
-    patch_size: tuple[int, int] = (512, 512)
+    patch_weights: Annotated[tuple[float, float, float], Range(min=0)] = (0.2, 0.6, 0.2)
+    num_patches: Count = 1
+    patch_size: ImageSize = (512, 512)  # whole pixels: patches index the image
     # local network: a ResNet-34 trunk with every stage at stride 1 (a map at 1/4 of the patch)
-    local_widths: tuple[int, ...] = (64, 128, 256, 512)
-    local_blocks: tuple[int, ...] = (3, 4, 6, 3)
-    local_in_chans: int = 3  # the grey patch is repeated to this many channels
-    local_top_k: float = 0.3  # fraction of patch-map pixels averaged into y_local
+    local_widths: Counts = (64, 128, 256, 512)
+    local_blocks: Counts = (3, 4, 6, 3)
+    local_in_chans: Count = 3  # the grey patch is repeated to this many channels
+    local_top_k: Fraction = 0.3  # fraction of patch-map pixels averaged into y_local
     # training-time map that picks the patch: "cam" (GLAM's own multi-scale map) or any registered CAM method
     train_cam: str = "cam"
     train_cam_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     # loss (not released; docs/models.md): BCE on y_global and y_local + beta * mean of the global maps
-    local_weight: float = 1.0
-    beta: float = 1e-4
-    lr: float = 1e-5
+    local_weight: NonNegative = 1.0
+    beta: NonNegative = 1e-4
+    lr: NonNegative = 1e-5
     # camkit addition (as for GMIC, camkit.nn.evidence): pull the patch map onto the pixels whose input
     # gradient moves y_global; weight 0 = off
-    evidence_weight: float = 0.0
-    evidence_power: float = 4.0
+    evidence_weight: NonNegative = 0.0
+    evidence_power: NonNegative = 4.0
     evidence_space: str = "map"
 
     def validate(self) -> GLAMConfig:

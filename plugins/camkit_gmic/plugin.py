@@ -29,14 +29,16 @@ def create_gmic(preset: str = "official", checkpoint: str | os.PathLike | None =
 
 @hookimpl
 def register_models(register):
-    import dataclasses
+    from camkit.registry.options import config_options
 
     from .presets import PRESETS, GMICConfig
 
     # small configurations for camkit's contract tests (camkit.testing.check_model)
     examples = ({"preset": "cpu"}, {"preset": "official", "input_size": [512, 320], "num_classes": 1})
-    # what `camkit list models` shows: the factory's own keywords and every config field
-    options = ("preset", "checkpoint", *(f.name for f in dataclasses.fields(GMICConfig) if f.name != "train_cam"))
+    # what `camkit list models` shows, and each option's type and range (GMICConfig's annotations), which camkit
+    # checks before create_gmic runs: the factory's own keywords and every config field
+    options = {"preset": str, "checkpoint": str | os.PathLike | None,
+               **config_options(GMICConfig, exclude=("train_cam",))}
     register("gmic", create_gmic, presets=tuple(PRESETS), options=options, examples=examples,
              description="GMIC (Shen et al. 2021): global ResNet-22 + saliency, ROI crops, local ResNet-18, "
                          "MIL, fusion; presets official|cpu; any CAM as train-cam")

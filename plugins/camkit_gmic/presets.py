@@ -7,50 +7,58 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from camkit.errors import CamkitError
 from camkit.nn.config import ModelConfigMixin
 from camkit.nn.config import resolve_config as _resolve
 from camkit.nn.evidence import EVIDENCE_SPACES  # how evidence alignment reads the map as a distribution
+from camkit.registry.options import ImageSize, Range
+
+# the fields' annotations are the --model-opt declarations camkit checks before building (plugin.py)
+Count = Annotated[int, Range(min=1)]
+Counts = Annotated[tuple[int, ...], Range(min=1)]
+Fraction = Annotated[float, Range(0, 1)]
+NonNegative = Annotated[float, Range(min=0)]
 
 
 @dataclass
 class GMICConfig(ModelConfigMixin):
     """All of GMIC's sizes and training defaults (JSON-able; tuples for shapes)."""
 
-    num_classes: int = 2
+    num_classes: Count = 2
     class_names: tuple[str, ...] = ("benign", "malignant")
-    mass_class: int | None = None  # index of the "mass" class predict() reports; None = the last class
-    input_size: tuple[int, int] = (2944, 1920)  # (H, W)
+    # index of the "mass" class predict() reports; None = the last class
+    mass_class: Annotated[int, Range(min=0)] | None = None
+    input_size: ImageSize = (2944, 1920)  # (H, W), integers up to MAX_IMAGE_SIDE
     # global network (pre-activation "ResNet-22"); the stem has global_widths[0] channels
-    global_widths: tuple[int, ...] = (16, 32, 64, 128, 256)
-    global_blocks: tuple[int, ...] = (2, 2, 2, 2, 2)
-    global_strides: tuple[int, ...] = (1, 2, 2, 2, 2)
-    top_t: float = 0.02  # fraction of saliency cells pooled into y_global
-    num_crops: int = 6  # K
-    crop_size: tuple[int, int] = (256, 256)
+    global_widths: Counts = (16, 32, 64, 128, 256)
+    global_blocks: Counts = (2, 2, 2, 2, 2)
+    global_strides: Counts = (1, 2, 2, 2, 2)
+    top_t: Fraction = 0.02  # fraction of saliency cells pooled into y_global
+    num_crops: Count = 6  # K
+    crop_size: ImageSize = (256, 256)  # whole pixels: crops index the image
     # local network (ResNet-18 trunk at the official widths)
-    local_widths: tuple[int, ...] = (64, 128, 256, 512)
-    local_blocks: tuple[int, ...] = (2, 2, 2, 2)
-    local_stem_width: int = 64
-    local_in_chans: int = 3  # the grey crop is repeated to this many channels
-    attn_dim: int = 128  # gated-attention MIL hidden size
+    local_widths: Counts = (64, 128, 256, 512)
+    local_blocks: Counts = (2, 2, 2, 2)
+    local_stem_width: Count = 64
+    local_in_chans: Count = 3  # the grey crop is repeated to this many channels
+    attn_dim: Count = 128  # gated-attention MIL hidden size
     # training-time map that drives ROI retrieval: "cam" (native saliency) or any registered CAM method
     train_cam: str = "cam"  # the map is computed from y_global, the only score that exists before the crops
     train_cam_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's constructor options
     # loss (paper eq. 2) and optimiser default
-    beta: float = 3.259e-06
-    lr: float = 4.134e-06
+    beta: NonNegative = 3.259e-06
+    lr: NonNegative = 4.134e-06
     # camkit additions (not in the paper), each ramped in over the first *_ramp fraction of training:
     # flip consistency of the saliency map, and evidence alignment (the map's peak on the pixels whose
     # input gradient moves y_global, computed every evidence_every-th step; camkit.nn.evidence)
-    flip_weight: float = 0.0
-    flip_ramp: float = 0.3
-    evidence_weight: float = 0.0
-    evidence_power: float = 4.0
-    evidence_every: int = 1
-    evidence_ramp: float = 0.3
+    flip_weight: NonNegative = 0.0
+    flip_ramp: Fraction = 0.3
+    evidence_weight: NonNegative = 0.0
+    evidence_power: NonNegative = 4.0
+    evidence_every: Count = 1
+    evidence_ramp: Fraction = 0.3
     evidence_space: str = "map"
 
     def validate(self) -> GMICConfig:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from camkit.cams.base import CAMContext, CAMMethod
+from camkit.cams.base import CAMContext, CAMMethod, Count
 from camkit.cams.rerun import chunks
 
 
@@ -33,7 +33,7 @@ class AblationCAM(CAMMethod):
     needs_gradients = False
     cost = "perturbation"
 
-    def __init__(self, chunk: int = 32):
+    def __init__(self, chunk: Count = 32):
         self.chunk = int(chunk)
 
     def __repr__(self) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from camkit.cams.base import CAMContext, CAMMethod
+from camkit.cams.base import CAMContext, CAMMethod, NonNegative
 
 
 class FEM(CAMMethod):
@@ -27,7 +27,7 @@ class FEM(CAMMethod):
     name = "fem"
     needs_gradients = False
 
-    def __init__(self, k: float = 2.0):
+    def __init__(self, k: NonNegative = 2.0):
         self.k = float(k)
 
     def __repr__(self) -> str:

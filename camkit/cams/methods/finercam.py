@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from camkit.cams.base import CAMContext, CAMMethod
+from camkit.cams.base import CAMContext, CAMMethod, Count
 
 
 class FinerCAM(CAMMethod):
@@ -31,7 +31,7 @@ class FinerCAM(CAMMethod):
     needs_gradients = True
     not_applicable = "FinerCAM contrasts the target class with others; this model scores a single class"
 
-    def __init__(self, alpha: float = 1.0, comparisons: int = 3):
+    def __init__(self, alpha: float = 1.0, comparisons: Count = 3):
         self.alpha, self.comparisons = float(alpha), int(comparisons)
 
     def __repr__(self) -> str:

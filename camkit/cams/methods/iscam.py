@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from camkit.cams.base import CAMContext, CAMMethod
+from camkit.cams.base import CAMContext, CAMMethod, Count
 from camkit.cams.rerun import chunks, feature_masks
 
 
@@ -32,7 +32,7 @@ class ISCAM(CAMMethod):
     needs_gradients = False
     cost = "perturbation"
 
-    def __init__(self, num_samples: int = 10, chunk: int = 32):
+    def __init__(self, num_samples: Count = 10, chunk: Count = 32):
         self.num_samples, self.chunk = int(num_samples), int(chunk)
 
     def __repr__(self) -> str:

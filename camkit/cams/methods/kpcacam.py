@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from camkit.cams.base import CAMContext, CAMMethod
+from camkit.cams.base import CAMContext, CAMMethod, NonNegative
 from camkit.cams.projection import sigmoid_kernel_component
 
 
@@ -30,7 +30,7 @@ class KPCACAM(CAMMethod):
     name = "kpcacam"
     needs_gradients = False
 
-    def __init__(self, gamma: float | None = None, coef0: float = 1.0):
+    def __init__(self, gamma: NonNegative | None = None, coef0: float = 1.0):
         self.gamma, self.coef0 = gamma, coef0
 
     def __repr__(self) -> str:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from camkit.cams.base import CAMContext, CAMMethod
+from camkit.cams.base import CAMContext, CAMMethod, Count
 from camkit.cams.rerun import chunks
 
 
@@ -32,7 +32,7 @@ class ScoreCAM(CAMMethod):
     needs_gradients = False
     cost = "perturbation"
 
-    def __init__(self, chunk: int = 32):
+    def __init__(self, chunk: Count = 32):
         self.chunk = int(chunk)
 
     def __repr__(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from camkit.cams.base import CAMContext, CAMMethod
+from camkit.cams.base import CAMContext, CAMMethod, Count, NonNegative
 from camkit.cams.rerun import chunks, feature_masks
 
 
@@ -33,7 +33,7 @@ class SSCAM(CAMMethod):
     needs_gradients = False
     cost = "perturbation"
 
-    def __init__(self, num_samples: int = 35, std: float = 2.0, chunk: int = 32, seed: int = 0):
+    def __init__(self, num_samples: Count = 35, std: NonNegative = 2.0, chunk: Count = 32, seed: int = 0):
         self.num_samples, self.std, self.chunk, self.seed = int(num_samples), float(std), int(chunk), int(seed)
 
     def __repr__(self) -> str:
