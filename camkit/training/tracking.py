@@ -26,6 +26,9 @@ import numpy as np
 from camkit.errors import OptionError
 
 BACKENDS = ("tensorboard", "mlflow")
+#: the tracking-URI schemes MLflow's own stores take ("" is a plain path; postgresql+DRIVER etc. count as theirs)
+MLFLOW_SCHEMES = ("", "file", "databricks", "databricks-uc", "uc", "http", "https", "postgresql", "mysql", "sqlite",
+                  "mssql")
 Overlays = Callable[[Any], list[tuple[str, np.ndarray, np.ndarray]]]  # model -> [(name, image, map)]
 
 
@@ -176,6 +179,28 @@ def check_backend(backend: str) -> None:
         raise _missing("tensorboard" if backend == "tensorboard" else "mlflow-skinny", backend)
 
 
+def check_log_uri(uri: str | None) -> None:
+    """An OptionError now (not after training) when ``uri`` is not a tracking URI MLflow accepts: a path, or a
+    ``file:``, ``sqlite:``, ``http(s):``, ``postgresql:``, ``mysql:``, ``mssql:`` or ``databricks`` URI, or a
+    scheme an installed MLflow plugin registers. Only the scheme is read: nothing is contacted."""
+    import urllib.parse
+    from importlib.metadata import entry_points
+
+    if not uri:
+        return
+    scheme = urllib.parse.urlparse(uri).scheme.lower()
+    if len(scheme) == 1 and scheme.isalpha():  # C:\runs: a Windows path, as MLflow reads it
+        scheme = ""
+    if uri in ("databricks", "databricks-uc", "uc") or scheme in MLFLOW_SCHEMES \
+            or any(scheme.startswith(db) for db in ("postgresql", "mysql", "sqlite", "mssql")):
+        return
+    if scheme in {e.name for e in entry_points(group="mlflow.tracking_store")}:
+        return
+    raise OptionError(f"--log-uri {uri}: MLflow takes no {scheme + ':'!r} URI; give a folder, or a file:, sqlite:, "
+                      "http(s):, postgresql:, mysql: or databricks URI (e.g. sqlite:///runs/mlflow.db or "
+                      "http://localhost:5000)")
+
+
 def open_tracker(backend: str, run_dir: str | Path, run_name: str, tags: dict[str, Any] | None = None,
                  uri: str | None = None, overlays: Overlays | None = None, experiment: str = "camkit") -> Tracker:
     """A tracker of ``backend`` for one trained model: TensorBoard event files in ``run_dir/tensorboard/<run>``,
@@ -185,6 +210,7 @@ def open_tracker(backend: str, run_dir: str | Path, run_name: str, tags: dict[st
     run_dir = Path(run_dir)
     if backend == "tensorboard":
         return TensorBoardTracker(run_dir / "tensorboard" / run_name, tags, overlays)
+    check_log_uri(uri)  # MLflow's own error is a traceback about its model registry
     run_dir.mkdir(parents=True, exist_ok=True)
     artifacts = None if uri else (run_dir.resolve() / "mlartifacts").as_uri()
     return MlflowTracker(uri or f"sqlite:///{run_dir.resolve() / 'mlflow.db'}", experiment, run_name, tags, overlays,
