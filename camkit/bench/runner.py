@@ -23,6 +23,7 @@ from camkit.bench.cell import warning_subject
 from camkit.bench.config import BenchConfig, Row
 from camkit.bench.evaluate import overlay_data
 from camkit.bench.recipe import build_datasets
+from camkit.data.checks import check_splits
 from camkit.bench.assemble import assemble
 from camkit.bench.results import RESULTS_FILE, DamagedResults, config_hash, load_results, new_results, save_results
 from camkit.errors import CamkitError, OptionError
@@ -59,7 +60,7 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
     :mod:`camkit.training.tracking`) that get each trained row's curves and final metrics, one run per row,
     tagged with the configuration hash; ``log_uri``: MLflow's tracking URI.
     """
-    plan = plan_bench(config, out, models_dir, log, log_uri, {"baseline": baseline, "alpha": alpha})
+    plan = plan_bench(config, out, models_dir, log, log_uri, {"baseline": baseline, "alpha": alpha}, progress)
     main = plan.context.info.is_main
     lock = FolderLock(plan.out, "--out")  # one bench per run folder: a second one refuses in one line
     results: dict[str, Any] = {}
@@ -90,9 +91,10 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
 
 def plan_bench(config: BenchConfig, out: str | Path, models_dir: str | Path | None = None,
                log: tuple[str, ...] = (), log_uri: str | None = None,
-               significance: dict[str, Any] | None = None) -> BenchPlan:
+               significance: dict[str, Any] | None = None, display: Any = None) -> BenchPlan:
     """Check everything that can be checked before training (options, CAMs, one model of each kind and its
-    datasets against their contracts, the folders) and return the cells to run."""
+    datasets against their contracts and :func:`camkit.data.checks.check_splits`, the folders) and return the
+    cells to run. ``display``: where the data checks' warnings go (its ``log``), as in :func:`run_bench`."""
     cfg = config.resolved()
     out = Path(out)
     store = Path(models_dir) if models_dir is not None else out.parent / "models"
@@ -104,6 +106,10 @@ def plan_bench(config: BenchConfig, out: str | Path, models_dir: str | Path | No
             context.models[row.label] = model = context.model(row)
             context.options.check(model)
             context.datasets(row.model, model.input_size)
+    notes = [note for sets in context.sets.values()  # bad data fails here, in one line, not after training
+             for note in check_splits(sets, where=f"dataset {cfg.dataset!r}")]
+    for note in dict.fromkeys(notes):  # once, however many input sizes
+        _call(display, "log", f"warning: {note}")
     if context.info.is_main:
         _check_writable(out, "--out")
         _check_writable(store, "the model store (--models)")

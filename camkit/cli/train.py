@@ -112,6 +112,11 @@ def _run(o: SimpleNamespace) -> None:
         load_checkpoint(init, net)
     val_split = None if o.val_split.lower() == "none" else o.val_split
     sets = build_datasets(recipe, net.input_size, ("train",) + ((val_split,) if val_split else ()))
+    from camkit.data.checks import check_splits
+
+    for note in check_splits(sets, where=f"dataset {recipe.dataset!r}"):  # bad data: one line, before training
+        if info.is_main and not o.quiet:
+            click.echo(f"warning: {note}", err=True)
     job = TrainJob(recipe, o.train_cam, net, {"train": sets["train"], "val": sets.get(val_split)}, o.models_dir,
                    o.out, overrides)
     out = store_folder(job, info)

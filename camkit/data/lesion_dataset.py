@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from camkit.data.cache import CacheReader, PrepareFn, Settings, default_cache_dir, finish, settings_dir
+from camkit.data.files import file_problem
 from camkit.data.sample import clip_boxes, skip_unreadable
 from camkit.errors import DataError
 
@@ -78,6 +79,15 @@ class RecordsDataset(torch.utils.data.Dataset):
         """The label of every sample, in order (1 mass, 0 negative)."""
         return [int(r.label) for r in self.records]
 
+    def image_ids(self) -> list[str]:
+        """Every sample's ``image_id``, in order, without reading pixels (:mod:`camkit.data.checks`)."""
+        return [r.image_id for r in self.records]
+
+    def describe(self, index: int) -> str:
+        """Where sample ``index`` comes from (its table row or file), for messages."""
+        r = self.records[index]
+        return r.where() if callable(getattr(r, "where", None)) else str(r.image_id)
+
 
 class LesionDataset(RecordsDataset, metaclass=ABCMeta):
     """Samples of the selected ``records`` (see the module docstring); subclasses set the records.
@@ -119,9 +129,10 @@ class LesionDataset(RecordsDataset, metaclass=ABCMeta):
 
         def valid(r: LesionRecord) -> bool:
             if r.image_id not in seen:
-                missing = [f for f in r.files if not (self.root / f).is_file()]
+                problems = [(f, file_problem(self.root / f)) for f in r.files]
+                missing = [(f, p) for f, p in problems if p]
                 if missing and cache is None:
-                    self.skipped.append((str(self.root / missing[0]), "file not found"))
+                    self.skipped.append((str(self.root / missing[0][0]), missing[0][1]))
                 seen[r.image_id] = not missing if cache is None else True
             return seen[r.image_id] and cached(r)
         return valid
@@ -136,7 +147,7 @@ class LesionDataset(RecordsDataset, metaclass=ABCMeta):
 
             for r in records:
                 for f in r.files:
-                    if not (self.root / f).is_file():
+                    if file_problem(self.root / f):
                         raise DicomReadError(missing_message(self.root / f, r.where()))
 
     @abstractmethod

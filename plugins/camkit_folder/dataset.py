@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from camkit.data.checks import MIN_SIDE, SKIP_HINT, tiny_message
+from camkit.data.files import file_problem
 from camkit.data.sample import clip_boxes, skip_unreadable
 from camkit.data.tables import read_rows
 from camkit.errors import DataError
@@ -223,13 +225,18 @@ class FolderDataset(Dataset):
         kept = []
         for rec in records:
             where = f"{self.csv.name} row {rec.rows[0]} ({rec.path})"
-            if not rec.path.is_file():
-                self._problem(where, f"image file {str(rec.path)!r} does not exist")
+            problem = file_problem(rec.path)
+            if problem:
+                self._problem(where, f"image file {str(rec.path)!r} {problem}; point the row at an image file, "
+                                     f"or {SKIP_HINT}")
                 continue
             try:
                 rec.size = image_size(rec.path)
             except ImageReadError as exc:
                 self._problem(where, str(exc))
+                continue
+            if min(rec.size) < MIN_SIDE:
+                self._problem(where, tiny_message(rec.size, SKIP_HINT))
                 continue
             ok = True
             clipped_boxes = []
@@ -261,6 +268,19 @@ class FolderDataset(Dataset):
     def labels(self) -> list[int]:
         """Every image's label without reading pixels."""
         return [r.label for r in self.records]
+
+    def image_ids(self) -> list[str]:
+        """Every image's ``image_id`` without reading pixels (camkit checks them across splits)."""
+        return [str(r.image_id) for r in self.records]
+
+    def describe(self, index: int) -> str:
+        """The CSV row and file of sample ``index``, for messages."""
+        rec = self.records[index]
+        try:
+            shown = rec.path.relative_to(self.csv.parent).as_posix()
+        except ValueError:
+            shown = str(rec.path)
+        return f"{self.csv.name} row {rec.rows[0]} ({shown})"
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]

@@ -93,6 +93,12 @@ class SyntheticDataset(Dataset):
 
         return [label_of(i) for i in range(self.n)]
 
+    def image_ids(self) -> list[str]:
+        """Every image's ``image_id`` without generating pixels."""
+        from .generator import image_id
+
+        return [image_id(self.split, i) for i in range(self.n)]
+
     def _make(self, index: int) -> dict[str, Any]:
         im = self.raw(index)
         flipped = im.laterality == "R"
