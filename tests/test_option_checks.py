@@ -57,7 +57,7 @@ CASES = [  # (camkit train arguments, the one line it gives)
      "(got [48.5, 48])"),
     (["--train-cam", "fem", "--cam-opt", "fem.k=-3"],
      "--cam-opt fem.k=-3: CAM method 'fem' takes k as a number >= 0 (got -3)"),
-    (["--val-split", "bogus"], "split=bogus: dataset 'synthetic' takes split as one of train, val, test (got bogus)"),
+    (["--val-split", "bogus"], "--val-split bogus: choose one of train, val, test, or none (no validation)"),
     (["--dataset", "vindr", "--data", "{tmp}/vindr", "--dataset-opt", "flip=sideways"],
      "--dataset-opt flip=sideways: dataset 'vindr' takes flip as true or false (got sideways)"),
 ]
@@ -169,3 +169,13 @@ def test_registration_options_take_names_or_a_mapping_of_types():
     assert build_meta("dataset", {"options": ("a", "b")}, plugin="p", name="d").options == ("a", "b")
     with pytest.raises(MetadataError, match="options takes a sequence of option names, a mapping of option name"):
         build_meta("model", {"options": {1: int}}, plugin="p", name="m")
+
+
+def test_the_folder_datasets_flip_is_one_of_its_modes():
+    from camkit.errors import OptionError
+    from camkit.registry.api import create_dataset
+
+    with pytest.raises(OptionError) as exc:
+        create_dataset("folder", split="train", csv="labels.csv", flip="sideways")
+    assert str(exc.value) == ("--dataset-opt flip=sideways: dataset 'folder' takes flip as one of auto, laterality, "
+                              "detect, none (got sideways)")

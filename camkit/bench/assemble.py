@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from camkit.bench.cell import CellSpec, read_document
+from camkit.bench.cell import CellSpec, read_document, read_failure
 from camkit.bench.results import config_hash
 from camkit.errors import OptionError
 
@@ -26,6 +26,9 @@ def assemble(results: dict[str, Any], out: str | Path, cells: list[CellSpec], fi
         doc = read_document(spec, digest)
         status[spec.row] = {"status": "complete" if doc else "pending", "document": f"cells/{spec.row}.json"}
         if doc is None:
+            failed = read_failure(spec)
+            if failed:
+                status[spec.row].update(status="failed", error=failed.get("error"), log=failed.get("log"))
             continue
         for key in ("training", "detection", "classification", "timings"):
             results[key][spec.row] = doc[key]

@@ -46,6 +46,8 @@ class CellSpec:
     store: str
     log: tuple[str, ...] = ()
     log_uri: str | None = None
+    # CPU kernels give other weights with other thread counts, so where a cell runs must not choose it
+    threads: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SPEC_SCHEMA, **asdict(self), "log": list(self.log)}
@@ -60,7 +62,7 @@ class CellSpec:
         if missing:
             raise CamkitError(f"{where}: the cell spec lacks {', '.join(missing)}")
         return cls(data["config"], str(data["row"]), str(data["out"]), str(data["store"]),
-                   tuple(data.get("log") or ()), data.get("log_uri"))
+                   tuple(data.get("log") or ()), data.get("log_uri"), data.get("threads"))
 
     def config_object(self) -> BenchConfig:
         return BenchConfig(**self.config)
@@ -70,10 +72,14 @@ class CellSpec:
 
 
 def plan_cells(config: BenchConfig, out: str | Path, store: str | Path, log: tuple[str, ...] = (),
-               log_uri: str | None = None) -> list[CellSpec]:
-    """The cells of a resolved ``config``'s matrix, in training order."""
+               log_uri: str | None = None, threads: int | None = None) -> list[CellSpec]:
+    """The cells of a resolved ``config``'s matrix, in training order; ``threads``: the CPU threads each trains
+    with (default: this process's torch thread count, so every executor gives the numbers ``inline`` gives)."""
+    import torch
+
     conf = config.to_dict()
-    return [CellSpec(conf, row.label, str(out), str(store), tuple(log), log_uri) for row in config.rows()]
+    threads = int(threads) if threads is not None else torch.get_num_threads()
+    return [CellSpec(conf, row.label, str(out), str(store), tuple(log), log_uri, threads) for row in config.rows()]
 
 
 def write_spec(spec: CellSpec) -> Path:
@@ -88,6 +94,20 @@ def read_spec(path: str | Path) -> CellSpec:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CamkitError(f"{path}: cannot read a cell spec ({type(exc).__name__}: {exc})") from None
     return CellSpec.from_dict(data, str(path))
+
+
+def record_failure(spec: CellSpec, error: str, log: str | None = None) -> Path:
+    """``cells/<row>.failed.json``: the cell's last error and log (``camkit status`` shows it; a later success
+    removes it)."""
+    return atomic_write_json(Path(spec.out) / CELLS_DIR / f"{spec.row}.failed.json",
+                             {"error": error, "log": log, "at": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def read_failure(spec: CellSpec) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(spec.out) / CELLS_DIR / f"{spec.row}.failed.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def read_document(spec: CellSpec, config_hash: str) -> dict[str, Any] | None:
@@ -114,6 +134,8 @@ class CellContext:
     options: Any
     models: dict[str, Any] = field(default_factory=dict)       # row label -> a fresh, checked model
     sets: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    # called with (spec, document) when a cell of this process finishes (the bench re-assembles results.json)
+    on_done: Any = None
 
     @classmethod
     def create(cls, config: BenchConfig) -> CellContext:
@@ -152,6 +174,7 @@ def run_cell(spec: CellSpec, display: Any = None, context: CellContext | None = 
     if row is None:
         raise CamkitError(f"cell {spec.row!r} is not a row of its configuration (rows: "
                           f"{', '.join(r.label for r in cfg.rows())})")
+    _use_threads(spec.threads)
     ctx = context or CellContext.create(cfg)
     model = ctx.model(row)
     sets = ctx.datasets(row.model, model.input_size)
@@ -164,15 +187,29 @@ def run_cell(spec: CellSpec, display: Any = None, context: CellContext | None = 
         eval_s = time.perf_counter() - t0
     except BaseException as exc:
         _end_trackers(trackers, exc)
+        if main and isinstance(exc, Exception):  # camkit status shows it until the cell succeeds
+            record_failure(spec, f"{type(exc).__name__}: {exc}")
         raise
     if not main:
         _barrier()  # wait while rank 0 scores, instead of timing out in the next train()
         return None
     document = _score(spec, row, records, chosen, training, eval_s)
+    document["threads"] = spec.threads
     _write_outputs(spec, records, overlays, document)
+    (Path(spec.out) / CELLS_DIR / f"{spec.row}.failed.json").unlink(missing_ok=True)
     _close_trackers(trackers, document["detection"], document["classification"])
     _barrier()
+    if ctx.on_done is not None:
+        ctx.on_done(spec, document)
     return document
+
+
+def _use_threads(threads: int | None) -> None:
+    """Train and evaluate with ``threads`` CPU threads (the spec's), whichever process runs the cell."""
+    import torch
+
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(int(threads))
 
 
 def _train(spec: CellSpec, row: Row, model: Any, sets: dict[str, Any], ctx: CellContext, display: Any,

@@ -153,7 +153,8 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     - ``rows`` filled in for benches from before mixed models (every row a train-cam of the one model);
     - each pairing's ``vs_baseline`` dropped: significance is one top-level ``significance`` object, which the
       next bench over the folder, or the leaderboard, computes;
-    - ``warnings`` split into the run's ``notes`` and the rows' warnings; ``cells`` lists the scored rows.
+    - ``warnings`` split into the run's ``notes`` and the rows' warnings; ``cells`` lists the scored rows;
+    - ``migrated_from`` names the old schema.
     """
     import copy
 
@@ -161,6 +162,7 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
         return data
     out = copy.deepcopy(data)
     config = out.get("config") if isinstance(out.get("config"), dict) else {}
+    out["migrated_from"] = out.get("schema")  # its scored rows become cells when a bench resumes it
     out["schema"] = SCHEMA
     out["config_hash"] = config_hash(config)
     detection = out.get("detection") if isinstance(out.get("detection"), dict) else {}

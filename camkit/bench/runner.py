@@ -13,12 +13,11 @@ the output folder.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from camkit.bench.cell import (CellContext, CellSpec, plan_cells, read_document, run_cell, save_overlays,
-                               write_spec)
+from camkit.bench.cell import CellContext, CellSpec, plan_cells, read_document, save_overlays, write_spec
 from camkit.bench.cell import warning_subject
 from camkit.bench.config import BenchConfig, Row
 from camkit.bench.evaluate import overlay_data
@@ -30,37 +29,53 @@ from camkit.errors import CamkitError, OptionError
 from camkit.storage.atomic import atomic_write
 from camkit.storage.lock import FolderLock
 
+@dataclass(frozen=True)
+class RunSettings:
+    """How a bench runs, beside what it computes (its BenchConfig): the model store (default ``out``'s parent /
+    ``models``), trackers (``log``: ``tensorboard``, ``mlflow``, camkit.training.tracking; ``log_uri``:
+    MLflow's URI), the significance's ``baseline`` (ROW:TEST_CAM) and ``alpha``, and the ``executor`` the cells
+    run on with its ``executor_options`` (``threads``: the CPU threads every cell trains with, in any executor)."""
+
+    models_dir: str | Path | None = None
+    log: tuple[str, ...] = ()
+    log_uri: str | None = None
+    baseline: str | None = None
+    alpha: float = 0.05
+    executor: str = "inline"
+    executor_options: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class BenchPlan:
-    """A checked matrix: its cells, the context they share in this process, and the run's settings."""
+    """A checked matrix: its cells, the context they share in this process, the executor they run on and the
+    run's settings."""
 
     config: BenchConfig
     out: Path
     store: Path
     cells: list[CellSpec]
     context: CellContext
-    significance: dict[str, Any]
+    settings: RunSettings
+    executor: Any
 
 
-def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
-              models_dir: str | Path | None = None, log: tuple[str, ...] = (),
-              log_uri: str | None = None, baseline: str | None = None, alpha: float = 0.05) -> dict[str, Any] | None:
+def run_bench(config: BenchConfig, out: str | Path, progress: Any = None, settings: RunSettings | None = None,
+              **fields: Any) -> dict[str, Any] | None:
     """Run (or resume) the matrix described by ``config`` into ``out``; returns the results document.
 
-    Plan (check everything, build one model per kind), run each cell (:mod:`camkit.bench.cell`; a finished
-    cell of the same configuration is skipped), assemble the cells' documents into ``results.json``
-    (:func:`camkit.bench.results.assemble`: the leaderboard's significance against ``baseline`` at family-wise
-    level ``alpha`` is computed there, once).
+    Plan (check everything, build one model per kind), run the cells not finished yet on the settings'
+    executor (:mod:`camkit.bench.cell`, :mod:`camkit.bench.executors`), assemble the cells' documents into
+    ``results.json`` (:func:`camkit.bench.assemble.assemble`: the leaderboard's significance is computed there,
+    once). ``settings``: a :class:`RunSettings`, whose fields may also be given as keywords
+    (``run_bench(cfg, out, models_dir=..., executor="local")``).
 
-    ``progress``: a display such as :class:`camkit.ui.progress.BenchProgress` (None: silent). ``models_dir``:
-    the model store (default ``out``'s parent / ``models``). Under ``torchrun`` every rank trains (DDP) and
-    evaluates its shard; rank 0 alone scores, writes and returns the results (other ranks return None).
-    A failure is recorded in ``results.json`` (``status: failed`` and the error) and re-raised; re-running the
-    same command after fixing the cause resumes. ``log``: trackers (``tensorboard``, ``mlflow``;
-    :mod:`camkit.training.tracking`) that get each trained row's curves and final metrics, one run per row,
-    tagged with the configuration hash; ``log_uri``: MLflow's tracking URI.
+    ``progress``: a display such as :class:`camkit.ui.progress.BenchProgress` (None: silent). Under
+    ``torchrun`` every rank trains (DDP) and evaluates its shard; rank 0 alone scores, writes and returns the
+    results (other ranks return None). A failure is recorded in ``results.json`` (``status: failed``, the error,
+    and per failed cell its error and log) and raised; re-running the same command after fixing the cause
+    resumes.
     """
-    plan = plan_bench(config, out, models_dir, log, log_uri, {"baseline": baseline, "alpha": alpha}, progress)
+    plan = plan_bench(config, out, replace(settings or RunSettings(), **fields), progress)
     main = plan.context.info.is_main
     lock = FolderLock(plan.out, "--out")  # one bench per run folder: a second one refuses in one line
     results: dict[str, Any] = {}
@@ -89,23 +104,22 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None,
         lock.release()
 
 
-def plan_bench(config: BenchConfig, out: str | Path, models_dir: str | Path | None = None,
-               log: tuple[str, ...] = (), log_uri: str | None = None,
-               significance: dict[str, Any] | None = None, display: Any = None) -> BenchPlan:
-    """Check everything that can be checked before training (options, CAMs, one model of each kind and its
-    datasets against their contracts and :func:`camkit.data.checks.check_splits`, the folders) and return the
-    cells to run. ``display``: where the data checks' warnings go (its ``log``), as in :func:`run_bench`."""
+def plan_bench(config: BenchConfig, out: str | Path, settings: RunSettings | None = None,
+               display: Any = None) -> BenchPlan:
+    """Check everything that can be checked before training (options, CAMs, the executor and its options, one
+    model of each kind and its datasets against their contracts and :func:`camkit.data.checks.check_splits`,
+    the folders) and return the cells to run. ``display``: where the data checks' warnings go (its ``log``)."""
+    from camkit.registry.api import create_executor
+
+    settings = settings or RunSettings()
     cfg = config.resolved()
     out = Path(out)
-    store = Path(models_dir) if models_dir is not None else out.parent / "models"
+    store = Path(settings.models_dir) if settings.models_dir is not None else out.parent / "models"
+    executor_options = dict(settings.executor_options)
+    threads = _threads(executor_options.pop("threads", None))
+    executor = create_executor(settings.executor, **executor_options)
     context = CellContext.create(cfg)
-    firsts: dict[str, Row] = {}
-    for row in cfg.rows():  # one model of each kind: its options and test-cams are checked before training
-        if row.model not in firsts:
-            firsts[row.model] = row
-            context.models[row.label] = model = context.model(row)
-            context.options.check(model)
-            context.datasets(row.model, model.input_size)
+    _check_first_models(cfg, context)
     notes = [note for sets in context.sets.values()  # bad data fails here, in one line, not after training
              for note in check_splits(sets, where=f"dataset {cfg.dataset!r}")]
     for note in dict.fromkeys(notes):  # once, however many input sizes
@@ -117,8 +131,29 @@ def plan_bench(config: BenchConfig, out: str | Path, models_dir: str | Path | No
         raise OptionError("--box-threshold auto chooses the threshold on the validation split, and this bench has "
                           "none (the paper preset trains on all of VinDr's training split): give a number, or "
                           "dataset options that carve a validation split")
-    return BenchPlan(cfg, out, store, plan_cells(cfg, out, store, log, log_uri), context,
-                     dict(significance or {}))
+    cells = plan_cells(cfg, out, store, settings.log, settings.log_uri, threads)
+    return BenchPlan(cfg, out, store, cells, context, settings, executor)
+
+
+def _check_first_models(cfg: BenchConfig, context: CellContext) -> None:
+    """One model of each kind, kept for its first cell: its options and test-cams are checked before training,
+    and its datasets are built (once per input size)."""
+    firsts: dict[str, Row] = {}
+    for row in cfg.rows():
+        if row.model not in firsts:
+            firsts[row.model] = row
+            context.models[row.label] = model = context.model(row)
+            context.options.check(model)
+            context.datasets(row.model, model.input_size)
+
+
+def _threads(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError(f"--executor-opt threads={value!r}: give the CPU threads each cell trains with, an "
+                          "integer >= 1")
+    return value
 
 
 def _open_results(plan: BenchPlan, display: Any) -> dict[str, Any]:
@@ -131,7 +166,7 @@ def _open_results(plan: BenchPlan, display: Any) -> dict[str, Any]:
                           "skipped": {k: [list(map(str, s)) for s in getattr(v, "skipped", [])]
                                       for k, v in sets.items()}}
     results["rows"] = {row.label: {"model": row.model, "train_cam": row.train_cam} for row in cfg.rows()}
-    results["settings"] = plan.significance
+    results["settings"] = {"baseline": plan.settings.baseline, "alpha": plan.settings.alpha}
     for spec in plan.cells:  # what a job elsewhere runs: camkit bench-cell <out>/cells/<row>.spec.json
         write_spec(spec)
     _adopt_scored_rows(plan, results)
@@ -145,6 +180,8 @@ def _adopt_scored_rows(plan: BenchPlan, results: dict[str, Any]) -> None:
     from camkit.bench.cell import CELL_SCHEMA
     from camkit.storage.atomic import atomic_write_json
 
+    if not results.get("migrated_from"):  # a cell of a camkit.bench/2 run is done when its document is
+        return
     digest = config_hash(plan.config.to_dict())
     rows = {r.label: r for r in plan.config.rows()}
     for spec in plan.cells:
@@ -162,21 +199,41 @@ def _adopt_scored_rows(plan: BenchPlan, results: dict[str, Any]) -> None:
 
 
 def _run_cells(plan: BenchPlan, results: dict[str, Any], display: Any) -> None:
-    """Every cell not finished under this configuration, in order; ``results.json`` re-assembled after each."""
+    """Every cell not finished under this configuration, on the plan's executor; ``results.json`` is
+    re-assembled after each cell that finishes in this process, and once all have run. Failed cells are
+    recorded (error, log) and named in one error after the others finished."""
+    from camkit.bench.cell import record_failure
+
     digest = config_hash(plan.config.to_dict())
+    todo = []
     for spec in plan.cells:
         if read_document(spec, digest) is not None and _outputs_readable(spec, display):
             _call(display, "skip", spec.row)
-            continue
+        else:
+            todo.append(spec)
+    for spec in todo:
         row = next(r for r in plan.config.rows() if r.label == spec.row)
         if row.train_cam is None:
             _call(display, "log", f"{row.label}: no train-cam axis ({row.model} retrieves no regions inside "
                                   "training): one row, trained once")
-        document = run_cell(spec, display, plan.context)
-        if document is not None:
-            if document.get("warning"):
-                _call(display, "log", f"warning: {document['warning']}")
-            _save(plan, results)
+    if results:
+        plan.context.on_done = lambda spec, document: _save(plan, results)
+    failures = plan.executor.run(todo, display, plan.context)
+    by_row = {spec.row: spec for spec in todo}
+    for failure in failures:
+        record_failure(by_row[failure.row], failure.error, failure.log)
+    if failures:
+        raise CellsFailed(failures)
+
+
+class CellsFailed(CamkitError):
+    """Cells that raised on an executor; the others finished and are kept."""
+
+    def __init__(self, failures: list[Any]) -> None:
+        self.failures = failures
+        told = "; ".join(f"{f.row}: {f.error}" + (f" (log {f.log})" if f.log else "") for f in failures)
+        super().__init__(f"{len(failures)} cell(s) failed: {told}. The other cells are kept: fix the cause and "
+                         "re-run the same camkit bench (same --out) to run the failed ones again")
 
 
 def _outputs_readable(spec: CellSpec, display: Any) -> bool:

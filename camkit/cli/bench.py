@@ -32,6 +32,25 @@ class MetricChoice(click.Choice):
         pass
 
 
+class ExecutorChoice(click.Choice):
+    """A registered executor's name (``--executor``), read from the plugin registry when asked."""
+
+    name = "executor"
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        from camkit.registry.api import list_executors
+
+        return tuple(list_executors())
+
+    @choices.setter
+    def choices(self, value) -> None:  # click's __init__ assigns them; the registry stays the source
+        pass
+
+
 class BoxThreshold(click.ParamType):
     """A fraction in (0, 1], or ``auto``."""
 
@@ -99,6 +118,12 @@ class BoxThreshold(click.ParamType):
               help="CAM option METHOD.KEY=VALUE (repeatable), e.g. scorecam.chunk=64 or fem.k=3; applies to "
                    "the method as a test-cam and as a train-cam")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda:LOCAL_RANK when available]")
+@click.option("--executor", type=ExecutorChoice(), default="inline", show_default=True,
+              help="where the cells (one per row) run: inline, one after another in this process; local, "
+                   "--executor-opt workers=N at once, each its own process (one GPU each) (camkit list executors)")
+@click.option("--executor-opt", multiple=True, metavar="KEY=VALUE",
+              help="executor option (repeatable), e.g. workers=2; threads=N sets the CPU threads every cell "
+                   "trains with, in any executor [this process's]")
 @click.option("--metric", type=MetricChoice(), default=DEFAULT_METRIC,
               show_default=True, help="what the printed leaderboard shows")
 @click.option("--baseline", default=None, metavar="ROW:TEST_CAM",
@@ -113,7 +138,7 @@ class BoxThreshold(click.ParamType):
 @click.option("--log-uri", default=None, help="MLflow tracking URI [sqlite:///<--out>/mlflow.db]")
 def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, seeds, out, models_dir,
           data_root, model_opt, dataset_opt, box_threshold, box_mode, faithfulness, faithfulness_steps, bootstrap,
-          maxboxacc_convention, cam_output, cam_opt, device, metric,
+          maxboxacc_convention, cam_output, cam_opt, device, executor, executor_opt, metric,
           baseline, alpha, fmt, quiet, log, log_uri):
     """Train with each train-cam, score every test-cam, print the leaderboard.
 
@@ -131,10 +156,11 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
     from camkit.ui.progress import BenchProgress
 
     from camkit.bench.recipe import default_preset
-    from camkit.training.tracking import check_backend
+    from camkit.training.tracking import check_backend, check_log_uri
 
     for backend in log:
         check_backend(backend)
+    check_log_uri(log_uri)
     preset = preset or default_preset(dataset)
     train = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "device": device}.items()
              if v is not None}
@@ -160,6 +186,7 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
     runs = [(cfg, out)] if seed_list is None else [(replace(cfg, seed=s), out / f"seed-{s}") for s in seed_list]
     n_rows = sum(len(run_cfg.resolved().rows()) for run_cfg, _ in runs)  # every seed checked before one trains
     check_significance_options(runs[0][0].resolved(), baseline, alpha)  # not after hours of training
+    executor_options = _parse_options(executor_opt, "--executor-opt")
     rank0 = int(os.environ.get("RANK", "0")) == 0 or env_world_size() == 1
     progress = BenchProgress("off" if quiet or not rank0 else "auto", n_rows=n_rows)
     store = models_dir or (out / "models" if seed_list is not None else out.parent / "models")
@@ -167,7 +194,8 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
     try:
         for run_cfg, run_out in runs:
             results = run_bench(run_cfg, run_out, progress=progress, models_dir=store, log=tuple(log),
-                                log_uri=log_uri, baseline=baseline, alpha=alpha)
+                                log_uri=log_uri, baseline=baseline, alpha=alpha, executor=executor,
+                                executor_options=executor_options)
             loaded.append(Run(run_out, results))
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (camkit.cli.signals.Terminated)
         from camkit.cli.signals import exit_code
@@ -284,4 +312,25 @@ def bench_cell(spec, quiet):
         click.echo(f"cell {cell.row}: {cell.document_path()}", err=True)
 
 
-commands = [bench, leaderboard, bench_cell]
+@click.command("status")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@format_option
+def status(run_dir, fmt):
+    """Show each cell of a bench run: complete, pending, running or failed, where it ran (executor and job id),
+    its wall time and its log."""
+    from camkit.bench.executors import cell_states
+    from camkit.bench.leaderboard import Run, unfinished
+    from camkit.bench.results import load_results
+    from camkit.ui.output import render
+
+    rows = cell_states(run_dir)
+    for r in rows:
+        r["error"] = r["error"] or ""
+    render(rows, ["row", "state", "executor", "job", "wall_s", "log", "error"], fmt,
+           title=f"camkit status: {run_dir}")
+    note = unfinished(Run(run_dir, load_results(run_dir)))
+    if note:
+        click.echo(f"note: {note}", err=True)
+
+
+commands = [bench, leaderboard, bench_cell, status]

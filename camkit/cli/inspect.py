@@ -17,7 +17,7 @@ def plugins(fmt: str) -> None:
     rows = []
     for info in host.plugins.values():
         provides = {k: [e.name for e in host.registry.entries(k) if e.plugin == info.name]
-                    for k in ("cam", "model", "dataset", "backbone", "recipe")}
+                    for k in ("cam", "model", "dataset", "backbone", "recipe", "executor")}
         rows.append({"name": info.name, "version": info.version, "distribution": info.distribution,
                      "builtin": info.builtin, "status": "ok" if info.ok else "error",
                      "provides": ", ".join(f"{k}s: {' '.join(v)}" for k, v in provides.items() if v),
@@ -29,12 +29,13 @@ def plugins(fmt: str) -> None:
 
 
 @click.command("list")
-@click.argument("kind", type=click.Choice(["cams", "models", "datasets", "backbones", "recipes", "metrics"]))
+@click.argument("kind", type=click.Choice(["cams", "models", "datasets", "backbones", "recipes", "executors",
+                                          "metrics"]))
 @click.argument("pattern", required=False)
 @format_option
 def list_cmd(kind: str, pattern: str | None, fmt: str) -> None:
-    """List registered cams, models, datasets, backbones or recipes (--preset), or the metric table (PATTERN: a
-    glob, e.g. 'timm:resnet*')."""
+    """List registered cams, models, datasets, backbones, recipes (--preset) or executors (--executor), or the
+    metric table (PATTERN: a glob, e.g. 'timm:resnet*')."""
     if kind == "metrics":
         from camkit.bench.metric_table import describe as describe_metrics
 

@@ -86,10 +86,13 @@ def _run(o: SimpleNamespace) -> None:
     from camkit.ui.output import render
     from camkit.ui.progress import auto_progress
 
-    from camkit.training.tracking import check_backend
+    from camkit.cli.options import check_val_split
+    from camkit.training.tracking import check_backend, check_log_uri
 
     for backend in o.log:
         check_backend(backend)
+    check_log_uri(o.log_uri)
+    val_split = check_val_split(o.val_split)
     dataset_options = _parse_options(o.dataset_opt, "--dataset-opt")
     if o.data_root:
         dataset_options["root"] = o.data_root
@@ -110,7 +113,6 @@ def _run(o: SimpleNamespace) -> None:
     net = build_model(recipe, o.train_cam, _train_cam_options(o.cam_opt, o.train_cam))
     if init:
         load_checkpoint(init, net)
-    val_split = None if o.val_split.lower() == "none" else o.val_split
     sets = build_datasets(recipe, net.input_size, ("train",) + ((val_split,) if val_split else ()))
     from camkit.data.checks import check_splits
 

@@ -144,3 +144,15 @@ def create_backbone(name: str, **options: Any):
     if entry.namespace:
         return call_factory(entry.factory, f"backbone {name!r}", options, sub)
     return call_factory(entry.factory, f"backbone {name!r}", options)
+
+
+def list_executors(pattern: str | None = None) -> list[str]:
+    """Registered executors (``camkit bench --executor NAME``): where a bench's cells run."""
+    return [e.name for e in _entries("executor", pattern, sort=False)]
+
+
+def create_executor(name: str, **options: Any):
+    """The executor registered as ``name``, made with its ``--executor-opt`` options (an option its class does
+    not take, or a value of the wrong type, is an OptionError naming the executor and the option)."""
+    entry, _ = get_host().registry.get("executor", name)
+    return call_factory(entry.factory, f"executor {name!r}", options)

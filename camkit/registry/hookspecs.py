@@ -39,6 +39,14 @@ def register_recipes(register):
 
 
 @hookspec
+def register_executors(register):
+    """Register where a bench's cells run (``--executor NAME``): ``register("slurm", SlurmExecutor)``, a class
+    called with the ``--executor-opt`` options whose ``run(cells, display, context)`` runs every
+    :class:`camkit.bench.cell.CellSpec` (each through :func:`camkit.bench.cell.run_cell`, anywhere that sees the
+    run folder) and returns the :class:`camkit.bench.executors.CellFailure` s."""
+
+
+@hookspec
 def register_commands(cli, prepare):
     """Add click commands: ``cli.add_command(cmd)`` (or ``@cli.command()``) makes ``camkit NAME``;
     ``prepare.add_command(cmd)`` makes ``camkit prepare NAME``, a dataset's cache builder. An implementation

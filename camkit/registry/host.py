@@ -24,7 +24,8 @@ from camkit.registry.table import KINDS, Registry
 ENTRY_POINT_GROUP = "camkit"
 BUILTIN_DIST = "camkit"
 _HOOK_OF_KIND = {"cam": "register_cams", "model": "register_models", "dataset": "register_datasets",
-                 "backbone": "register_backbones", "recipe": "register_recipes"}
+                 "backbone": "register_backbones", "recipe": "register_recipes",
+                 "executor": "register_executors"}
 COMMANDS_HOOK = "register_commands"
 
 

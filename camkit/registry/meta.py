@@ -29,7 +29,7 @@ class MetadataError(RegistrationError):
 
 
 KIND_WORDS = {"cam": "the CAM method", "model": "the model", "dataset": "the dataset", "backbone": "the backbone",
-              "recipe": "the recipe"}
+              "recipe": "the recipe", "executor": "the executor"}
 
 
 # -- converters: each returns the stored (immutable where it can be) value or raises TypeError/ValueError ------
@@ -127,6 +127,11 @@ class CamMeta:
 
 
 @dataclass(frozen=True)
+class ExecutorMeta:
+    """An executor declares nothing besides its description (its options are its class's keywords)."""
+
+
+@dataclass(frozen=True)
 class BackboneMeta:
     """A backbone declares nothing besides its description (``namespace=`` and ``names=`` are arguments of
     ``register`` itself)."""
@@ -179,7 +184,7 @@ class RecipeSpec:
 
 
 META_OF_KIND: dict[str, type] = {"cam": CamMeta, "model": ModelMeta, "dataset": DatasetMeta,
-                                 "backbone": BackboneMeta, "recipe": RecipeSpec}
+                                 "backbone": BackboneMeta, "recipe": RecipeSpec, "executor": ExecutorMeta}
 
 
 def allowed_keys(kind: str) -> list[str]:

@@ -1,12 +1,14 @@
 """Registers the ``folder`` dataset: your own PNG/DICOM mammograms listed in a CSV."""
 from __future__ import annotations
 
+from typing import Literal
+
 from camkit import hookimpl
 
 
 def create_folder(csv: str | None = None, split: str | None = None, size: tuple[int, int] = (256, 160),
-                  seed: int = 0, crop: bool = True, flip: str = "auto", keep_aspect: bool = True,
-                  skip_bad: bool = False):
+                  seed: int = 0, crop: bool = True, flip: Literal["auto", "laterality", "detect", "none"] = "auto",
+                  keep_aspect: bool = True, skip_bad: bool = False):
     """Your own mammograms (PNG/TIFF/DICOM, 8/16-bit) listed in a CSV with labels and optional boxes.
 
     ``seed`` is accepted (``camkit bench`` passes one to every dataset) and unused: nothing here is random.

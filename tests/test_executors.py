@@ -1,0 +1,78 @@
+"""Executors: where a bench's cells run. ``inline`` (in this process) and ``local`` (each cell a subprocess,
+through submitit) give the same numbers; a failed cell is reported with its log and the others finish;
+``camkit status`` shows every cell's state. (The Slurm executor and its tests against a real one-node cluster
+are issue 34's next step.)"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from camkit.cli import main
+
+TINY = ["--train-cam", "cam", "--train-cam", "xgradcam", "--test-cam", "cam", "--test-cam", "gradcampp",
+        "--epochs", "1", "--batch-size", "8", "--dataset-opt", "n=24", "--bootstrap", "40", "--quiet",
+        "--model-opt", "num_crops=1"]
+
+
+def _numbers(results: dict) -> dict:
+    from tests.test_results_document import _numbers as numbers
+
+    return numbers(results)
+
+
+def test_an_unknown_executor_or_option_is_one_line_before_anything_runs(tmp_path):
+    res = CliRunner().invoke(main, ["bench", *TINY, "--out", str(tmp_path / "r"), "--executor", "slurmm"])
+    assert res.exit_code != 0 and "slurmm" in res.output and "inline" in res.output and "local" in res.output
+    res = CliRunner().invoke(main, ["bench", *TINY, "--out", str(tmp_path / "r"), "--executor", "local",
+                                    "--executor-opt", "wrokers=2"])
+    assert res.exit_code == 1 and "wrokers" in res.output and "workers" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "r" / "cells").exists()
+
+
+def test_the_executors_are_registered_like_any_plugin():
+    from camkit.registry.api import list_executors
+
+    assert {"inline", "local"} <= set(list_executors())
+    res = CliRunner().invoke(main, ["list", "executors", "--format", "json"])
+    assert res.exit_code == 0 and {r["name"] for r in json.loads(res.stdout)} >= {"inline", "local"}
+
+
+@pytest.mark.slow  # two tiny benches, the second as two subprocesses
+def test_local_workers_give_the_inline_numbers_and_status_shows_the_jobs(tmp_path):
+    inline, local = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    assert CliRunner().invoke(main, ["bench", *TINY, "--out", str(inline)]).exit_code == 0
+    res = CliRunner().invoke(main, ["bench", *TINY, "--out", str(local), "--executor", "local", "--executor-opt",
+                                    "workers=2"])
+    assert res.exit_code == 0, res.output
+    a, b = (json.loads((p / "results.json").read_text()) for p in (inline, local))
+    assert _numbers(a) == _numbers(b) and a["significance"] == b["significance"]
+    status = json.loads(CliRunner().invoke(main, ["status", str(local), "--format", "json"]).stdout)
+    assert [(s["row"], s["state"], s["executor"]) for s in status] == [("cam", "complete", "local"),
+                                                                         ("xgradcam", "complete", "local")]
+    assert all(s["job"] and Path(s["log"]).is_file() and s["wall_s"] > 0 for s in status)
+
+
+@pytest.mark.slow  # a bench, then a local run with one broken cell
+def test_a_failed_cell_is_reported_with_its_log_and_the_others_finish(tmp_path):
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, ["bench", *TINY, "--out", str(out)]).exit_code == 0
+    doc = json.loads((out / "results.json").read_text())
+    # break row xgradcam: a file where its model-store folder was; row cam runs again from its stored model
+    import shutil
+
+    folder = (out / doc["training"]["xgradcam"]["checkpoint"]).parent
+    shutil.rmtree(folder)
+    folder.write_text("not a folder")
+    for row in ("cam", "xgradcam"):
+        (out / "cells" / f"{row}.json").unlink()
+    res = CliRunner().invoke(main, ["bench", *TINY, "--out", str(out), "--executor", "local"])
+    assert res.exit_code == 1
+    assert "xgradcam" in res.stderr and "log" in res.stderr and "Traceback" not in res.stderr
+    after = json.loads((out / "results.json").read_text())
+    assert after["status"] == "failed" and list(after["detection"]) == ["cam"]
+    assert after["cells"]["xgradcam"]["status"] == "failed" and Path(after["cells"]["xgradcam"]["log"]).is_file()
+    plain = CliRunner().invoke(main, ["status", str(out), "--format", "plain"]).stdout
+    assert "failed" in plain and "complete" in plain
