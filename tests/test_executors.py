@@ -76,3 +76,56 @@ def test_a_failed_cell_is_reported_with_its_log_and_the_others_finish(tmp_path):
     assert after["cells"]["xgradcam"]["status"] == "failed" and Path(after["cells"]["xgradcam"]["log"]).is_file()
     plain = CliRunner().invoke(main, ["status", str(out), "--format", "plain"]).stdout
     assert "failed" in plain and "complete" in plain
+
+
+def test_two_processes_cannot_run_one_cell(tmp_path):
+    """A cell is claimed by the process that runs it: another (a second submitter, a manual bench-cell) refuses
+    in one line instead of training the same model beside it."""
+    import socket
+    import subprocess
+    import sys
+
+    from camkit.bench.cell import plan_cells, write_spec
+    from camkit.bench.config import BenchConfig
+
+    cfg = BenchConfig(train_cams=["cam"], test_cams=["cam"], train={"epochs": 1, "batch_size": 8},
+                      dataset_options={"n": 24}, bootstrap=40).resolved()
+    (spec,) = plan_cells(cfg, tmp_path / "run", tmp_path / "models")
+    path = write_spec(spec)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim = tmp_path / "run" / "cells" / "cam.claim"
+        claim.mkdir(parents=True)
+        (claim / ".camkit.lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                                        "since": "now"}))
+        res = CliRunner().invoke(main, ["bench-cell", str(path)])
+    finally:
+        holder.kill()
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"cell 'cam' of {tmp_path / 'run'}" in res.output and f"pid {holder.pid}" in res.output
+    assert not (tmp_path / "models").exists(), "it trained beside the claim's holder"
+
+
+def test_a_lab_writes_its_executor_settings_once(tmp_path, monkeypatch):
+    from camkit.bench.executors import executor_settings
+    from camkit.errors import OptionError
+
+    conf = tmp_path / "executors.toml"
+    conf.write_text('[slurm]\npartition = "gpu"\ngpus = 1\nsbatch = {qos = "high"}\n\n[local]\nworkers = 2\n')
+    assert executor_settings("slurm", conf) == {"partition": "gpu", "gpus": 1, "sbatch": {"qos": "high"}}
+    monkeypatch.setenv("CAMKIT_EXECUTORS", str(conf))
+    assert executor_settings("local") == {"workers": 2} and executor_settings("inline") == {}
+    conf.write_text("[slurm\npartition = gpu")
+    with pytest.raises(OptionError, match="cannot read executor settings"):
+        executor_settings("slurm", conf)
+    # a bad option from the file is refused like one from the command line, before anything runs
+    conf.write_text("[local]\nwrokers = 2\n")
+    res = CliRunner().invoke(main, ["bench", *TINY, "--out", str(tmp_path / "r"), "--executor", "local",
+                                    "--executor-config", str(conf)])
+    assert res.exit_code == 1 and "wrokers" in res.output and not (tmp_path / "r" / "cells").exists()
+
+
+def test_detaching_from_an_executor_whose_cells_end_with_the_process_is_refused(tmp_path):
+    res = CliRunner().invoke(main, ["bench", *TINY, "--out", str(tmp_path / "r"), "--executor",
+                                    "local", "--detach"])
+    assert res.exit_code == 1 and "--detach" in res.output and "slurm" in res.output

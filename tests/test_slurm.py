@@ -87,3 +87,20 @@ def test_a_cancelled_cell_is_resumed_by_the_next_bench_to_the_same_numbers(tmp_p
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert _numbers(out) == _numbers(reference)
+
+
+def test_a_detached_bench_is_collected_by_the_next_one_without_resubmitting(tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["bench", *ARGS, "--epochs", "2", "--out", str(out), "--executor", "slurm",
+                                    "--detach"])
+    assert res.exit_code == 0, res.output
+    assert "submitted: the cells run on" in res.stderr and not res.stdout.strip()  # no leaderboard yet
+    assert json.loads((out / "results.json").read_text())["status"] == "submitted"
+    jobs = {row: json.loads((out / "cells" / f"{row}.job.json").read_text())["job_id"] for row in ("cam", "xgradcam")}
+    res = CliRunner().invoke(main, ["bench", *ARGS, "--epochs", "2", "--out", str(out), "--executor", "slurm"])
+    assert res.exit_code == 0, res.output
+    again = {row: json.loads((out / "cells" / f"{row}.job.json").read_text())["job_id"] for row in jobs}
+    assert again == jobs, "the detached cells were submitted again"
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["status"] == "complete" and list(doc["detection"]) == ["cam", "xgradcam"]
+

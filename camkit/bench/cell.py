@@ -26,6 +26,7 @@ from typing import Any
 from camkit.bench.config import BenchConfig, Row
 from camkit.errors import CamkitError
 from camkit.storage.atomic import atomic_write, atomic_write_json
+from camkit.storage.lock import FolderLock
 
 CELLS_DIR = "cells"
 SPEC_SCHEMA = "camkit.cell-spec/1"
@@ -176,6 +177,18 @@ def run_cell(spec: CellSpec, display: Any = None, context: CellContext | None = 
                           f"{', '.join(r.label for r in cfg.rows())})")
     _use_threads(spec.threads)
     ctx = context or CellContext.create(cfg)
+    # one process per cell: a second submitter, or a job and a manual bench-cell, refuses in one line
+    claim = FolderLock(Path(spec.out) / CELLS_DIR / f"{spec.row}.claim", f"cell {spec.row!r} of {spec.out}")
+    if ctx.info.is_main:
+        claim.acquire()
+    try:
+        return _run_claimed(spec, row, ctx, display)
+    finally:
+        claim.release()
+
+
+def _run_claimed(spec: CellSpec, row: Row, ctx: CellContext, display: Any) -> dict[str, Any] | None:
+    cfg = ctx.config
     model = ctx.model(row)
     sets = ctx.datasets(row.model, model.input_size)
     main = ctx.info.is_main

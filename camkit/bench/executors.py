@@ -156,6 +156,11 @@ class SlurmExecutor:
 
     def run(self, cells: list[Any], display: Any = None, context: Any = None) -> list[CellFailure]:
         """Submit the cells as one job array and wait for every task."""
+        return _wait(self.submit(cells, display), display)
+
+    def submit(self, cells: list[Any], display: Any = None) -> list[tuple[Any, Any]]:
+        """Submit the cells as one job array, record each task's job, and return ``(job, spec)`` pairs without
+        waiting (``camkit bench --detach``)."""
         import logging
 
         import submitit
@@ -170,9 +175,28 @@ class SlurmExecutor:
         jobs = executor.map_array(CellJob(), [spec.to_dict() for spec in cells])
         for job, spec in zip(jobs, cells):
             record_job(spec, self.name, job.job_id, str(job.paths.stderr))
-        _say(display, f"submitted {len(jobs)} cell(s) to Slurm as job array {jobs[0].job_id.split('_')[0]}; "
-                      "waiting (camkit status RUN shows them)")
-        return _wait(list(zip(jobs, cells)), display)
+        _say(display, f"submitted {len(jobs)} cell(s) to Slurm as job array {jobs[0].job_id.split('_')[0]} "
+                      "(camkit status RUN shows them)")
+        return list(zip(jobs, cells))
+
+    def in_flight(self, cells: list[Any]) -> list[Any]:
+        """The cells whose recorded Slurm job is still queued or running (a detached bench's): waited for, not
+        submitted again."""
+        records = {spec.row: read_job(spec.out, spec.row) for spec in cells}
+        ids = [r["job_id"] for r in records.values() if r and r.get("executor") == self.name]
+        queued = _in_queue(ids) if ids else set()
+        return [spec for spec in cells if records[spec.row] and records[spec.row].get("job_id") in queued]
+
+    def attach(self, cells: list[Any], display: Any = None) -> list[CellFailure]:
+        """Wait for the recorded jobs of ``cells`` (submitted by an earlier, detached bench)."""
+        import submitit
+
+        pairs = [(submitit.SlurmJob(Path(spec.out) / JOBS_DIR, read_job(spec.out, spec.row)["job_id"]), spec)
+                 for spec in cells]
+        if pairs:
+            _say(display, f"waiting for {len(pairs)} cell(s) submitted earlier: "
+                          f"{', '.join(spec.row for spec in cells)}")
+        return _wait(pairs, display)
 
 
 def _wait(pairs: list[tuple[Any, Any]], display: Any) -> list[CellFailure]:
@@ -278,3 +302,35 @@ def cell_states(run_dir: str | Path) -> list[dict[str, Any]]:
                      "job": job.get("job_id"), "wall_s": None if wall is None else round(wall, 1),
                      "error": cell.get("error"), "log": job.get("log") or cell.get("log")})
     return rows
+
+
+#: where a lab writes its cluster settings once (``--executor-config`` or ``$CAMKIT_EXECUTORS`` point elsewhere)
+DEFAULT_CONFIG = Path("~/.config/camkit/executors.toml")
+
+
+def executor_settings(executor: str, config: str | Path | None = None) -> dict[str, Any]:
+    """The ``[executor]`` table of a TOML settings file: ``config``, else ``$CAMKIT_EXECUTORS``, else
+    :data:`DEFAULT_CONFIG` when it exists (``--executor-opt`` options go over them). A file that cannot be read
+    or parsed, or whose table is not a table, is one line naming it."""
+    import os
+
+    path = Path(config or os.environ.get("CAMKIT_EXECUTORS") or DEFAULT_CONFIG).expanduser()
+    if config is None and not path.is_file():
+        return {}
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise OptionError(f"{path}: reading executor settings on Python 3.10 needs tomli (pip install tomli)") \
+                from None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise OptionError(f"{path}: cannot read executor settings ({type(exc).__name__}: {exc}); it is a TOML file "
+                          "with a table per executor, e.g. [slurm] partition = \"gpu\"") from None
+    table = data.get(executor, {})
+    if not isinstance(table, dict):
+        raise OptionError(f"{path}: [{executor}] must be a table of options (e.g. [slurm] partition = \"gpu\")")
+    return dict(table)

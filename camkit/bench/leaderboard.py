@@ -252,6 +252,8 @@ def unfinished(run: Run) -> str | None:
         state = "is still running (another camkit process holds it)"
     elif status == "running":
         state = "was stopped without a word (killed, or its machine went down)"
+    elif status == "submitted":
+        state = "was submitted with --detach: its cells may still run (camkit status shows them)"
     else:
         state = f"ended {status}" + (f" ({run.results['error']})" if run.results.get("error") else "")
     pending = [r for r, c in (run.results.get("cells") or {}).items() if c.get("status") != "complete"]

@@ -43,6 +43,7 @@ class RunSettings:
     alpha: float = 0.05
     executor: str = "inline"
     executor_options: dict[str, Any] = field(default_factory=dict)
+    detach: bool = False  # submit and return (an executor whose jobs outlive this process: slurm)
 
 
 @dataclass
@@ -85,9 +86,12 @@ def run_bench(config: BenchConfig, out: str | Path, progress: Any = None, settin
             lock.acquire()
             lock.remove_leftovers(recursive=True)  # a SIGKILLed run's half-written files
             results = _open_results(plan, progress)
-        _run_cells(plan, results, progress if main else None)
+        complete = _run_cells(plan, results, progress if main else None)
         if not main:
             return None
+        if not complete:  # detached: the cells run on; the next bench on this folder collects them
+            results["status"] = "submitted"
+            return _save(plan, results)
         results["timings"]["total_s"] = results["timings"].get("total_s", 0.0) + time.perf_counter() - started
         results["status"] = "complete"
         results.pop("error", None)
@@ -118,6 +122,9 @@ def plan_bench(config: BenchConfig, out: str | Path, settings: RunSettings | Non
     executor_options = dict(settings.executor_options)
     threads = _threads(executor_options.pop("threads", None))
     executor = create_executor(settings.executor, **executor_options)
+    if settings.detach and not hasattr(executor, "submit"):
+        raise OptionError(f"--detach: the {settings.executor} executor's cells end with this process; detach from "
+                          "one whose jobs outlive it (--executor slurm), or wait for it")
     context = CellContext.create(cfg)
     _check_first_models(cfg, context)
     notes = [note for sets in context.sets.values()  # bad data fails here, in one line, not after training
@@ -198,10 +205,11 @@ def _adopt_scored_rows(plan: BenchPlan, results: dict[str, Any]) -> None:
             "timings": results.get("timings", {}).get(label, {})})
 
 
-def _run_cells(plan: BenchPlan, results: dict[str, Any], display: Any) -> None:
-    """Every cell not finished under this configuration, on the plan's executor; ``results.json`` is
-    re-assembled after each cell that finishes in this process, and once all have run. Failed cells are
-    recorded (error, log) and named in one error after the others finished."""
+def _run_cells(plan: BenchPlan, results: dict[str, Any], display: Any) -> bool:
+    """Every cell not finished under this configuration, on the plan's executor (cells a detached bench
+    submitted and that still run are waited for, not submitted again); ``results.json`` is re-assembled after
+    each cell that finishes in this process, and once all have run. Failed cells are recorded (error, log) and
+    named in one error after the others finished. Returns False when it only submitted (``detach``)."""
     from camkit.bench.cell import record_failure
 
     digest = config_hash(plan.config.to_dict())
@@ -218,12 +226,19 @@ def _run_cells(plan: BenchPlan, results: dict[str, Any], display: Any) -> None:
                                   "training): one row, trained once")
     if results:
         plan.context.on_done = lambda spec, document: _save(plan, results)
-    failures = plan.executor.run(todo, display, plan.context)
+    executor = plan.executor
+    flying = executor.in_flight(todo) if hasattr(executor, "in_flight") else []
+    fresh = [spec for spec in todo if spec not in flying]
+    if plan.settings.detach:
+        executor.submit(fresh, display)
+        return False
+    failures = (executor.attach(flying, display) if flying else []) + executor.run(fresh, display, plan.context)
     by_row = {spec.row: spec for spec in todo}
     for failure in failures:
         record_failure(by_row[failure.row], failure.error, failure.log)
     if failures:
         raise CellsFailed(failures)
+    return True
 
 
 class CellsFailed(CamkitError):

@@ -124,6 +124,13 @@ class BoxThreshold(click.ParamType):
 @click.option("--executor-opt", multiple=True, metavar="KEY=VALUE",
               help="executor option (repeatable), e.g. workers=2; threads=N sets the CPU threads every cell "
                    "trains with, in any executor [this process's]")
+@click.option("--detach", is_flag=True,
+              help="submit the cells and return (--executor slurm); the same command without --detach later waits "
+                   "for them and prints the leaderboard (camkit status OUT shows them meanwhile)")
+@click.option("--executor-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TOML file of executor options, a table per executor ([slurm] partition = \"gpu\"); "
+                   "--executor-opt goes over it [$CAMKIT_EXECUTORS, else ~/.config/camkit/executors.toml if it "
+                   "exists]")
 @click.option("--metric", type=MetricChoice(), default=DEFAULT_METRIC,
               show_default=True, help="what the printed leaderboard shows")
 @click.option("--baseline", default=None, metavar="ROW:TEST_CAM",
@@ -138,7 +145,7 @@ class BoxThreshold(click.ParamType):
 @click.option("--log-uri", default=None, help="MLflow tracking URI [sqlite:///<--out>/mlflow.db]")
 def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, seed, seeds, out, models_dir,
           data_root, model_opt, dataset_opt, box_threshold, box_mode, faithfulness, faithfulness_steps, bootstrap,
-          maxboxacc_convention, cam_output, cam_opt, device, executor, executor_opt, metric,
+          maxboxacc_convention, cam_output, cam_opt, device, executor, executor_opt, detach, executor_config, metric,
           baseline, alpha, fmt, quiet, log, log_uri):
     """Train with each train-cam, score every test-cam, print the leaderboard.
 
@@ -186,7 +193,10 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
     runs = [(cfg, out)] if seed_list is None else [(replace(cfg, seed=s), out / f"seed-{s}") for s in seed_list]
     n_rows = sum(len(run_cfg.resolved().rows()) for run_cfg, _ in runs)  # every seed checked before one trains
     check_significance_options(runs[0][0].resolved(), baseline, alpha)  # not after hours of training
-    executor_options = _parse_options(executor_opt, "--executor-opt")
+    from camkit.bench.executors import executor_settings
+
+    executor_options = {**executor_settings(executor, executor_config),
+                        **_parse_options(executor_opt, "--executor-opt")}
     rank0 = int(os.environ.get("RANK", "0")) == 0 or env_world_size() == 1
     progress = BenchProgress("off" if quiet or not rank0 else "auto", n_rows=n_rows)
     store = models_dir or (out / "models" if seed_list is not None else out.parent / "models")
@@ -195,7 +205,7 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
         for run_cfg, run_out in runs:
             results = run_bench(run_cfg, run_out, progress=progress, models_dir=store, log=tuple(log),
                                 log_uri=log_uri, baseline=baseline, alpha=alpha, executor=executor,
-                                executor_options=executor_options)
+                                executor_options=executor_options, detach=detach)
             loaded.append(Run(run_out, results))
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (camkit.cli.signals.Terminated)
         from camkit.cli.signals import exit_code
@@ -205,6 +215,11 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
     finally:
         progress.close()
     if results is None:  # a torchrun rank other than 0: rank 0 prints
+        return
+    if detach:
+        where = " ".join(str(o) for _, o in runs)
+        click.echo(f"submitted: the cells run on. camkit status {where} shows them; the same command without "
+                   "--detach waits for them and prints the leaderboard", err=True)
         return
     for _, run_out in runs:
         try:
