@@ -209,6 +209,26 @@ def explain_image(image: str | Path, checkpoint: str | Path, options: ExplainOpt
                                                        for m in found.maps}}}
 
 
+def _check_model_kind(stored: dict[str, Any], model_name: str, checkpoint: str | Path) -> None:
+    """An OptionError naming the model a camkit checkpoint was trained as, when ``model_name`` is another
+    (its options would otherwise be refused one by one: "model 'glam' has no option 'attn_dim'")."""
+    from camkit.errors import OptionError
+    from camkit.registry.host import get_host
+
+    held = (stored.get("fingerprint") or {}).get("model")  # the trained class, "package.module.Class"
+    if not isinstance(held, str) or not held:
+        return
+    package = held.split(".")[0]
+    registry = get_host().registry
+    entry, _ = registry.get("model", model_name)
+    if entry.factory.__module__.split(".")[0] == package:
+        return
+    owners = [e.name for e in registry.entries("model") if e.factory.__module__.split(".")[0] == package]
+    what = f"model {owners[0]!r} ({held})" if owners else held
+    fix = f"pass --model {owners[0]}" if owners else "pass the --model it was trained as"
+    raise OptionError(f"{checkpoint} holds a {what}, not a {model_name!r} model: {fix}")
+
+
 def _explained_model(checkpoint: str | Path, opts: ExplainOptions) -> Any:
     """The model ``checkpoint`` holds: a camkit checkpoint is read once (weights-only), its ``model_config``
     rebuilds the model and the same dict fills it; a plain state dict goes to the model factory's own loader."""
@@ -222,6 +242,7 @@ def _explained_model(checkpoint: str | Path, opts: ExplainOptions) -> Any:
     config.update(opts.model_options or {})
     config.pop("checkpoint", None)
     if camkit_format:
+        _check_model_kind(stored, model_name, checkpoint)
         model = create_model(model_name, **config)
         apply_checkpoint(stored, model, checkpoint)
         return model

@@ -460,6 +460,19 @@ def test_explain_one_png_with_a_bench_checkpoint(tiny_run, tmp_path):
     assert fig.stat().st_size > 1000
 
 
+def test_explain_with_another_models_checkpoint_names_the_model_it_holds(tiny_run, tmp_path):
+    """issue 29: `explain --model glam` with a GMIC checkpoint said "model 'glam' has no option 'attn_dim'"."""
+    from PIL import Image
+
+    png = tmp_path / "one.png"
+    Image.new("I;16", (190, 300), 20000).save(png)
+    checkpoint = tiny_run / load_results(tiny_run)["training"]["cam"]["checkpoint"]
+    res = CliRunner().invoke(main, ["explain", str(png), "--checkpoint", str(checkpoint), "--model", "glam"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert (f"{checkpoint} holds a model 'gmic' (camkit_gmic.model.GMIC), not a 'glam' model: pass --model gmic"
+            in res.output)
+
+
 def test_cam_output_selects_the_explained_score(tmp_path):
     res = CliRunner().invoke(main, ["bench", "--train-cam", "cam", "--test-cam", "gradcam", "--cam-output",
                                     "y_fusion", "--out", str(tmp_path / "run"), "--format", "json", *TINY])

@@ -102,7 +102,8 @@ def test_two_processes_cannot_run_one_cell(tmp_path):
     finally:
         holder.kill()
     assert res.exit_code == 1 and "Traceback" not in res.output
-    assert f"cell 'cam' of {tmp_path / 'run'}" in res.output and f"pid {holder.pid}" in res.output
+    assert (f"cell 'cam' of {tmp_path / 'run'} is being run by another camkit process (pid {holder.pid}"
+            in res.output and "camkit status" in res.output)
     assert not (tmp_path / "models").exists(), "it trained beside the claim's holder"
 
 

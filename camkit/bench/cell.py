@@ -180,11 +180,23 @@ def run_cell(spec: CellSpec, display: Any = None, context: CellContext | None = 
     # one process per cell: a second submitter, or a job and a manual bench-cell, refuses in one line
     claim = FolderLock(Path(spec.out) / CELLS_DIR / f"{spec.row}.claim", f"cell {spec.row!r} of {spec.out}")
     if ctx.info.is_main:
-        claim.acquire()
+        _claim(claim, spec)
     try:
         return _run_claimed(spec, row, ctx, display)
     finally:
         claim.release()
+
+
+def _claim(claim: FolderLock, spec: CellSpec) -> None:
+    from camkit.storage.lock import FolderBusy
+
+    try:
+        claim.acquire()
+    except FolderBusy:
+        who = claim.holder() or {}
+        raise FolderBusy(f"cell {spec.row!r} of {spec.out} is being run by another camkit process (pid "
+                         f"{who.get('pid')} on {who.get('host')}, since {who.get('since')}): wait for it (camkit status "
+                         f"{spec.out} shows it); if that process is gone, delete {claim.folder}") from None
 
 
 def _run_claimed(spec: CellSpec, row: Row, ctx: CellContext, display: Any) -> dict[str, Any] | None:
