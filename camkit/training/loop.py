@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from camkit.training.checkpointer import Checkpointer
 from camkit.training.config import (TrainConfig, TrainResult, config_fingerprint, config_hash, resolve_lr,
                                     scheduled_lr)
 from camkit.training.device import DeviceSettings
+from camkit.training.interrupts import DeferredInterrupts
 from camkit.training.progress import LogProgress, notify
 from camkit.training.state import Snapshot, TrainState
 
@@ -169,7 +171,7 @@ class _Loop:
         self.state = TrainState()
         self.resumed = False
         self._snapshot: Snapshot | None = None
-        self._in_update = False  # Ctrl-C inside the optimizer update would leave half-updated weights
+        self._dirty = False  # inside a transaction: the live weights / optimizer may be ahead of the snapshot
         self._ddp: Any = None
         self._t0 = self._wall_base = 0.0
 
@@ -215,14 +217,17 @@ class _Loop:
         self.state.model_train_state = self.model.train_state() or None
 
     def _save_last(self) -> None:
-        """Collective: gathers every rank's RNG state; rank 0 writes."""
+        """Collective: the state now becomes the snapshot, rank 0 writes it with every rank's RNG state."""
         self._tick()
-        self._sync_model_state()
-        ranks = distributed.gather_to_main(self._rng_state())
+        self._take_snapshot()
+        ranks = distributed.gather_to_main(self._snapshot.rng)
         if self.info.is_main:
-            self.ckpt.save_last(self.model.state_dict(), self.model.config, self.state, self.optimizer,
-                                self.scaler, ranks)
+            self._write_last(self._snapshot, ranks)
         distributed.barrier()
+
+    def _write_last(self, snap: Snapshot, rng_ranks: list[Any]) -> None:
+        self.ckpt.save_last(snap.model_state(self.model), self.model.config, snap.state, self.optimizer,
+                            self.scaler, rng_ranks)
 
     def _save_best(self) -> None:
         if self.info.is_main:
@@ -232,15 +237,36 @@ class _Loop:
         self._sync_model_state()
         self._snapshot = Snapshot.take(self.state, self._rng_state(), self.model)
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Run the block (what changes the weights, the optimizer or the grad scaler) and take a snapshot
+        after it, as one unit: a Ctrl-C or SIGTERM arriving meanwhile is raised after the snapshot.
+
+        Why this is exact for an interrupt at any point: last.pt is only ever written from a snapshot, and a
+        snapshot is only taken where the live weights, optimizer and scaler belong to the state it copies
+        (the step counters, history, RNG, buffers and the model's train_state, which the snapshot holds
+        itself because a forward changes them). The weights, optimizer and scaler change only inside a
+        transaction, which signals cannot split; everything else a step does before its transaction (the
+        forward and backward, the running loss sums) touches only what the snapshot already copied. So an
+        interrupt before a transaction saves the previous step boundary, one during it is raised at its end,
+        with the new boundary saved. ``_dirty`` covers a KeyboardInterrupt no handler sees (raised in the
+        block by other means, or the block run outside the main thread): then nothing is saved and the
+        previous ``last.pt`` stands, older but consistent.
+        """
+        with DeferredInterrupts():
+            self._dirty = True
+            yield
+            self._take_snapshot()
+            self._dirty = False
+
     def _save_on_interrupt(self) -> None:
-        """Ctrl-C: write the state after the last completed step (buffers included), unless the weights are
-        half-updated; then the previous ``last.pt`` stands."""
+        """Ctrl-C / SIGTERM: write the last snapshot (the step boundary the run last passed), unless a
+        transaction was cut (``_dirty``); then the previous ``last.pt`` stands."""
         snap = self._snapshot
-        if not self.info.is_main or self._in_update or snap is None:
+        if not self.info.is_main or self._dirty or snap is None:
             return
         snap.state.totals["wall_seconds"] = self._wall_base + time.perf_counter() - self._t0
-        self.ckpt.save_last(snap.model_state(self.model), self.model.config, snap.state, self.optimizer,
-                            self.scaler, [snap.rng])
+        self._write_last(snap, [snap.rng])
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -333,9 +359,11 @@ class _Loop:
         t_epoch, images_seen = time.perf_counter(), 0
         for micro_batches in plan:
             t_step = time.perf_counter()
-            step_loss, step_parts = self._step(micro_batches, batches)
-            st.record_step(self.global_batch, time.perf_counter() - t_step)
-            self._take_snapshot()
+            frac = st.step / (cfg.epochs * self.steps)
+            step_loss, step_parts = self._step(micro_batches, batches, frac)
+            with self._transaction():  # the update and its recording: one step boundary to the next
+                self._update(frac)
+                st.record_step(self.global_batch, time.perf_counter() - t_step)
             images_seen += self.global_batch
             rate = images_seen / max(time.perf_counter() - t_epoch, 1e-9)
             notify(self.sink, "on_step", st.epoch + 1, st.epoch_step, self.steps, step_loss, rate)
@@ -350,13 +378,11 @@ class _Loop:
             torch.cuda.synchronize(self.dev.device)
         return False
 
-    def _step(self, micro_batches: list[list[int]], batches: Any) -> tuple[float, dict[str, float]]:
-        """One optimizer step over ``micro_batches`` (accumulated); returns the step's mean loss and loss terms."""
-        import torch
-
+    def _step(self, micro_batches: list[list[int]], batches: Any, frac: float) -> tuple[float, dict[str, float]]:
+        """The gradients of one optimizer step over ``micro_batches`` (accumulated; ``frac``: the training's
+        progress); returns the step's mean loss and loss terms. The update is :meth:`_update`'s."""
         acc, st = self.cfg.accumulate, self.state
         self.optimizer.zero_grad(set_to_none=True)
-        frac = st.step / (self.cfg.epochs * self.steps)
         step_loss, step_parts = 0.0, {}
         for m, indices in enumerate(micro_batches):
             images, labels, kept, skipped = next(batches)
@@ -383,7 +409,12 @@ class _Loop:
             for k, v in (parts or {}).items():
                 step_parts[k] = step_parts.get(k, 0.0) + float(v) / acc
             st.record_micro_batch(value, parts)
-        self._in_update = True
+        return step_loss, step_parts
+
+    def _update(self, frac: float) -> None:
+        """The optimizer update from the accumulated gradients (inside a transaction: see ``_transaction``)."""
+        import torch
+
         for group in self.optimizer.param_groups:  # a function of the step alone: resumes exactly
             group["lr"] = scheduled_lr(self.lr, self.cfg.lr_schedule, frac)
         if self.cfg.grad_clip is not None:
@@ -395,15 +426,12 @@ class _Loop:
             self.scaler.update()
         else:
             self.optimizer.step()
-        self._in_update = False
-        return step_loss, step_parts
 
     def _end_epoch(self) -> None:
         cfg, st = self.cfg, self.state
         number = st.epoch + 1
-        self._in_update = True
-        distributed.average_buffers(self.model)
-        self._in_update = False
+        with self._transaction():  # under DDP the ranks' BatchNorm statistics are averaged
+            distributed.average_buffers(self.model)
         validate = self.val_set is not None and (number % cfg.val_every == 0 or number == cfg.epochs)
         if validate:
             self._save_last()  # the epoch's steps are safe even if validation fails (resume re-validates)
@@ -412,7 +440,6 @@ class _Loop:
         if record["is_best"] or (number == cfg.epochs and st.best["epoch"] is None):
             self._save_best()
         self._save_last()
-        self._take_snapshot()
         notify(self.sink, "on_epoch_end", number, record)
         if getattr(self.sink, "on_epoch_model", None) is not None:
             was_training = self.model.training

@@ -1,4 +1,4 @@
-"""The resumable state of a training run: counters, records, RNG, and what Ctrl-C is allowed to save.
+"""The resumable state of a training run: counters, records, RNG, and the snapshot Ctrl-C saves.
 
 Everything a checkpoint restores besides the weights and the optimizer lives in one :class:`TrainState`
 that turns itself into a checkpoint's fields and back, so no field is copied by hand anywhere else.
@@ -83,8 +83,8 @@ class Snapshot:
 
     ``buffers`` holds the model's buffers (BatchNorm running statistics and ``num_batches_tracked``) at that
     point: a forward interrupted by Ctrl-C has already updated them, and saving the live ones would make the
-    resumed run differ from an uninterrupted one. Parameters only change inside the optimizer step, which the
-    loop marks as unsafe to interrupt.
+    resumed run differ from an uninterrupted one. Parameters, the optimizer and the grad scaler are not copied:
+    they change only inside the loop's transactions (``_Loop._transaction``), which end by taking a snapshot.
     """
 
     state: TrainState
