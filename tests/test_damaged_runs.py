@@ -91,3 +91,19 @@ def test_damaged_overlays_cost_their_row_not_the_report(tmp_path):
         assert "cam.npz is damaged" in str(exc)
     else:
         raise AssertionError("a damaged overlays file was drawn")
+
+
+def test_a_row_of_zeros_gets_no_best_mark():
+    """issue 33: `**` (best overall) was printed on an all-zero row."""
+    from camkit.bench.leaderboard import Run, detection_table
+    from camkit.bench.results import load_results
+
+    results = load_results(V1)
+    for cells in results["detection"].values():  # nothing found anywhere
+        for entry in cells.values():
+            entry["tpr@1"]["value"], entry["tpr@1"]["ci"] = 0.0, [0.0, 0.0]
+    table = detection_table([Run(V1, results)], "tpr@1")
+    assert table["best_row"] == {} and table["best_all"] is None
+    results["detection"]["xgradcam"]["gradcampp"]["tpr@1"]["value"] = 0.1
+    table = detection_table([Run(V1, results)], "tpr@1")
+    assert table["best_row"] == {"xgradcam": "gradcampp"} and table["best_all"] == ("xgradcam", "gradcampp")

@@ -306,13 +306,13 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = DEFAULT_
                 cells[(r, c)] = _combined_detection(runs, r, c, spec, n, stratum)
     best_row = {}
     sign = -1.0 if spec.lower_is_better else 1.0
+    # a best mark on nothing found (0 where higher is better) would single out one of a row of zeros
+    marked = [k for k, cell in cells.items() if cell.value is not None and (spec.lower_is_better or cell.value > 0)]
     for r in rows:
-        scored = [(sign * cells[(r, c)].value, -(cells[(r, c)].fppi or 0), c) for c in cols
-                  if (r, c) in cells and cells[(r, c)].value is not None]
+        scored = [(sign * cells[k].value, -(cells[k].fppi or 0), k[1]) for k in marked if k[0] == r]
         if scored:
             best_row[r] = max(scored)[2]
-    scored_all = [(sign * cell.value, -(cell.fppi or 0), key) for key, cell in cells.items()
-                  if cell.value is not None]
+    scored_all = [(sign * cells[k].value, -(cells[k].fppi or 0), k) for k in marked]
     best_all = max(scored_all)[2] if scored_all else None
     return {"metric": metric, "rows": rows, "cols": cols, "cells": cells, "best_row": best_row,
             "best_all": best_all, "runs": len(runs), "seeds": [run.seed for run in runs], "stratum": stratum,

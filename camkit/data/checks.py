@@ -74,6 +74,7 @@ def check_splits(sets: Mapping[str, Any], *, where: str) -> list[str]:
     notes: list[str] = []
     ids: dict[str, list[str | None]] = {}
     for split, ds in present.items():
+        _check_contract(ds, split, where)
         known = _known_ids(ds)
         if split == "test":  # read now what evaluation would read only after training
             scan = _scan(ds, split, where)
@@ -84,6 +85,46 @@ def check_splits(sets: Mapping[str, Any], *, where: str) -> list[str]:
             ids[split] = known if known is not None else _scan(ds, split, where, pixels=False).ids
         _check_unique(ds, split, ids[split], where)
     return notes + _check_disjoint(present, ids, where)
+
+
+#: samples of each split read to check the sample contract before training (the test split is read whole)
+CONTRACT_SAMPLES = 4
+
+
+def sample_problem(sample: Any) -> str | None:
+    """What breaks the sample contract (camkit.protocols.Sample) in one phrase, or None: a missing key, an id
+    that is not a non-empty str, boxes that are not (N, 4), a transform without ``to_original``, a laterality or
+    view outside its values. Cheap: no pixel is compared."""
+    from camkit.protocols import SAMPLE_KEYS
+
+    if not isinstance(sample, Mapping):
+        return f"is a {type(sample).__name__}, not a dict"
+    missing = [k for k in SAMPLE_KEYS if k not in sample]
+    if missing:
+        return (f"lacks {', '.join(map(repr, missing))}" + (" (without study_id every image would count as its own "
+                "study, or all as one, and the intervals would be wrong)" if "study_id" in missing else ""))
+    for key in ("image_id", "study_id"):
+        if not isinstance(sample[key], str) or not sample[key]:
+            return f"has {key} {sample[key]!r}, not a non-empty str"
+    shape = tuple(getattr(sample["boxes"], "shape", ()))
+    if len(shape) != 2 or shape[1] != 4:
+        return f"has boxes of shape {shape or type(sample['boxes']).__name__}, not (N, 4)"
+    if not callable(getattr(sample["transform"], "to_original", None)):
+        return "has a transform without to_original (a camkit.data.BoxTransform)"
+    if sample["laterality"] not in ("L", "R", None) or sample["view"] not in ("CC", "MLO", None):
+        return f"has laterality {sample['laterality']!r} / view {sample['view']!r}, not 'L'/'R'/None and 'CC'/'MLO'/None"
+    return None
+
+
+def _check_contract(ds: Any, split: str, where: str) -> None:
+    """The first :data:`CONTRACT_SAMPLES` samples of a split against the sample contract, before training."""
+    for index in range(min(CONTRACT_SAMPLES, len(ds))):
+        sample = _read(ds, index, split, where)
+        problem = None if sample is None else sample_problem(sample)
+        if problem:
+            raise SplitCheckError(f"{where}, {split} split, {_describe(ds, index)}: the sample {problem}; every "
+                                  "sample carries the keys of camkit.protocols.Sample (docs/plugins.md, 'A dataset'; "
+                                  "camkit.testing.check_dataset checks a plugin's samples)")
 
 
 def _check_counts(present: Mapping[str, Any], where: str) -> None:

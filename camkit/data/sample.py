@@ -126,6 +126,7 @@ def collate(samples: list[dict[str, Any] | None], lists: Sequence[str] = LIST_KE
     samples = [s for s in samples if s is not None]
     if not samples:
         return None
+    _check_keys(samples, ("image", "label", *lists))
     out: dict[str, Any] = {
         "image": torch.stack([s["image"] for s in samples]),
         "label": torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
@@ -133,6 +134,19 @@ def collate(samples: list[dict[str, Any] | None], lists: Sequence[str] = LIST_KE
     for key in lists:
         out[key] = [s.get(key) for s in samples]
     return out
+
+
+def _check_keys(samples: list[dict[str, Any]], keys: Sequence[str]) -> None:
+    """A sample without a key the batch needs is one line naming the image and the key (cheap: a set test per
+    sample); before this, a missing study_id silently made every image one study."""
+    from camkit.errors import DataError
+    from camkit.protocols import OPTIONAL_SAMPLE_KEYS
+
+    for sample in samples:
+        missing = [k for k in keys if k not in sample and k not in OPTIONAL_SAMPLE_KEYS]
+        if missing:
+            raise DataError(f"sample {sample.get('image_id', '(no image_id)')!r} lacks {', '.join(map(repr, missing))}"
+                            ": every sample carries the keys of camkit.protocols.Sample (docs/plugins.md, 'A dataset')")
 
 
 def mass_targets(labels: Any, num_classes: int, mass_index: int) -> Any:
