@@ -244,7 +244,9 @@ def _train(spec: CellSpec, row: Row, model: Any, sets: dict[str, Any], ctx: Cell
 
     sink = display.train_sink(row.label) if display is not None else None
     job = TrainJob(ctx.config.recipe(row.model), row.train_cam, model, sets, Path(spec.store))
-    result, _ = train_into_store(job, ctx.info, Tee(sink, *trackers) if trackers else sink)
+    result, folder = train_into_store(job, ctx.info, Tee(sink, *trackers) if trackers else sink)
+    if result.reused and display is not None:  # say so: a reuse rests on the datasets' configs (docs/plugins.md)
+        display.log(f"{row.label}: reused the trained model in {folder} (same model, data, recipe and seed)")
     best = load_best(result, model)
     return {"checkpoint": os.path.relpath(best, spec.out), "seconds": result.seconds, "epochs": result.epochs_done,
             "best_epoch": result.best_epoch, "best_val_auc": result.best_val_auc,
