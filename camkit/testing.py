@@ -332,11 +332,19 @@ def register_strictly(plugin: Any, name: str) -> Iterator[Any]:
     from camkit.registry.host import get_host
 
     host = get_host()
+    # an installed plugin is already loaded from its entry point (under its entry-point name): take it out for
+    # the block and put it back after, instead of failing with pluggy's "already registered"
+    held = host.pm.get_name(plugin) if host.pm.is_registered(plugin) else None
+    held = held or (name if name in host.plugins else None)
+    saved = (held, host.pm.get_plugin(held), host.plugins.get(held)) if held else None
+    if held:
+        host.unregister(held)
     host.strict = True
     try:
         host.register(plugin, name=name)
     except BaseException:
         host.unregister(name)
+        _restore(host, saved)
         raise
     finally:
         host.strict = False
@@ -344,3 +352,11 @@ def register_strictly(plugin: Any, name: str) -> Iterator[Any]:
         yield host.plugins[name]
     finally:
         host.unregister(name)
+        _restore(host, saved)
+
+
+def _restore(host: Any, saved: tuple[str, Any, Any] | None) -> None:
+    """Register again the plugin :func:`register_strictly` took out, under its own name and status."""
+    if saved is not None and saved[1] is not None:
+        held, plugin, info = saved
+        host.register(plugin, name=held, info=info)

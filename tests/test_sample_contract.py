@@ -67,3 +67,20 @@ def test_a_batch_whose_samples_lack_a_key_is_refused_as_it_is_read():
     with pytest.raises(DataError, match=r"lacks 'study_id'"):
         collate(samples)
     assert collate(samples, lists=())["image"].shape[0] == 2  # training needs images and labels only
+
+
+def test_register_strictly_works_for_an_installed_plugin():
+    """issue 33: the documented pattern failed for an installed package ("Plugin already registered under a
+    different name"): the plugin is taken out for the block and put back after."""
+    import camkit_synthetic.plugin as installed
+
+    from camkit.registry.api import list_datasets
+    from camkit.registry.host import get_host
+    from camkit.testing import register_strictly
+
+    host = get_host()
+    assert host.pm.is_registered(installed) and "synthetic" in list_datasets()
+    with register_strictly(installed, name="mine") as info:
+        assert info.ok and "synthetic" in list_datasets() and host.pm.get_name(installed) == "mine"
+    assert host.pm.get_name(installed) == "synthetic" and "synthetic" in list_datasets()
+    assert host.plugins["synthetic"].ok
