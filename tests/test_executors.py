@@ -130,3 +130,32 @@ def test_detaching_from_an_executor_whose_cells_end_with_the_process_is_refused(
     res = CliRunner().invoke(main, ["bench", *TINY, "--out", str(tmp_path / "r"), "--executor",
                                     "local", "--detach"])
     assert res.exit_code == 1 and "--detach" in res.output and "slurm" in res.output
+
+
+def test_cpu_cells_that_would_oversubscribe_the_cores_are_warned_about(tmp_path, monkeypatch):
+    import os
+
+    import camkit.bench.executors as executors
+    from camkit.bench.config import BenchConfig
+    from camkit.bench.runner import RunSettings, plan_bench
+
+    class Display:
+        lines: list[str] = []
+
+        def log(self, text: str) -> None:
+            self.lines.append(text)
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(executors.LocalExecutor, "__init__", lambda self, workers=None: (
+        setattr(self, "workers", workers), setattr(self, "gpus", 0), None)[-1])
+    cfg = BenchConfig(train_cams=["cam"], test_cams=["cam"], train={"epochs": 1, "batch_size": 8},
+                      dataset_options={"n": 24}, bootstrap=40)
+    display = Display()
+    plan_bench(cfg, tmp_path / "run", RunSettings(executor="local", executor_options={"workers": 2, "threads": 2}),
+               display)
+    assert any("2 cells at once x 2 threads each exceed this machine's 2 cores" in line and "threads=1" in line
+               for line in display.lines), display.lines
+    display.lines.clear()
+    plan_bench(cfg, tmp_path / "run", RunSettings(executor="local", executor_options={"workers": 2, "threads": 1}),
+               display)
+    assert not any("exceed" in line for line in display.lines)

@@ -139,6 +139,7 @@ def plan_bench(config: BenchConfig, out: str | Path, settings: RunSettings | Non
                           "none (the paper preset trains on all of VinDr's training split): give a number, or "
                           "dataset options that carve a validation split")
     cells = plan_cells(cfg, out, store, settings.log, settings.log_uri, threads)
+    _warn_oversubscribed(executor, cells[0].threads if cells else None, display)
     return BenchPlan(cfg, out, store, cells, context, settings, executor)
 
 
@@ -152,6 +153,19 @@ def _check_first_models(cfg: BenchConfig, context: CellContext) -> None:
             context.models[row.label] = model = context.model(row)
             context.options.check(model)
             context.datasets(row.model, model.input_size)
+
+
+def _warn_oversubscribed(executor: Any, threads: int | None, display: Any) -> None:
+    """CPU cells side by side whose threads outnumber the cores slow each other down many times over (measured:
+    2 workers x 2 threads on 2 cores, 6.7x per cell, docs/cluster.md): say so before they start."""
+    import os
+
+    workers, cores = int(getattr(executor, "workers", 1) or 1), os.cpu_count() or 1
+    if workers > 1 and not getattr(executor, "gpus", 0) and threads and workers * threads > cores:
+        _call(display, "log", f"warning: {workers} cells at once x {threads} threads each exceed this machine's "
+                              f"{cores} cores, and they slow each other down several times over: give "
+                              f"--executor-opt threads={max(1, cores // workers)} (other threads give other CPU "
+                              "numbers) or fewer workers")
 
 
 def _threads(value: Any) -> int | None:
