@@ -110,8 +110,8 @@ class DamagedResults(CamkitError):
     def __init__(self, path: Path, why: str) -> None:
         self.path, self.why = path, why
         super().__init__(f"{path} {why}: the file is damaged. Move it aside (mv {path} {path}.bad) and re-run "
-                         "`camkit bench` with the same --out (it also does so itself): the trained models in the "
-                         "store are reused, only the scoring runs again")
+                         "`camkit bench` with the same --out (it also does so itself): the finished cells are kept and "
+                         "results.json is assembled again from them")
 
 
 def load_results(path: str | os.PathLike) -> dict[str, Any]:

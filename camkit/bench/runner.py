@@ -318,8 +318,8 @@ def _resume_or_new(out: Path, conf: dict[str, Any], display: Any) -> dict[str, A
     except DamagedResults as exc:  # keep it for inspection, start the scoring afresh (the models are kept)
         aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
         path.replace(aside)
-        note = (f"{exc.path.name} {exc.why}: moved it to {aside.name} and started the results afresh (trained "
-                "models are reused)")
+        note = (f"{exc.path.name} {exc.why}: moved it to {aside.name} and assembled the results afresh from the "
+                "finished cells")
         _call(display, "log", note)
         fresh = new_results(conf)
         fresh["notes"].append(note)
