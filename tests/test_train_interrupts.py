@@ -33,6 +33,9 @@ def _one_thread_and_handlers():
     # 16x16 images: one thread is fastest; a test that fails half-way must not leave a handler behind
     n, handlers = torch.get_num_threads(), (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     torch.set_num_threads(1)
+    # Ctrl-C as an interactive camkit has it: a shell starts background jobs (`pytest &`, nohup) with SIGINT
+    # ignored, and Python then leaves it ignored, so a real SIGINT would do nothing here
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     torch.set_num_threads(n)
     signal.signal(signal.SIGINT, handlers[0])
