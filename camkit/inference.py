@@ -7,7 +7,7 @@ maps the boxes back to each original image. :func:`explain_image` is that step f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -167,11 +167,9 @@ class ExplainOptions:
 
     def with_overrides(self, overrides: dict[str, Any]) -> ExplainOptions:
         """These options with some fields given by name (an unknown name is a TypeError naming the fields)."""
-        unknown = sorted(set(overrides) - set(self.__dataclass_fields__))
-        if unknown:
-            raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}; the explain options "
-                            f"are {', '.join(self.__dataclass_fields__)}")
-        return replace(self, **overrides)
+        from camkit.registry.options import with_fields
+
+        return with_fields(self, overrides, "the explain options")
 
     def localize_options(self, cams: tuple[str, ...], model: Any) -> LocalizeOptions:
         """The :class:`LocalizeOptions` of these options for ``cams``, checked against ``model``."""

@@ -133,11 +133,9 @@ def _options(methods: MethodSpec, options: CamOptions | None, overrides: dict[st
     if options is not None and not isinstance(options, CamOptions):
         raise TypeError(f"options must be a camkit.cams.engine.CamOptions, got {type(options).__name__} (output, "
                         "fuse, size and not_applicable are CamOptions fields, or keywords: output=...)")
-    unknown = sorted(set(overrides) - set(CamOptions.__dataclass_fields__))
-    if unknown:
-        raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}; the options are "
-                        f"{', '.join(CamOptions.__dataclass_fields__)}")
-    opts = replace(options or CamOptions(), **overrides)
+    from camkit.registry.options import with_fields
+
+    opts = with_fields(options or CamOptions(), overrides, "the options")
     if opts.fuse not in FUSIONS:
         raise CamkitError(f"fuse must be one of {FUSIONS}; got {opts.fuse!r}")
     if opts.not_applicable is None:

@@ -19,7 +19,7 @@ The rules (docs/metrics.md has the long version with worked examples):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -53,11 +53,9 @@ class FROCOptions:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> FROCOptions:
         """These options with some fields given by name (an unknown name is a TypeError naming the fields)."""
-        unknown = sorted(set(overrides) - set(self.__dataclass_fields__))
-        if unknown:
-            raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}; the FROC options "
-                            f"are {', '.join(self.__dataclass_fields__)}")
-        return replace(self, **overrides)
+        from camkit.registry.options import with_fields
+
+        return with_fields(self, overrides, "the FROC options")
 
 
 @dataclass(frozen=True)

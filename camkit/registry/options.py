@@ -290,3 +290,17 @@ def _required(factory: Callable[..., Any]) -> list[str]:
 def _unknown(what: str, key: str, names: list[str]) -> str:
     valid = ", ".join(sorted(names)) or "(none)"
     return f"{what} has no option {key!r}.{did_you_mean(key, names)} Its options: {valid}"
+
+
+def with_fields(options: Any, overrides: Mapping[str, Any], what: str) -> Any:
+    """The frozen dataclass ``options`` with ``overrides`` given by field name, the keyword shorthand of camkit's
+    options objects (``run_cams(..., output="y_global")``); an unknown name is the TypeError a keyword would
+    give, naming ``what`` (e.g. "the FROC options") and its fields."""
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(options)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}; {what} are "
+                        f"{', '.join(fields)}")
+    return dataclasses.replace(options, **overrides)
