@@ -16,6 +16,7 @@ def _probe(**env: str) -> str:
                           text=True).stdout.split()
 
 
+@pytest.mark.slow  # three fresh processes (5 s)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_settings_apply_once_and_respect_the_opt_out_and_the_users_own():
     applied = _probe()
@@ -24,6 +25,7 @@ def test_settings_apply_once_and_respect_the_opt_out_and_the_users_own():
     assert _probe(MALLOC_TRIM_THRESHOLD_="1000000") == ["False", "False"]
 
 
+@pytest.mark.slow  # two fresh processes training a step each (8 s)
 def test_a_train_step_is_the_same_with_and_without_them():
     """The settings only change where freed memory goes: a seeded step gives bit-identical weights."""
     code = ("import os, torch, camkit; from camkit.training.allocator import keep_freed_memory; "

@@ -280,6 +280,7 @@ def test_shapleycam_is_gradcam_through_a_piecewise_linear_head(models, images):
     torch.testing.assert_close(maps["shapleycam"], maps["gradcam"], atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow  # every registered method through the engine (6 s)
 def test_finercam_does_not_apply_to_one_class_and_all_skips_it():
     from camkit.errors import CamkitError
 
@@ -390,6 +391,7 @@ def test_gmic_scorecam_reruns_only_the_global_network(monkeypatch):
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # 35 + 10 masked forwards per image against torchcam (9 s)
 @pytest.mark.parametrize("arch,layers", PERTURBATION_CASES, ids=[a for a, _ in PERTURBATION_CASES])
 def test_sscam_and_iscam_match_torchcam_given_the_same_noise(models64, arch, layers):
     """torchcam 0.5 is the reference for SS-CAM and IS-CAM. It returns maps at feature resolution, so camkit's are

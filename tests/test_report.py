@@ -183,6 +183,7 @@ def test_missing_overlays_are_redrawn_from_the_checkpoints(run, tmp_path):
     assert len(re.findall(r'<img src="', (tmp_path / "rep" / "index.html").read_text())) == 72
 
 
+@pytest.mark.slow  # runs the models on more test images (6 s)
 def test_a_larger_gallery_is_drawn_from_the_checkpoints_once(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)

@@ -211,6 +211,7 @@ def test_a_ctrl_c_at_every_line_of_a_step_resumes_exactly(tmp_path, reference):
     _every_boundary(tmp_path, reference, 1, "signal", (signal.SIGINT, signal.SIGTERM))
 
 
+@pytest.mark.slow  # ~780 boundaries, 40 s: the fast loop keeps every boundary of a step
 def test_a_ctrl_c_at_every_line_of_an_epoch_end_resumes_exactly(tmp_path, reference):
     # the writing of a checkpoint itself (atomic: tests/test_train.py) is left to the slow test below
     _every_boundary(tmp_path, reference, 4, "signal", exclude=(CHECKPOINTER,))
