@@ -224,7 +224,7 @@ def _run_cells(plan: BenchPlan, results: dict[str, Any], display: Any) -> bool:
     submitted and that still run are waited for, not submitted again); ``results.json`` is re-assembled after
     each cell that finishes in this process, and once all have run. Failed cells are recorded (error, log) and
     named in one error after the others finished. Returns False when it only submitted (``detach``)."""
-    from camkit.bench.cell import record_failure
+    from camkit.bench.cell import read_failure, record_failure
 
     digest = config_hash(plan.config.to_dict())
     todo = []
@@ -248,7 +248,9 @@ def _run_cells(plan: BenchPlan, results: dict[str, Any], display: Any) -> bool:
         return False
     failures = (executor.attach(flying, display) if flying else []) + executor.run(fresh, display, plan.context)
     by_row = {spec.row: spec for spec in todo}
-    for failure in failures:
+    for failure in failures:  # the cell's own record names its error; the executor's, where the job died
+        own = read_failure(by_row[failure.row]) or {}
+        failure.error = own.get("error") or failure.error
         record_failure(by_row[failure.row], failure.error, failure.log)
     if failures:
         raise CellsFailed(failures)
