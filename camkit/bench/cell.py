@@ -286,10 +286,16 @@ def _score(spec: CellSpec, row: Row, records: dict[str, Any], chosen: dict[str, 
     for cam, choice in chosen.items():
         if "not_applicable" not in det.get(cam, {"not_applicable": True}):
             det[cam]["box_threshold"] = choice
+    return cell_document(row, config_hash(spec.config), training, det, cls, localisation_warning(row, det, cls),
+                         {"train_s": training["seconds"], "eval_s": eval_s, "cam_s": records["cam_seconds"]})
+
+
+def cell_document(row: Row, digest: str, training: dict[str, Any], detection: dict[str, Any],
+                  classification: dict[str, Any], warning: str | None, timings: dict[str, Any]) -> dict[str, Any]:
+    """A finished cell's document (``cells/<row>.json``), scored under the configuration hash ``digest``."""
     return {"schema": CELL_SCHEMA, "row": row.label, "model": row.model, "train_cam": row.train_cam,
-            "config_hash": config_hash(spec.config), "training": training, "detection": det,
-            "classification": cls, "warning": localisation_warning(row, det, cls),
-            "timings": {"train_s": training["seconds"], "eval_s": eval_s, "cam_s": records["cam_seconds"]}}
+            "config_hash": digest, "training": training, "detection": detection, "classification": classification,
+            "warning": warning, "timings": timings}
 
 
 def _write_outputs(spec: CellSpec, records: dict[str, Any], overlays: dict[str, Any] | None,

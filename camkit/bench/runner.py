@@ -198,7 +198,7 @@ def _open_results(plan: BenchPlan, display: Any) -> dict[str, Any]:
 def _adopt_scored_rows(plan: BenchPlan, results: dict[str, Any]) -> None:
     """Rows a run scored before cells had documents (schema ``camkit.bench/1``) become finished cells, so the
     resumed bench does not score them again."""
-    from camkit.bench.cell import CELL_SCHEMA
+    from camkit.bench.cell import cell_document
     from camkit.storage.atomic import atomic_write_json
 
     if not results.get("migrated_from"):  # a cell of a camkit.bench/2 run is done when its document is
@@ -211,12 +211,10 @@ def _adopt_scored_rows(plan: BenchPlan, results: dict[str, Any]) -> None:
                 or read_document(spec, digest) is not None:
             continue
         subject = f"{warning_subject(rows[label])}:"
-        atomic_write_json(spec.document_path(), {
-            "schema": CELL_SCHEMA, "row": label, "model": rows[label].model, "train_cam": rows[label].train_cam,
-            "config_hash": digest, "training": results.get("training", {}).get(label, {}),
-            "detection": results["detection"][label], "classification": results["classification"][label],
-            "warning": next((w for w in results.get("warnings", []) if w.startswith(subject)), None),
-            "timings": results.get("timings", {}).get(label, {})})
+        warning = next((w for w in results.get("warnings", []) if w.startswith(subject)), None)
+        atomic_write_json(spec.document_path(), cell_document(
+            rows[label], digest, results.get("training", {}).get(label, {}), results["detection"][label],
+            results["classification"][label], warning, results.get("timings", {}).get(label, {})))
 
 
 def _run_cells(plan: BenchPlan, results: dict[str, Any], display: Any) -> bool:
@@ -233,8 +231,9 @@ def _run_cells(plan: BenchPlan, results: dict[str, Any], display: Any) -> bool:
             _call(display, "skip", spec.row)
         else:
             todo.append(spec)
+    rows = {r.label: r for r in plan.config.rows()}
     for spec in todo:
-        row = next(r for r in plan.config.rows() if r.label == spec.row)
+        row = rows[spec.row]
         if row.train_cam is None:
             _call(display, "log", f"{row.label}: no train-cam axis ({row.model} retrieves no regions inside "
                                   "training): one row, trained once")
@@ -270,13 +269,13 @@ class CellsFailed(CamkitError):
 def _outputs_readable(spec: CellSpec, display: Any) -> bool:
     """Whether a finished cell's predictions can be read; a damaged file (a disk that filled, a hand edit) is
     moved aside and the cell runs again (its model is reused, so only the evaluation is repeated)."""
-    from camkit.bench.leaderboard import read_predictions
+    from camkit.bench.leaderboard import DamagedPredictions, read_predictions
 
     path = Path(spec.out) / "predictions" / f"{spec.row}.json"
     try:
         read_predictions(path)
         return True
-    except OptionError:  # camkit.bench.leaderboard.DamagedPredictions
+    except DamagedPredictions:
         aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
         if path.exists():
             path.replace(aside)

@@ -263,7 +263,8 @@ class LineProgress:
             self._next = self.done + max(1, self.total // 10)
 
     def end(self, summary: str) -> None:
-        pass  # the round's last line already says N/N; the caller prints what was written and skipped
+        """Nothing to add: the round's last line already reads N/N, and the caller prints what was written and
+        skipped."""
 
     def _write(self, text: str) -> None:
         stream = self.stream or sys.stderr
