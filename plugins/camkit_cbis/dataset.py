@@ -5,19 +5,23 @@ from pathlib import Path
 
 from camkit.data.cache import Settings
 from camkit.data.lesion_dataset import LesionDataset, LesionRecord
-from camkit.data.splits import check_split, hold_out
+from camkit.data.splits import check_split, group_labels, hold_out
 
 from .annotations import load_records
 from .preprocess import prepare_record
 
 DEFAULT_SIZE = (2944, 1920)
+# in every dataset's config: a stored model trained on another split rule's patients is not reused
+SPLIT_RULE = "patients-stratified/1"
 
 
 def select(records: list[LesionRecord], split: str, val_fraction: float, seed: int, valid=None) -> list[LesionRecord]:
     """The labelled records of camkit's ``split``: ``test`` = the official test CSVs; ``val`` = ``val_fraction`` of
-    the official training patients (all four CSVs: one ``P_xxxxx`` is one patient), ``train`` the rest."""
+    the official training patients (all four CSVs: one ``P_xxxxx`` is one patient), ``train`` the rest; the
+    val draw is stratified by whether the patient has a mass image (:func:`camkit.data.splits.hold_out`)."""
     check_split(split, "cbis-ddsm")
-    held = hold_out((r.patient_id for r in records if r.split == "train"), val_fraction, seed)
+    labels = group_labels((r.patient_id, r.label) for r in records if r.split == "train")
+    held = hold_out(labels, val_fraction, seed, labels=labels)
 
     def split_of(r: LesionRecord) -> str:
         return "test" if r.split == "test" else ("val" if r.patient_id in held else "train")
@@ -52,7 +56,7 @@ class CbisDataset(LesionDataset):
                  skip_bad: bool = False, crop: bool = True, flip: bool = True, voi: bool = True):
         settings = Settings(size=tuple(size), crop=crop, flip=flip, voi=voi)
         options = {"negatives": negatives, "val_fraction": val_fraction, "seed": seed,
-                   "exclude_shapes": sorted(exclude_shapes)}
+                   "exclude_shapes": sorted(exclude_shapes), "split_rule": SPLIT_RULE}
         super().__init__(root, check_split(split, "cbis-ddsm"), settings, prepare_record, cache, skip_bad, options)
         records = load_records(self.root, negatives=negatives, exclude_shapes=tuple(exclude_shapes),
                                skip_bad=skip_bad, skipped=self.skipped)

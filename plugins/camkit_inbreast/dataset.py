@@ -5,25 +5,32 @@ from pathlib import Path
 
 from camkit.data.cache import Settings
 from camkit.data.lesion_dataset import LesionDataset, LesionRecord
-from camkit.data.splits import SplitError, check_split, hold_out
+from camkit.data.splits import SplitError, check_split, group_labels, hold_out
 
 from .annotations import load_records
 from .preprocess import prepare_record
 
 DEFAULT_SIZE = (2944, 1920)
+# in every dataset's config: a stored model trained on another split rule's patients is not reused
+SPLIT_RULE = "patients-stratified/1"
 
 
 def split_patients(records: list[LesionRecord], test_fraction: float, val_fraction: float,
                    seed: int) -> dict[str, str]:
     """patient hash -> train / val / test: ``test_fraction`` of the patients, then ``val_fraction`` of all patients
-    from the rest, drawn with ``seed`` (INbreast has no official split; both exams of a patient stay together)."""
+    from the rest, drawn with ``seed`` (INbreast has no official split; both exams of a patient stay together).
+
+    Each draw is stratified by whether the patient has a mass image (:func:`camkit.data.splits.hold_out`), so
+    every split has patients with and without a mass; patients whose images are all left out of the task count
+    as without, so that ``negatives`` does not move the split (``spiculated`` can: it makes masses)."""
     if test_fraction + val_fraction >= 1.0:
         raise SplitError(f"test_fraction + val_fraction must be < 1, got {test_fraction} + {val_fraction}")
-    patients = sorted({r.patient_id for r in records})
-    test = hold_out(patients, test_fraction, seed, salt=11, what="test_fraction")
+    labels = group_labels((r.patient_id, r.label) for r in records)
+    patients = sorted(labels)
+    test = hold_out(patients, test_fraction, seed, salt=11, what="test_fraction", labels=labels)
     rest = [p for p in patients if p not in test]
     share = val_fraction / (1.0 - test_fraction) if rest else 0.0
-    val = hold_out(rest, min(share, 0.99), seed, salt=13, what="val_fraction")
+    val = hold_out(rest, min(share, 0.99), seed, salt=13, what="val_fraction", labels=labels)
     return {p: "test" if p in test else "val" if p in val else "train" for p in patients}
 
 
@@ -51,7 +58,7 @@ class InbreastDataset(LesionDataset):
                  skip_bad: bool = False, crop: bool = True, flip: bool = True, voi: bool = True):
         settings = Settings(size=tuple(size), crop=crop, flip=flip, voi=voi)
         options = {"negatives": negatives, "spiculated": spiculated, "test_fraction": test_fraction,
-                   "val_fraction": val_fraction, "seed": seed}
+                   "val_fraction": val_fraction, "seed": seed, "split_rule": SPLIT_RULE}
         skipped: list[tuple[str, str]] = []
         release, records = load_records(root, negatives=negatives, spiculated=spiculated, skip_bad=skip_bad,
                                         skipped=skipped)
