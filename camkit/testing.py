@@ -37,12 +37,15 @@ def _fail(what: str, rule: str) -> None:
 # -- CAM methods -------------------------------------------------------------------------------------------
 def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int, int] = (5, 4)) -> None:
     """Check a CAM method: its ``raw_map`` on a synthetic layer (shape, batch, finiteness; ``weights`` (B, K)
-    when it defines them; not for perturbation or full-backward methods, which need the model), then the whole engine path
-    on a tiny model (maps (B, H, W) in [0, 1])."""
+    when it defines them; not for perturbation, full-backward or gradient-reruns methods, which need the model),
+    then the whole engine path on a tiny model (maps (B, H, W) in [0, 1]; a method with extra forwards must run
+    as many as its ``forwards()`` declares, the progress total), then, unless the method is test-time only
+    (:func:`camkit.cams.base.train_time_problem`), the same method as a train-cam through
+    :func:`camkit.cams.engine.train_time_map`."""
     import torch
 
     from camkit.cams.base import COST_CLASSES
-    from camkit.cams.engine import cam_maps
+    from camkit.errors import CamkitError
 
     name = getattr(method, "name", "") or type(method).__name__
     what = f"CAM method {name!r}"
@@ -50,20 +53,101 @@ def check_cam(method: Any, *, batch: int = 2, channels: int = 6, size: tuple[int
         _fail(what, "has no raw_map(ctx); subclass camkit.CAMMethod and define weights() or raw_map()")
     if not isinstance(getattr(method, "needs_gradients", None), bool):
         _fail(what, "needs_gradients must be a bool class attribute (does the method read ctx.gradients?)")
-    if getattr(method, "cost", "one-pass") not in COST_CLASSES:
+    cost = getattr(method, "cost", "one-pass")
+    if cost not in COST_CLASSES:
         _fail(what, f"cost is {getattr(method, 'cost')!r}; declare one of {', '.join(COST_CLASSES)}")
+    if cost == "gradient-reruns" and not method.needs_gradients:
+        _fail(what, "a gradient-reruns method differentiates the model: needs_gradients must be True (the engine "
+                    "then checks the score is differentiable before any copy runs)")
+    if not isinstance(getattr(method, "train_time", True), bool):
+        _fail(what, "train_time must be a bool class attribute (False: test-time only, never a train-cam)")
     gen = torch.Generator().manual_seed(0)
-    # perturbation and full-backward methods need the model again (or its input): engine path only
-    if getattr(method, "cost", "one-pass") in ("one-pass", "second-order"):
+    # perturbation, full-backward and gradient-reruns methods need the model again (or its input): engine only
+    if cost in ("one-pass", "second-order"):
         _check_raw_on_plain_layer(method, what, gen, batch, channels, size)
     model = _TinyCAMNet()
     x = torch.randn(batch, 1, 16, 12, generator=gen)
-    maps = cam_maps(model, x, [method], ["features"], targets=[i % 2 for i in range(batch)])
+    ticks: list[tuple[int, int]] = []
+    try:
+        maps = _engine().run_cams(model, x, [method], ["features"], targets=[i % 2 for i in range(batch)],
+                                  progress=lambda done, total: ticks.append((done, total)))
+    except CamkitError as exc:  # a ContractError names the method and the rule; keep the one message
+        _fail(what, f"the engine refused it on a tiny model: {exc}")
     out = maps[name] if name in maps else next(iter(maps.values()))
     if tuple(out.shape) != (batch, 16, 12):
         _fail(what, f"the engine's maps are {tuple(out.shape)}, expected (B, H, W) = ({batch}, 16, 12)")
     if not bool(torch.isfinite(out).all()) or float(out.min()) < 0 or float(out.max()) > 1:
         _fail(what, "the engine's maps must be finite and in [0, 1]")
+    from camkit.cams.base import RERUN_COSTS
+
+    if cost in RERUN_COSTS:
+        _check_forwards(method, what, ticks, batch, channels)
+    _check_train_time(method, what, model, x)
+
+
+def _engine() -> Any:
+    from camkit.cams import engine
+
+    return engine
+
+
+def _check_forwards(method: Any, what: str, ticks: list[tuple[int, int]], batch: int, channels: int) -> None:
+    """The extra forwards a method ran (the engine's progress ticks) against what its ``forwards()`` declares."""
+    declared = method.forwards(batch, channels)
+    how = ("ctx.rerun.activation_gradients(copies, targets)" if method.cost == "gradient-reruns" else
+           "ctx.rerun.score_inputs / score_activations")
+    if not declared:
+        _fail(what, f"forwards({batch}, {channels}) returns {declared!r}: declare how many images it runs through "
+                    f"{how} for a batch (the progress total), e.g. num_samples * batch")
+    done = ticks[-1][0] if ticks else 0
+    # the engine caps its count at the total, so a count that reached it before the last tick ran over
+    over = any(d >= t for d, t in ticks[:-1])
+    if done < declared or over:
+        _fail(what, f"forwards({batch}, {channels}) declares {declared} extra forwards but it ran "
+                    f"{'more' if over else done} through {how}; the two must agree (the progress total), and "
+                    "extra forwards must go through ctx.rerun, not ctx.rerun.model")
+
+
+def _check_train_time(method: Any, what: str, model: Any, x: Any) -> None:
+    """Unless test-time only, ``method`` as a train-cam: :func:`camkit.cams.engine.train_time_map` on the tiny
+    model's features (B, C, h, w) maps, finite and >= 0 (at the input's size for a full-backward method)."""
+    import torch
+
+    from camkit.cams.base import train_time_problem
+    from camkit.cams.capture import LayerCapture
+    from camkit.cams.rerun import ScoreRerun
+
+    if train_time_problem(method) is not None:
+        return  # test-time only: the bench refuses it as a train-cam before training
+
+    def head(h: Any) -> Any:
+        return model.fc(h.mean((2, 3)))
+
+    cost = getattr(method, "cost", "one-pass")
+    try:
+        with torch.enable_grad():
+            full = None
+            if cost == "full-backward":
+                layers = method.gradient_layers(model.features)
+                with LayerCapture(layers, track_grad=True, what="gradient layer") as capture:
+                    leaf = x.clone().requires_grad_(True)
+                    h = model.features(leaf)
+                full = {"inputs": leaf, "layers": {n: (layers[n], a) for n, a in capture.activations.items()}}
+            else:
+                h = model.features(x).detach().requires_grad_(True)
+            rerun = ScoreRerun(x, model, head) if cost == "perturbation" else None
+            maps = _engine().train_time_map(method, h, head(h), classifier_weight=model.fc.weight.detach(),
+                                            rerun=rerun, full_inputs=full)
+    except Exception as exc:  # noqa: BLE001 - whatever it raised, the author needs its message
+        _fail(what, f"as a train-cam (camkit.cams.engine.train_time_map) it raised {type(exc).__name__}: {exc}; a "
+                    "method that cannot drive training declares train_time = False (test-time only)")
+    hw = tuple(x.shape[-2:]) if getattr(method, "resolution", "layer") == "input" and cost == "full-backward" \
+        else tuple(h.shape[-2:])
+    if tuple(maps.shape) != (x.shape[0], 2, *hw):
+        _fail(what, f"as a train-cam its maps are {tuple(maps.shape)}, expected (B, C, h, w) = "
+                    f"{(x.shape[0], 2, *hw)}")
+    if not bool(torch.isfinite(maps).all()) or float(maps.min()) < 0:
+        _fail(what, "as a train-cam its maps must be finite and >= 0")
 
 
 def _check_raw_on_plain_layer(method: Any, what: str, gen: Any, batch: int, channels: int,
@@ -138,8 +222,31 @@ def check_dataset(dataset: Any, n: int = 4) -> None:
     if positives and not any(labels[i] == 1 for i in picks):
         picks.append(positives[0])
     ids: set[str] = set()
+    boxed: list[tuple[int, int]] = []  # (label, lesion boxes) of each sample read
     for i in picks:
-        _check_sample(dataset[i], f"{what} sample {i}", labels[i], i, ids)
+        sample = dataset[i]
+        _check_sample(sample, f"{what} sample {i}", labels[i], i, ids)
+        boxed.append((labels[i], len(sample["boxes"])))
+    _check_annotations(dataset, what, boxed)
+
+
+def _check_annotations(dataset: Any, what: str, boxed: list[tuple[int, int]]) -> None:
+    """The dataset's declared annotations (camkit.data.annotations) against the samples read: one that
+    declares boxes gives some on its mass samples; one that declares none gives none."""
+    from camkit.data.annotations import annotations_of
+    from camkit.errors import CamkitError
+
+    try:
+        declared = annotations_of(dataset, what)
+    except CamkitError as exc:
+        _fail(what, str(exc).removeprefix(what + " "))
+    masses = [n for label, n in boxed if label == 1]
+    if "boxes" in declared and masses and not any(masses):
+        _fail(what, f"none of its {len(masses)} mass sample(s) read has a lesion box; a dataset that labels whole "
+                    "images only declares annotations = () (docs/plugins.md, 'A dataset without lesion boxes')")
+    if "boxes" not in declared and any(n for _, n in boxed):
+        _fail(what, "declares no lesion boxes (annotations without 'boxes') but its samples carry some: declare "
+                    "('boxes',), or give empty (0, 4) boxes")
 
 
 def _check_dataset_members(dataset: Any, what: str) -> list[Any]:

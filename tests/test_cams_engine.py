@@ -416,7 +416,7 @@ def test_third_party_method_is_usable_everywhere(fresh_plugins, tiny, x):
 @pytest.mark.parametrize("module", ["cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam",
                                     "gradcam_elementwise", "eigencam", "eigengradcam", "kpcacam", "fem",
                                     "random_map", "shapleycam", "finercam", "scorecam", "ablationcam",
-                                    "sscam", "iscam", "engine"])
+                                    "sscam", "iscam", "smoothgradcampp", "engine"])
 def test_docstring_examples_run(module):
     pytest.importorskip("timm")
     mod = importlib.import_module(f"camkit.cams.{module}" if module == "engine" else f"camkit.cams.methods.{module}")

@@ -15,8 +15,16 @@ from camkit.registry.options import Range
 
 #: How a method's map is paid for: from the engine's one forward and one activation gradient ("one-pass"), with
 #: an extra double-backward ("second-order"), with the shared backward carried on through the whole network to
-#: the input ("full-backward": FullGrad), or with extra masked or ablated forwards ("perturbation").
-COST_CLASSES = ("one-pass", "second-order", "full-backward", "perturbation")
+#: the input ("full-backward": FullGrad), with extra masked or ablated forwards, no gradients ("perturbation"),
+#: or with an extra forward and backward of the whole model per modified copy of the image, each copy's
+#: activation gradient taken ("gradient-reruns": Smooth Grad-CAM++'s noisy copies, integrated gradients' scaled ones).
+COST_CLASSES = ("one-pass", "second-order", "full-backward", "perturbation", "gradient-reruns")
+#: The cost classes whose extra work is model forwards, handed to the method as ``ctx.rerun``.
+RERUN_COSTS = ("perturbation", "gradient-reruns")
+#: The cost classes :func:`camkit.cams.engine.train_time_map` can serve inside a model's own forward (a
+#: "train-cam"): a gradient-reruns method needs the whole model again with gradients on new inputs, which a
+#: forward in progress cannot give.
+TRAIN_TIME_COSTS = ("one-pass", "second-order", "full-backward", "perturbation")
 
 # Option declarations for methods' constructors: ``--cam-opt`` values are checked against the constructor's
 # annotations before the method is built (camkit.registry.options), e.g. ``def __init__(self, chunk: Count = 32)``.
@@ -55,7 +63,9 @@ class CAMContext:
     hessian_vector     H A, (B, K, h, w): the Hessian of the target score with respect to A applied to A, for
                        methods with ``needs_hessian_vector``; None otherwise
     rerun              a :class:`camkit.cams.rerun.Rerun` (the model again on masked inputs or ablated
-                       activations) for ``cost = "perturbation"`` methods; None otherwise
+                       activations; on modified copies with their activation gradients,
+                       ``activation_gradients``) for ``cost = "perturbation"`` and ``"gradient-reruns"``
+                       methods; None otherwise
     full               a :class:`FullBackward` for ``cost = "full-backward"`` methods, in the first target
                        layer's context only (the map does not depend on the layer); None otherwise
 
@@ -86,12 +96,18 @@ class CAMMethod:
     needs_gradients: ClassVar[bool] = True
     needs_hessian_vector: ClassVar[bool] = False  # the engine then builds G with create_graph and one H A
     cost: ClassVar[str] = "one-pass"  # one of COST_CLASSES
+    #: False: a test-time method only, refused as a train-cam (``camkit bench --train-cam``) before training. A
+    #: gradient-reruns method is test-time only whatever it says (:func:`train_time_problem`).
+    train_time: ClassVar[bool] = True
     #: "layer": raw maps at the hooked layer's resolution; "input": at the input's (FullGrad)
     resolution: ClassVar[str] = "layer"
 
     def forwards(self, batch: int, channels: int) -> int:
         """How many extra image (or activation) forwards a ``cost = "perturbation"`` method runs for a batch
-        of ``batch`` images on a layer of ``channels`` channels (the engine's progress total)."""
+        of ``batch`` images on a layer of ``channels`` channels (the engine's progress total): by default one per
+        channel and image. A ``cost = "gradient-reruns"`` method returns how many copies it hands
+        ``ctx.rerun.activation_gradients`` (each one forward and one backward), e.g. ``num_samples * batch``;
+        :func:`camkit.testing.check_cam` checks the count against what it runs."""
         return batch * channels if self.cost == "perturbation" else 0
 
     def gradient_layers(self, model: nn.Module) -> dict[str, nn.Module]:
@@ -124,3 +140,16 @@ class CAMMethod:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def train_time_problem(method: Any) -> str | None:
+    """Why ``method`` (an instance or class) cannot be a train-cam, in words, or None when it can: it declares
+    ``train_time = False``, or its cost class is one :func:`camkit.cams.engine.train_time_map` cannot serve."""
+    name = getattr(method, "name", "") or getattr(method, "__name__", "") or type(method).__name__
+    cost = getattr(method, "cost", "one-pass")
+    if cost not in TRAIN_TIME_COSTS and cost in COST_CLASSES:
+        return (f"CAM method {name!r} is test-time only: its cost class {cost!r} runs the whole model again, with "
+                "gradients, on new copies of the image, which a model's forward in training cannot do")
+    if getattr(method, "train_time", True) is False:
+        return f"CAM method {name!r} is test-time only (it declares train_time = False)"
+    return None

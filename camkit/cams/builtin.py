@@ -23,10 +23,11 @@ def register_cams(register):
     from camkit.cams.methods.random_map import RandomCAM
     from camkit.cams.methods.scorecam import ScoreCAM
     from camkit.cams.methods.shapleycam import ShapleyCAM
+    from camkit.cams.methods.smoothgradcampp import SmoothGradCAMpp
     from camkit.cams.methods.sscam import SSCAM
     from camkit.cams.methods.xgradcam import XGradCAM
 
     for method in (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, GradCAMElementWise, EigenCAM,
                    EigenGradCAM, KPCACAM, FEM, RandomCAM, ShapleyCAM, FinerCAM,
-                   FullGrad, ScoreCAM, AblationCAM, SSCAM, ISCAM):
+                   FullGrad, ScoreCAM, AblationCAM, SSCAM, ISCAM, SmoothGradCAMpp):
         register(method.name, method)

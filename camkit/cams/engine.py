@@ -9,6 +9,7 @@ a raw map inside their own forward. Methods compute in float32, or in float64 fo
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,10 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from camkit.errors import CamkitError, ContractError
-from camkit.cams.base import COST_CLASSES, CAMContext, CAMMethod, FullBackward
+from camkit.cams.base import COST_CLASSES, RERUN_COSTS, CAMContext, CAMMethod, FullBackward, train_time_problem
 from camkit.cams.capture import LayerCapture
 from camkit.cams.pipeline import FUSIONS, fuse_layers, layer_maps
-from camkit.cams.rerun import Rerun
+from camkit.cams.rerun import Rerun, frozen_parameters
 from camkit.cams.resolve import (LayerSpec, MethodSpec, TargetSpec, output_size, resolve_layers, resolve_methods,
                                  resolve_targets, select_scores)
 from camkit.cams.resolve import classifier_weight as model_classifier_weight
@@ -58,8 +59,8 @@ def cam_maps(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
             BatchNorm statistics as any forward would).
         inputs: the image batch (B, C, H, W), on the model's device.
         methods: names (``["gradcam", "cam"]``), ``"all"`` (every registered method, plugins included), a cost
-            class (``"one-pass"``, ``"second-order"``, ``"full-backward"``, ``"perturbation"``) or ``CAMMethod``
-            instances.
+            class (``"one-pass"``, ``"second-order"``, ``"full-backward"``, ``"perturbation"``,
+            ``"gradient-reruns"``) or ``CAMMethod`` instances.
         target_layers: modules or dotted names (``"layer4"``); default ``model.cam_layers``.
         targets: one class index per image, one int for all, a callable on the model's output returning
             either, or None for each image's top class.
@@ -83,8 +84,8 @@ def run_cams(model: nn.Module, inputs: Tensor, methods: MethodSpec, target_layer
              progress: Callable[[int, int], None] | None = None, **overrides: Any):
     """``cam_maps``; with ``return_output=True`` returns ``(maps, model_output)`` from the same forward
     (the output's tensors detached), so a caller gets predictions without a second pass. ``progress(done,
-    total)`` is called after every extra forward of the perturbation methods (counted in images or ablated
-    copies), for a progress bar on long runs."""
+    total)`` is called after every extra forward of the perturbation and gradient-reruns methods (counted in
+    images or ablated copies, as each method's ``forwards`` declares), for a progress bar on long runs."""
     opts = _options(methods, options, overrides)
     chosen = resolve_methods(methods)
     layers = resolve_layers(model, target_layers)
@@ -161,6 +162,8 @@ def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
     :class:`camkit.cams.rerun.Rerun` interface (``inputs``, ``score_inputs``, ``score_activations``; see
     :class:`camkit.cams.rerun.ScoreRerun`); a full-backward method (FullGrad) needs ``full_inputs``,
     ``{"inputs": x, "layers": {name: (module, output)}}`` with x and the outputs in the score's graph.
+    A test-time-only method (cost class ``"gradient-reruns"``, or ``train_time = False``) raises a CamkitError
+    saying so (:func:`camkit.cams.base.train_time_problem`).
     """
     name, impl = _train_time_method(method, rerun, full_inputs)
     score, classes = _train_time_targets(name, impl, activations, score, classes)
@@ -188,6 +191,9 @@ def train_time_map(method: str | CAMMethod, activations: Tensor, score: Tensor,
 def _train_time_method(method: str | CAMMethod, rerun: Any, full_inputs: Any) -> tuple[str, Any]:
     """(name, method) of :func:`train_time_map`'s method, with what its cost class needs given."""
     name, impl = next(iter(resolve_methods([method]).items()))
+    problem = train_time_problem(impl)
+    if problem:  # a test-time-only method: say so, not fail somewhere inside it
+        raise CamkitError(f"train_time_map({name!r}): {problem}; use it as a test-time CAM")
     cost = getattr(impl, "cost", "one-pass")
     if cost == "perturbation" and rerun is None:
         raise CamkitError(f"train_time_map({name!r}): a perturbation method needs extra forwards of the model; "
@@ -222,13 +228,14 @@ def _train_time_targets(name: str, impl: Any, activations: Tensor, score: Tensor
 def _reruns(model: nn.Module, layers: dict[str, nn.Module], acts: dict[str, Tensor], inputs: Tensor,
             output: str | int | None, chosen: dict[str, Any],
             progress: Callable[[int, int], None] | None) -> dict[str, Rerun]:
-    """A :class:`Rerun` per hooked layer when a perturbation method is requested, all counting into one total."""
-    perturbation = [m for m in chosen.values() if getattr(m, "cost", "") == "perturbation"]
-    if not perturbation:
+    """A :class:`Rerun` per hooked layer when a perturbation or gradient-reruns method is requested, all
+    counting into one total."""
+    rerunning = [m for m in chosen.values() if getattr(m, "cost", "") in RERUN_COSTS]
+    if not rerunning:
         return {}
     tick = None
     if progress is not None:
-        total = sum(m.forwards(a.shape[0], a.shape[1]) for m in perturbation for a in acts.values())
+        total = sum(m.forwards(a.shape[0], a.shape[1]) for m in rerunning for a in acts.values())
         done = [0]
 
         def tick(rows: int) -> None:
@@ -257,20 +264,14 @@ def _forward(model: nn.Module, inputs: Tensor, layers: dict[str, nn.Module], out
     # GMIC's local network) costs what an inference forward costs, and no parameter gradient can be built.
     # A full-backward method (``extra`` not None) needs the graph from the input: x then requires grad and the
     # extra modules' outputs are recorded too (one backward still serves every method).
-    frozen = [p for p in model.parameters() if p.requires_grad] if needs_grad else []
     x = inputs.detach() if isinstance(inputs, Tensor) else inputs
     if extra is not None:
         x = x.clone().requires_grad_(True)
-    try:
-        for p in frozen:
-            p.requires_grad_(False)
-        with LayerCapture(layers, track_grad=needs_grad) as capture, \
-                LayerCapture(extra or {}, track_grad=True, what="gradient layer") as extra_capture, \
-                torch.set_grad_enabled(needs_grad):
-            outputs = model(x)
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
+    with frozen_parameters(model) if needs_grad else nullcontext(), \
+            LayerCapture(layers, track_grad=needs_grad) as capture, \
+            LayerCapture(extra or {}, track_grad=True, what="gradient layer") as extra_capture, \
+            torch.set_grad_enabled(needs_grad):
+        outputs = model(x)
     missing = capture.missing()
     if missing:
         raise CamkitError(f"target layer(s) {missing} never ran in the forward of {type(model).__name__}; "

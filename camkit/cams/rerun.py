@@ -1,25 +1,40 @@
 """Extra forwards for perturbation methods (Score-CAM, Ablation-CAM): masked inputs or ablated activations,
-batched in memory-bounded chunks, without gradients, on the model's device.
+batched in memory-bounded chunks, without gradients, on the model's device; and extra forwards and backwards
+for gradient-reruns methods (Smooth Grad-CAM++): modified copies of the images with their activation gradients.
 
-The engine hands a perturbation method a :class:`Rerun` for each hooked layer. ``score_inputs`` runs the
+The engine hands such a method a :class:`Rerun` for each hooked layer. ``score_inputs`` runs the
 model on new images (only the part the score depends on when the model exposes it, ``model.score_images``);
 ``score_activations`` re-runs only what follows the layer when the model exposes it
 (``model.score_from(layer, activations, output)``, GMIC's saliency head and pooling after ``ds_net``), and
 otherwise runs the whole model on the original image with the layer's output replaced by a forward hook.
+``activation_gradients`` runs the whole model, in eval mode, on new images and returns the hooked layer's
+output on each and the gradient of each one's target score with respect to it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camkit.cams.capture import uncaptured
+from camkit.cams.capture import LayerCapture, uncaptured
 from camkit.cams.resolve import select_scores
+from camkit.errors import CamkitError
+
+
+class CopyGradients(NamedTuple):
+    """What :meth:`Rerun.activation_gradients` returns for N images, all detached, float32 (float64 for a
+    float64 model): ``activations`` (N, K, h, w) the hooked layer's output on each image, ``gradients``
+    (N, K, h, w) the gradient of each image's target score with respect to its own activations, ``scores``
+    (N, C) the class scores."""
+
+    activations: Tensor
+    gradients: Tensor
+    scores: Tensor
 
 
 @dataclass
@@ -70,6 +85,53 @@ class Rerun:
             except RuntimeError:
                 return self._replaced(single.expand(activations.shape[0], *single.shape[1:]), activations)
 
+    def activation_gradients(self, images: Tensor, targets: int | Sequence[int] | Tensor,
+                             chunk: int = 32) -> CopyGradients:
+        """The hooked layer's activations on ``images`` (N, C, H, W) and the gradient of each image's target
+        score (class ``targets``: one int for all or one per image) with respect to them, as
+        :class:`CopyGradients` (``a, g, scores = ...``).
+
+        For methods of cost class ``"gradient-reruns"``: ``images`` are modified copies of the batch
+        (``inputs``), noisy for SmoothGrad, scaled for integrated gradients, of one image or several. The whole
+        model runs on ``chunk`` images at a time, in eval mode (BatchNorm uses and keeps its running statistics;
+        the copies do not see each other), parameters frozen (no parameter gradient is built); one backward per
+        chunk, as images do not interact. Every image counts as one extra forward (and backward) in the
+        engine's progress: declare them in :meth:`camkit.cams.base.CAMMethod.forwards`.
+        """
+        n = images.shape[0]
+        t = torch.as_tensor(targets, dtype=torch.long, device=images.device).reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(n)
+        if t.numel() != n:
+            raise CamkitError(f"activation_gradients: {t.numel()} targets for {n} images; give one int or one per "
+                              "image")
+        parts = []
+        with eval_mode(self.model), frozen_parameters(self.model):
+            for part in chunks(n, chunk):
+                parts.append(self._copy_gradients(images[part], t[part]))
+        return CopyGradients(*(torch.cat(p) for p in zip(*parts)))
+
+    def _copy_gradients(self, x: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(A, G, scores) of one chunk: one forward with the layer hooked, one ``autograd.grad`` of the summed
+        target scores with respect to A (the images are independent in eval mode)."""
+        self._ran(x.shape[0])
+        with torch.enable_grad(), LayerCapture({self.layer_name: self.layer}, track_grad=True) as capture:
+            outputs = self.model(x.detach())
+        a = capture.activations.get(self.layer_name)
+        if a is None:
+            raise CamkitError(f"target layer {self.layer_name!r} did not run in the forward of the copies")
+        scores = select_scores(outputs, self.output, self.model)
+        if not scores.requires_grad:
+            raise CamkitError(f"the target score of the copies is not differentiable with respect to "
+                              f"{self.layer_name!r}: the model detaches it or computes it under torch.no_grad")
+        dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
+        with torch.enable_grad():
+            picked = scores.to(dtype).gather(1, targets[:, None]).sum()
+            (g,) = torch.autograd.grad(picked, a, allow_unused=True)
+        if g is None:
+            raise CamkitError(f"the target score does not depend on target layer {self.layer_name!r}")
+        return a.detach().to(dtype), g.to(dtype), scores.detach().to(dtype)
+
     def _replaced(self, x: Tensor, activations: Tensor) -> Tensor:
         handle = self.layer.register_forward_hook(lambda module, args, out: activations)
         try:
@@ -111,6 +173,21 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, mode in modes:
             m.training = mode
+
+
+@contextmanager
+def frozen_parameters(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` with every parameter that requires grad set to ``requires_grad=False`` for the block (restored
+    after, also on error): autograd then records only what depends on the hooked activations, and no parameter
+    gradient can be built."""
+    frozen = [p for p in module.parameters() if p.requires_grad]
+    try:
+        for p in frozen:
+            p.requires_grad_(False)
+        yield module
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def chunks(total: int, size: int) -> Iterator[slice]:
