@@ -183,6 +183,7 @@ class BenchConfig:
         self.localize_options().check()
         for name in sorted(set(self.cam_options) & set(train_cams) - set(self.test_cams)):
             get_cam(name, **self.cam_options[name])  # a train-cam's bad option fails now, not after training
+        self._check_train_time(train_cams)
         if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 1:
             raise OptionError(f"--bootstrap must be a positive number of resamples (1,000 is usual), got "
                               f"{self.bootstrap!r}")
@@ -208,6 +209,18 @@ class BenchConfig:
             raise OptionError(f"training option(s) {unknown} do not exist")
         TrainConfig(**self.train).check()
         return self
+
+    def _check_train_time(self, train_cams: list[str]) -> None:
+        """Refuse a test-time-only CAM method as a train-cam now: it would fail at the first training step."""
+        from camkit.cams.base import train_time_problem
+        from camkit.registry.api import get_cam, list_cams
+
+        registered = set(list_cams())
+        for name in train_cams:
+            if name in registered:  # a model may take a train-cam of its own that is no CAM method
+                problem = train_time_problem(get_cam(name, **self.cam_options.get(name, {})))
+                if problem:
+                    raise OptionError(f"--train-cam {name}: {problem}; score it as a --test-cam instead")
 
     def localize_options(self) -> Any:
         """How the test-time maps become boxes (:class:`camkit.inference.LocalizeOptions`)."""
@@ -243,9 +256,15 @@ class BenchConfig:
         return d
 
 
-def expand_cams(names: list[str] | tuple[str, ...], default: tuple[str, ...]) -> list[str]:
+def expand_cams(names: list[str] | tuple[str, ...], default: tuple[str, ...], *,
+                train_time: bool | None = None) -> list[str]:
     """``all`` -> every registered method (``default`` first), a cost class -> its methods; unknown names fail
-    with a did-you-mean message (:func:`camkit.cams.resolve.expand_names`)."""
+    with a did-you-mean message (:func:`camkit.cams.resolve.expand_names`). With ``train_time`` the groups leave
+    out test-time-only methods (``--train-cam all`` trains every method that can drive training; one named
+    explicitly is refused by :meth:`BenchConfig.check`); None: True when ``default`` is the train-cams'
+    default, :data:`PAPER_TRAIN_CAMS` (what ``camkit bench --train-cam`` passes)."""
     from camkit.cams.resolve import expand_names
 
-    return expand_names(names, default)
+    if train_time is None:
+        train_time = tuple(default) == PAPER_TRAIN_CAMS
+    return expand_names(names, default, train_time=train_time)

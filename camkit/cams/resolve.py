@@ -43,21 +43,30 @@ def resolve_methods(methods: MethodSpec) -> dict[str, Any]:
     return out
 
 
-def expand_names(names: Sequence[str], default: Sequence[str] = ()) -> list[str]:
+def expand_names(names: Sequence[str], default: Sequence[str] = (), *, train_time: bool = False) -> list[str]:
     """Method names with groups expanded, checked, without repeats: ``"all"`` (``default`` first, then every
     other registered method) and the cost classes (:data:`camkit.cams.base.COST_CLASSES`)
     (every registered method of that class, ``default``'s first); no names means ``default``. Unknown names raise
-    UnknownNameError with close matches."""
-    from camkit.cams.base import COST_CLASSES
-    from camkit.registry.api import get_cam, list_cams
+    UnknownNameError with close matches. ``train_time``: the groups hold only methods that can be train-cams
+    (:func:`camkit.cams.base.train_time_problem`); names given one by one are kept, for the caller to refuse."""
+    from camkit.cams.base import COST_CLASSES, train_time_problem
     from camkit.registry.host import get_host
+    from camkit.registry.api import get_cam
 
+    entries = get_host().registry.entries("cam")
+    usable = [e.name for e in entries if not (train_time and train_time_problem(e.factory))]
     out: list[str] = []
     for n in list(names) or list(default):
         if n == "all":
-            out += [*default, *[m for m in list_cams() if m not in default]]
+            out += [*default, *[m for m in usable if m not in default]]
         elif n in COST_CLASSES:
-            group = [e.name for e in get_host().registry.entries("cam") if getattr(e.factory, "cost", "one-pass") == n]
+            every = [e.name for e in entries if getattr(e.factory, "cost", "one-pass") == n]
+            group = [m for m in every if m in usable]
+            if every and not group:
+                from camkit.errors import OptionError
+
+                raise OptionError(f"--train-cam {n}: its methods ({', '.join(every)}) are test-time only and "
+                                  "cannot drive training; score them as test-time CAMs")
             out += [*[d for d in default if d in group], *[m for m in group if m not in default]]
         else:
             get_cam(n)  # raises UnknownNameError with close matches

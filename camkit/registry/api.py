@@ -73,8 +73,9 @@ def default_model() -> str:
 
 
 def describe(kind: str, pattern: str | None = None) -> list[dict[str, str]]:
-    """Rows of name / plugin / description for ``camkit list``; CAM methods add their cost class and whether
-    they need gradients (class attributes of the registered factory, when it declares them), models their
+    """Rows of name / plugin / description for ``camkit list``; CAM methods add their cost class, whether
+    they need gradients and whether they can be a train-cam (``train_cam``: "no" for a test-time-only method;
+    class attributes of the registered factory, when it declares them), models their
     presets and options (the ``presets=`` and ``options=`` of their registration, else the factory's keywords),
     recipes their model, dataset and whether they are the default."""
     rows = []
@@ -87,11 +88,24 @@ def describe(kind: str, pattern: str | None = None) -> list[dict[str, str]]:
         if kind == "recipe":
             row.update(model=e.meta.model, dataset=e.meta.dataset, default="yes" if e.meta.default else "")
         if kind == "cam":
-            row["cost"] = str(getattr(e.factory, "cost", ""))
-            grads = getattr(e.factory, "needs_gradients", None)
-            row["gradients"] = "" if grads is None else ("yes" if grads else "no")
+            row.update(_cam_columns(e.factory))
         rows.append(row)
     return rows
+
+
+def _cam_columns(factory: Any) -> dict[str, str]:
+    """A CAM method's cost class, whether it needs gradients (a gradient-reruns method always does, on every
+    copy) and whether it can be a train-cam, from its factory's class attributes ("" where it declares none)."""
+    from camkit.cams.base import train_time_problem
+
+    cost = getattr(factory, "cost", None)
+    grads = getattr(factory, "needs_gradients", None)
+    if cost == "gradient-reruns":
+        grads = True
+    declared = cost is not None or hasattr(factory, "train_time")
+    return {"cost": "" if cost is None else str(cost),
+            "gradients": "" if grads is None else ("yes" if grads else "no"),
+            "train_cam": ("no" if train_time_problem(factory) else "yes") if declared else ""}
 
 
 def model_options(entry: Entry) -> list[str]:

@@ -122,8 +122,8 @@ _OPTIONS_EXPECTS = "a sequence of option names, a mapping of option name -> type
 # -- one class per kind -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CamMeta:
-    """A CAM method declares nothing besides its description (its cost and gradient needs are class
-    attributes of the method)."""
+    """A CAM method declares nothing besides its description (its cost, gradient needs and whether it can be a
+    train-cam are class attributes of the method: ``cost``, ``needs_gradients``, ``train_time``)."""
 
 
 @dataclass(frozen=True)
