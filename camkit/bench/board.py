@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from camkit.bench.leaderboard import (Run, classification_table, detection_table, missing_metric_message,
-                                      strata_names)
+                                      strata_names, unscored)
 from camkit.bench.metric_table import DEFAULT_METRIC
 from camkit.bench.significance import significance_for
 from camkit.errors import OptionError
@@ -17,7 +17,12 @@ def leaderboard_tables(runs: Sequence[Run], metric: str = DEFAULT_METRIC, baseli
     """Everything a printed leaderboard shows, as data: the detection table of ``metric`` (one per ``by``
     stratum of the test set) with its significance against ``baseline`` (the stored one when the run holds it,
     camkit.bench.significance.significance_for), and the classification table. A metric none of the runs holds
-    is an OptionError saying why."""
+    is an OptionError saying why; one that needs lesion boxes, for runs whose test set has none, gives no
+    detection table and ``not_scored`` saying why."""
+    not_scored = unscored(runs, metric)
+    if not_scored:  # a test set without lesion boxes: classification (and box-free map metrics) only
+        return {"metric": metric, "by": by, "detection": [], "classification": classification_table(runs),
+                "not_scored": not_scored}
     parts = [(None, None)] if by is None else [((by, name), desc) for name, desc in strata_names(runs, by)]
     detection = []
     for stratum, description in parts:
@@ -28,4 +33,6 @@ def leaderboard_tables(runs: Sequence[Run], metric: str = DEFAULT_METRIC, baseli
         table["significance"] = significance_for(runs, table, baseline, alpha)
         table["description"] = description
         detection.append(table)
-    return {"metric": metric, "by": by, "detection": detection, "classification": classification_table(runs)}
+    return {"metric": metric, "by": by, "detection": detection, "classification": classification_table(runs),
+            "not_scored": None}
+

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from camkit.bench.config import BenchConfig, Row
+from camkit.bench.scoring import not_scored_message
+from camkit.data.annotations import has_boxes
 from camkit.errors import CamkitError
 from camkit.storage.atomic import atomic_write, atomic_write_json
 from camkit.storage.lock import FolderLock
@@ -218,7 +220,9 @@ def _run_claimed(spec: CellSpec, row: Row, ctx: CellContext, display: Any) -> di
     if not main:
         _barrier()  # wait while rank 0 scores, instead of timing out in the next train()
         return None
-    document = _score(spec, row, records, chosen, training, eval_s)
+    document = _score(spec, row, records, chosen, training, eval_s, has_boxes(sets["test"]))
+    if not has_boxes(sets["test"]):
+        document["not_scored"] = not_scored_message(cfg.dataset)
     document["threads"] = spec.threads
     _write_outputs(spec, records, overlays, document)
     (Path(spec.out) / CELLS_DIR / f"{spec.row}.failed.json").unlink(missing_ok=True)
@@ -261,7 +265,7 @@ def _evaluate(cfg: BenchConfig, row: Row, model: Any, sets: dict[str, Any], ctx:
     from camkit.bench.thresholds import choose_box_thresholds
 
     recipe, options, chosen = cfg.recipe(row.model), ctx.options, {}
-    if cfg.box_threshold == "auto":
+    if cfg.box_threshold == "auto" and has_boxes(sets["test"]):  # no boxes: no box is scored, none to choose
         if display is not None:
             display.log(f"{row.label}: choosing each test-cam's box threshold on {len(sets['val'])} validation "
                         "images")
@@ -277,12 +281,13 @@ def _evaluate(cfg: BenchConfig, row: Row, model: Any, sets: dict[str, Any], ctx:
 
 
 def _score(spec: CellSpec, row: Row, records: dict[str, Any], chosen: dict[str, Any], training: dict[str, Any],
-           eval_s: float) -> dict[str, Any]:
-    """The cell's document: its scores, its training, its timings and its warning."""
+           eval_s: float, boxes: bool = True) -> dict[str, Any]:
+    """The cell's document: its scores, its training, its timings and its warning (``boxes`` False: a test set
+    without lesion boxes, scored without them)."""
     from camkit.bench.results import config_hash
     from camkit.bench.scoring import score_pairings
 
-    det, cls = score_pairings(records, spec.config_object())
+    det, cls = score_pairings(records, spec.config_object(), boxes)
     for cam, choice in chosen.items():
         if "not_applicable" not in det.get(cam, {"not_applicable": True}):
             det[cam]["box_threshold"] = choice

@@ -290,6 +290,7 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = DEFAULT_
             rows += [train_cam] if train_cam not in rows else []
             cols += [c for c in per_test if c not in cols]
     cells: dict[tuple[str, str], Cell] = {}
+    boxless = unscored(runs, metric) is not None  # a test set without boxes: nothing to score, nothing to redo
     for r in rows:
         for c in cols:
             entries = [run.results.get("detection", {}).get(r, {}).get(c) for run in runs]
@@ -298,6 +299,8 @@ def detection_table(runs: Sequence[Run | dict[str, Any]], metric: str = DEFAULT_
             na = next((e for e in entries if "not_applicable" in e), None)
             if na is not None:
                 cells[(r, c)] = Cell(not_applicable=na["not_applicable"], runs=len(runs))
+            elif boxless:
+                cells[(r, c)] = Cell(runs=len(runs))
             elif len(runs) == 1 and stratum is None:
                 cells[(r, c)] = _stored_cell(runs[0], r, c, entries[0], spec)
             elif len(runs) == 1:
@@ -394,6 +397,14 @@ def strata_names(runs: Sequence[Run], by: str) -> list[tuple[str, str]]:
         for name, part in run.strata(by).items():
             out.setdefault(name, part.description)
     return list(out.items())
+
+
+def unscored(runs: Sequence[Run], metric: str) -> str | None:
+    """Why ``metric`` has no table for ``runs`` whose test set has no lesion boxes (their results document says
+    so: camkit.data.annotations), or None: the metric needs boxes or masks and the runs have none."""
+    why = next((r.results.get("dataset", {}).get("not_scored") for r in runs
+                if r.results.get("dataset", {}).get("not_scored")), None)
+    return why if why and metric_table.get(metric).needs & {"boxes", "masks"} else None
 
 
 def missing_metric_message(table: dict[str, Any]) -> str | None:

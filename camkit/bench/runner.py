@@ -25,6 +25,8 @@ from camkit.bench.recipe import build_datasets
 from camkit.data.checks import check_splits
 from camkit.bench.assemble import assemble
 from camkit.bench.results import RESULTS_FILE, DamagedResults, config_hash, load_results, new_results, save_results
+from camkit.bench.scoring import not_scored_message
+from camkit.data.annotations import annotations_of, has_boxes
 from camkit.errors import CamkitError, OptionError
 from camkit.storage.atomic import atomic_write
 from camkit.storage.lock import FolderLock
@@ -131,10 +133,13 @@ def plan_bench(config: BenchConfig, out: str | Path, settings: RunSettings | Non
              for note in check_splits(sets, where=f"dataset {cfg.dataset!r}")]
     for note in dict.fromkeys(notes):  # once, however many input sizes
         _call(display, "log", f"warning: {note}")
+    if any(not has_boxes(v["test"]) for v in context.sets.values()):  # decided now, said before training
+        _call(display, "log", not_scored_message(cfg.dataset))
     if context.info.is_main:
         _check_writable(out, "--out")
         _check_writable(store, "the model store (--models)")
-    if cfg.box_threshold == "auto" and any(not len(v["val"]) for v in context.sets.values()):
+    if cfg.box_threshold == "auto" and any(not len(v["val"]) and has_boxes(v["test"])
+                                           for v in context.sets.values()):
         raise OptionError("--box-threshold auto chooses the threshold on the validation split, and this bench has "
                           "none (the paper preset trains on all of VinDr's training split): give a number, or "
                           "dataset options that carve a validation split")
@@ -184,6 +189,8 @@ def _open_results(plan: BenchPlan, display: Any) -> dict[str, Any]:
     sets = next(iter(plan.context.sets.values()))  # the first row's (the planner built them first)
     results["dataset"] = {"name": cfg.dataset, "options": cfg.dataset_options,
                           "counts": {k: len(v) for k, v in sets.items()},
+                          "annotations": sorted(annotations_of(sets["test"], f"dataset {cfg.dataset!r}")),
+                          "not_scored": None if has_boxes(sets["test"]) else not_scored_message(cfg.dataset),
                           "skipped": {k: [list(map(str, s)) for s in getattr(v, "skipped", [])]
                                       for k, v in sets.items()}}
     results["rows"] = {row.label: {"model": row.model, "train_cam": row.train_cam} for row in cfg.rows()}

@@ -83,10 +83,35 @@ def score_classification(images: list[dict[str, Any]], cfg: Any, threshold: floa
     return out
 
 
-def score_pairings(records: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def not_scored_message(dataset_name: str) -> str:
+    """The bench's line on what the runs of a dataset without lesion boxes leave unscored, and why."""
+    names = [s.name for s in metric_table.metrics() if s.needs & {"boxes", "masks"}]
+    return (f"not scored: {', '.join(names)} (detection and box localisation); they need lesion boxes, and dataset "
+            f"{dataset_name!r} gives image-level labels only (it declares annotations = ()). Scored: classification, "
+            "and the faithfulness metrics when asked (--faithfulness)")
+
+
+def score_without_boxes(per_image: dict[str, Any], images: list[dict[str, Any]], cfg: Any) -> dict[str, Any]:
+    """One pairing's numbers on a test set without lesion boxes (camkit.data.annotations): the metrics of the
+    table that need no boxes (the faithfulness family, when the predictions carry its values)."""
+    from camkit.bench.faithful import score_faithfulness
+
+    entry = score_faithfulness(per_image, images, cfg)
+    data = CellData(per_image, images, cfg.bootstrap, cfg.seed, cfg)
+    for spec in metric_table.pairing_metrics():
+        if spec.name not in entry and not spec.needs & {"boxes", "masks"} and spec.has_records(per_image):
+            b = bootstrap_metric(spec, data)[spec.name]
+            entry[spec.name] = {"value": b.estimate, "ci": [b.low, b.high]}
+    entry.update(n_images=len(images), bootstrap={"n": cfg.bootstrap, "seed": cfg.seed, "by": "study"})
+    return entry
+
+
+def score_pairings(records: dict[str, Any], cfg: Any, boxes: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """Detection numbers of every test-cam and the classification numbers of one trained model; a test-cam
-    that does not apply to the model gets ``{"not_applicable": reason}`` instead of numbers."""
-    det: dict[str, Any] = {cam: score_detection(per_image, records["images"], cfg)
+    that does not apply to the model gets ``{"not_applicable": reason}`` instead of numbers. ``boxes`` False:
+    the test set has no lesion boxes, and each test-cam gets :func:`score_without_boxes`."""
+    score = score_detection if boxes else score_without_boxes
+    det: dict[str, Any] = {cam: score(per_image, records["images"], cfg)
                            for cam, per_image in records["predictions"].items()}
     det.update({cam: {"not_applicable": why} for cam, why in records.get("not_applicable", {}).items()})
     return det, score_classification(records["images"], cfg)

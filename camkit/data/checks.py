@@ -9,8 +9,11 @@ and its row or file where the dataset can say) and what to do; errors raise :cla
   left images out); a test image that fails to read (with the ``skip_bad`` hint), is smaller than
   :data:`MIN_SIDE` on a side or holds NaN; an ``image_id`` twice in a split; an ``image_id`` in the test split
   and another one;
+  a dataset that declares lesion boxes (camkit.data.annotations) but gives none on any test mass image; a
+  sample with boxes in a dataset that declares none; a sample that breaks the contract (its first few per split);
 * **warnings**: constant test images (every pixel the same: a blank or a failed export), named by id; an
-  ``image_id`` in both the train and the val split.
+  ``image_id`` in both the train and the val split; test mass images without a box (some, not all); a split
+  that holds one class only.
 
 Only the dataset contract is used (``len``, ``labels()``, ``dataset[i]``), so third-party datasets are checked
 too, plus two optional members a dataset may have: ``image_ids()`` (every sample's id, in order, without reading
@@ -31,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from camkit.data.annotations import has_boxes
 from camkit.errors import CamkitError, DataError
 
 #: the smallest side (stored pixels) an image may have: anything smaller is no mammogram
@@ -61,6 +65,7 @@ class _Scan:
     ids: list[str | None] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     constant: list[str] = field(default_factory=list)
+    unboxed: list[str] = field(default_factory=list)  # mass images without a lesion box
 
 
 def check_splits(sets: Mapping[str, Any], *, where: str) -> list[str]:
@@ -71,7 +76,7 @@ def check_splits(sets: Mapping[str, Any], *, where: str) -> list[str]:
     """
     present = {split: ds for split, ds in sets.items() if ds is not None}
     _check_counts(present, where)
-    notes: list[str] = []
+    notes: list[str] = _missing_class_notes(present, where)
     ids: dict[str, list[str | None]] = {}
     for split, ds in present.items():
         _check_contract(ds, split, where)
@@ -79,7 +84,7 @@ def check_splits(sets: Mapping[str, Any], *, where: str) -> list[str]:
         if split == "test":  # read now what evaluation would read only after training
             scan = _scan(ds, split, where)
             _check_kept(scan, len(ds), where)
-            notes += _constant_notes(scan, where)
+            notes += _constant_notes(scan, where) + _box_notes(ds, scan, where)
             ids[split] = known if known is not None else scan.ids
         else:
             ids[split] = known if known is not None else _scan(ds, split, where, pixels=False).ids
@@ -118,9 +123,13 @@ def sample_problem(sample: Any) -> str | None:
 
 def _check_contract(ds: Any, split: str, where: str) -> None:
     """The first :data:`CONTRACT_SAMPLES` samples of a split against the sample contract, before training."""
+    boxes = has_boxes(ds, where)
     for index in range(min(CONTRACT_SAMPLES, len(ds))):
         sample = _read(ds, index, split, where)
         problem = None if sample is None else sample_problem(sample)
+        if problem is None and sample is not None and not boxes and len(sample["boxes"]):
+            problem = (f"has {len(sample['boxes'])} lesion box(es), but the dataset declares annotations without "
+                       "boxes (image-level labels only): declare ('boxes',), or give empty (0, 4) boxes")
         if problem:
             raise SplitCheckError(f"{where}, {split} split, {_describe(ds, index)}: the sample {problem}; every "
                                   "sample carries the keys of camkit.protocols.Sample (docs/plugins.md, 'A dataset'; "
@@ -135,9 +144,30 @@ def _check_counts(present: Mapping[str, Any], where: str) -> None:
                                   f"that select it (the folder dataset: rows with split={split} in its CSV)")
     test = present.get("test")
     if test is not None and 1 not in set(int(v) for v in test.labels()):
+        scored = ("detection (FROC, TPR@FPPI) is scored on mass images and would fail after training; give the "
+                  "test split images with label 1 and their boxes" if has_boxes(test, where) else
+                  "TPR and AUC need mass images and would be undefined after training; give the test split images "
+                  "with label 1")
         raise SplitCheckError(f"{where}: the test split has no mass image ({len(test)} images, every label 0): "
-                              "detection (FROC, TPR@FPPI) is scored on mass images and would fail after training; "
-                              "give the test split images with label 1 and their boxes")
+                              f"{scored}")
+
+
+def _missing_class_notes(present: Mapping[str, Any], where: str) -> list[str]:
+    """A warning per split that holds one class only (a test split without masses is an error above): a train
+    split cannot teach, a validation split cannot select a checkpoint (its AUC is undefined), a test split
+    without normal images leaves TNR and AUC undefined."""
+    why = {"train": "the model cannot learn to tell the classes apart",
+           "val": "its AUC, which picks the best checkpoint, is undefined",
+           "test": "TNR and AUC are undefined"}
+    notes = []
+    for split, ds in present.items():
+        found = set(int(v) for v in ds.labels())
+        if len(ds) and split in why and len(found) == 1 and not (split == "test" and found == {0}):
+            lacking = "normal (label 0)" if found == {1} else "mass (label 1)"
+            notes.append(f"{where}, {split} split: no {lacking} image among its {len(ds)}: {why[split]}; a "
+                         "patient-level hold-out stratified by label keeps both classes on each side "
+                         "(camkit.data.splits.hold_out, docs/datasets.md)")
+    return notes
 
 
 def _known_ids(ds: Any) -> list[str | None] | None:
@@ -182,6 +212,8 @@ def _scan(ds: Any, split: str, where: str, pixels: bool = True) -> _Scan:
         image_id = str(sample["image_id"])
         out.ids.append(image_id)
         out.labels.append(int(sample["label"]))
+        if int(sample["label"]) == 1 and not len(sample["boxes"]):
+            out.unboxed.append(image_id)
         if pixels and _is_constant(sample, f"{where}, {split} split, {_describe(ds, index, image_id)}"):
             out.constant.append(image_id)
     return out
@@ -213,6 +245,24 @@ def _check_kept(scan: _Scan, n: int, where: str) -> None:
     if 1 not in scan.labels:
         raise SplitCheckError(f"{where}: skip_bad left out {left_out} of the {n} test images and no mass image is "
                               "left: detection could not be scored; fix the mass images' files reported above")
+
+
+def _box_notes(ds: Any, scan: _Scan, where: str) -> list[str]:
+    """A dataset that declares boxes but gives none on any test mass image is refused (the bench would train,
+    then fail to score); one whose mass images lack boxes in part gets a warning naming them."""
+    masses = sum(1 for v in scan.labels if v == 1)
+    if not scan.unboxed or not has_boxes(ds, where):
+        return []
+    if len(scan.unboxed) == masses:
+        raise SplitCheckError(
+            f"{where}, test split: none of its {masses} mass images has a lesion box, so detection cannot be "
+            "scored. If the dataset labels whole images only, declare it (a class attribute annotations = (); "
+            "docs/plugins.md, 'A dataset without lesion boxes'): camkit bench then scores classification; "
+            "otherwise give the mass images their boxes")
+    shown = ", ".join(repr(v) for v in scan.unboxed[:SHOWN])
+    more = f" and {len(scan.unboxed) - SHOWN} more" if len(scan.unboxed) > SHOWN else ""
+    return [f"{where}, test split: {len(scan.unboxed)} of its {masses} mass images have no lesion box: detection "
+            f"has no lesion to find on them (they still count for classification): {shown}{more}"]
 
 
 def _constant_notes(scan: _Scan, where: str) -> list[str]:

@@ -47,7 +47,8 @@ def check_figure_path(path: str | Path, option: str = "--out") -> None:
 
 
 def draw_run_figures(run_dir: str | Path, force: bool = False) -> list[Path]:
-    """Draw ``figures/froc.png`` and ``figures/overlay-<train-cam>.png`` of a bench run directory.
+    """Draw ``figures/froc.png`` (runs whose test set has lesion boxes) and ``figures/overlay-<train-cam>.png`` of
+    a bench run directory.
 
     A figure is drawn when it is missing, older than the data it shows, or ``force``. Returns the paths drawn.
     """
@@ -59,8 +60,10 @@ def draw_run_figures(run_dir: str | Path, force: bool = False) -> list[Path]:
     if not results_path.is_file():
         return drawn
     froc_path = run / "figures" / "froc.png"
-    if force or _stale(froc_path, results_path):
-        drawn.append(froc_figure(json.loads(results_path.read_text()), froc_path))
+    results = json.loads(results_path.read_text())
+    boxless = bool(results.get("dataset", {}).get("not_scored"))  # a test set without boxes has no FROC
+    if not boxless and (force or _stale(froc_path, results_path)):
+        drawn.append(froc_figure(results, froc_path))
     for data in sorted((run / "overlays").glob("*.npz")):
         path = run / "figures" / f"overlay-{data.stem}.png"
         if force or _stale(path, data):

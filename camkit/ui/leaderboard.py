@@ -11,7 +11,7 @@ import click
 
 from camkit.bench import metric_table
 from camkit.bench.board import leaderboard_tables
-from camkit.bench.leaderboard import Cell, row_meta
+from camkit.bench.leaderboard import Cell, row_header, row_meta
 from camkit.ui.output import render, resolve_format
 
 MARKS = {1: "▲", -1: "▼"}  # significantly above / below the baseline (camkit.bench.significance)
@@ -95,15 +95,17 @@ def print_leaderboard(runs: Sequence[Any], metric: str, fmt: str, baseline: str 
     board = leaderboard_tables(runs, metric, baseline, alpha, by)
     tables, cls = board["detection"], board["classification"]
     fmt = resolve_format(fmt)
-    interval = interval_text(runs, tables[0]["seeds"])
+    interval = interval_text(runs, tables[0]["seeds"] if tables else [run.seed for run in runs])
     if fmt in ("json", "csv"):
         _print_records(runs, board, fmt, interval)
         return
+    if board.get("not_scored"):
+        click.echo(f"note: {board['not_scored']}", err=True)
     for table in tables:
         _render_detection(table, runs, fmt, interval)
         click.echo("")
     n = runs[0].results.get("dataset", {}).get("counts", {}).get("test")
-    header = tables[0]["header"]
+    header = tables[0]["header"] if tables else row_header(runs[0].results)
     render(classification_rows(cls, header), [header, *metric_table.names("classification")], fmt,
            title=f"Classification ↑ (positive when p >= 0.5; {n} test images; {interval})")
 
@@ -128,9 +130,11 @@ def _print_records(runs: Sequence[Any], board: dict[str, Any], fmt: str, interva
         records = det + clsr
         render(records, list(records[0]) if records else None, "csv")
         return
-    doc = {"metric": metric, "runs": len(runs), "seeds": tables[0]["seeds"], "interval": interval,
+    doc = {"metric": metric, "runs": len(runs), "seeds": [run.seed for run in runs], "interval": interval,
            **metric_table.get(metric).settings_of(runs[0].results.get("config", {})),
-           "significance": _significance_summary(tables[0]["significance"]) if by is None else None}
+           "significance": _significance_summary(tables[0]["significance"]) if by is None and tables else None}
+    if board.get("not_scored"):  # a test set without lesion boxes: why there is no detection record
+        doc["not_scored"] = board["not_scored"]
     if by is not None:
         doc["strata"] = [{"by": by, "stratum": t["stratum"][1], "description": t["description"],
                           "significance": _significance_summary(t["significance"])} for t in tables]

@@ -230,8 +230,9 @@ def _count(path: Path) -> int:
 
 
 def _gallery(run: Any, group: int, out: Path, single_file: bool, redraw: bool = False,
-             log: Any = print, gallery: int | None = None) -> dict[str, Any]:
-    """Pictures of the stored overlay images of every train-cam of one run (written under ``out/assets``)."""
+             log: Any = print, gallery: int | None = None, boxes: bool = True) -> dict[str, Any]:
+    """Pictures of the stored overlay images of every train-cam of one run (written under ``out/assets``);
+    ``boxes`` False (a test set without lesion boxes): no hit / miss / false-positive outcomes."""
     from camkit.errors import CamkitError
     from camkit.ui.figures import read_overlays
 
@@ -255,7 +256,7 @@ def _gallery(run: Any, group: int, out: Path, single_file: bool, redraw: bool = 
             for c in row_cams:
                 b = a[f"boxes_{c}"]
                 b = b[b[:, 0] == i, 1:]
-                panels.append({"cam": c, "tags": _outcome(gt, b)})
+                panels.append({"cam": c, "tags": _outcome(gt, b) if boxes else []})
                 layers.append((_blend(grey, a[f"map_{c}"][i]), b))
             pics = [(_draw(rgb, gt, b, THUMB), _draw(rgb, gt, b, FULL)) for rgb, b in layers]
             base = f"assets/g{group}/{_slug(row)}/{_slug(a['image_id'][i])}"
@@ -267,7 +268,7 @@ def _gallery(run: Any, group: int, out: Path, single_file: bool, redraw: bool = 
             images.append({"image_id": str(a["image_id"][i]), "label": int(labels[i]), "prob": float(a["prob"][i]),
                            "panels": panels})
         rows.append({"row": row, "cams": row_cams, "images": images})
-    return {"rows": rows, "cams": cams}
+    return {"rows": rows, "cams": cams, "outcomes": boxes}
 
 
 def _write_png(out: Path, rel: str, rgb: np.ndarray, single_file: bool) -> str:
@@ -330,9 +331,11 @@ def report_data(paths: Sequence[str | Path], out: Path, options: ReportOptions |
             "seeds": [m.seed for m in members], "runs": [_facts(m) for m in members],
             "leaderboards": boards,
             "default_metric": _opening_metric(boards),
+            "not_scored": members[0].results.get("dataset", {}).get("not_scored"),
             "classification": _classification(members), "classification_columns": _classification_columns(),
             "froc": _froc(members[0]),
-            "gallery": _gallery(members[0], k, out, single_file, redraw, log, gallery)})
+            "gallery": _gallery(members[0], k, out, single_file, redraw, log, gallery,
+                                boxes=not members[0].results.get("dataset", {}).get("not_scored"))})
     return {"groups": out_groups, "n_runs": len(runs)}
 
 

@@ -41,7 +41,8 @@
     if (!board || !table) { return; }
     var byKey = {};
     board.records.forEach(function (r) { byKey[r.row + "\u0000" + r.test_cam] = r; });
-    var body = startTable(table, board, board.title + (board.lower_is_better ? " (lower is better)" : " (higher is better)"));
+    var better = board.lower_is_better ? " (lower is better)" : " (higher is better)";
+    var body = startTable(table, board, board.title + (board.title.indexOf(better) >= 0 ? "" : better));
     board.rows.forEach(function (r) {
       var tr = el("tr");
       tr.appendChild(el("th", {scope: "row"}, r));
