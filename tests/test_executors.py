@@ -32,6 +32,18 @@ def test_an_unknown_executor_or_option_is_one_line_before_anything_runs(tmp_path
     assert "Traceback" not in res.output and not (tmp_path / "r" / "cells").exists()
 
 
+def test_a_ddp_cell_asks_for_one_task_per_gpu():
+    from camkit.bench.executors import SlurmExecutor
+    from camkit.errors import OptionError
+
+    assert SlurmExecutor(tasks=2, cpus=1).parameters["tasks_per_node"] == 2  # CPU DDP: two gloo processes
+    assert SlurmExecutor(gpus=4).parameters["tasks_per_node"] == 4
+    with pytest.raises(OptionError, match="one task per GPU"):
+        SlurmExecutor(gpus=4, tasks=2)
+    with pytest.raises(OptionError, match="tasks=0"):
+        SlurmExecutor(tasks=0)
+
+
 def test_the_executors_are_registered_like_any_plugin():
     from camkit.registry.api import list_executors
 

@@ -104,3 +104,33 @@ def test_a_detached_bench_is_collected_by_the_next_one_without_resubmitting(tmp_
     doc = json.loads((out / "results.json").read_text())
     assert doc["status"] == "complete" and list(doc["detection"]) == ["cam", "xgradcam"]
 
+
+
+def test_a_cell_of_two_tasks_trains_with_ddp_as_torchrun_does(tmp_path, free_port):
+    """``--executor-opt tasks=2``: one cell, two Slurm tasks joined in one gloo DDP group (submitit's distributed
+    environment, the torchrun code path): the numbers of ``torchrun --nproc_per_node 2 camkit bench``, which are
+    not the single-process ones (the global batch doubles)."""
+    from camkit.storage.checkpoint import load_checkpoint
+
+    args = ["--train-cam", "cam", "--test-cam", "cam", "--test-cam", "gradcampp", "--epochs", "2", "--batch-size",
+            "4", "--dataset-opt", "n=32", "--bootstrap", "40", "--model-opt", "num_crops=1", "--quiet",
+            "--executor-opt", "threads=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")])}
+    ref = tmp_path / "torchrun" / "run"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(free_port), "-m", "camkit", "bench", *args, "--out",
+                           str(ref)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "slurm" / "run"
+    res = CliRunner().invoke(main, ["bench", *args, "--out", str(out), "--executor", "slurm", "--executor-opt",
+                                    "tasks=2", "--executor-opt", "cpus=1"])
+    assert res.exit_code == 0, res.output
+    assert _numbers(out) == _numbers(ref)
+    last = next((out.parent / "models").glob("gmic-cam-*/last.pt"))
+    assert load_checkpoint(last)["world_size"] == 2
+    logs = sorted((out / "jobs").glob("*_log.out"))
+    assert len(logs) == 2 and all("global_rank=" in p.read_text() for p in logs)  # two tasks of one job
+    single = tmp_path / "single" / "run"
+    assert CliRunner().invoke(main, ["bench", *args, "--out", str(single)]).exit_code == 0
+    assert _numbers(single) != _numbers(ref)

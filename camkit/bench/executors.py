@@ -137,19 +137,26 @@ class LocalExecutor:
 
 class SlurmExecutor:
     """Every cell a task of one Slurm job array (submitit), at most ``parallel`` running at once; ``gpus`` per
-    cell (more than one: DDP inside the cell, one task per GPU, through the torchrun code path), ``cpus`` and
-    ``mem_gb`` per cell, ``time`` in minutes, ``partition``, ``account``, and any other sbatch option through
-    ``sbatch`` (``sbatch={"qos": "high", "constraint": "a100"}``). A preempted or timed-out cell is requeued and
-    resumes from its last checkpoint."""
+    cell (more than one: DDP inside the cell, one task per GPU, through the torchrun code path), ``cpus`` (per
+    task) and ``mem_gb`` per cell, ``time`` in minutes, ``partition``, ``account``, and any other sbatch option
+    through ``sbatch`` (``sbatch={"qos": "high", "constraint": "a100"}``). ``tasks``: the DDP processes of a
+    cell (default one per GPU, or one); on CPUs, ``tasks=2`` trains a cell as ``torchrun --nproc_per_node 2``
+    would, with gloo. A preempted or timed-out cell is requeued and resumes from its last checkpoint."""
 
     name = "slurm"
 
     def __init__(self, partition: str | None = None, account: str | None = None, time: int = 60 * 24,
                  gpus: int = 0, cpus: int | None = None, mem_gb: float | None = None, parallel: int | None = None,
-                 sbatch: dict[str, Any] | None = None) -> None:
+                 sbatch: dict[str, Any] | None = None, tasks: int | None = None) -> None:
+        if tasks is not None and int(tasks) < 1:
+            raise OptionError(f"--executor-opt tasks={tasks}: give the DDP processes per cell, >= 1")
+        if tasks is not None and int(gpus) > 1 and int(tasks) != int(gpus):
+            raise OptionError(f"--executor-opt tasks={tasks} with gpus={gpus}: a DDP cell runs one task per GPU; "
+                              "leave tasks out")
         params: dict[str, Any] = {"slurm_partition": partition, "slurm_account": account,
                                   "timeout_min": int(time), "gpus_per_node": int(gpus) or None,
-                                  "tasks_per_node": max(1, int(gpus)), "cpus_per_task": cpus, "mem_gb": mem_gb,
+                                  "tasks_per_node": int(tasks) if tasks is not None else max(1, int(gpus)),
+                                  "cpus_per_task": cpus, "mem_gb": mem_gb,
                                   "slurm_array_parallelism": parallel,
                                   "slurm_additional_parameters": dict(sbatch or {}) or None}
         self.parameters = {k: v for k, v in params.items() if v is not None}
