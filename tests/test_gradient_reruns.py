@@ -298,3 +298,10 @@ def test_smoothgradcampp_runs_as_a_test_cam_through_localize(net, x):
     assert set(found.maps) == {"smoothgradcampp", "gradcampp"} and not found.not_applicable
     assert tuple(found.maps["smoothgradcampp"].shape) == (3, 12, 10)
     assert all(len(boxes) >= 1 for boxes, _ in found.boxes["smoothgradcampp"])
+
+
+def test_smoothgradcampp_on_a_bfloat16_model(net, x):
+    """The copies keep the input's dtype (float32 noise would meet bf16 weights), the map is float32."""
+    half = net.to(torch.bfloat16)
+    maps = camkit.cam_maps(half, x.to(torch.bfloat16), [SmoothGradCAMpp(num_samples=2)], None, 1)
+    assert maps["smoothgradcampp"].dtype == torch.float32 and bool(torch.isfinite(maps["smoothgradcampp"]).all())

@@ -77,7 +77,9 @@ class SmoothGradCAMpp(CAMMethod):
         per_call = max(1, self.chunk // b)  # several samples' copies share a forward when the batch is small
         for start in range(0, self.num_samples, per_call):
             count = min(per_call, self.num_samples - start)
-            copies = torch.cat([x + self.noise(generator, tuple(x.shape)).to(x.device) for _ in range(count)])
+            # noise in the input's dtype: a bf16 model's copies stay bf16 (float64 holds float32 draws exactly)
+            copies = torch.cat([x + self.noise(generator, tuple(x.shape)).to(x.device, x.dtype)
+                                for _ in range(count)])
             found = rerun.activation_gradients(copies, ctx.targets.repeat(count), chunk=self.chunk)
             g = found.gradients.to(a.dtype).unflatten(0, (count, b))
             d1 += g.sum(0)
