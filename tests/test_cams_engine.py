@@ -466,3 +466,16 @@ def test_perturbation_progress_counts_every_extra_forward():
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert run_cams(model, torch.randn(1, 1, 32, 32), ["gradcam"], ["layer1"], 0,
                     progress=lambda *a: pytest.fail("no perturbation method, no progress"))
+
+
+def test_a_second_order_train_cam_on_a_score_linear_in_the_activations_has_a_zero_hessian_term():
+    """ShapleyCAM as a train-cam under a linear head on pooled activations: G is constant (no graph to
+    differentiate), so H A is zero and the map is the first-order one, not a raw autograd error."""
+    import torch.nn.functional as F
+
+    from camkit.cams.engine import train_time_map
+
+    a = torch.randn(2, 4, 5, 5, requires_grad=True)
+    w = torch.randn(2, 4)
+    maps = train_time_map("shapleycam", a, F.linear(a.mean((2, 3)), w))
+    assert maps.shape == (2, 2, 5, 5) and bool(torch.isfinite(maps).all())

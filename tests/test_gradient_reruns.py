@@ -164,7 +164,7 @@ def test_smoothgradcampp_without_noise_is_gradcampp_in_the_papers_convention(dty
     torch.manual_seed(0)
     model = timm.create_model("resnet18", num_classes=3, in_chans=1).eval().to(dtype)
     x = torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(2)).to(dtype)
-    maps = camkit.cam_maps(model, x, [SmoothGradCAMpp(num_samples=3, std=0.0, convention="paper"),
+    maps = camkit.cam_maps(model, x, [SmoothGradCAMpp(num_samples=3, std=0.0, convention="original"),
                                       GradCAMPlusPlus()], ["layer3", "layer4"], [2, 0])
     assert float((maps["smoothgradcampp"] - maps["gradcampp"]).abs().max()) < tol
 
@@ -184,7 +184,7 @@ def test_smoothgradcampp_is_seeded_and_its_options_are_checked(net, x):
 def test_a_smoothgrad_cam_written_against_the_documented_api_passes_check_cam():
     check_cam(SmoothGradCAM())
     check_cam(SmoothGradCAMpp(num_samples=2))
-    check_cam(SmoothGradCAMpp(num_samples=2, convention="paper"))
+    check_cam(SmoothGradCAMpp(num_samples=2, convention="original"))
 
 
 class _Undeclared(SmoothGradCAM):
@@ -305,3 +305,12 @@ def test_smoothgradcampp_on_a_bfloat16_model(net, x):
     half = net.to(torch.bfloat16)
     maps = camkit.cam_maps(half, x.to(torch.bfloat16), [SmoothGradCAMpp(num_samples=2)], None, 1)
     assert maps["smoothgradcampp"].dtype == torch.float32 and bool(torch.isfinite(maps["smoothgradcampp"]).all())
+
+
+def test_a_model_built_with_a_test_time_only_train_cam_is_refused_when_built():
+    from camkit.errors import OptionError
+    from camkit.nn.traincam import train_method
+
+    with pytest.raises(OptionError, match="train-cam 'smoothgradcampp'.*test-time only"):
+        train_method("smoothgradcampp")
+    assert train_method("gradcam") is not None

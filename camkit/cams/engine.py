@@ -329,6 +329,9 @@ def _derivatives(chosen: dict[str, Any], names: list[str], scores: Tensor, targe
         if second:
             # H A for each layer: the derivative of <G, A> with A held fixed, i.e. grad(G, A, grad_outputs=A)
             for n, g in zip(layer_names, grads):
+                if not g.requires_grad:  # a score linear in A (a linear head on pooled A): G is constant, H = 0
+                    hvp[n] = torch.zeros_like(acts[n])
+                    continue
                 (h,) = torch.autograd.grad(g, acts[n], grad_outputs=acts[n].detach(), retain_graph=True,
                                            allow_unused=True)
                 hvp[n] = h.detach() if h is not None else torch.zeros_like(acts[n])  # piecewise-linear: H = 0

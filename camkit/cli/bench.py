@@ -176,7 +176,7 @@ def bench(models, dataset, train_cams, test_cams, preset, epochs, batch_size, se
         dataset_options["root"] = data_root
     cfg = BenchConfig(model=(models[0] if len(models) == 1 else list(models)) if models else None,
                       dataset=dataset, preset=preset, seed=seed,
-                      train_cams=expand_cams(train_cams, PAPER_TRAIN_CAMS) if train_cams else None,
+                      train_cams=expand_cams(train_cams, PAPER_TRAIN_CAMS, train_time=True) if train_cams else None,
                       test_cams=expand_cams(test_cams, PAPER_TEST_CAMS),
                       model_options=_parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
                       train=train, box_threshold=box_threshold, boxes=box_mode, bootstrap=bootstrap,

@@ -43,8 +43,13 @@ def train_method(name: str, options: dict[str, Any] | None = None) -> Any:
                               "takes no options")
         return None
     import camkit
+    from camkit.cams.base import train_time_problem
 
-    return camkit.get_cam(name, **dict(options or {}))
+    method = camkit.get_cam(name, **dict(options or {}))
+    problem = train_time_problem(method)
+    if problem:  # refused when the model is built, not at its first training step
+        raise OptionError(f"train-cam {name!r}: {problem}; choose another train-cam (camkit list cams: train_cam yes)")
+    return method
 
 
 def _instance(method: str | Any) -> Any:

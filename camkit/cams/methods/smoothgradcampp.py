@@ -8,7 +8,7 @@ from torch import Tensor
 
 from camkit.cams.base import CAMContext, CAMMethod, Count, NonNegative
 
-CONVENTIONS = ("torchcam", "paper")
+CONVENTIONS = ("torchcam", "original")
 
 
 class SmoothGradCAMpp(CAMMethod):
@@ -19,7 +19,7 @@ class SmoothGradCAMpp(CAMMethod):
     ``G_m = dS(x_m)/dA(x_m)`` the target score's activation gradient on copy ``m``; ``D_p = mean_m G_m^p``;
     ``A`` the clean image's activations, ``sum_A = sum_ab A_kab``.
 
-    ``convention="paper"``: ``alpha = D2 / (2 D2 + sum_A D3 + 1e-6)``, 0 where ``D2 == 0``;
+    ``convention="original"``: ``alpha = D2 / (2 D2 + sum_A D3 + 1e-6)``, 0 where ``D2 == 0``;
     ``w_k = sum_ij alpha_kij relu(D1_kij)``; map = ``relu(sum_k w_k A_k)``. This is camkit's ``gradcampp``
     (Grad-CAM++'s eq. 19) on smoothed gradients: with ``std=0`` the two are equal. (The paper prints ``D1`` in
     alpha's numerator; ``D2`` is Grad-CAM++'s, as torchcam notes too.)
@@ -50,7 +50,7 @@ class SmoothGradCAMpp(CAMMethod):
     cost = "gradient-reruns"
 
     def __init__(self, num_samples: Count = 4, std: NonNegative = 0.3, chunk: Count = 32, seed: int = 0,
-                 convention: Literal["torchcam", "paper"] = "torchcam"):
+                 convention: Literal["torchcam", "original"] = "torchcam"):
         if convention not in CONVENTIONS:
             raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
         self.num_samples, self.std, self.chunk, self.seed = int(num_samples), float(std), int(chunk), int(seed)
@@ -87,7 +87,7 @@ class SmoothGradCAMpp(CAMMethod):
             d3 += (g * g * g).sum(0)
             last_a, last_g = found.activations.to(a.dtype)[-b:], g[-1]
         d1, d2, d3 = d1 / self.num_samples, d2 / self.num_samples, d3 / self.num_samples
-        if self.convention == "paper":
+        if self.convention == "original":
             alpha = d2 / (2 * d2 + a.sum(dim=(2, 3), keepdim=True) * d3 + 1e-6)
             alpha = torch.where(d2 != 0, alpha, torch.zeros_like(alpha))
             return torch.einsum("bk,bkhw->bhw", (alpha * d1.clamp(min=0)).sum(dim=(2, 3)), a)
