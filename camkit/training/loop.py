@@ -10,6 +10,7 @@ CUDA). See docs/training.md.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 import time
@@ -76,16 +77,35 @@ def _loader_generator(seed: int) -> Any:
     return torch.Generator().manual_seed(_derive_seed(seed, 0x6C6F6164))
 
 
-def _loader_batch(samples: list[dict[str, Any] | None]) -> tuple[Any, Any, list[int], list[tuple[str, str]]]:
-    """The loaders' ``collate_fn``: (images, labels, positions kept, newly skipped). :func:`camkit.data.collate`
-    stacks the samples (leaving out those a skip_bad dataset could not read, None); the positions map the kept
-    images back to their dataset indices, and what a DataLoader worker's copy of the dataset recorded about the
-    unreadable ones travels with the batch."""
-    batch = collate(samples, lists=())
+def _loader_batch(samples: list[dict[str, Any] | None],
+                  keys: tuple[str, ...] = ()) -> tuple[Any, Any, list[int], list[tuple[str, str]], dict[str, Any]]:
+    """The loaders' ``collate_fn``: (images, labels, positions kept, newly skipped, the ``keys`` as per-image
+    lists). :func:`camkit.data.collate` stacks the samples (leaving out those a skip_bad dataset could not read,
+    None); the positions map the kept images back to their dataset indices, and what a DataLoader worker's copy
+    of the dataset recorded about the unreadable ones travels with the batch. ``keys``: the sample keys the
+    model's ``training_loss`` takes (its ``training_inputs``: a detector's boxes)."""
+    batch = collate(samples, lists=keys)
     kept = [i for i, s in enumerate(samples) if s is not None]
     if batch is None:
-        return None, None, kept, _worker_skips()
-    return batch["image"], batch["label"], kept, _worker_skips()
+        return None, None, kept, _worker_skips(), {}
+    return batch["image"], batch["label"], kept, _worker_skips(), {k: batch[k] for k in keys}
+
+
+def training_inputs(model: Any) -> tuple[str, ...]:
+    """The sample keys ``model.training_loss`` takes as keywords besides images and labels (its optional
+    ``training_inputs``; a detector trained on boxes: ``("boxes",)``), each a per-image list."""
+    keys = tuple(str(k) for k in getattr(model, "training_inputs", ()) or ())
+    reserved = {"image", "label"} & set(keys)
+    if reserved:
+        raise CamkitError(f"train: {type(model).__name__}.training_inputs names {sorted(reserved)}, which every "
+                          "training_loss receives already (images, labels)")
+    return keys
+
+
+def _on_device(inputs: dict[str, Any], device: Any) -> dict[str, Any]:
+    """The per-image lists of ``inputs`` with their tensors on ``device``."""
+    return {k: [v.to(device, non_blocking=True) if hasattr(v, "to") else v for v in values]
+            for k, values in inputs.items()}
 
 
 def _worker_skips() -> list[tuple[str, str]]:
@@ -122,8 +142,8 @@ def _loss_module(model: Any) -> Any:
             super().__init__()
             self.model = inner
 
-        def forward(self, images: Any, labels: Any, progress: float) -> Any:
-            return self.model.training_loss(images, labels, progress)
+        def forward(self, images: Any, labels: Any, progress: float, **inputs: Any) -> Any:
+            return self.model.training_loss(images, labels, progress, **inputs)
 
     return LossModule(model)
 
@@ -315,7 +335,12 @@ class _Loop:
         self._sampler = _EpochBatches()
         workers = self.cfg.num_workers
         # the loader's own generator keeps it from drawing on the global RNG, which the model may use
-        self._loader = DataLoader(self.train_set, batch_sampler=self._sampler, collate_fn=_loader_batch,
+        inputs = training_inputs(self.model)
+        if inputs and (self.cfg.hflip or self.cfg.random_crop):  # flips and crops would move images, not boxes
+            raise CamkitError(f"train: {type(self.model).__name__} trains on {', '.join(inputs)}, which camkit's "
+                              "image augmentation does not transform: train it with hflip and random_crop off")
+        self._loader = DataLoader(self.train_set, batch_sampler=self._sampler,
+                                  collate_fn=functools.partial(_loader_batch, keys=inputs),
                                   num_workers=workers, persistent_workers=workers > 0,
                                   pin_memory=self.dev.pin_memory, generator=_loader_generator(self.cfg.seed))
         loss_module = _loss_module(self.model)
@@ -385,7 +410,7 @@ class _Loop:
         self.optimizer.zero_grad(set_to_none=True)
         step_loss, step_parts = 0.0, {}
         for m, indices in enumerate(micro_batches):
-            images, labels, kept, skipped = next(batches)
+            images, labels, kept, skipped, inputs = next(batches)
             _adopt_skips(self.train_set, skipped)
             sync = m == acc - 1 or self._ddp is None
             with (contextlib.nullcontext() if sync else self._ddp.no_sync()):
@@ -395,7 +420,7 @@ class _Loop:
                     images = self._prepare(images, [indices[k] for k in kept])
                     labels = labels.to(self.dev.device, non_blocking=True)
                     with self.dev.autocast():
-                        loss, parts = self._loss_fn(images, labels, frac)
+                        loss, parts = self._loss_fn(images, labels, frac, **_on_device(inputs, self.dev.device))
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise CamkitError(f"train: the loss became {value} at epoch {st.epoch + 1}, step "
@@ -460,7 +485,7 @@ class _Loop:
         self.model.eval()
         try:
             with torch.no_grad():
-                for images, y, _, skipped in loader:
+                for images, y, _, skipped, _ in loader:
                     _adopt_skips(self.val_set, skipped)
                     if images is None:
                         continue
