@@ -15,6 +15,7 @@ _LAZY = {
     "list_cams": "camkit.registry.api", "list_models": "camkit.registry.api", "list_datasets": "camkit.registry.api",
     "list_backbones": "camkit.registry.api", "get_cam": "camkit.registry.api", "create_model": "camkit.registry.api",
     "create_dataset": "camkit.registry.api", "create_backbone": "camkit.registry.api",
+    "list_detectors": "camkit.registry.api", "create_detector": "camkit.registry.api",
     "cam_maps": "camkit.cams.engine", "CAMMethod": "camkit.cams.base",
 }
 

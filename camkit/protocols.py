@@ -10,7 +10,8 @@ and :mod:`camkit.registry.api` alike:
 * a **model factory** as ``factory(train_cam=<CAM name>, **options)``;
 * a **dataset factory** as ``factory(split=<"train"|"val"|"test">, size=<(H, W) = model.input_size>,
   seed=<int>, **options)`` (a deterministic dataset accepts ``seed`` and ignores it);
-* a **CAM method factory** (usually the class) as ``factory(**options)``.
+* a **CAM method factory** (usually the class) as ``factory(**options)``;
+* a **detector factory** as ``factory(input_size=<(H, W)>, **options)`` (``camkit distill``'s detectors).
 
 ``options`` are the user's ``--model-opt`` / ``--dataset-opt`` values. A factory must refuse an option it does
 not know (a keyword it lacks does that by itself) rather than silently ignore it.
@@ -146,10 +147,52 @@ class ModelDefaults:
         return None
 
 
+@runtime_checkable
+class Detector(Protocol):
+    """An object detector (an ``nn.Module``) that ``camkit distill`` trains on boxes and scores with the FROC.
+
+    ==================  =====================================================================================
+    ``input_size``      (H, W) of the single-channel images it takes: (B, 1, H, W) float32, z-scored (the
+                        model frame; it neither resizes nor renormalises them)
+    ``config``          JSON-able options that rebuild it: ``create_detector(name, **config)``; stable (it
+                        enters a fingerprint)
+    ``detection_loss``  ``detection_loss(images, targets)`` -> (loss, {part: float}) in train mode;
+                        ``targets[i] = {"boxes": (N, 4) float32}`` x1 y1 x2 y2 in the model frame (N may be
+                        0: a normal image)
+    ``detect``          ``detect(images)`` -> per image ``(boxes (N, 4) float32, scores (N,))``: boxes in the
+                        model frame (continuous pixel coordinates, x in [0, W], y in [0, H]), scores in
+                        [0, 1], best first, at most its ``detections``; camkit calls it in eval mode under
+                        ``torch.no_grad()``
+    ==================  =====================================================================================
+
+    Plus ``nn.Module``'s ``parameters()``, ``state_dict()``, ``load_state_dict()``, ``train()`` and ``eval()``.
+    """
+
+    input_size: tuple[int, int]
+    config: Mapping[str, Any]
+
+    def detection_loss(self, images: Any,
+                       targets: Sequence[Mapping[str, Any]]) -> tuple[Any, Mapping[str, float]]: ...
+
+    def detect(self, images: Any) -> list[tuple[Any, Any]]: ...
+
+    def parameters(self) -> Any: ...
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+
 MODEL_MEMBERS: tuple[str, ...] = ("input_size", "cam_layers", "score_outputs", "cam_output", "target_class",
                                   "config", "native_cam", "predict", "training_loss", "train_state",
                                   "load_train_state", "parameters", "state_dict")
 DATASET_MEMBERS: tuple[str, ...] = ("config", "__len__", "__getitem__", "labels")
+DETECTOR_MEMBERS: tuple[str, ...] = ("input_size", "config", "detection_loss", "detect", "parameters",
+                                     "state_dict", "load_state_dict", "train", "eval")
 
 
 def missing_members(obj: Any, members: Sequence[str]) -> list[str]:
@@ -192,6 +235,26 @@ def require_dataset(dataset: Any, where: str = "camkit") -> None:
     if problem:
         raise ContractError(f"{where}: {type(dataset).__name__}.config {problem}; camkit could not tell its data "
                             "from other data, and might reuse a checkpoint trained on something else")
+
+
+def require_detector(detector: Any, where: str = "camkit") -> None:
+    """Raise ContractError naming every detector-contract member ``detector`` lacks, an input size that is not
+    (H, W), or a config that is not stable JSON (it enters the distilled run's fingerprint)."""
+    from camkit.errors import ContractError
+
+    name = type(detector).__name__
+    missing = missing_members(detector, DETECTOR_MEMBERS)
+    if missing:
+        raise ContractError(f"{where}: {name} does not follow the detector contract: it lacks {', '.join(missing)} "
+                            "(see camkit.protocols.Detector; camkit.testing.check_detector checks a detector in "
+                            "detail)")
+    size = detector.input_size
+    if not isinstance(size, Sequence) or len(size) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise ContractError(f"{where}: {name}.input_size must be (H, W) positive ints, got {size!r}")
+    problem = config_problem(detector.config)
+    if problem:
+        raise ContractError(f"{where}: {name}.config {problem}; create_detector(name, **config) must rebuild it")
 
 
 def config_problem(config: Any) -> str | None:

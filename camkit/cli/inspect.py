@@ -17,7 +17,7 @@ def plugins(fmt: str) -> None:
     rows = []
     for info in host.plugins.values():
         provides = {k: [e.name for e in host.registry.entries(k) if e.plugin == info.name]
-                    for k in ("cam", "model", "dataset", "backbone", "recipe", "executor")}
+                    for k in ("cam", "model", "dataset", "backbone", "recipe", "executor", "detector")}
         rows.append({"name": info.name, "version": info.version, "distribution": info.distribution,
                      "builtin": info.builtin, "status": "ok" if info.ok else "error",
                      "provides": ", ".join(f"{k}s: {' '.join(v)}" for k, v in provides.items() if v),
@@ -30,12 +30,12 @@ def plugins(fmt: str) -> None:
 
 @click.command("list")
 @click.argument("kind", type=click.Choice(["cams", "models", "datasets", "backbones", "recipes", "executors",
-                                          "metrics"]))
+                                          "detectors", "metrics"]))
 @click.argument("pattern", required=False)
 @format_option
 def list_cmd(kind: str, pattern: str | None, fmt: str) -> None:
-    """List registered cams, models, datasets, backbones, recipes (--preset) or executors (--executor), or the
-    metric table (PATTERN: a glob, e.g. 'timm:resnet*')."""
+    """List registered cams, models, datasets, backbones, recipes (--preset), executors (--executor) or
+    detectors (camkit distill), or the metric table (PATTERN: a glob, e.g. 'timm:resnet*')."""
     if kind == "metrics":
         from camkit.bench.metric_table import describe as describe_metrics
 
@@ -47,6 +47,7 @@ def list_cmd(kind: str, pattern: str | None, fmt: str) -> None:
     columns = {"cams": ["name", "plugin", "cost", "gradients", "description"],
                "models": ["name", "plugin", "presets", "options", "description"],
                "recipes": ["name", "plugin", "model", "dataset", "default", "description"],
+               "detectors": ["name", "plugin", "options", "description"],
                "metrics": ["name", "family", "direction", "needs", "record", "bootstrap", "description"]}.get(
         kind, ["name", "plugin", "description"])
     render(rows, columns, fmt, title=f"camkit {kind}")

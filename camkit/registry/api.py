@@ -89,6 +89,8 @@ def describe(kind: str, pattern: str | None = None) -> list[dict[str, str]]:
             row.update(model=e.meta.model, dataset=e.meta.dataset, default="yes" if e.meta.default else "")
         if kind == "cam":
             row.update(_cam_columns(e.factory))
+        if kind == "detector":
+            row["options"] = ", ".join(detector_options(e))
         rows.append(row)
     return rows
 
@@ -115,6 +117,14 @@ def model_options(entry: Entry) -> list[str]:
 
     names = list(entry.meta.options or factory_options(entry.factory)[0])
     return [n for n in names if n != "train_cam"]
+
+
+def detector_options(entry: Entry) -> list[str]:
+    """The option names a registered detector takes: its factory's keywords, without ``input_size`` (which
+    camkit sets from the teacher model)."""
+    from camkit.registry.options import factory_options
+
+    return [n for n in factory_options(entry.factory)[0] if n != "input_size"]
 
 
 def _declared(entry: Entry) -> Any:
@@ -170,3 +180,16 @@ def create_executor(name: str, **options: Any):
     not take, or a value of the wrong type, is an OptionError naming the executor and the option)."""
     entry, _ = get_host().registry.get("executor", name)
     return call_factory(entry.factory, f"executor {name!r}", options)
+
+
+def list_detectors(pattern: str | None = None) -> list[str]:
+    """Names of the registered object detectors (``camkit distill``), optionally filtered by a glob."""
+    return [e.name for e in _entries("detector", pattern)]
+
+
+def create_detector(name: str, **options: Any):
+    """Create the detector registered as ``name``: ``factory(input_size=(H, W), **options)`` (see
+    camkit.protocols.Detector); ``input_size`` is passed when given. An option the factory does not take, or a
+    value of the wrong type, raises OptionError naming the detector and the option (and its close matches)."""
+    entry, _ = get_host().registry.get("detector", name)
+    return call_factory(entry.factory, f"detector {name!r}", options)

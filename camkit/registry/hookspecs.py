@@ -47,6 +47,13 @@ def register_executors(register):
 
 
 @hookspec
+def register_detectors(register):
+    """Register object detectors (``camkit distill``): ``register("fcos", create_fcos)``; called as
+    ``factory(input_size=(H, W), **options)`` with the ``--detector-opt`` options, returning a
+    :class:`camkit.protocols.Detector`."""
+
+
+@hookspec
 def register_commands(cli, prepare):
     """Add click commands: ``cli.add_command(cmd)`` (or ``@cli.command()``) makes ``camkit NAME``;
     ``prepare.add_command(cmd)`` makes ``camkit prepare NAME``, a dataset's cache builder. An implementation

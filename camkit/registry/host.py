@@ -25,7 +25,7 @@ ENTRY_POINT_GROUP = "camkit"
 BUILTIN_DIST = "camkit"
 _HOOK_OF_KIND = {"cam": "register_cams", "model": "register_models", "dataset": "register_datasets",
                  "backbone": "register_backbones", "recipe": "register_recipes",
-                 "executor": "register_executors"}
+                 "executor": "register_executors", "detector": "register_detectors"}
 COMMANDS_HOOK = "register_commands"
 
 

@@ -29,7 +29,7 @@ class MetadataError(RegistrationError):
 
 
 KIND_WORDS = {"cam": "the CAM method", "model": "the model", "dataset": "the dataset", "backbone": "the backbone",
-              "recipe": "the recipe", "executor": "the executor"}
+              "recipe": "the recipe", "executor": "the executor", "detector": "the detector"}
 
 
 # -- converters: each returns the stored (immutable where it can be) value or raises TypeError/ValueError ------
@@ -132,6 +132,11 @@ class ExecutorMeta:
 
 
 @dataclass(frozen=True)
+class DetectorMeta:
+    """A detector declares nothing besides its description (its options are its factory's keywords)."""
+
+
+@dataclass(frozen=True)
 class BackboneMeta:
     """A backbone declares nothing besides its description (``namespace=`` and ``names=`` are arguments of
     ``register`` itself)."""
@@ -184,7 +189,8 @@ class RecipeSpec:
 
 
 META_OF_KIND: dict[str, type] = {"cam": CamMeta, "model": ModelMeta, "dataset": DatasetMeta,
-                                 "backbone": BackboneMeta, "recipe": RecipeSpec, "executor": ExecutorMeta}
+                                 "backbone": BackboneMeta, "recipe": RecipeSpec, "executor": ExecutorMeta,
+                                 "detector": DetectorMeta}
 
 
 def allowed_keys(kind: str) -> list[str]:

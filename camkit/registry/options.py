@@ -242,7 +242,7 @@ def _split_all(annotation: Any) -> list[Range]:
 # itself passes (a bad one is camkit's or the plugin's doing, not an option the user gave)
 _GIVEN_BY = (("dataset", "--dataset-opt ", ("split", "size", "seed")), ("model", "--model-opt ", ("train_cam",)),
              ("backbone", "--model-opt ", ()), ("CAM method", "--cam-opt {name}.", ()),
-             ("executor", "--executor-opt ", ()))
+             ("executor", "--executor-opt ", ()), ("detector", "--detector-opt ", ("input_size",)))
 
 
 def call_factory(factory: Callable[..., Any], what: str, options: dict[str, Any], *args: Any,
@@ -274,7 +274,8 @@ def call_factory(factory: Callable[..., Any], what: str, options: dict[str, Any]
 
 # which command-line option gives a registered factory its keyword options
 _OPTION_FLAGS = (("dataset", "--dataset-opt KEY=VALUE"), ("model", "--model-opt KEY=VALUE"),
-                 ("backbone", "--model-opt KEY=VALUE"), ("CAM method", "--cam-opt METHOD.KEY=VALUE"))
+                 ("backbone", "--model-opt KEY=VALUE"), ("CAM method", "--cam-opt METHOD.KEY=VALUE"),
+                 ("detector", "--detector-opt KEY=VALUE"))
 
 
 def _required(factory: Callable[..., Any]) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 from camkit.errors import RegistrationError, UnknownNameError
 from camkit.registry.meta import META_OF_KIND, MetadataError, build_meta
 
-KINDS = ("cam", "model", "dataset", "backbone", "recipe", "executor")
+KINDS = ("cam", "model", "dataset", "backbone", "recipe", "executor", "detector")
 FACTORYLESS = ("recipe",)  # a recipe creates nothing: its entry is its typed metadata (a RecipeSpec)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
 
