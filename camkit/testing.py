@@ -27,7 +27,7 @@ from typing import Any
 
 from camkit.protocols import (DATASET_MEMBERS, MODEL_MEMBERS, SAMPLE_KEYS, config_problem, missing_members)
 
-__all__ = ["check_cam", "check_dataset", "check_model", "register_strictly"]
+__all__ = ["check_cam", "check_dataset", "check_detector", "check_model", "register_strictly"]
 
 
 def _fail(what: str, rule: str) -> None:
@@ -428,6 +428,100 @@ def _check_model_training(model: Any, what: str, x: Any) -> None:
     model.load_train_state(state)
     if model.train_state() != state:
         _fail(what, "load_train_state(train_state()) must restore the same state")
+
+
+# -- detectors -----------------------------------------------------------------------------------------------
+def check_detector(detector: Any, batch: int = 2) -> None:
+    """Check a detector (:class:`camkit.protocols.Detector`): its members, input size and config (JSON, the same
+    after use), a training loss on a batch with one normal image and one boxed image (finite, with a gradient),
+    and ``detect`` in eval mode: per image (N, 4) float32 boxes inside the frame and (N,) scores in [0, 1],
+    best first, at most ``detections`` (its attribute or config entry, where it has one)."""
+    import torch
+
+    from camkit.protocols import DETECTOR_MEMBERS
+
+    what = f"detector {type(detector).__name__}"
+    missing = missing_members(detector, DETECTOR_MEMBERS)
+    if missing:
+        _fail(what, f"lacks {', '.join(missing)} (see camkit.protocols.Detector)")
+    size = tuple(detector.input_size)
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        _fail(what, f"input_size must be (H, W) positive ints, got {detector.input_size!r}")
+    problem = config_problem(detector.config)
+    if problem:
+        _fail(what, f"config {problem}")
+    config = json.dumps(detector.config, sort_keys=True)
+    h, w = size
+    x = torch.randn(max(batch, 2), 1, h, w, generator=torch.Generator().manual_seed(0))
+    _check_detector_loss(detector, what, x)
+    _check_detect(detector, what, x)
+    if json.dumps(detector.config, sort_keys=True) != config:
+        _fail(what, "config changed while it trained and detected; it must stay what rebuilds the detector")
+
+
+def _check_detector_loss(detector: Any, what: str, x: Any) -> None:
+    """One loss on ``x``: the first image normal (no boxes), the others with one box; then a backward."""
+    import torch
+
+    h, w = x.shape[-2:]
+    box = torch.tensor([[0.25 * w, 0.25 * h, 0.6 * w, 0.55 * h]], dtype=torch.float32)
+    targets = [{"boxes": torch.zeros(0, 4) if i == 0 else box.clone()} for i in range(x.shape[0])]
+    detector.train()
+    loss, parts = detector.detection_loss(x, targets)
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
+        _fail(what, "detection_loss must return a 0-dim loss tensor that requires grad")
+    if not bool(torch.isfinite(loss)):
+        _fail(what, f"detection_loss returned {float(loss)} on a batch with a normal image (no boxes) and boxed "
+                    "ones")
+    if not isinstance(parts, Mapping) or not all(isinstance(float(v), float) for v in parts.values()):
+        _fail(what, "detection_loss must return (loss, {part: float})")
+    loss.backward()
+    grads = [p.grad for p in detector.parameters() if p.grad is not None]
+    if not grads or not any(bool(g.abs().sum() > 0) for g in grads):
+        _fail(what, "detection_loss's backward reached no parameter")
+    if not all(bool(torch.isfinite(g).all()) for g in grads):
+        _fail(what, "detection_loss's gradient is not finite")
+    detector.zero_grad(set_to_none=True)
+
+
+def _check_detect(detector: Any, what: str, x: Any) -> None:
+    """``detect`` in eval mode under no_grad: one (boxes, scores) per image, in the frame, best first."""
+    import torch
+
+    h, w = x.shape[-2:]
+    cap = getattr(detector, "detections", None)
+    cap = cap if isinstance(cap, int) else detector.config.get("detections")
+    detector.eval()
+    with torch.no_grad():
+        out = detector.detect(x)
+    if not isinstance(out, (list, tuple)) or len(out) != x.shape[0]:
+        _fail(what, f"detect must return one (boxes, scores) per image ({x.shape[0]}), got "
+                    f"{len(out) if isinstance(out, (list, tuple)) else type(out).__name__}")
+    for i, pair in enumerate(out):
+        where = f"{what}: detect, image {i}"
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            _fail(where, "each image's result must be a (boxes, scores) pair")
+        boxes, scores = pair
+        if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4 \
+                or boxes.dtype != torch.float32:
+            _fail(where, f"boxes must be an (N, 4) float32 tensor, got {getattr(boxes, 'shape', type(boxes))} "
+                         f"{getattr(boxes, 'dtype', '')}")
+        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (len(boxes),):
+            _fail(where, f"scores must be ({len(boxes)},), got {getattr(scores, 'shape', type(scores))}")
+        if isinstance(cap, int) and len(boxes) > cap:
+            _fail(where, f"returned {len(boxes)} boxes, more than its detections = {cap}")
+        if not bool(torch.isfinite(boxes).all() & torch.isfinite(scores).all()):
+            _fail(where, "boxes and scores must be finite")
+        if bool(((scores < 0) | (scores > 1)).any()):
+            _fail(where, "scores must be in [0, 1]")
+        if bool((scores[1:] > scores[:-1]).any()):
+            _fail(where, "scores must be sorted best first")
+        eps = 1e-3
+        if bool(((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any()):
+            _fail(where, "boxes must be x1 y1 x2 y2 with x2 >= x1 and y2 >= y1")
+        outside = (boxes < -eps).any() | (boxes[:, 0::2] > w + eps).any() | (boxes[:, 1::2] > h + eps).any()
+        if bool(outside):
+            _fail(where, f"boxes must lie in the model frame, x in [0, {w}] and y in [0, {h}]")
 
 
 # -- registration --------------------------------------------------------------------------------------------
