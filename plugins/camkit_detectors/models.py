@@ -12,6 +12,7 @@ import os
 from collections import OrderedDict
 from functools import partial
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
@@ -119,44 +120,60 @@ class TorchvisionDetector(nn.Module):
         return out
 
 
-def build_detector(kind: Kind, *, input_size: tuple[int, int], backbone: str, fpn_channels: int,
-                   anchor_scale: float | None, detections: int, score_threshold: float, nms_threshold: float,
-                   weights: str | os.PathLike | None) -> TorchvisionDetector:
-    """Build ``kind`` with random weights, or with the state dict in the local file ``weights``."""
-    h, w = int(input_size[0]), int(input_size[1])
-    if kind in ("fcos", "retinanet") and fpn_channels % 32:
-        raise OptionError(f"--detector-opt fpn_channels={fpn_channels}: {kind}'s head normalises in groups of 32 "
-                          "channels; give a multiple of 32")
-    # no resize (the scale min_size/min(h, w) and max_size/max(h, w) is 1) and no renormalisation
-    frame = {"min_size": min(h, w), "max_size": max(h, w), "image_mean": [0.0], "image_std": [1.0]}
+@dataclass(frozen=True)
+class DetectorOptions:
+    """A built-in detector's options, as its factory took them (``anchor_scale`` None: FCOS, which has none)."""
+
+    input_size: tuple[int, int]
+    backbone: str
+    fpn_channels: int
+    anchor_scale: float | None
+    detections: int
+    score_threshold: float
+    nms_threshold: float
+    weights: str | None
+
+    def config(self) -> dict[str, Any]:
+        """The JSON config that rebuilds the detector (``create_detector(name, **config)``)."""
+        out = asdict(self)
+        out["input_size"] = list(self.input_size)
+        if self.anchor_scale is None:
+            del out["anchor_scale"]
+        return out
+
+
+def build_detector(kind: Kind, options: DetectorOptions) -> TorchvisionDetector:
+    """Build ``kind`` with random weights, or with the state dict in the local file ``options.weights``."""
+    h, w = options.input_size
+    if kind in ("fcos", "retinanet") and options.fpn_channels % 32:
+        raise OptionError(f"--detector-opt fpn_channels={options.fpn_channels}: {kind}'s head normalises in groups "
+                          "of 32 channels; give a multiple of 32")
     strides = STRIDES[kind]
-    body = FPNBackbone(backbone, strides, fpn_channels, "pool" if kind == "fasterrcnn" else "p6p7")
+    body = FPNBackbone(options.backbone, strides, options.fpn_channels, "pool" if kind == "fasterrcnn" else "p6p7")
     levels = [*strides, strides[-1] * 2] + ([strides[-1] * 4] if kind != "fasterrcnn" else [])
-    net = _torchvision_net(kind, body, levels, fpn_channels, anchor_scale, detections, score_threshold,
-                           nms_threshold, frame)
-    config = {"input_size": [h, w], "backbone": backbone, "fpn_channels": fpn_channels,
-              **({"anchor_scale": anchor_scale} if anchor_scale is not None else {}),
-              "detections": detections, "score_threshold": score_threshold, "nms_threshold": nms_threshold,
-              "weights": os.fspath(weights) if weights is not None else None}
-    detector = TorchvisionDetector(net, (h, w), config, detections, MASS_LABEL[kind])
-    if weights is not None:
-        load_weights(detector, weights, kind)
+    net = _torchvision_net(kind, body, levels, options)
+    detector = TorchvisionDetector(net, (h, w), options.config(), options.detections, MASS_LABEL[kind])
+    if options.weights is not None:
+        load_weights(detector, options.weights, kind)
     return detector
 
 
-def _torchvision_net(kind: Kind, body: FPNBackbone, levels: list[int], channels: int, anchor_scale: float | None,
-                     detections: int, score_threshold: float, nms_threshold: float,
-                     frame: dict[str, Any]) -> nn.Module:
+def _torchvision_net(kind: Kind, body: FPNBackbone, levels: list[int], options: DetectorOptions) -> nn.Module:
     from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.retinanet import RetinaNetHead
 
+    h, w = options.input_size
+    # no resize (the scale min_size/min(h, w) and max_size/max(h, w) is 1) and no renormalisation
+    frame = {"min_size": min(h, w), "max_size": max(h, w), "image_mean": [0.0], "image_std": [1.0]}
+    channels, detections = options.fpn_channels, options.detections
+    score_threshold, nms_threshold = options.score_threshold, options.nms_threshold
     if kind == "fcos":
         # FCOS's anchors are points; their size is the level's stride, which sets the box sizes each level learns
         anchors = AnchorGenerator(tuple((s,) for s in levels), ((1.0,),) * len(levels))
         return FCOS(body, num_classes=1, anchor_generator=anchors, score_thresh=score_threshold,
                     nms_thresh=nms_threshold, detections_per_img=detections, **frame)
-    scale = float(anchor_scale or 4.0)
+    scale = float(options.anchor_scale or 4.0)
     if kind == "retinanet":
         # three scales an octave apart per level, as in the RetinaNet paper, from anchor_scale x stride
         sizes = tuple(tuple(scale * s * 2 ** (k / 3) for k in range(3)) for s in levels)

@@ -13,7 +13,7 @@ from typing import Annotated
 from camkit import hookimpl
 from camkit.registry.options import ImageSize, Range
 
-from .models import TorchvisionDetector, build_detector
+from .models import DetectorOptions, TorchvisionDetector, build_detector
 
 Count = Annotated[int, Range(min=1)]
 Channels = Annotated[int, Range(min=8, max=1024)]
@@ -30,9 +30,8 @@ def create_fcos(input_size: ImageSize = DEFAULT_SIZE, backbone: str = "timm:resn
     ``weights``: a local state dict of this detector (torch.save(detector.state_dict(), path)), loaded
     weights-only and strict; None trains from random weights.
     """
-    return build_detector("fcos", input_size=input_size, backbone=backbone, fpn_channels=fpn_channels,
-                          anchor_scale=None, detections=detections, score_threshold=score_threshold,
-                          nms_threshold=nms_threshold, weights=weights)
+    return build_detector("fcos", _options(input_size, backbone, fpn_channels, None, detections,
+                                           score_threshold, nms_threshold, weights))
 
 
 def create_retinanet(input_size: ImageSize = DEFAULT_SIZE, backbone: str = "timm:resnet18",
@@ -44,9 +43,8 @@ def create_retinanet(input_size: ImageSize = DEFAULT_SIZE, backbone: str = "timm
     Anchors are ``anchor_scale`` x the level's stride (three scales, three aspect ratios per level; 32 to 812
     pixels by default); ``fpn_channels`` a multiple of 32; ``weights`` as for fcos.
     """
-    return build_detector("retinanet", input_size=input_size, backbone=backbone, fpn_channels=fpn_channels,
-                          anchor_scale=anchor_scale, detections=detections, score_threshold=score_threshold,
-                          nms_threshold=nms_threshold, weights=weights)
+    return build_detector("retinanet", _options(input_size, backbone, fpn_channels, anchor_scale, detections,
+                                                score_threshold, nms_threshold, weights))
 
 
 def create_fasterrcnn(input_size: ImageSize = DEFAULT_SIZE, backbone: str = "timm:resnet18",
@@ -58,9 +56,16 @@ def create_fasterrcnn(input_size: ImageSize = DEFAULT_SIZE, backbone: str = "tim
     RPN anchors are ``anchor_scale`` x the level's stride (three aspect ratios; 8 to 128 pixels by default);
     ``weights`` as for fcos.
     """
-    return build_detector("fasterrcnn", input_size=input_size, backbone=backbone, fpn_channels=fpn_channels,
-                          anchor_scale=anchor_scale, detections=detections, score_threshold=score_threshold,
-                          nms_threshold=nms_threshold, weights=weights)
+    return build_detector("fasterrcnn", _options(input_size, backbone, fpn_channels, anchor_scale, detections,
+                                                 score_threshold, nms_threshold, weights))
+
+
+def _options(input_size: ImageSize, backbone: str, fpn_channels: int, anchor_scale: float | None, detections: int,
+             score_threshold: float, nms_threshold: float, weights: str | os.PathLike | None) -> DetectorOptions:
+    """The factory's keywords as one frozen options object (``input_size`` as ints, ``weights`` as text)."""
+    return DetectorOptions((int(input_size[0]), int(input_size[1])), backbone, fpn_channels, anchor_scale,
+                           detections, score_threshold, nms_threshold,
+                           os.fspath(weights) if weights is not None else None)
 
 
 @hookimpl
