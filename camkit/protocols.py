@@ -106,6 +106,8 @@ class Model(Protocol):
     Optional: ``score_from(layer, activations, output)`` -> (N, C) scores computed from a replaced output of
     cam layer ``layer`` by the part of the network after it, or ``NotImplemented``; Ablation-CAM then re-runs
     only that part (GMIC: the saliency head and top-t pooling after ``ds_net``) instead of the whole model.
+    Optional: ``training_inputs``, the sample keys ``training_loss`` also takes, as keyword per-image lists
+    (``("boxes",)``: a detector trained on boxes, camkit.distill); such a model trains without flips and crops.
     """
 
     input_size: tuple[int, int]

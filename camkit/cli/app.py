@@ -65,9 +65,9 @@ def load_plugin_commands() -> None:
 
 
 def _add_core_commands() -> None:
-    from camkit.cli import bench, explain, inspect, prepare, report, train
+    from camkit.cli import bench, distill, explain, inspect, prepare, report, train
 
-    for module in (inspect, train, bench, explain, prepare, report):
+    for module in (inspect, train, bench, distill, explain, prepare, report):
         for command in module.commands:
             main.add_command(command)
 

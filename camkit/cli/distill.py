@@ -1,0 +1,80 @@
+"""``camkit distill``: train a real detector on a weakly supervised teacher's CAM boxes (camkit.distill)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from camkit.cli.bench import BoxThreshold
+from camkit.cli.options import format_option, parse_options
+
+
+@click.command()
+@click.option("--train-cam", default="xgradcam", show_default=True,
+              help="the teacher's train-cam (the teacher is the bench's training of it, from the model store)")
+@click.option("--test-cam", default="gradcampp", show_default=True, help="the CAM that draws the pseudo-boxes")
+@click.option("--detector", default="fcos", show_default=True, help="a registered detector (camkit list detectors)")
+@click.option("--detector-opt", multiple=True, help="detector option KEY=VALUE (repeatable)")
+@click.option("--model", default=None, help="the teacher's model (default: the recipe's)")
+@click.option("--dataset", default=None, help="the dataset (default: the recipe's)")
+@click.option("--data", "data_root", default=None, help="dataset root")
+@click.option("--dataset-opt", multiple=True, help="dataset option KEY=VALUE (repeatable)")
+@click.option("--model-opt", multiple=True, help="teacher model option KEY=VALUE (repeatable)")
+@click.option("--preset", default=None, help="the teacher's recipe preset (camkit list recipes)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--box-threshold", type=BoxThreshold(), default="0.5", show_default=True,
+              help="the pseudo-boxes' threshold (a fraction of each map's maximum), or auto (chosen on validation)")
+@click.option("--boxes", "box_mode", type=click.Choice(["single", "peaks"]), default="single", show_default=True,
+              help="one box per connected region above the threshold, or one per map peak (with NMS)")
+@click.option("--max-boxes", type=int, default=1, show_default=True, help="pseudo-boxes kept per mass image")
+@click.option("--min-score", type=float, default=0.0, show_default=True,
+              help="leave out mass images whose best pseudo-box scores below this (uncertain images)")
+@click.option("--epochs", type=int, default=None, help="the detector's epochs [6]")
+@click.option("--batch-size", type=int, default=None, help="the detector's batch size [8]")
+@click.option("--lr", type=float, default=None, help="the detector's learning rate [1e-3]")
+@click.option("--no-oracle", is_flag=True, help="skip the oracle detector (trained on the true boxes)")
+@click.option("--train-teacher", is_flag=True,
+              help="train the teacher when the model store lacks it (by default it must be there: camkit bench)")
+@click.option("--teacher-train", multiple=True,
+              help="the teacher's training option KEY=VALUE over its recipe's (e.g. epochs=1), as camkit bench would "
+                   "train it (repeatable)")
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples (by study)")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("camkit-runs/distill"), show_default=True)
+@click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
+              help="the model store [OUT/../models, where camkit bench keeps its trainings]")
+@click.option("--quiet", is_flag=True, help="no progress lines")
+@format_option
+def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_root, dataset_opt, model_opt, preset,
+            seed, box_threshold, box_mode, max_boxes, min_score, epochs, batch_size, lr, no_oracle, train_teacher,
+            teacher_train, bootstrap, out, models_dir, quiet, fmt):
+    """Train a detector on a teacher's CAM boxes, and score it beside the teacher and an oracle.
+
+    The teacher is the bench's (model, --train-cam) training, reused from the model store (the default
+    `camkit bench` leaves it there); its --test-cam boxes on the training images' masses are the detector's
+    targets. Three rows are scored on the test split with the bench's FROC engine: cam-boxes (the teacher's
+    own boxes), detector, and oracle (the same detector on the true boxes), with the weak-to-strong gain
+    (detector - teacher) / (oracle - teacher).
+    """
+    from camkit.bench.recipe import default_preset
+    from camkit.distill.run import DistillConfig, run_distill
+    from camkit.ui.distill import print_distill
+
+    dataset_options = parse_options(dataset_opt, "--dataset-opt")
+    if data_root:
+        dataset_options["root"] = data_root
+    train = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr}.items() if v is not None}
+    config = DistillConfig(train_cam=train_cam, test_cam=test_cam, detector=detector,
+                           detector_options=parse_options(detector_opt, "--detector-opt"), model=model,
+                           dataset=dataset, preset=preset or default_preset(dataset), seed=seed,
+                           model_options=parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
+                           box_threshold=box_threshold, boxes=box_mode, max_boxes=max_boxes, min_score=min_score,
+                           train=train, oracle=not no_oracle, bootstrap=bootstrap, train_teacher=train_teacher,
+                           teacher_train=parse_options(teacher_train, "--teacher-train"))
+    log = None if quiet else (lambda text: click.echo(f"distill: {text}", err=True))
+    document = run_distill(config, out, models_dir, log=log)
+    print_distill(document, fmt)
+    if not quiet:
+        click.echo(f"run directory: {out} (distill.json, predictions.json)", err=True)
+
+
+commands = [distill]

@@ -1,0 +1,60 @@
+"""The distill leaderboard for people and scripts: three rows (cam-boxes, detector, oracle) x the FROC metrics,
+the weak-to-strong gain and the pseudo-boxes' quality, from a ``distill.json`` document."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from camkit.ui.output import render, resolve_format
+
+
+def distill_records(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per (row, metric): value and 95% interval."""
+    out = []
+    for row, metrics in document["rows"].items():
+        for name, m in metrics.items():
+            if isinstance(m, dict) and "ci" in m:
+                value = m.get("value", m.get("tpr"))
+                out.append({"row": row, "metric": name, "value": value, "ci_low": m["ci"][0], "ci_high": m["ci"][1]})
+    return out
+
+
+def print_distill(document: dict[str, Any], fmt: str = "auto") -> None:
+    """The leaderboard (rows x metrics), then the gain and the pseudo-boxes' quality."""
+    fmt = resolve_format(fmt)
+    records = distill_records(document)
+    gain, quality = document.get("gain"), document.get("pseudo_boxes") or {}
+    if fmt == "json":
+        click.echo(json.dumps({"records": records, "gain": gain, "pseudo_boxes": quality,
+                               "oracle": document.get("oracle")}, indent=2))
+        return
+    if fmt == "csv":
+        render(records, ["row", "metric", "value", "ci_low", "ci_high"], "csv")
+        return
+    metrics = list(dict.fromkeys(r["metric"] for r in records))
+    rows = []
+    for row in document["rows"]:
+        cells = {r["metric"]: r for r in records if r["row"] == row}
+        rows.append({"row": row, **{m: _text(cells.get(m)) for m in metrics}})
+    render(rows, ["row", *metrics], fmt, title="Distill: the teacher's CAM boxes, the detector trained on them, "
+                                               "and the oracle (true boxes) ↑ (95% bootstrap CI over studies)")
+    if gain:
+        ci = gain["ci"]
+        interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci[0] is not None else ""
+        click.echo(f"weak-to-strong gain ({gain['metric']}): (detector - teacher) / (oracle - teacher) = "
+                   f"{gain['value']:.2f}{interval}")
+    elif document.get("oracle"):
+        click.echo(f"oracle: {document['oracle']}")
+    if quality.get("corloc") is not None:
+        click.echo(f"pseudo-boxes on the training split: CorLoc {quality['corloc']:.2f}, precision "
+                   f"{quality['precision'] or 0:.2f}, recall {quality['recall']:.2f} (IoU > {quality['iou']}), "
+                   f"{quality['left_out']} mass image(s) left out")
+
+
+def _text(record: dict[str, Any] | None) -> str:
+    if record is None or record["value"] is None:
+        return "n/a"
+    lo, hi = record["ci_low"], record["ci_high"]
+    return f"{record['value']:.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{record['value']:.2f}"

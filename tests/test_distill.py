@@ -1,0 +1,139 @@
+"""camkit distill: pseudo-boxes from hand-worked maps, their quality, the detector adapter, bad input before
+training, and a tiny end-to-end run whose three rows are scored by the bench's engine."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from camkit.cli import main
+from camkit.distill.pseudo import (PseudoBoxDataset, PseudoSettings, pseudo_quality, select, targets_digest,
+                                   to_model_frame)
+from camkit.inference import LocalizeOptions
+
+
+def test_boxes_in_map_pixels_scale_to_the_model_frame():
+    assert to_model_frame([[1, 2, 3, 4]], (10, 8), (20, 16)).tolist() == [[2, 4, 6, 8]]
+
+
+def test_pseudo_boxes_from_a_hand_worked_map():
+    """A 10x8 map with one bright block (rows 2-4, columns 3-6) on a mass image, the same on a normal image, and
+    a faint block on a second mass image: the block's box, scaled to the 20x16 model frame, is the first image's
+    target; the normal image gets none; the faint one is left out under min_score."""
+    maps = torch.zeros(3, 10, 8)
+    maps[0, 2:5, 3:7] = 1.0
+    maps[1, 2:5, 3:7] = 1.0
+    maps[2, 2:5, 3:7] = 1.0
+    probs = np.array([0.9, 0.9, 0.2])
+    found = LocalizeOptions(cams=("x",), box_threshold=0.5, box_score="peak_x_prob").cut("x", maps, probs)
+    assert found[0][0].tolist() == [[3, 2, 7, 5]]  # continuous pixel coordinates: columns 3..6, rows 2..4
+    chosen = select(found, [1, 0, 1], PseudoSettings("x", min_score=0.5), (10, 8), (20, 16))
+    assert chosen[0]["boxes"].tolist() == [[6, 4, 14, 10]] and chosen[0]["scores"].tolist() == [0.9]
+    assert chosen[1]["boxes"].shape == (0, 4)  # a normal image: an empty target, kept
+    assert chosen[2] is None  # its best box scores 0.2 x 1.0 < 0.5: left out
+
+
+def test_several_boxes_per_image_keeps_the_best_first():
+    found = [(np.array([[0, 0, 2, 2], [4, 4, 6, 6], [1, 1, 3, 3]]), np.array([0.9, 0.5, 0.2]))]
+    one = select(found, [1], PseudoSettings("x"), (8, 8), (8, 8))[0]
+    two = select(found, [1], PseudoSettings("x", max_boxes=2), (8, 8), (8, 8))[0]
+    assert one["boxes"].tolist() == [[0, 0, 2, 2]] and two["boxes"].tolist() == [[0, 0, 2, 2], [4, 4, 6, 6]]
+
+
+def test_pseudo_box_quality_by_hand():
+    truth = {"a": np.array([[0, 0, 10, 10]]), "b": np.array([[20, 20, 30, 30]]), "n": np.zeros((0, 4)),
+             "c": np.array([[0, 0, 4, 4]])}
+    targets = {"a": {"boxes": [[0, 0, 10, 10]]},  # best box right: a CorLoc hit
+               "b": {"boxes": [[0, 0, 5, 5], [20, 20, 30, 30]]},  # best box wrong, the second finds the lesion
+               "n": {"boxes": []}, "c": None}  # c left out: a miss
+    q = pseudo_quality(targets, truth)
+    assert q["corloc"] == pytest.approx(1 / 3) and q["recall"] == pytest.approx(2 / 3)
+    assert q["precision"] == pytest.approx(2 / 3) and q["left_out"] == 1 and q["n_images"] == 3
+
+
+def test_the_pseudo_box_dataset_replaces_boxes_and_leaves_out_uncertain_images():
+    from train_toy import ToyMasses
+
+    base = ToyMasses(n=6)
+    targets = {f"toy{i}": {"boxes": np.zeros((0, 4))} for i in range(0, 6, 2)}
+    targets.update({"toy1": {"boxes": [[1, 1, 5, 5]]}, "toy3": None, "toy5": {"boxes": [[2, 2, 6, 6]]}})
+    data = PseudoBoxDataset(base, targets, {"teacher": "abc"})
+    assert data.image_ids() == ["toy0", "toy1", "toy2", "toy4", "toy5"] and data.labels() == [0, 1, 0, 0, 1]
+    assert data[1]["boxes"].tolist() == [[1, 1, 5, 5]] and data[1]["image_id"] == "toy1"
+    moved = dict(targets, toy1={"boxes": [[1, 1, 5, 6]]})
+    assert targets_digest(moved) != targets_digest(targets)  # other boxes: another training fingerprint
+    assert data.config["pseudo_boxes"]["digest"] == targets_digest(targets)
+
+
+class _Stub(torch.nn.Module):
+    """A detector that finds one box whose score is a learnable constant."""
+
+    input_size = (16, 16)
+    config = {"stub": 1}
+
+    def __init__(self):
+        super().__init__()
+        self.logit = torch.nn.Parameter(torch.zeros(()))
+        self.seen = []
+
+    def detection_loss(self, images, targets):
+        self.seen.append([len(t["boxes"]) for t in targets])
+        return (self.logit - 1.0) ** 2, {"stub": 0.0}
+
+    def detect(self, images):
+        score = torch.sigmoid(self.logit)
+        return [(torch.tensor([[1.0, 1.0, 5.0, 5.0]]), score.reshape(1)) for _ in range(images.shape[0])]
+
+
+def test_the_adapter_puts_a_detector_behind_the_model_contract():
+    from camkit.distill.adapter import DetectorModel
+    from camkit.protocols import require_model
+
+    model = DetectorModel("stub", _Stub())
+    require_model(model, "test")
+    out = model(torch.zeros(2, 1, 16, 16))
+    assert torch.allclose(model.predict(out), torch.full((2,), 0.5)) and model.config == {"detector": "stub", "stub": 1}
+    model.training_loss(torch.zeros(2, 1, 16, 16), torch.tensor([1, 0]), 0.0,
+                        [torch.tensor([[1.0, 1, 4, 4]]), torch.zeros(0, 4)])
+    assert model.detector.seen == [[1, 0]]
+
+
+ARGS = ["--dataset-opt", "n=24", "--model-opt", "num_crops=1", "--bootstrap", "20", "--epochs", "1",
+        "--teacher-train", "epochs=1", "--teacher-train", "batch_size=8", "--quiet"]
+
+
+def refused(args, *needles):
+    res = CliRunner().invoke(main, ["distill", *args])
+    assert res.exit_code == 1, res.output
+    line = [x for x in res.output.splitlines() if x.strip()]
+    assert len(line) == 1 and all(n in line[0] for n in needles), res.output
+
+
+def test_bad_input_is_one_line_before_training(tmp_path):
+    refused([*ARGS, "--out", str(tmp_path / "a"), "--detector", "fcoss"], "--detector 'fcoss'", "Did you mean 'fcos'")
+    refused([*ARGS, "--out", str(tmp_path / "a")], "no trained teacher gmic with train-cam 'xgradcam'",
+            "--train-teacher")
+    refused([*ARGS, "--out", str(tmp_path / "a"), "--max-boxes", "0"], "--max-boxes")
+    assert not list(tmp_path.rglob("*.pt"))  # nothing trained
+
+
+@pytest.mark.slow  # a teacher and two detectors, one epoch each
+def test_a_tiny_distill_scores_three_rows_and_resumes_without_training(tmp_path):
+    out = tmp_path / "run"
+    args = [*ARGS, "--out", str(out), "--train-teacher", "--format", "json", "--detector-opt",
+            "backbone=timm:resnet10t"]
+    res = CliRunner().invoke(main, ["distill", *args])
+    assert res.exit_code == 0, res.output
+    board = json.loads(res.stdout)
+    assert {r["row"] for r in board["records"]} == {"cam-boxes", "detector", "oracle"}
+    assert all(0.0 <= r["value"] <= 1.0 for r in board["records"])
+    doc = json.loads((out / "distill.json").read_text())
+    assert doc["schema"] == "camkit.distill/1" and doc["pseudo_boxes"]["n_images"] > 0
+    assert set(doc["gain"]) >= {"value", "ci", "teacher", "detector", "oracle"}
+    assert doc["gain"]["teacher"] == doc["rows"]["cam-boxes"]["tpr@1"]["value"]
+    again = CliRunner().invoke(main, ["distill", *args])
+    assert again.exit_code == 0 and json.loads(again.stdout)["records"] == board["records"]
+    assert all(t["reused"] for t in json.loads((out / "distill.json").read_text())["training"].values())
