@@ -22,7 +22,7 @@ LAYERS = [
     ("metrics", ("camkit.metrics",)),
     ("inference", ("camkit.inference",)),
     ("training", ("camkit.training",)),
-    ("bench", ("camkit.bench", "camkit.testing")),
+    ("bench", ("camkit.bench", "camkit.testing", "camkit.distill")),
     ("ui", ("camkit.ui",)),
     ("cli", ("camkit.cli",)),
 ]

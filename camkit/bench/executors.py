@@ -23,7 +23,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from camkit.errors import OptionError
 from camkit.registry.hookspecs import hookimpl
@@ -135,6 +135,7 @@ class LocalExecutor:
         return failures
 
 
+@dataclass
 class SlurmExecutor:
     """Every cell a task of one Slurm job array (submitit), at most ``parallel`` running at once; ``gpus`` per
     cell (more than one: DDP inside the cell, one task per GPU, through the torchrun code path), ``cpus`` (per
@@ -143,22 +144,31 @@ class SlurmExecutor:
     cell (default one per GPU, or one); on CPUs, ``tasks=2`` trains a cell as ``torchrun --nproc_per_node 2``
     would, with gloo. A preempted or timed-out cell is requeued and resumes from its last checkpoint."""
 
-    name = "slurm"
+    name: ClassVar[str] = "slurm"
+    # the options are the dataclass's fields: --executor-opt KEY=VALUE is checked against their annotations
+    partition: str | None = None
+    account: str | None = None
+    time: int = 60 * 24
+    gpus: int = 0
+    cpus: int | None = None
+    mem_gb: float | None = None
+    parallel: int | None = None
+    sbatch: dict[str, Any] | None = None
+    tasks: int | None = None
 
-    def __init__(self, partition: str | None = None, account: str | None = None, time: int = 60 * 24,
-                 gpus: int = 0, cpus: int | None = None, mem_gb: float | None = None, parallel: int | None = None,
-                 sbatch: dict[str, Any] | None = None, tasks: int | None = None) -> None:
+    def __post_init__(self) -> None:
+        tasks, gpus = self.tasks, int(self.gpus)
         if tasks is not None and int(tasks) < 1:
             raise OptionError(f"--executor-opt tasks={tasks}: give the DDP processes per cell, >= 1")
-        if tasks is not None and int(gpus) > 1 and int(tasks) != int(gpus):
+        if tasks is not None and gpus > 1 and int(tasks) != gpus:
             raise OptionError(f"--executor-opt tasks={tasks} with gpus={gpus}: a DDP cell runs one task per GPU; "
                               "leave tasks out")
-        params: dict[str, Any] = {"slurm_partition": partition, "slurm_account": account,
-                                  "timeout_min": int(time), "gpus_per_node": int(gpus) or None,
-                                  "tasks_per_node": int(tasks) if tasks is not None else max(1, int(gpus)),
-                                  "cpus_per_task": cpus, "mem_gb": mem_gb,
-                                  "slurm_array_parallelism": parallel,
-                                  "slurm_additional_parameters": dict(sbatch or {}) or None}
+        params: dict[str, Any] = {"slurm_partition": self.partition, "slurm_account": self.account,
+                                  "timeout_min": int(self.time), "gpus_per_node": gpus or None,
+                                  "tasks_per_node": int(tasks) if tasks is not None else max(1, gpus),
+                                  "cpus_per_task": self.cpus, "mem_gb": self.mem_gb,
+                                  "slurm_array_parallelism": self.parallel,
+                                  "slurm_additional_parameters": dict(self.sbatch or {}) or None}
         self.parameters = {k: v for k, v in params.items() if v is not None}
 
     def run(self, cells: list[Any], display: Any = None, context: Any = None) -> list[CellFailure]:

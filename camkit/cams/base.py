@@ -102,6 +102,11 @@ class CAMMethod:
     #: "layer": raw maps at the hooked layer's resolution; "input": at the input's (FullGrad)
     resolution: ClassVar[str] = "layer"
 
+    @classmethod
+    def test_time_only(cls) -> str | None:
+        """Why this method cannot be a train-cam, in words (:func:`train_time_problem`), or None when it can."""
+        return train_time_problem(cls)
+
     def forwards(self, batch: int, channels: int) -> int:
         """How many extra image (or activation) forwards a ``cost = "perturbation"`` method runs for a batch
         of ``batch`` images on a layer of ``channels`` channels (the engine's progress total): by default one per

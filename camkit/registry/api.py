@@ -98,8 +98,6 @@ def describe(kind: str, pattern: str | None = None) -> list[dict[str, str]]:
 def _cam_columns(factory: Any) -> dict[str, str]:
     """A CAM method's cost class, whether it needs gradients (a gradient-reruns method always does, on every
     copy) and whether it can be a train-cam, from its factory's class attributes ("" where it declares none)."""
-    from camkit.cams.base import train_time_problem
-
     cost = getattr(factory, "cost", None)
     grads = getattr(factory, "needs_gradients", None)
     if cost == "gradient-reruns":
@@ -107,7 +105,16 @@ def _cam_columns(factory: Any) -> dict[str, str]:
     declared = cost is not None or hasattr(factory, "train_time")
     return {"cost": "" if cost is None else str(cost),
             "gradients": "" if grads is None else ("yes" if grads else "no"),
-            "train_cam": ("no" if train_time_problem(factory) else "yes") if declared else ""}
+            "train_cam": ("no" if _test_time_only(factory, cost) else "yes") if declared else ""}
+
+
+def _test_time_only(factory: Any, cost: Any) -> bool:
+    """Whether a CAM factory cannot be a train-cam: a CAMMethod says why (its ``test_time_only()``; the registry
+    sits below the CAM layer and asks the class); any other factory by its declarations."""
+    ask = getattr(factory, "test_time_only", None)
+    if callable(ask):
+        return bool(ask())
+    return getattr(factory, "train_time", True) is False or cost == "gradient-reruns"
 
 
 def model_options(entry: Entry) -> list[str]:
