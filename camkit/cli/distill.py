@@ -1,6 +1,7 @@
 """``camkit distill``: train a real detector on a weakly supervised teacher's CAM boxes (camkit.distill)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -29,7 +30,7 @@ from camkit.cli.options import format_option, parse_options
 @click.option("--max-boxes", type=int, default=1, show_default=True, help="pseudo-boxes kept per mass image")
 @click.option("--min-score", type=float, default=0.0, show_default=True,
               help="leave out mass images whose best pseudo-box scores below this (uncertain images)")
-@click.option("--epochs", type=int, default=None, help="the detector's epochs [6]")
+@click.option("--epochs", type=int, default=None, help="the detector's epochs [2]")
 @click.option("--batch-size", type=int, default=None, help="the detector's batch size [8]")
 @click.option("--lr", type=float, default=None, help="the detector's learning rate [1e-3]")
 @click.option("--no-oracle", is_flag=True, help="skip the oracle detector (trained on the true boxes)")
@@ -58,6 +59,7 @@ def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_ro
     from camkit.bench.recipe import default_preset
     from camkit.distill.run import DistillConfig, run_distill
     from camkit.ui.distill import print_distill
+    from camkit.ui.progress import BenchProgress
 
     dataset_options = parse_options(dataset_opt, "--dataset-opt")
     if data_root:
@@ -70,8 +72,16 @@ def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_ro
                            box_threshold=box_threshold, boxes=box_mode, max_boxes=max_boxes, min_score=min_score,
                            train=train, oracle=not no_oracle, bootstrap=bootstrap, train_teacher=train_teacher,
                            teacher_train=parse_options(teacher_train, "--teacher-train"))
-    log = None if quiet else (lambda text: click.echo(f"distill: {text}", err=True))
-    document = run_distill(config, out, models_dir, log=log)
+    progress = BenchProgress("off" if quiet else "auto", n_rows=3, name="distill")
+    try:
+        document = run_distill(config, out, models_dir, display=progress)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM: every training resumes from its last.pt
+        from camkit.cli.signals import exit_code
+
+        click.echo(f"\ninterrupted: re-run the same command (same --out {out}) to resume", err=True)
+        sys.exit(exit_code(exc))
+    finally:
+        progress.close()
     print_distill(document, fmt)
     if not quiet:
         click.echo(f"run directory: {out} (distill.json, predictions.json)", err=True)

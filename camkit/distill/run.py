@@ -75,22 +75,25 @@ class DistillConfig:
         return asdict(self)
 
 
-#: the detector's training when ``train`` says nothing: short, no image-only augmentation (boxes would not follow)
-DEFAULT_TRAIN = {"epochs": 6, "batch_size": 8, "lr": 1e-3, "hflip": False, "random_crop": False,
+#: the detector's training when ``train`` says nothing: no image-only augmentation (boxes would not follow); two
+#: epochs of fcos on the 1,600 synthetic training images take 207 s on 2 cores and already pass the teacher
+#: (docs/distill.md)
+DEFAULT_TRAIN = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "hflip": False, "random_crop": False,
                  "lr_schedule": "cosine"}
 
 
 def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None = None,
-                log: Any = None) -> dict[str, Any]:
+                display: Any = None) -> dict[str, Any]:
     """Run (or resume) a distill into ``out`` and return its document (also ``out/distill.json``). ``store``:
     the model store (default: ``out``'s sibling ``models``, where ``camkit bench`` keeps its trainings);
-    ``log(text)``: progress lines."""
+    ``display``: a :class:`camkit.ui.progress.BenchProgress`-like object (``log(text)``, ``train_sink(row)``;
+    None: silent)."""
     from camkit.bench.cell import CellContext
     from camkit.data.annotations import has_boxes
     from camkit.data.checks import check_splits
     from camkit.distill.pseudo import PseudoBoxDataset, PseudoSettings, pseudo_label
 
-    say = log or (lambda text: None)
+    say = display.log if display is not None else (lambda text: None)
     out = Path(out)
     store = Path(store) if store is not None else out.parent / "models"
     started = time.perf_counter()
@@ -111,7 +114,7 @@ def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None
         say(f"warning: {note}")
 
     t0 = time.perf_counter()
-    teacher_info = _teacher(cfg, row, teacher, sets, context, store, say, config.train_teacher)
+    teacher_info = _teacher(cfg, row, teacher, sets, context, store, display, config.train_teacher)
     options = _options(cfg, teacher, sets, context, say)
     say(f"pseudo-boxes: {config.test_cam} on {len(sets['train'])} training images")
     made = pseudo_label(teacher, sets["train"], options, settings, cfg.recipe(row.model).eval_batch_size,
@@ -130,7 +133,8 @@ def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None
     if config.oracle and has_boxes(sets["train"]):
         train_sets["oracle"] = sets["train"]
     for role, train_set in train_sets.items():
-        detector, trainings[role] = _train_detector(config, role, train_set, sets, context, store, teacher, say)
+        detector, trainings[role] = _train_detector(config, role, train_set, sets, context, store, teacher,
+                                                    display)
         records[role] = _detector_records(detector, sets["test"], cfg, context)
     document = _score(config, cfg, records, trainings, teacher_info, made["quality"])
     document["timings"] = {"pseudo_s": pseudo_s, "total_s": time.perf_counter() - started,
@@ -151,7 +155,7 @@ def _check_detector(config: DistillConfig) -> None:
                           f"{', '.join(list_detectors())} (camkit list detectors)")
 
 
-def _teacher(cfg: Any, row: Any, model: Any, sets: dict[str, Any], context: Any, store: Path, say: Any,
+def _teacher(cfg: Any, row: Any, model: Any, sets: dict[str, Any], context: Any, store: Path, display: Any,
              train: bool = False) -> dict[str, Any]:
     """The teacher from the model store, loaded for inference (resumed if its training was cut short; trained
     from scratch only with ``train``, as the bench would, else a one-line error saying how to get it)."""
@@ -164,8 +168,9 @@ def _teacher(cfg: Any, row: Any, model: Any, sets: dict[str, Any], context: Any,
                           f"in the model store {store} (looked for {folder.name}): run camkit bench with the same "
                           f"options and --train-cam {row.train_cam} first (its training is the teacher), point "
                           "--models at the store that holds it, or pass --train-teacher to train it now")
-    result, folder = train_into_store(job, context.info)
-    say(f"teacher: {'reused' if result.reused else 'trained'} {row.model} with train-cam {row.train_cam} ({folder})")
+    result, folder = train_into_store(job, context.info, _sink(display, "teacher"))
+    _say(display, f"teacher: {'reused' if result.reused else 'trained'} {row.model} with train-cam "
+                  f"{row.train_cam} ({folder})")
     return {"model": row.model, "train_cam": row.train_cam, "checkpoint": load_best(result, model),
             "config_hash": result.config_hash, "reused": result.reused, "seconds": result.seconds}
 
@@ -194,7 +199,7 @@ def _cam_box_records(teacher: Any, test_set: Any, options: Any, cfg: Any, contex
 
 
 def _train_detector(config: DistillConfig, role: str, train_set: Any, sets: dict[str, Any], context: Any,
-                    store: Path, teacher: Any, say: Any) -> tuple[Any, dict[str, Any]]:
+                    store: Path, teacher: Any, display: Any) -> tuple[Any, dict[str, Any]]:
     """Train (or resume, or reuse) the ``role`` detector into the model store; returns it loaded with its best
     checkpoint, and its training's facts."""
     from camkit.bench.recipe import Recipe
@@ -213,8 +218,8 @@ def _train_detector(config: DistillConfig, role: str, train_set: Any, sets: dict
     digest = config_hash(config_fingerprint(model, train_set, job.val_set, job.config(), context.info.world_size,
                                             context.info.device.type))
     job = replace(job, out=store / f"{config.detector}-{role}-{digest}")
-    say(f"{role}: training {config.detector} on {len(train_set)} images ({job.out})")
-    result, folder = train_into_store(job, context.info)
+    _say(display, f"{role}: training {config.detector} on {len(train_set)} images ({job.out})")
+    result, folder = train_into_store(job, context.info, _sink(display, role))
     best = load_best(result, model)
     return model, {"checkpoint": best, "seconds": result.seconds, "epochs": result.epochs_done,
                    "best_epoch": result.best_epoch, "best_val_auc": result.best_val_auc, "reused": result.reused,
@@ -309,6 +314,16 @@ def _gain(chosen: list[str], records: dict[str, Any], gt: dict[str, Any], cfg: A
         values.append(float(froc(keep, keep_gt, iou_threshold=cfg.iou_threshold, images=cfg.fppi_images).tpr_at(fppi)))
     t, d, o = values
     return ((d - t) / (o - t) if o != t else float("nan")), (t, d, o)
+
+
+def _say(display: Any, text: str) -> None:
+    if display is not None:
+        display.log(text)
+
+
+def _sink(display: Any, row: str) -> Any:
+    """The training progress sink of ``row`` (None: silent)."""
+    return display.train_sink(row) if display is not None else None
 
 
 def _write(out: Path, document: dict[str, Any], records: dict[str, Any]) -> None:

@@ -78,8 +78,9 @@ def auto_progress(enabled: bool, stream: IO[str] | None = None) -> TrainProgress
 class BenchProgress:
     """Hands ``train()`` and the evaluation loop their progress sinks, all drawn on one display."""
 
-    def __init__(self, mode: str = "auto", stream: IO[str] | None = None, n_rows: int = 1):
+    def __init__(self, mode: str = "auto", stream: IO[str] | None = None, n_rows: int = 1, name: str = "bench"):
         self.stream = stream or sys.stderr
+        self.name = name  # the command whose lines these are (bench, distill)
         if mode == "auto":
             mode = "rich" if getattr(self.stream, "isatty", lambda: False)() else "log"
         self.mode = mode
@@ -88,13 +89,13 @@ class BenchProgress:
         if mode == "rich":
             self.progress = progress_bar(self.stream)
             self.progress.start()
-            self.matrix = self.progress.add_task("bench: rows", total=n_rows, info="")
+            self.matrix = self.progress.add_task(f"{name}: rows", total=n_rows, info="")
 
     def log(self, text: str) -> None:
         if self.mode == "rich":
             self.progress.console.print(text)
         elif self.mode == "log":
-            self.stream.write(f"bench: {text}\n")
+            self.stream.write(f"{self.name}: {text}\n")
             self.stream.flush()
 
     def skip(self, row: str) -> None:
