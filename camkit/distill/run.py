@@ -113,8 +113,8 @@ def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None
     for note in check_splits(sets, where=f"dataset {cfg.dataset!r}"):
         say(f"warning: {note}")
 
-    t0 = time.perf_counter()
     teacher_info = _teacher(cfg, row, teacher, sets, context, store, display, config.train_teacher)
+    t0 = time.perf_counter()
     options = _options(cfg, teacher, sets, context, say)
     say(f"pseudo-boxes: {config.test_cam} on {len(sets['train'])} training images")
     made = pseudo_label(teacher, sets["train"], options, settings, cfg.recipe(row.model).eval_batch_size,
