@@ -44,7 +44,7 @@ def list_cmd(kind: str, pattern: str | None, fmt: str) -> None:
         from camkit.registry.api import describe
 
         rows = describe(kind[:-1], pattern)
-    columns = {"cams": ["name", "plugin", "cost", "gradients", "description"],
+    columns = {"cams": ["name", "plugin", "cost", "gradients", "train_cam", "description"],
                "models": ["name", "plugin", "presets", "options", "description"],
                "recipes": ["name", "plugin", "model", "dataset", "default", "description"],
                "detectors": ["name", "plugin", "options", "description"],
