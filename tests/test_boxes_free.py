@@ -138,6 +138,13 @@ def test_bench_on_a_dataset_without_boxes_gives_a_classification_leaderboard(fre
     page = write_report([out], tmp_path / "report", log=lambda *_: None).read_text()
     assert "gives image-level labels only" in page and "FROC curves" not in page and "Outcome</label>" not in page
 
+    # the text comes from results.json: a hostile one is shown as text, never run as markup
+    doc = json.loads((out / "results.json").read_text())
+    doc["dataset"]["not_scored"] = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+    (out / "results.json").write_text(json.dumps(doc))
+    page = write_report([out], tmp_path / "report2", log=lambda *_: None).read_text()
+    assert "&lt;img src=x onerror=" in page and "<img src=x" not in page and "<script>alert" not in page
+
 
 def test_bench_on_undeclared_boxless_data_stops_before_training(fresh_plugins, tmp_path):
     fresh_plugins.get_host().register(_Plugin(), name="screening-plugin")

@@ -220,8 +220,9 @@ def _run_claimed(spec: CellSpec, row: Row, ctx: CellContext, display: Any) -> di
     if not main:
         _barrier()  # wait while rank 0 scores, instead of timing out in the next train()
         return None
-    document = _score(spec, row, records, chosen, training, eval_s, has_boxes(sets["test"]))
-    if not has_boxes(sets["test"]):
+    boxes = has_boxes(sets["test"])
+    document = _score(spec, row, records, chosen, training, eval_s, boxes)
+    if not boxes:
         document["not_scored"] = not_scored_message(cfg.dataset)
     document["threads"] = spec.threads
     _write_outputs(spec, records, overlays, document)

@@ -82,13 +82,17 @@ def _evaluate_batch(model: Any, batch: dict[str, Any], how: Evaluation, records:
         for image_id, (boxes, scores), extra, f in zip(batch["image_id"], per_image, wsol, faith):
             records["predictions"][cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist(),
                                                      **extra, **({"faithfulness": f} if how.faithfulness else {})}
+    records["images"] += [image_record(batch, i, found.probs[i]) for i in range(len(batch["image_id"]))]
+
+
+def image_record(batch: dict[str, Any], i: int, prob: float) -> dict[str, Any]:
+    """Image ``i`` of a collated test batch as the scoring reads it: ids, label, the model's probability and the
+    true boxes in the stored image's pixels (with the strata's view, laterality, density)."""
+    gt = batch["transform"][i].to_original(batch["boxes"][i]) if len(batch["boxes"][i]) else np.zeros((0, 4))
     density = batch.get("density", [None] * len(batch["image_id"]))
-    for i, image_id in enumerate(batch["image_id"]):
-        gt = batch["transform"][i].to_original(batch["boxes"][i]) if len(batch["boxes"][i]) else np.zeros((0, 4))
-        records["images"].append({"image_id": image_id, "study_id": batch["study_id"][i],
-                                  "label": int(batch["label"][i]), "prob": float(found.probs[i]),
-                                  "gt": np.round(gt, 2).tolist(), "view": batch["view"][i],
-                                  "laterality": batch["laterality"][i], "density": density[i]})
+    return {"image_id": batch["image_id"][i], "study_id": batch["study_id"][i], "label": int(batch["label"][i]),
+            "prob": float(prob), "gt": np.round(gt, 2).tolist(), "view": batch["view"][i],
+            "laterality": batch["laterality"][i], "density": density[i]}
 
 
 def _faithfulness(model: Any, batch: dict[str, Any], maps: Any, faithfulness: Any, device: Any) -> list[Any]:

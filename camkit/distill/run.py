@@ -230,6 +230,7 @@ def _detector_records(model: Any, test_set: Any, cfg: Any, context: Any) -> dict
     """The detector's boxes on the test split, in each image's original pixels, as the bench stores CAM boxes."""
     import torch
 
+    from camkit.bench.evaluate import image_record
     from camkit.data.sample import collate
 
     loader = torch.utils.data.DataLoader(test_set, batch_size=cfg.recipe(cfg.models()[0]).eval_batch_size,
@@ -243,15 +244,11 @@ def _detector_records(model: Any, test_set: Any, cfg: Any, context: Any) -> dict
             out = model(context.device.prepare_images(batch["image"]))
             probs = model.predict(out).float().cpu().numpy()
             for i, (boxes, scores) in enumerate(out["detections"]):
-                t = batch["transform"][i]
-                b = t.to_original(boxes.detach().cpu().numpy()) if len(boxes) else np.zeros((0, 4))
-                image_id = batch["image_id"][i]
-                predictions[image_id] = {"boxes": np.round(b, 2).tolist(),
-                                         "scores": scores.detach().float().cpu().numpy().tolist()}
-                gt = t.to_original(batch["boxes"][i]) if len(batch["boxes"][i]) else np.zeros((0, 4))
-                images.append({"image_id": image_id, "study_id": batch["study_id"][i],
-                               "label": int(batch["label"][i]), "prob": float(probs[i]),
-                               "gt": np.round(gt, 2).tolist()})
+                b = batch["transform"][i].to_original(boxes.detach().cpu().numpy()) if len(boxes) else \
+                    np.zeros((0, 4))
+                predictions[batch["image_id"][i]] = {"boxes": np.round(b, 2).tolist(),
+                                                     "scores": scores.detach().float().cpu().numpy().tolist()}
+                images.append(image_record(batch, i, probs[i]))
     return {"images": images, "predictions": predictions}
 
 
@@ -274,7 +271,7 @@ def _score(config: DistillConfig, cfg: Any, records: dict[str, Any], trainings: 
 def weak_to_strong_gain(records: dict[str, Any], cfg: Any, metric: str = "tpr@1") -> dict[str, Any]:
     """``(detector - teacher) / (oracle - teacher)`` of ``metric`` on the test split, with a 95% interval from
     the same study resamples for all three rows (a paired bootstrap: the rows share their test images)."""
-    from camkit.bench.scoring import ground_truth
+    from camkit.bench.scoring import as_predictions, ground_truth
 
     images = records["cam-boxes"]["images"]
     gt, studies = ground_truth(images)
@@ -285,31 +282,30 @@ def weak_to_strong_gain(records: dict[str, Any], cfg: Any, metric: str = "tpr@1"
     groups = sorted(by_study)
     fppi = float(metric.split("@")[1])
 
-    value, (t, d, o) = _gain([f"{i}#0" for i in ids], records, gt, cfg, fppi)
+    preds = {role: as_predictions(records[role]["predictions"]) for role in ROWS}  # once, not per resample
+    value, (t, d, o) = _gain([f"{i}#0" for i in ids], preds, gt, cfg, fppi)
     rng = np.random.default_rng(cfg.seed)
     draws = []
     for _ in range(cfg.bootstrap):
         pick = rng.integers(0, len(groups), len(groups))
         chosen = [f"{i}#{k}" for k, g in enumerate(pick) for i in by_study[groups[g]]]
-        draws.append(_gain(chosen, records, gt, cfg, fppi)[0])
+        draws.append(_gain(chosen, preds, gt, cfg, fppi)[0])
     finite = np.asarray([v for v in draws if np.isfinite(v)])
     ci = [float(np.quantile(finite, 0.025)), float(np.quantile(finite, 0.975))] if len(finite) else [None, None]
     return {"metric": metric, "value": value, "ci": ci, "teacher": t, "detector": d, "oracle": o,
             "bootstrap": {"n": cfg.bootstrap, "seed": cfg.seed, "by": "study", "undefined": int(len(draws) - len(finite))}}
 
 
-def _gain(chosen: list[str], records: dict[str, Any], gt: dict[str, Any], cfg: Any,
+def _gain(chosen: list[str], preds: dict[str, Any], gt: dict[str, Any], cfg: Any,
           fppi: float) -> tuple[float, tuple[float, float, float]]:
     """The gain, and the three rows' TPR at ``fppi``, on the images ``chosen`` (ids with a ``#k`` suffix, so the
-    repeats of a study resample count apart)."""
-    from camkit.bench.scoring import as_predictions
+    repeats of a study resample count apart); ``preds``: each row's predictions as arrays."""
     from camkit.metrics import froc
 
     values = []
     empty = (np.zeros((0, 4)), np.zeros(0))
     for role in ROWS:
-        preds = as_predictions(records[role]["predictions"])
-        keep = {k: preds.get(k.split("#")[0], empty) for k in chosen}
+        keep = {k: preds[role].get(k.split("#")[0], empty) for k in chosen}
         keep_gt = {k: gt[k.split("#")[0]] for k in chosen}
         values.append(float(froc(keep, keep_gt, iou_threshold=cfg.iou_threshold, images=cfg.fppi_images).tpr_at(fppi)))
     t, d, o = values

@@ -95,7 +95,7 @@ def print_leaderboard(runs: Sequence[Any], metric: str, fmt: str, baseline: str 
     board = leaderboard_tables(runs, metric, baseline, alpha, by)
     tables, cls = board["detection"], board["classification"]
     fmt = resolve_format(fmt)
-    interval = interval_text(runs, tables[0]["seeds"] if tables else [run.seed for run in runs])
+    interval = interval_text(runs, [run.seed for run in runs])
     if fmt in ("json", "csv"):
         _print_records(runs, board, fmt, interval)
         return
