@@ -101,6 +101,49 @@ def test_the_adapter_puts_a_detector_behind_the_model_contract():
     assert model.detector.seen == [[1, 0]]
 
 
+class _Finder(_Stub):
+    """Finds, on image k of a batch, the boxes ``plan[image_id]`` (scores 0.9, 0.4 ...), or none."""
+
+    def __init__(self, plan):
+        super().__init__()
+        self.plan = plan
+        self.ids = []
+
+    def detect(self, images):
+        out = []
+        for _ in range(images.shape[0]):
+            boxes = self.plan.get(self.ids.pop(0), [])
+            out.append((torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                        torch.tensor([0.9, 0.4, 0.1][:len(boxes)])))
+        return out
+
+
+def test_a_self_training_round_relabels_masses_with_the_detector_s_boxes():
+    """Hand-worked: toy1's detector boxes replace its teacher box (the best max_boxes of them, whatever their
+    score); toy3, where the detector finds nothing, keeps its teacher box; toy5, left out by the teacher, stays
+    out; the normals stay empty even where the detector fires (toy0)."""
+    from train_toy import ToyMasses
+
+    from camkit.distill.adapter import DetectorModel
+    from camkit.distill.pseudo import relabel
+
+    base = ToyMasses(n=6)
+    plan = {"toy0": [[0, 0, 3, 3]], "toy1": [[2, 2, 8, 8], [9, 9, 12, 12], [0, 0, 1, 1]], "toy5": [[1, 1, 4, 4]]}
+    finder = _Finder(plan)
+    finder.ids = [f"toy{i}" for i in range(6)]
+    previous = {f"toy{i}": {"boxes": np.zeros((0, 4)), "scores": np.zeros(0)} for i in (0, 2, 4)}
+    previous.update({"toy1": {"boxes": np.array([[5.0, 5, 7, 7]]), "scores": np.array([0.8])},
+                     "toy3": {"boxes": np.array([[1.0, 1, 3, 3]]), "scores": np.array([0.7])}, "toy5": None})
+    made = relabel(DetectorModel("finder", finder), base, previous, PseudoSettings("x", max_boxes=2, min_score=0.95),
+                   batch_size=4)
+    t = made["targets"]
+    assert t["toy1"]["boxes"].tolist() == [[2, 2, 8, 8], [9, 9, 12, 12]]
+    assert t["toy1"]["scores"].tolist() == pytest.approx([0.9, 0.4])  # min_score is the teacher's filter only
+    assert t["toy3"]["boxes"].tolist() == [[1, 1, 3, 3]] and t["toy5"] is None
+    assert all(t[f"toy{i}"]["boxes"].shape == (0, 4) for i in (0, 2, 4))
+    assert made["quality"]["n_images"] == 3 and made["quality"]["left_out"] == 1
+
+
 ARGS = ["--dataset-opt", "n=24", "--model-opt", "num_crops=1", "--bootstrap", "20", "--epochs", "1",
         "--teacher-train", "epochs=1", "--teacher-train", "batch_size=8", "--quiet"]
 
@@ -117,6 +160,8 @@ def test_bad_input_is_one_line_before_training(tmp_path):
     refused([*ARGS, "--out", str(tmp_path / "a")], "no trained teacher gmic with train-cam 'xgradcam'",
             "--train-teacher")
     refused([*ARGS, "--out", str(tmp_path / "a"), "--max-boxes", "0"], "--max-boxes")
+    res = CliRunner().invoke(main, ["distill", *ARGS, "--out", str(tmp_path / "a"), "--rounds", "-1"])
+    assert res.exit_code == 2 and "--rounds" in res.output
     assert not list(tmp_path.rglob("*.pt"))  # nothing trained
 
 
@@ -137,3 +182,10 @@ def test_a_tiny_distill_scores_three_rows_and_resumes_without_training(tmp_path)
     again = CliRunner().invoke(main, ["distill", *args])
     assert again.exit_code == 0 and json.loads(again.stdout)["records"] == board["records"]
     assert all(t["reused"] for t in json.loads((out / "distill.json").read_text())["training"].values())
+    # a self-training round: the detector above is reused as round 0, one new detector trains on its boxes
+    again = CliRunner().invoke(main, ["distill", *args, "--rounds", "1"])
+    assert again.exit_code == 0, again.output
+    doc = json.loads((out / "distill.json").read_text())
+    assert [t["reused"] for t in doc["training"].values()] == [True, False, True]
+    assert list(doc["training"]) == ["detector", "detector-r1", "oracle"]
+    assert doc["rounds"][0]["round"] == 1 and doc["rounds"][0]["pseudo_boxes"]["n_images"] > 0

@@ -30,6 +30,9 @@ from camkit.cli.options import format_option, parse_options
 @click.option("--max-boxes", type=int, default=1, show_default=True, help="pseudo-boxes kept per mass image")
 @click.option("--min-score", type=float, default=0.0, show_default=True,
               help="leave out mass images whose best pseudo-box scores below this (uncertain images)")
+@click.option("--rounds", type=click.IntRange(min=0), default=0, show_default=True,
+              help="self-training rounds: the detector relabels the training masses, a new detector trains on its "
+                   "boxes")
 @click.option("--epochs", type=int, default=None, help="the detector's epochs [2]")
 @click.option("--batch-size", type=int, default=None, help="the detector's batch size [8]")
 @click.option("--lr", type=float, default=None, help="the detector's learning rate [1e-3]")
@@ -46,8 +49,8 @@ from camkit.cli.options import format_option, parse_options
 @click.option("--quiet", is_flag=True, help="no progress lines")
 @format_option
 def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_root, dataset_opt, model_opt, preset,
-            seed, box_threshold, box_mode, max_boxes, min_score, epochs, batch_size, lr, no_oracle, train_teacher,
-            teacher_train, bootstrap, out, models_dir, quiet, fmt):
+            seed, box_threshold, box_mode, max_boxes, min_score, rounds, epochs, batch_size, lr, no_oracle,
+            train_teacher, teacher_train, bootstrap, out, models_dir, quiet, fmt):
     """Train a detector on a teacher's CAM boxes, and score it beside the teacher and an oracle.
 
     The teacher is the bench's (model, --train-cam) training, reused from the model store (the default
@@ -70,7 +73,8 @@ def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_ro
                            dataset=dataset, preset=preset or default_preset(dataset), seed=seed,
                            model_options=parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
                            box_threshold=box_threshold, boxes=box_mode, max_boxes=max_boxes, min_score=min_score,
-                           train=train, oracle=not no_oracle, bootstrap=bootstrap, train_teacher=train_teacher,
+                           rounds=rounds, train=train, oracle=not no_oracle, bootstrap=bootstrap,
+                           train_teacher=train_teacher,
                            teacher_train=parse_options(teacher_train, "--teacher-train"))
     progress = BenchProgress("off" if quiet else "auto", n_rows=3, name="distill")
     try:

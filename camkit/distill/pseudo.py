@@ -9,6 +9,9 @@ noisy-label remedies live here, as settings:
 * ``min_score``: a mass image whose best box scores below it is left out of training (an uncertain image
   teaches the detector nothing reliable, and its one box may be the wrong one).
 
+The third, self-training, is :func:`relabel`: a trained detector's own boxes on the training masses become the
+next round's targets.
+
 Boxes come out of :func:`localize` in map pixels; they are stored in the model frame (the detector's input).
 """
 from __future__ import annotations
@@ -100,6 +103,43 @@ def pseudo_label(teacher: Any, dataset: Any, options: Any, settings: PseudoSetti
             truth[image_id] = np.asarray(boxes, float).reshape(-1, 4)
         if progress is not None:
             progress(k + 1, len(loader))
+    return {"targets": targets, "quality": pseudo_quality(targets, truth)}
+
+
+def relabel(detector: Any, dataset: Any, previous: dict[str, Any], settings: PseudoSettings, batch_size: int = 16,
+            device: Any = None) -> dict[str, Any]:
+    """A self-training round's targets: ``detector`` (a :class:`camkit.distill.adapter.DetectorModel`) finds
+    boxes on every image of ``dataset`` (the training split); a mass image's best ``settings.max_boxes`` of them
+    (model frame, best first) are its new targets. Its image label says it holds a mass, so its best box is kept
+    whatever its score; where the detector finds none, the ``previous`` target stays (None stays None: an image
+    the teacher left out is not brought back). Normal images stay empty. Returns ``{"targets", "quality"}`` as
+    :func:`pseudo_label` does."""
+    import torch
+
+    from camkit.data.sample import collate
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    keep_all = replace(settings, min_score=0.0)
+    targets: dict[str, Any] = {}
+    truth: dict[str, np.ndarray] = {}
+    was_training = detector.training
+    detector.eval()
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                if batch is None:
+                    continue
+                images = batch["image"] if device is None else device.prepare_images(batch["image"])
+                found = [(b.detach().float().cpu().numpy(), s.detach().float().cpu().numpy())
+                         for b, s in detector(images)["detections"]]
+                size = tuple(int(v) for v in batch["image"].shape[-2:])
+                chosen = select(found, batch["label"].tolist(), keep_all, size, size)
+                for image_id, target, boxes in zip(batch["image_id"], chosen, batch["boxes"]):
+                    old = previous.get(image_id)
+                    targets[image_id] = None if old is None else (old if target is None else target)
+                    truth[image_id] = np.asarray(boxes, float).reshape(-1, 4)
+    finally:
+        detector.train(was_training)
     return {"targets": targets, "quality": pseudo_quality(targets, truth)}
 
 

@@ -38,8 +38,8 @@ METRICS = ("tpr@0.5", "tpr@1", "tpr@2", "cpm")
 class DistillConfig:
     """Everything that decides a distill run's numbers. The teacher is the bench's (model, ``train_cam``) of
     ``preset``/``dataset``/``seed``; ``test_cam`` draws its boxes (``box_threshold`` a number or ``"auto"``,
-    ``boxes`` ``single``/``peaks``); ``pseudo`` (camkit.distill.pseudo.PseudoSettings fields besides the
-    test-cam) the remedies; ``detector`` with ``detector_options``, trained with ``train`` (TrainConfig fields)."""
+    ``boxes`` ``single``/``peaks``); ``max_boxes``, ``min_score`` (camkit.distill.pseudo.PseudoSettings) and
+    ``rounds`` (self-training) the noisy-label remedies; ``detector`` with ``detector_options``, trained with ``train`` (TrainConfig fields)."""
 
     train_cam: str = "xgradcam"
     test_cam: str = "gradcampp"
@@ -57,6 +57,7 @@ class DistillConfig:
     max_boxes: int = 1
     min_score: float = 0.0
     train: dict[str, Any] = field(default_factory=dict)
+    rounds: int = 0  # self-training rounds: the detector relabels the training split, a new one trains on it
     oracle: bool = True
     bootstrap: int = 1000
     train_teacher: bool = False  # train the teacher when the store lacks it (else: an error saying how)
@@ -91,13 +92,15 @@ def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None
     from camkit.bench.cell import CellContext
     from camkit.data.annotations import has_boxes
     from camkit.data.checks import check_splits
-    from camkit.distill.pseudo import PseudoBoxDataset, PseudoSettings, pseudo_label
+    from camkit.distill.pseudo import PseudoSettings, pseudo_label
 
     say = display.log if display is not None else (lambda text: None)
     out = Path(out)
     store = Path(store) if store is not None else out.parent / "models"
     started = time.perf_counter()
     settings = PseudoSettings(config.test_cam, config.max_boxes, config.min_score).check()
+    if isinstance(config.rounds, bool) or not isinstance(config.rounds, int) or config.rounds < 0:
+        raise OptionError(f"--rounds must be a whole number >= 0 (self-training rounds), got {config.rounds!r}")
     cfg = config.bench_config()
     _check_detector(config)
     context = CellContext.create(cfg)
@@ -126,17 +129,16 @@ def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None
             f"{q['recall']:.2f} (IoU > {q['iou']}), {q['left_out']} mass image(s) left out")
 
     records = {"cam-boxes": _cam_box_records(teacher, sets["test"], options, cfg, context)}
-    trainings = {}
     source = {"teacher": teacher_info["config_hash"], **settings.to_dict(), "boxes": cfg.boxes,
               "thresholds": options.cam_thresholds or options.box_threshold}
-    train_sets = {"detector": PseudoBoxDataset(sets["train"], made["targets"], source)}
+    job = _Jobs(config, sets, context, store, teacher, display)
+    detector, trainings, rounds = _self_train(job, made["targets"], source, settings, cfg)
+    records["detector"] = _detector_records(detector, sets["test"], cfg, context)
     if config.oracle and has_boxes(sets["train"]):
-        train_sets["oracle"] = sets["train"]
-    for role, train_set in train_sets.items():
-        detector, trainings[role] = _train_detector(config, role, train_set, sets, context, store, teacher,
-                                                    display)
-        records[role] = _detector_records(detector, sets["test"], cfg, context)
+        oracle, trainings["oracle"] = _train_detector(job, "oracle", sets["train"])
+        records["oracle"] = _detector_records(oracle, sets["test"], cfg, context)
     document = _score(config, cfg, records, trainings, teacher_info, made["quality"])
+    document["rounds"] = rounds
     document["timings"] = {"pseudo_s": pseudo_s, "total_s": time.perf_counter() - started,
                            **{f"{r}_train_s": t["seconds"] for r, t in trainings.items()}}
     _write(out, document, records)
@@ -198,8 +200,41 @@ def _cam_box_records(teacher: Any, test_set: Any, options: Any, cfg: Any, contex
     return {"images": found["images"], "predictions": found["predictions"][cfg.test_cams[0]]}
 
 
-def _train_detector(config: DistillConfig, role: str, train_set: Any, sets: dict[str, Any], context: Any,
-                    store: Path, teacher: Any, display: Any) -> tuple[Any, dict[str, Any]]:
+@dataclass
+class _Jobs:
+    """What every detector training of one distill shares."""
+
+    config: DistillConfig
+    sets: dict[str, Any]
+    context: Any
+    store: Path
+    teacher: Any
+    display: Any
+
+
+def _self_train(job: _Jobs, targets: dict[str, Any], source: dict[str, Any], settings: Any,
+                cfg: Any) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
+    """The detector on the teacher's pseudo-boxes, then ``rounds`` self-training rounds, each a new detector
+    (same recipe and seed) trained on the previous one's boxes on the training split. Returns the last detector,
+    the trainings by role (``detector``, then ``detector-r1`` ...) and each round's label quality."""
+    from camkit.distill.pseudo import PseudoBoxDataset, relabel
+
+    detector, trainings = None, {}
+    rounds = []
+    for r in range(job.config.rounds + 1):
+        role = "detector" if r == 0 else f"detector-r{r}"
+        if r:
+            _say(job.display, f"round {r}: the detector relabels {len(job.sets['train'])} training images")
+            made = relabel(detector, job.sets["train"], targets, settings, cfg.recipe(cfg.models()[0]).eval_batch_size,
+                           job.context.device)
+            targets = made["targets"]
+            rounds.append({"round": r, "pseudo_boxes": made["quality"]})
+        train_set = PseudoBoxDataset(job.sets["train"], targets, {**source, "round": r} if r else source)
+        detector, trainings[role] = _train_detector(job, role, train_set)
+    return detector, trainings, rounds
+
+
+def _train_detector(job: _Jobs, role: str, train_set: Any) -> tuple[Any, dict[str, Any]]:
     """Train (or resume, or reuse) the ``role`` detector into the model store; returns it loaded with its best
     checkpoint, and its training's facts."""
     from camkit.bench.recipe import Recipe
@@ -208,18 +243,19 @@ def _train_detector(config: DistillConfig, role: str, train_set: Any, sets: dict
     from camkit.registry.api import create_detector
     from camkit.training import config_fingerprint, config_hash
 
-    detector = create_detector(config.detector, input_size=tuple(teacher.input_size),
+    config, context = job.config, job.context
+    detector = create_detector(config.detector, input_size=tuple(job.teacher.input_size),
                                **dict(config.detector_options))
     model = DetectorModel(config.detector, detector)
     recipe = Recipe(model=config.detector, dataset=str(config.dataset or ""), train={**DEFAULT_TRAIN, **config.train},
                     seed=config.seed)
-    job_sets = {"train": train_set, "val": sets.get("val")}
-    job = TrainJob(recipe, None, model, job_sets, store)
-    digest = config_hash(config_fingerprint(model, train_set, job.val_set, job.config(), context.info.world_size,
-                                            context.info.device.type))
-    job = replace(job, out=store / f"{config.detector}-{role}-{digest}")
-    _say(display, f"{role}: training {config.detector} on {len(train_set)} images ({job.out})")
-    result, folder = train_into_store(job, context.info, _sink(display, role))
+    job_sets = {"train": train_set, "val": job.sets.get("val")}
+    train_job = TrainJob(recipe, None, model, job_sets, job.store)
+    digest = config_hash(config_fingerprint(model, train_set, train_job.val_set, train_job.config(),
+                                            context.info.world_size, context.info.device.type))
+    train_job = replace(train_job, out=job.store / f"{config.detector}-{role}-{digest}")
+    _say(job.display, f"{role}: training {config.detector} on {len(train_set)} images ({train_job.out})")
+    result, folder = train_into_store(train_job, context.info, _sink(job.display, role))
     best = load_best(result, model)
     return model, {"checkpoint": best, "seconds": result.seconds, "epochs": result.epochs_done,
                    "best_epoch": result.best_epoch, "best_val_auc": result.best_val_auc, "reused": result.reused,

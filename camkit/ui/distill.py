@@ -51,6 +51,11 @@ def print_distill(document: dict[str, Any], fmt: str = "auto") -> None:
         click.echo(f"pseudo-boxes on the training split: CorLoc {quality['corloc']:.2f}, precision "
                    f"{quality['precision'] or 0:.2f}, recall {quality['recall']:.2f} (IoU > {quality['iou']}), "
                    f"{quality['left_out']} mass image(s) left out")
+    for entry in document.get("rounds") or []:
+        q = entry["pseudo_boxes"]
+        if q.get("corloc") is not None:
+            click.echo(f"round {entry['round']}: the detector's boxes as labels: CorLoc {q['corloc']:.2f}, precision "
+                       f"{q['precision'] or 0:.2f}, recall {q['recall']:.2f}")
 
 
 def _text(record: dict[str, Any] | None) -> str:
