@@ -1,4 +1,4 @@
-"""``camkit report RUN... --out DIR``: a static web page of bench runs (camkit.ui.report)."""
+"""``camkit report RUN... --out DIR``: a static web page of bench and distill runs (camkit.ui.report)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +19,8 @@ import click
                    "by default such rows are left out of the gallery and the report runs no model)")
 @click.option("--gallery", type=click.IntRange(min=1), default=None, metavar="N",
               help="N test images per train-cam in the gallery (2/3 mass); beyond the 12 the bench stores they are "
-                   "drawn from the checkpoints once and kept in the run  [default: the stored ones]")
+                   "drawn from the checkpoints once and kept in the run; a distill run's gallery shows N test images "
+                   "[default: the stored ones; 6 for a distill run]")
 @click.option("--force", is_flag=True,
               help="write into a non-empty --out that camkit report did not create (its index.html and assets/ "
                    "are replaced)")
@@ -29,7 +30,9 @@ def report(run_dirs: tuple[Path, ...], out: Path, single_file: bool, baseline: s
     gallery of the stored test images, configuration and timings. Works offline, from file:// or a server.
 
     Several runs of one configuration (seeds) are combined, as by `camkit leaderboard`; different
-    configurations get a section each.
+    configurations get a section each. A `camkit distill` run folder (distill.json) gets a section of its own:
+    its three rows' leaderboard, the weak-to-strong gain, the pseudo-boxes' quality, the rows' FROC curves and
+    a gallery of test images with each row's best boxes (the test split rebuilt from its configuration).
     """
     from camkit.ui.report import ReportOptions, write_report
 

@@ -1,4 +1,5 @@
-"""``camkit report``: a static, offline web page of one or more bench runs (camkit.bench's run directories).
+"""``camkit report``: a static, offline web page of one or more bench runs (camkit.bench's run directories) and
+``camkit distill`` runs (each a section of its own: camkit.ui.report_distill).
 
 Built from what the runs store (``results.json``, ``predictions/``, ``overlays/``), nothing re-run: the
 configuration, versions and timings; every leaderboard metric the runs hold, switchable in the page (the cells
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
-import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,16 +27,7 @@ import numpy as np
 from camkit.errors import OptionError
 
 ASSETS = Path(__file__).with_name("report_assets")
-# Okabe & Ito's colour-blind-safe palette (black last, for the ninth curve on); dash patterns tell curves
-# apart beyond the colours.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-DASHES = ("", "6 3", "2 2", "8 3 2 3")
 GT_COLOUR, BOX_COLOUR = (0, 158, 115), (230, 159, 0)  # bluish green truth, orange predictions
-IOU = 0.3  # the bench's match rule for the gallery's outcomes (camkit.metrics.detection)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "x"
 
 
 # -- data model ---------------------------------------------------------------------------------------
@@ -95,100 +85,14 @@ def _classification_columns() -> list[dict[str, str]]:
     return [{"metric": s.name, "label": s.label} for s in metrics("classification")]
 
 
-def _froc(run: Any, max_fppi: float = 8.0) -> dict[str, Any]:
-    """The FROC curves of every pairing of one run, as SVG polylines (log FPPI 1/16 .. 8, TPR 0 .. 1)."""
-    width, height, left, bottom, top, right = 640, 360, 56, 40, 14, 16
-    lo, hi = np.log10(1 / 16), np.log10(max_fppi)
+def _froc(run: Any) -> dict[str, Any]:
+    """The FROC chart of every pairing of one run (train-cam / test-cam)."""
+    from camkit.ui.report_pictures import IOU, froc_svg
 
-    def x(f: float) -> float:
-        return left + (np.log10(min(max(f, 1 / 16), max_fppi)) - lo) / (hi - lo) * (width - left - right)
-
-    def y(t: float) -> float:
-        return top + (1 - t) * (height - top - bottom)
-
-    curves = []
-    for row, per_test in run.results.get("detection", {}).items():
-        for col, entry in per_test.items():
-            fr = entry.get("froc") or {}
-            fppi, tpr = list(fr.get("fppi", [])), list(fr.get("tpr", []))
-            if not fppi:
-                continue
-            pts, prev = [], 0.0
-            for f, t in zip(fppi, tpr):  # a step curve: TPR holds until the next operating point
-                if f > max_fppi:
-                    break
-                pts += [(x(f), y(prev)), (x(f), y(t))]
-                prev = t
-            pts.append((x(max_fppi), y(prev)))
-            k = len(curves)
-            curves.append({"id": f"froc-{k}", "label": f"{row} / {col}", "row": row, "col": col,
-                           "colour": PALETTE[k % len(PALETTE)], "dash": DASHES[(k // len(PALETTE)) % len(DASHES)],
-                           "points": " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)})
-    ticks_x = [(x(f), label) for f, label in ((1 / 16, "1/16"), (1 / 8, "1/8"), (0.25, "1/4"), (0.5, "1/2"),
-                                              (1, "1"), (2, "2"), (4, "4"), (8, "8"))]
-    ticks_y = [(y(t), f"{t:.1f}") for t in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)]
-    return {"width": width, "height": height, "left": left, "bottom": height - bottom, "top": top,
-            "right": width - right, "curves": curves, "ticks_x": ticks_x, "ticks_y": ticks_y,
-            "iou": run.results.get("config", {}).get("iou_threshold", IOU)}
-
-
-def _png(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-
-
-def _grey(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float: the image's 1st-99th percentile range as grey."""
-    img = np.asarray(image, dtype=np.float32)
-    lo, hi = np.percentile(img, [1, 99]) if img.size else (0.0, 1.0)
-    return np.repeat(np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
-
-
-def _blend(grey: np.ndarray, heat: np.ndarray | None) -> np.ndarray:
-    """The grey picture with the map over it (viridis, colour-blind-safe), as uint8 RGB."""
-    from matplotlib import colormaps
-
-    rgb = grey
-    if heat is not None:
-        rgb = 0.55 * grey + 0.45 * colormaps["viridis"](np.clip(np.asarray(heat, dtype=np.float32), 0, 1))[..., :3]
-    return (rgb * 255).astype(np.uint8)
-
-
-def _draw(rgb: np.ndarray, gt: np.ndarray, boxes: np.ndarray, max_side: int) -> np.ndarray:
-    """``rgb`` shrunk to at most ``max_side`` (never enlarged) with the truth and predicted boxes drawn on it."""
-    from PIL import Image, ImageDraw
-
-    h, w = rgb.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    pic = Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))))
-    draw = ImageDraw.Draw(pic)
-    for colour, bxs in ((GT_COLOUR, gt), (BOX_COLOUR, boxes)):
-        for x1, y1, x2, y2 in np.asarray(bxs, dtype=float).reshape(-1, 4) * scale:
-            draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=2 if max_side > 200 else 1)
-    return np.asarray(pic)
-
-
-THUMB, FULL = 160, 640  # the gallery's picture sizes (longer side)
-
-
-def _outcome(gt: np.ndarray, boxes: np.ndarray) -> list[str]:
-    """The gallery's tags of one pairing on one image: hit (a lesion matched at IoU > 0.3), miss (a lesion no
-    box matched), false positive (a box matching no lesion)."""
-    from camkit.metrics.detection import iou_matrix
-
-    gt, boxes = np.asarray(gt, float).reshape(-1, 4), np.asarray(boxes, float).reshape(-1, 4)
-    iou = iou_matrix(boxes, gt) if len(gt) and len(boxes) else np.zeros((len(boxes), len(gt)))
-    tags = []
-    if len(gt) and (iou > IOU).any(axis=0).any():
-        tags.append("hit")
-    if len(gt) and not (iou > IOU).any(axis=0).all():
-        tags.append("miss")
-    if len(boxes) and not (iou > IOU).any(axis=1).all():
-        tags.append("false-positive")
-    return tags
+    curves = [{"label": f"{row} / {col}", "row": row, "col": col, "froc": entry.get("froc")}
+              for row, per_test in run.results.get("detection", {}).items() for col, entry in per_test.items()
+              if isinstance(entry, dict)]
+    return froc_svg(curves, run.results.get("config", {}).get("iou_threshold", IOU))
 
 
 def _overlay_files(run: Any, redraw: bool, log: Any, gallery: int | None = None) -> list[tuple[str, Path]]:
@@ -235,6 +139,8 @@ def _gallery(run: Any, group: int, out: Path, single_file: bool, redraw: bool = 
     ``boxes`` False (a test set without lesion boxes): no hit / miss / false-positive outcomes."""
     from camkit.errors import CamkitError
     from camkit.ui.figures import read_overlays
+    from camkit.ui.report_pictures import (FULL, THUMB, blend_map, box_outcome, draw_boxes, grey_picture,
+                                          picture_src, slug)
 
     rows = []
     cams: list[str] = []
@@ -250,35 +156,26 @@ def _gallery(run: Any, group: int, out: Path, single_file: bool, redraw: bool = 
         images = []
         for i in range(len(a["image"])):
             gt = a["gt"][a["gt"][:, 0] == i, 1:]
-            grey = _grey(a["image"][i])
+            grey = grey_picture(a["image"][i])
             panels = [{"cam": "image", "tags": []}]
-            layers = [(_blend(grey, None), np.zeros((0, 4)))]
+            layers = [(blend_map(grey, None), np.zeros((0, 4)))]
             for c in row_cams:
                 b = a[f"boxes_{c}"]
                 b = b[b[:, 0] == i, 1:]
-                panels.append({"cam": c, "tags": _outcome(gt, b) if boxes else []})
-                layers.append((_blend(grey, a[f"map_{c}"][i]), b))
-            pics = [(_draw(rgb, gt, b, THUMB), _draw(rgb, gt, b, FULL)) for rgb, b in layers]
-            base = f"assets/g{group}/{_slug(row)}/{_slug(a['image_id'][i])}"
+                panels.append({"cam": c, "tags": box_outcome(gt, b) if boxes else []})
+                layers.append((blend_map(grey, a[f"map_{c}"][i]), b))
+            pics = [tuple(draw_boxes(rgb, ((GT_COLOUR, gt), (BOX_COLOUR, b)), side) for side in (THUMB, FULL))
+                    for rgb, b in layers]
+            base = f"assets/g{group}/{slug(row)}/{slug(a['image_id'][i])}"
             for panel, (thumb, full) in zip(panels, pics):
-                panel["thumb"] = _write_png(out, f"{base}-{_slug(panel['cam'])}-s.png", thumb, single_file)
-                panel["full"] = _write_png(out, f"{base}-{_slug(panel['cam'])}.png", full, single_file)
+                panel["thumb"] = picture_src(out, f"{base}-{slug(panel['cam'])}-s.png", thumb, single_file)
+                panel["full"] = picture_src(out, f"{base}-{slug(panel['cam'])}.png", full, single_file)
                 panel["alt"] = (f"{a['image_id'][i]}: " + ("the image with its ground truth" if panel["cam"] == "image"
                                 else f"{panel['cam']} map and boxes (train-cam {row})"))
             images.append({"image_id": str(a["image_id"][i]), "label": int(labels[i]), "prob": float(a["prob"][i]),
                            "panels": panels})
         rows.append({"row": row, "cams": row_cams, "images": images})
     return {"rows": rows, "cams": cams, "outcomes": boxes}
-
-
-def _write_png(out: Path, rel: str, rgb: np.ndarray, single_file: bool) -> str:
-    data = _png(rgb)
-    if single_file:
-        return "data:image/png;base64," + base64.b64encode(data).decode()
-    target = out / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    return rel
 
 
 def _facts(run: Any) -> dict[str, Any]:
@@ -299,8 +196,9 @@ class ReportOptions:
     """How the report is written: inlined into one file (``single_file``); the significance markers against
     ``baseline`` (ROW:TEST_CAM; None: cam:cam when present) at ``alpha``; ``redraw`` a trained row's missing
     overlays from its checkpoint and ``gallery`` test images per row (drawn from the checkpoints when the bench
-    stored fewer): the only times the report runs a model; ``force``: write into a non-empty folder camkit report
-    did not create."""
+    stored fewer): the only times the report runs a model (a distill run's gallery shows ``gallery`` test images,
+    default 6, from its rebuilt test split); ``force``: write into a non-empty folder camkit report did not
+    create."""
 
     single_file: bool = False
     baseline: str | None = None
@@ -312,13 +210,23 @@ class ReportOptions:
 
 def report_data(paths: Sequence[str | Path], out: Path, options: ReportOptions | None = None,
                 log: Any = print) -> dict[str, Any]:
-    """Everything the page shows, for the runs at ``paths`` (grouped as ``camkit leaderboard --group`` groups
-    them: runs that differ by their seed alone are one group, combined)."""
-    from camkit.bench.leaderboard import config_differences, group_runs, load_runs
+    """Everything the page shows, for the runs at ``paths``: bench runs grouped as ``camkit leaderboard --group``
+    groups them (runs that differ by their seed alone are one group, combined), and a section per ``camkit
+    distill`` run folder (camkit.ui.report_distill)."""
+    from camkit.ui.report_distill import distill_section, split_runs
 
     o = options or ReportOptions()
-    single_file, baseline, alpha, redraw, gallery = o.single_file, o.baseline, o.alpha, o.redraw, o.gallery
+    bench, distill = split_runs(paths)
+    groups, n_runs = _bench_groups(bench, out, o, log) if bench or not distill else ([], 0)
+    sections = [distill_section(p, k, out, o, log) for k, p in enumerate(distill)]
+    return {"groups": groups, "n_runs": n_runs, "distill": sections}
 
+
+def _bench_groups(paths: Sequence[Path], out: Path, o: ReportOptions, log: Any) -> tuple[list[dict[str, Any]], int]:
+    """The page's sections of the bench runs at ``paths``, and how many runs they hold."""
+    from camkit.bench.leaderboard import config_differences, group_runs, load_runs
+
+    single_file, baseline, alpha, redraw, gallery = o.single_file, o.baseline, o.alpha, o.redraw, o.gallery
     runs = load_runs(paths)
     groups = group_runs(runs)
     diff = config_differences([g[0] for g in groups]) if len(groups) > 1 else {}
@@ -336,7 +244,7 @@ def report_data(paths: Sequence[str | Path], out: Path, options: ReportOptions |
             "froc": _froc(members[0]),
             "gallery": _gallery(members[0], k, out, single_file, redraw, log, gallery,
                                 boxes=not members[0].results.get("dataset", {}).get("not_scored"))})
-    return {"groups": out_groups, "n_runs": len(runs)}
+    return out_groups, len(runs)
 
 
 def write_report(paths: Sequence[str | Path], out: str | Path, options: ReportOptions | None = None,
@@ -352,7 +260,8 @@ def write_report(paths: Sequence[str | Path], out: str | Path, options: ReportOp
     from camkit.storage.atomic import atomic_write_text
 
     if not paths:
-        raise OptionError("camkit report needs at least one run directory (the --out of camkit bench)")
+        raise OptionError("camkit report needs at least one run directory (the --out of camkit bench or camkit "
+                          "distill)")
     options = replace(options or ReportOptions(), **fields)
     single_file = options.single_file
     out = Path(out)
