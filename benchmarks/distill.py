@@ -98,7 +98,8 @@ def remedy_table(by_remedy: dict[str, list[dict]]) -> str:
     for name, rows in by_remedy.items():
         for row in rows:
             lines.append(f"| {name} | {row['seed']} | {_ci(row['cam-boxes'])} | {_ci(row['detector'])} | "
-                         f"{row['cpm']['detector']:.2f} | {row['label_corloc']:.2f} | {row['distill_s'] / 60:.1f} min |")
+                         f"{row['cpm']['detector']:.2f} | {row['label_corloc']:.2f} | "
+                         f"{row['distill_s'] / 60:.1f} min |")
         n = len(rows)
         means.append(f"| **{name}** | mean of {n} | {sum(r['cam-boxes']['value'] for r in rows) / n:.3f} | "
                      f"{sum(r['detector']['value'] for r in rows) / n:.3f} | "

@@ -189,3 +189,44 @@ def test_a_tiny_distill_scores_three_rows_and_resumes_without_training(tmp_path)
     assert [t["reused"] for t in doc["training"].values()] == [True, False, True]
     assert list(doc["training"]) == ["detector", "detector-r1", "oracle"]
     assert doc["rounds"][0]["round"] == 1 and doc["rounds"][0]["pseudo_boxes"]["n_images"] > 0
+
+
+@pytest.mark.slow  # two seeds: two teachers, two detectors, two oracles, one epoch each
+def test_seeds_combine_as_the_bench_combines_them_and_trackers_get_each_training(tmp_path):
+    pytest.importorskip("tensorboard", reason="pip install 'camkit[tracking]' for the tracker tests")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["distill", *ARGS, "--out", str(out), "--train-teacher", "--seeds", "0,1",
+                                    "--format", "json", "--detector-opt", "backbone=timm:resnet10t",
+                                    "--log", "tensorboard"])
+    assert res.exit_code == 0, res.output
+    board = json.loads(res.stdout)
+    assert board["seeds"] == [0, 1] and (out / "models").is_dir()  # seeds keep their store inside --out
+    seeds = [json.loads((out / f"seed-{s}" / "distill.json").read_text()) for s in (0, 1)]
+    for record in board["records"]:
+        per_seed = [doc["rows"][record["row"]][record["metric"]]["value"] for doc in seeds]
+        assert record["runs"] == 2 and record["value"] == pytest.approx(np.mean(per_seed))
+        assert record["ci_low"] <= record["value"] <= record["ci_high"]
+    combined = json.loads((out / "distill-seeds.json").read_text())
+    assert [g["value"] for g in combined["gain"]["per_seed"]] == [doc["gain"]["value"] for doc in seeds]
+    ea = EventAccumulator(str(out / "seed-1" / "tensorboard" / "detector"), size_guidance={"scalars": 0})
+    ea.Reload()
+    assert "train/loss" in ea.Tags()["scalars"]
+    assert ea.Scalars("result/tpr@1")[0].value == pytest.approx(seeds[1]["rows"]["detector"]["tpr@1"]["value"])
+    assert (out / "seed-0" / "tensorboard" / "oracle").is_dir()
+
+
+def test_seeds_of_different_configurations_are_not_combined(tmp_path):
+    from camkit.distill.seeds import combine_seeds
+    from camkit.errors import OptionError
+
+    for name, epochs in (("a", 1), ("b", 2)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "distill.json").write_text(json.dumps({"config": {"seed": 0, "train": {"epochs": epochs}}}))
+        (tmp_path / name / "predictions.json").write_text("{}")
+    with pytest.raises(OptionError, match="differs from .* in train, not only in its seed"):
+        combine_seeds([tmp_path / "a", tmp_path / "b"])
+    (tmp_path / "b" / "predictions.json").unlink()
+    with pytest.raises(OptionError, match="not a finished camkit distill run .predictions.json is missing"):
+        combine_seeds([tmp_path / "a", tmp_path / "b"])

@@ -4,10 +4,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from dataclasses import replace
+
 import click
 
 from camkit.cli.bench import BoxThreshold
 from camkit.cli.options import format_option, parse_options
+from camkit.errors import OptionError
 
 
 @click.command()
@@ -23,6 +26,9 @@ from camkit.cli.options import format_option, parse_options
 @click.option("--model-opt", multiple=True, help="teacher model option KEY=VALUE (repeatable)")
 @click.option("--preset", default=None, help="the teacher's recipe preset (camkit list recipes)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seeds", default=None, metavar="LIST",
+              help="one distill per seed (0,1,2 or 0-4) into --out/seed-N, printed combined (mean over seeds, "
+                   "random-effects t interval, as camkit bench --seeds)")
 @click.option("--box-threshold", type=BoxThreshold(), default="0.5", show_default=True,
               help="the pseudo-boxes' threshold (a fraction of each map's maximum), or auto (chosen on validation)")
 @click.option("--boxes", "box_mode", type=click.Choice(["single", "peaks"]), default="single", show_default=True,
@@ -46,11 +52,14 @@ from camkit.cli.options import format_option, parse_options
 @click.option("--out", type=click.Path(path_type=Path), default=Path("camkit-runs/distill"), show_default=True)
 @click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
               help="the model store [OUT/../models, where camkit bench keeps its trainings]")
+@click.option("--log", "log", multiple=True, type=click.Choice(["tensorboard", "mlflow"]),
+              help="send each detector training's curves and its row's scores to a tracker (repeatable)")
+@click.option("--log-uri", default=None, help="MLflow tracking URI [sqlite:///<--out>/mlflow.db]")
 @click.option("--quiet", is_flag=True, help="no progress lines")
 @format_option
 def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_root, dataset_opt, model_opt, preset,
-            seed, box_threshold, box_mode, max_boxes, min_score, rounds, epochs, batch_size, lr, no_oracle,
-            train_teacher, teacher_train, bootstrap, out, models_dir, quiet, fmt):
+            seed, seeds, box_threshold, box_mode, max_boxes, min_score, rounds, epochs, batch_size, lr, no_oracle,
+            train_teacher, teacher_train, bootstrap, out, models_dir, log, log_uri, quiet, fmt):
     """Train a detector on a teacher's CAM boxes, and score it beside the teacher and an oracle.
 
     The teacher is the bench's (model, --train-cam) training, reused from the model store (the default
@@ -76,9 +85,20 @@ def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_ro
                            rounds=rounds, train=train, oracle=not no_oracle, bootstrap=bootstrap,
                            train_teacher=train_teacher,
                            teacher_train=parse_options(teacher_train, "--teacher-train"))
-    progress = BenchProgress("off" if quiet else "auto", n_rows=3, name="distill")
+    from camkit.bench.leaderboard import parse_seeds
+    from camkit.training.tracking import check_backend, check_log_uri
+
+    for backend in log:
+        check_backend(backend)
+    check_log_uri(log_uri)
+    seed_list = parse_seeds(seeds) if seeds is not None else None
+    if seed_list is not None and seed != 0:
+        raise OptionError("give either --seed or --seeds, not both")
+    runs = [(config, out)] if seed_list is None else [(replace(config, seed=s), out / f"seed-{s}") for s in seed_list]
+    store = models_dir or (out / "models" if seed_list is not None else None)
+    progress = BenchProgress("off" if quiet else "auto", n_rows=3 * len(runs), name="distill")
     try:
-        document = run_distill(config, out, models_dir, display=progress)
+        documents = [run_distill(c, o, store, display=progress, log=tuple(log), log_uri=log_uri) for c, o in runs]
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM: every training resumes from its last.pt
         from camkit.cli.signals import exit_code
 
@@ -86,9 +106,18 @@ def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_ro
         sys.exit(exit_code(exc))
     finally:
         progress.close()
-    print_distill(document, fmt)
+    if seed_list is None:
+        print_distill(documents[0], fmt)
+    else:
+        from camkit.distill.seeds import combine_seeds
+        from camkit.storage.atomic import atomic_write_json
+
+        combined = combine_seeds([o for _, o in runs], bootstrap)
+        atomic_write_json(out / "distill-seeds.json", combined)
+        print_distill(combined, fmt)
     if not quiet:
-        click.echo(f"run directory: {out} (distill.json, predictions.json)", err=True)
+        written = "distill.json, predictions.json" if seed_list is None else "seed-N/, distill-seeds.json"
+        click.echo(f"run directory: {out} ({written})", err=True)
 
 
 commands = [distill]

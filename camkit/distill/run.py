@@ -39,7 +39,8 @@ class DistillConfig:
     """Everything that decides a distill run's numbers. The teacher is the bench's (model, ``train_cam``) of
     ``preset``/``dataset``/``seed``; ``test_cam`` draws its boxes (``box_threshold`` a number or ``"auto"``,
     ``boxes`` ``single``/``peaks``); ``max_boxes``, ``min_score`` (camkit.distill.pseudo.PseudoSettings) and
-    ``rounds`` (self-training) the noisy-label remedies; ``detector`` with ``detector_options``, trained with ``train`` (TrainConfig fields)."""
+    ``rounds`` (self-training) the noisy-label remedies; ``detector`` with ``detector_options``, trained with
+    ``train`` (TrainConfig fields)."""
 
     train_cam: str = "xgradcam"
     test_cam: str = "gradcampp"
@@ -84,37 +85,21 @@ DEFAULT_TRAIN = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "hflip": False, "rand
 
 
 def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None = None,
-                display: Any = None) -> dict[str, Any]:
+                display: Any = None, log: tuple[str, ...] = (), log_uri: str | None = None) -> dict[str, Any]:
     """Run (or resume) a distill into ``out`` and return its document (also ``out/distill.json``). ``store``:
     the model store (default: ``out``'s sibling ``models``, where ``camkit bench`` keeps its trainings);
     ``display``: a :class:`camkit.ui.progress.BenchProgress`-like object (``log(text)``, ``train_sink(row)``;
-    None: silent)."""
-    from camkit.bench.cell import CellContext
+    None: silent); ``log``: tracker backends (``tensorboard``, ``mlflow``; at ``log_uri``) that get each detector
+    training's curves and, at the end, its row's scores."""
     from camkit.data.annotations import has_boxes
-    from camkit.data.checks import check_splits
-    from camkit.distill.pseudo import PseudoSettings, pseudo_label
+    from camkit.distill.pseudo import pseudo_label
 
     say = display.log if display is not None else (lambda text: None)
     out = Path(out)
     store = Path(store) if store is not None else out.parent / "models"
     started = time.perf_counter()
-    settings = PseudoSettings(config.test_cam, config.max_boxes, config.min_score).check()
-    if isinstance(config.rounds, bool) or not isinstance(config.rounds, int) or config.rounds < 0:
-        raise OptionError(f"--rounds must be a whole number >= 0 (self-training rounds), got {config.rounds!r}")
-    cfg = config.bench_config()
-    _check_detector(config)
-    context = CellContext.create(cfg)
+    settings, cfg, context, teacher, sets = _prepare(config, say)
     row = cfg.rows()[0]
-    teacher = context.model(row)
-    context.options.check(teacher)
-    sets = context.datasets(row.model, teacher.input_size)
-    if config.oracle and not has_boxes(sets["train"]):
-        say("oracle: skipped: the dataset gives no lesion boxes to train it on")
-    if not has_boxes(sets["test"]):
-        raise OptionError(f"camkit distill scores detections against lesion boxes, and dataset {cfg.dataset!r} gives "
-                          "none on its test split (it declares annotations = ()); distill on a dataset with boxes")
-    for note in check_splits(sets, where=f"dataset {cfg.dataset!r}"):
-        say(f"warning: {note}")
 
     teacher_info = _teacher(cfg, row, teacher, sets, context, store, display, config.train_teacher)
     t0 = time.perf_counter()
@@ -131,18 +116,53 @@ def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None
     records = {"cam-boxes": _cam_box_records(teacher, sets["test"], options, cfg, context)}
     source = {"teacher": teacher_info["config_hash"], **settings.to_dict(), "boxes": cfg.boxes,
               "thresholds": options.cam_thresholds or options.box_threshold}
-    job = _Jobs(config, sets, context, store, teacher, display)
-    detector, trainings, rounds = _self_train(job, made["targets"], source, settings, cfg)
-    records["detector"] = _detector_records(detector, sets["test"], cfg, context)
-    if config.oracle and has_boxes(sets["train"]):
-        oracle, trainings["oracle"] = _train_detector(job, "oracle", sets["train"])
-        records["oracle"] = _detector_records(oracle, sets["test"], cfg, context)
-    document = _score(config, cfg, records, trainings, teacher_info, made["quality"])
+    from camkit.distill.tracking import DistillTrackers
+
+    job = _Jobs(config, sets, context, store, teacher, display, DistillTrackers(out, log, log_uri, teacher_info))
+    try:
+        detector, trainings, rounds = _self_train(job, made["targets"], source, settings, cfg)
+        records["detector"] = _detector_records(detector, sets["test"], cfg, context)
+        if config.oracle and has_boxes(sets["train"]):
+            oracle, trainings["oracle"] = _train_detector(job, "oracle", sets["train"])
+            records["oracle"] = _detector_records(oracle, sets["test"], cfg, context)
+        document = _score(config, cfg, records, trainings, teacher_info, made["quality"])
+    except BaseException as exc:
+        job.trackers.end(exc)
+        raise
     document["rounds"] = rounds
+    job.trackers.close(document)
     document["timings"] = {"pseudo_s": pseudo_s, "total_s": time.perf_counter() - started,
                            **{f"{r}_train_s": t["seconds"] for r, t in trainings.items()}}
     _write(out, document, records)
     return document
+
+
+def _prepare(config: DistillConfig, say: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """Everything checked before anything trains: the remedies' settings, the detector's name, the teacher's
+    model and the splits (the test split must have boxes). Returns (settings, the bench config, its cell
+    context, the teacher model, the splits)."""
+    from camkit.bench.cell import CellContext
+    from camkit.data.annotations import has_boxes
+    from camkit.data.checks import check_splits
+    from camkit.distill.pseudo import PseudoSettings
+
+    settings = PseudoSettings(config.test_cam, config.max_boxes, config.min_score).check()
+    if isinstance(config.rounds, bool) or not isinstance(config.rounds, int) or config.rounds < 0:
+        raise OptionError(f"--rounds must be a whole number >= 0 (self-training rounds), got {config.rounds!r}")
+    cfg = config.bench_config()
+    _check_detector(config)
+    context = CellContext.create(cfg)
+    teacher = context.model(cfg.rows()[0])
+    context.options.check(teacher)
+    sets = context.datasets(cfg.rows()[0].model, teacher.input_size)
+    if config.oracle and not has_boxes(sets["train"]):
+        say("oracle: skipped: the dataset gives no lesion boxes to train it on")
+    if not has_boxes(sets["test"]):
+        raise OptionError(f"camkit distill scores detections against lesion boxes, and dataset {cfg.dataset!r} gives "
+                          "none on its test split (it declares annotations = ()); distill on a dataset with boxes")
+    for note in check_splits(sets, where=f"dataset {cfg.dataset!r}"):
+        say(f"warning: {note}")
+    return settings, cfg, context, teacher, sets
 
 
 def _check_detector(config: DistillConfig) -> None:
@@ -210,6 +230,7 @@ class _Jobs:
     store: Path
     teacher: Any
     display: Any
+    trackers: Any  # camkit.distill.tracking.DistillTrackers
 
 
 def _self_train(job: _Jobs, targets: dict[str, Any], source: dict[str, Any], settings: Any,
@@ -255,7 +276,7 @@ def _train_detector(job: _Jobs, role: str, train_set: Any) -> tuple[Any, dict[st
                                             context.info.world_size, context.info.device.type))
     train_job = replace(train_job, out=job.store / f"{config.detector}-{role}-{digest}")
     _say(job.display, f"{role}: training {config.detector} on {len(train_set)} images ({train_job.out})")
-    result, folder = train_into_store(train_job, context.info, _sink(job.display, role))
+    result, folder = train_into_store(train_job, context.info, job.trackers.sink(role, _sink(job.display, role)))
     best = load_best(result, model)
     return model, {"checkpoint": best, "seconds": result.seconds, "epochs": result.epochs_done,
                    "best_epoch": result.best_epoch, "best_val_auc": result.best_val_auc, "reused": result.reused,
@@ -329,7 +350,8 @@ def weak_to_strong_gain(records: dict[str, Any], cfg: Any, metric: str = "tpr@1"
     finite = np.asarray([v for v in draws if np.isfinite(v)])
     ci = [float(np.quantile(finite, 0.025)), float(np.quantile(finite, 0.975))] if len(finite) else [None, None]
     return {"metric": metric, "value": value, "ci": ci, "teacher": t, "detector": d, "oracle": o,
-            "bootstrap": {"n": cfg.bootstrap, "seed": cfg.seed, "by": "study", "undefined": int(len(draws) - len(finite))}}
+            "bootstrap": {"n": cfg.bootstrap, "seed": cfg.seed, "by": "study",
+                          "undefined": int(len(draws) - len(finite))}}
 
 
 def _gain(chosen: list[str], preds: dict[str, Any], gt: dict[str, Any], cfg: Any,

@@ -17,7 +17,8 @@ def distill_records(document: dict[str, Any]) -> list[dict[str, Any]]:
         for name, m in metrics.items():
             if isinstance(m, dict) and "ci" in m:
                 value = m.get("value", m.get("tpr"))
-                out.append({"row": row, "metric": name, "value": value, "ci_low": m["ci"][0], "ci_high": m["ci"][1]})
+                out.append({"row": row, "metric": name, "value": value, "ci_low": m["ci"][0], "ci_high": m["ci"][1],
+                            **({"sd": m["sd"], "runs": m["runs"]} if "runs" in m else {})})
     return out
 
 
@@ -27,20 +28,28 @@ def print_distill(document: dict[str, Any], fmt: str = "auto") -> None:
     records = distill_records(document)
     gain, quality = document.get("gain"), document.get("pseudo_boxes") or {}
     if fmt == "json":
-        click.echo(json.dumps({"records": records, "gain": gain, "pseudo_boxes": quality,
-                               "oracle": document.get("oracle")}, indent=2))
+        extra = {"seeds": document["seeds"]} if "seeds" in document else {"pseudo_boxes": quality,
+                                                                           "oracle": document.get("oracle")}
+        click.echo(json.dumps({"records": records, "gain": gain, **extra}, indent=2))
         return
     if fmt == "csv":
-        render(records, ["row", "metric", "value", "ci_low", "ci_high"], "csv")
+        seeds = ["sd", "runs"] if "seeds" in document else []
+        render(records, ["row", "metric", "value", "ci_low", "ci_high", *seeds], "csv")
         return
     metrics = list(dict.fromkeys(r["metric"] for r in records))
     rows = []
     for row in document["rows"]:
         cells = {r["metric"]: r for r in records if r["row"] == row}
         rows.append({"row": row, **{m: _text(cells.get(m)) for m in metrics}})
+    how = (f"mean over seeds {', '.join(map(str, document['seeds']))}, 95% random-effects t interval"
+           if "seeds" in document else "95% bootstrap CI over studies")
     render(rows, ["row", *metrics], fmt, title="Distill: the teacher's CAM boxes, the detector trained on them, "
-                                               "and the oracle (true boxes) ↑ (95% bootstrap CI over studies)")
-    if gain:
+                                               f"and the oracle (true boxes) ↑ ({how})")
+    if gain and "per_seed" in gain:
+        per = ", ".join(f"{g['value']:.2f}" if g.get("value") is not None else "n/a" for g in gain["per_seed"])
+        value = "undefined (the oracle ties the teacher)" if gain["value"] is None else f"{gain['value']:.2f}"
+        click.echo(f"weak-to-strong gain ({gain['metric']}) of the means: {value}; per seed: {per}")
+    elif gain:
         ci = gain["ci"]
         interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci[0] is not None else ""
         click.echo(f"weak-to-strong gain ({gain['metric']}): (detector - teacher) / (oracle - teacher) = "
