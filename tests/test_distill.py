@@ -160,6 +160,8 @@ def test_bad_input_is_one_line_before_training(tmp_path):
     refused([*ARGS, "--out", str(tmp_path / "a")], "no trained teacher gmic with train-cam 'xgradcam'",
             "--train-teacher")
     refused([*ARGS, "--out", str(tmp_path / "a"), "--max-boxes", "0"], "--max-boxes")
+    refused([*ARGS, "--out", str(tmp_path / "a"), "--train-cam", "auto"], "--train-cam auto: none of the candidate "
+            "teachers (cam, gradcampp, xgradcam) is in the model store", "--train-teacher")
     res = CliRunner().invoke(main, ["distill", *ARGS, "--out", str(tmp_path / "a"), "--rounds", "-1"])
     assert res.exit_code == 2 and "--rounds" in res.output
     assert not list(tmp_path.rglob("*.pt"))  # nothing trained
@@ -230,3 +232,20 @@ def test_seeds_of_different_configurations_are_not_combined(tmp_path):
     (tmp_path / "b" / "predictions.json").unlink()
     with pytest.raises(OptionError, match="not a finished camkit distill run .predictions.json is missing"):
         combine_seeds([tmp_path / "a", tmp_path / "b"])
+
+
+@pytest.mark.slow  # the bench's three teachers, then one detector, one epoch each
+def test_auto_chooses_the_pairing_with_the_best_validation_tpr(tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["distill", *ARGS, "--out", str(out), "--train-teacher", "--train-cam", "auto",
+                                    "--test-cam", "auto", "--no-oracle", "--detector-opt", "backbone=timm:resnet10t"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "distill.json").read_text())
+    p = doc["pairing"]
+    assert set(p["validation"]) == {"cam", "gradcampp", "xgradcam"} and p["chosen_on"] == "val"
+    assert all(set(v) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"} for v in p["validation"].values())
+    best = max((v["tpr@1"], v["cpm"]) for cams in p["validation"].values() for v in cams.values())
+    assert (p["validation"][p["train_cam"]][p["test_cam"]]["tpr@1"], p["validation"][p["train_cam"]][p["test_cam"]]
+            ["cpm"]) == best
+    assert (doc["config"]["train_cam"], doc["config"]["test_cam"]) == (p["train_cam"], p["test_cam"])
+    assert p["requested"] == {"train_cam": "auto", "test_cam": "auto"}

@@ -15,8 +15,11 @@ from camkit.errors import OptionError
 
 @click.command()
 @click.option("--train-cam", default="xgradcam", show_default=True,
-              help="the teacher's train-cam (the teacher is the bench's training of it, from the model store)")
-@click.option("--test-cam", default="gradcampp", show_default=True, help="the CAM that draws the pseudo-boxes")
+              help="the teacher's train-cam (the teacher is the bench's training of it, from the model store); auto: "
+                   "the bench's train-cam whose pairing is best on the validation split")
+@click.option("--test-cam", default="gradcampp", show_default=True,
+              help="the CAM that draws the pseudo-boxes; auto: the bench's test-cam whose pairing is best on the "
+                   "validation split")
 @click.option("--detector", default="fcos", show_default=True, help="a registered detector (camkit list detectors)")
 @click.option("--detector-opt", multiple=True, help="detector option KEY=VALUE (repeatable)")
 @click.option("--model", default=None, help="the teacher's model (default: the recipe's)")

@@ -98,10 +98,13 @@ def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None
     out = Path(out)
     store = Path(store) if store is not None else out.parent / "models"
     started = time.perf_counter()
+    from camkit.distill.pairing import choose_pairing
+
+    config, pairing = choose_pairing(config, store, display)
     settings, cfg, context, teacher, sets = _prepare(config, say)
     row = cfg.rows()[0]
 
-    teacher_info = _teacher(cfg, row, teacher, sets, context, store, display, config.train_teacher)
+    teacher_info = load_teacher(cfg, row, teacher, sets, context, store, display, config.train_teacher)
     t0 = time.perf_counter()
     options = _options(cfg, teacher, sets, context, say)
     say(f"pseudo-boxes: {config.test_cam} on {len(sets['train'])} training images")
@@ -129,7 +132,7 @@ def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None
     except BaseException as exc:
         job.trackers.end(exc)
         raise
-    document["rounds"] = rounds
+    document["rounds"], document["pairing"] = rounds, pairing
     job.trackers.close(document)
     document["timings"] = {"pseudo_s": pseudo_s, "total_s": time.perf_counter() - started,
                            **{f"{r}_train_s": t["seconds"] for r, t in trainings.items()}}
@@ -177,7 +180,7 @@ def _check_detector(config: DistillConfig) -> None:
                           f"{', '.join(list_detectors())} (camkit list detectors)")
 
 
-def _teacher(cfg: Any, row: Any, model: Any, sets: dict[str, Any], context: Any, store: Path, display: Any,
+def load_teacher(cfg: Any, row: Any, model: Any, sets: dict[str, Any], context: Any, store: Path, display: Any,
              train: bool = False) -> dict[str, Any]:
     """The teacher from the model store, loaded for inference (resumed if its training was cut short; trained
     from scratch only with ``train``, as the bench would, else a one-line error saying how to get it)."""

@@ -50,7 +50,8 @@ def combine_seeds(runs: list[str | Path], n: int | None = None) -> dict[str, Any
                                      "sd": None if c.sd != c.sd else c.sd, "runs": len(boots),
                                      "per_seed": [float(v) for v in c.values]}
     return {"schema": SCHEMA, "seeds": [doc["config"]["seed"] for doc, _ in docs],
-            "runs": [str(r) for r in runs], "rows": rows, "gain": _gain(rows, [doc for doc, _ in docs]),
+            "runs": [str(r) for r in runs], "rows": rows,
+            "pairings": [f"{doc['config']['train_cam']} x {doc['config']['test_cam']}" for doc, _ in docs], "gain": _gain(rows, [doc for doc, _ in docs]),
             "method": "mean over seeds, random-effects t interval (camkit.metrics.combine_runs)"}
 
 
@@ -76,11 +77,18 @@ def _read(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return doc, records
 
 
+def _asked(doc: dict[str, Any]) -> dict[str, Any]:
+    """A run's configuration as it was asked for, less its seed: ``auto`` cams as ``auto`` (each seed may choose
+    another pairing on its validation split)."""
+    asked = {k: v for k, v in doc["config"].items() if k != "seed"}
+    return {**asked, **((doc.get("pairing") or {}).get("requested") or {})}
+
+
 def _same_recipe(docs: list[tuple[dict[str, Any], dict[str, Any]]], runs: list[str | Path]) -> None:
     """Seeds combine only when nothing but the seed differs."""
-    first = {k: v for k, v in docs[0][0]["config"].items() if k != "seed"}
+    first = _asked(docs[0][0])
     for (doc, _), run in zip(docs[1:], runs[1:]):
-        other = {k: v for k, v in doc["config"].items() if k != "seed"}
+        other = _asked(doc)
         differ = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
         if differ:
             raise OptionError(f"{run}: differs from {runs[0]} in {', '.join(differ)}, not only in its seed; "

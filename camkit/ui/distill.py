@@ -45,6 +45,13 @@ def print_distill(document: dict[str, Any], fmt: str = "auto") -> None:
            if "seeds" in document else "95% bootstrap CI over studies")
     render(rows, ["row", *metrics], fmt, title="Distill: the teacher's CAM boxes, the detector trained on them, "
                                                f"and the oracle (true boxes) ↑ ({how})")
+    pairing = document.get("pairing")
+    if pairing:
+        best = pairing["validation"][pairing["train_cam"]][pairing["test_cam"]]
+        click.echo(f"pairing chosen on {pairing['n_images']} validation images: train-cam {pairing['train_cam']} x "
+                   f"test-cam {pairing['test_cam']} (TPR@1FPPI {best['tpr@1']:.2f}, CPM {best['cpm']:.2f})")
+    if document.get("pairings"):
+        click.echo(f"pairings by seed: {', '.join(document['pairings'])}")
     if gain and "per_seed" in gain:
         per = ", ".join(f"{g['value']:.2f}" if g.get("value") is not None else "n/a" for g in gain["per_seed"])
         value = "undefined (the oracle ties the teacher)" if gain["value"] is None else f"{gain['value']:.2f}"
