@@ -30,7 +30,7 @@ def choose_pairing(config: Any, store: Any, display: Any = None) -> tuple[Any, d
     is ``auto``."""
     from camkit.bench.cell import CellContext
     from camkit.bench.config import BenchConfig
-    from camkit.distill.run import load_teacher
+    from camkit.distill.teacher import load_teacher
 
     if not wants_choice(config):
         return config, None
@@ -55,7 +55,8 @@ def choose_pairing(config: Any, store: Any, display: Any = None) -> tuple[Any, d
         table[row.train_cam] = _validation_scores(cfg, row, model, sets, context)
     if not table:
         names = ", ".join(r.train_cam for r in cfg.rows())
-        raise CamkitError(f"--train-cam auto: none of the candidate teachers ({names}) is in the model store {store}: run camkit bench first (its trainings are the "
+        raise CamkitError(f"--train-cam auto: none of the candidate teachers ({names}) is in the model "
+                          f"store {store}: run camkit bench first (its trainings are the "
                           "teachers), or pass --train-teacher to train them now")
     best = max(((tc, cam) for tc, cams in table.items() for cam in cams),
                key=lambda p: (table[p[0]][p[1]]["tpr@1"], table[p[0]][p[1]]["cpm"]))
@@ -74,8 +75,9 @@ def _validation_scores(cfg: Any, row: Any, model: Any, sets: dict[str, Any], con
     from camkit.bench.thresholds import AUTO_THRESHOLDS, choose_box_thresholds
 
     if cfg.box_threshold != "auto" and not any(abs(cfg.box_threshold - t) < 1e-9 for t in AUTO_THRESHOLDS):
+        grid = ", ".join(map(str, AUTO_THRESHOLDS))
         raise OptionError("--train-cam/--test-cam auto score the pairings on validation at the box threshold, which "
-                          f"must be auto or one of {', '.join(map(str, AUTO_THRESHOLDS))}; got {cfg.box_threshold}")
+                          f"must be auto or one of {grid}; got {cfg.box_threshold}")
     chosen = choose_box_thresholds(model, sets["val"], context.options, cfg.recipe(row.model).eval_batch_size, cfg,
                                    context.device)
     out = {}

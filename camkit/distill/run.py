@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from camkit.errors import CamkitError, OptionError
+from camkit.errors import OptionError
 from camkit.storage.atomic import atomic_write_json
 
 SCHEMA = "camkit.distill/1"
@@ -104,6 +104,8 @@ def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None
     settings, cfg, context, teacher, sets = _prepare(config, say)
     row = cfg.rows()[0]
 
+    from camkit.distill.teacher import load_teacher
+
     teacher_info = load_teacher(cfg, row, teacher, sets, context, store, display, config.train_teacher)
     t0 = time.perf_counter()
     options = _options(cfg, teacher, sets, context, say)
@@ -178,26 +180,6 @@ def _check_detector(config: DistillConfig) -> None:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise OptionError(f"--detector {config.detector!r} is not a registered detector.{hint} Registered: "
                           f"{', '.join(list_detectors())} (camkit list detectors)")
-
-
-def load_teacher(cfg: Any, row: Any, model: Any, sets: dict[str, Any], context: Any, store: Path, display: Any,
-             train: bool = False) -> dict[str, Any]:
-    """The teacher from the model store, loaded for inference (resumed if its training was cut short; trained
-    from scratch only with ``train``, as the bench would, else a one-line error saying how to get it)."""
-    from camkit.bench.store import TrainJob, load_best, store_folder, train_into_store
-
-    job = TrainJob(cfg.recipe(row.model), row.train_cam, model, sets, store)
-    folder = store_folder(job, context.info)
-    if not train and not (folder / "best.pt").is_file() and not (folder / "last.pt").is_file():
-        raise CamkitError(f"no trained teacher {row.model} with train-cam {row.train_cam!r} of this recipe and seed "
-                          f"in the model store {store} (looked for {folder.name}): run camkit bench with the same "
-                          f"options and --train-cam {row.train_cam} first (its training is the teacher), point "
-                          "--models at the store that holds it, or pass --train-teacher to train it now")
-    result, folder = train_into_store(job, context.info, _sink(display, "teacher"))
-    _say(display, f"teacher: {'reused' if result.reused else 'trained'} {row.model} with train-cam "
-                  f"{row.train_cam} ({folder})")
-    return {"model": row.model, "train_cam": row.train_cam, "checkpoint": load_best(result, model),
-            "config_hash": result.config_hash, "reused": result.reused, "seconds": result.seconds}
 
 
 def _options(cfg: Any, teacher: Any, sets: dict[str, Any], context: Any, say: Any) -> Any:

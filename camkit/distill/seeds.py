@@ -51,7 +51,8 @@ def combine_seeds(runs: list[str | Path], n: int | None = None) -> dict[str, Any
                                      "per_seed": [float(v) for v in c.values]}
     return {"schema": SCHEMA, "seeds": [doc["config"]["seed"] for doc, _ in docs],
             "runs": [str(r) for r in runs], "rows": rows,
-            "pairings": [f"{doc['config']['train_cam']} x {doc['config']['test_cam']}" for doc, _ in docs], "gain": _gain(rows, [doc for doc, _ in docs]),
+            "pairings": [f"{doc['config']['train_cam']} x {doc['config']['test_cam']}" for doc, _ in docs],
+            "gain": _gain(rows, [doc for doc, _ in docs]),
             "method": "mean over seeds, random-effects t interval (camkit.metrics.combine_runs)"}
 
 
@@ -60,8 +61,13 @@ def _gain(rows: dict[str, Any], docs: list[dict[str, Any]], metric: str = "tpr@1
         return None
     t, d, o = (rows[r][metric]["value"] for r in ("cam-boxes", "detector", "oracle"))
     return {"metric": metric, "value": (d - t) / (o - t) if o != t else None,
-            "per_seed": [{"seed": doc["config"]["seed"], **{k: (doc.get("gain") or {}).get(k) for k in ("value", "ci")}}
+            "per_seed": [{"seed": doc["config"]["seed"], **_seed_gain(doc)}
                          for doc in docs]}
+
+
+def _seed_gain(doc: dict[str, Any]) -> dict[str, Any]:
+    gain = doc.get("gain") or {}
+    return {"value": gain.get("value"), "ci": gain.get("ci")}
 
 
 def _read(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
