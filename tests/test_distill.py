@@ -144,6 +144,21 @@ def test_a_self_training_round_relabels_masses_with_the_detector_s_boxes():
     assert made["quality"]["n_images"] == 3 and made["quality"]["left_out"] == 1
 
 
+def test_a_recipe_s_distill_settings_sit_under_the_explicit_ones():
+    from camkit.distill.run import DistillConfig, with_recipe
+
+    full = with_recipe(DistillConfig(preset="paper"))
+    assert full.detector == "fcos" and full.detector_options == {"backbone": "timm:resnet18"}
+    assert full.train == {"epochs": 12, "batch_size": 4, "lr": 1e-4, "amp": "auto"}
+    assert with_recipe(DistillConfig(preset="inbreast")).train["epochs"] == 50
+    mine = with_recipe(DistillConfig(preset="paper", detector="retinanet", train={"epochs": 3},
+                                     detector_options={"fpn_channels": 64}))
+    assert mine.detector == "retinanet" and mine.train["epochs"] == 3 and mine.train["batch_size"] == 4
+    assert mine.detector_options == {"backbone": "timm:resnet18", "fpn_channels": 64}
+    cpu = with_recipe(DistillConfig(preset="cpu"))  # the default: no settings, distill's own defaults
+    assert (cpu.detector, cpu.train, cpu.detector_options) == ("fcos", {}, {})
+
+
 ARGS = ["--dataset-opt", "n=24", "--model-opt", "num_crops=1", "--bootstrap", "20", "--epochs", "1",
         "--teacher-train", "epochs=1", "--teacher-train", "batch_size=8", "--quiet"]
 

@@ -59,6 +59,8 @@ def test_a_description_must_be_text():
     ({"model": "gmic"}, "with no 'dataset': dataset takes a registered dataset's name"),
     ({"model": "gmic", "dataset": "d", "split_options": {"tset": {}}}, "split_options takes a dict of split"),
     ({"model": "gmic", "dataset": "d", "eval_batch_size": 0}, "eval_batch_size takes a positive int"),
+    ({"model": "gmic", "dataset": "d", "distill": {"epochs": 3}}, "distill takes a dict with keys among detector"),
+    ({"model": "gmic", "dataset": "d", "distill": {"train": 3}}, "distill takes a dict with keys among detector"),
     ({"model": "gmic", "dataset": "d", "default": "yes"}, "default takes True or False"),
     ({"model": "gmic", "dataset": "d", "epochs": 3}, "the unknown key 'epochs'"),
 ])
@@ -71,7 +73,7 @@ def test_recipe_fields_are_checked(fields, expect):
 def test_recipe_spec_declares_every_preset_field():
     # what camkit's presets held before plugins registered them: nothing may be lost on the way
     assert allowed_keys("recipe") == ["model", "dataset", "model_options", "dataset_options", "split_options",
-                                      "train", "eval_batch_size", "default"]
+                                      "train", "eval_batch_size", "distill", "default"]
     spec = RecipeSpec(model="m", dataset="d")
     assert spec.model_options == {} and spec.train == {} and spec.eval_batch_size is None and not spec.default
 

@@ -20,7 +20,8 @@ from camkit.errors import OptionError
 @click.option("--test-cam", default="gradcampp", show_default=True,
               help="the CAM that draws the pseudo-boxes; auto: the bench's test-cam whose pairing is best on the "
                    "validation split")
-@click.option("--detector", default="fcos", show_default=True, help="a registered detector (camkit list detectors)")
+@click.option("--detector", default=None,
+              help="a registered detector (camkit list detectors) [the recipe's, else fcos]")
 @click.option("--detector-opt", multiple=True, help="detector option KEY=VALUE (repeatable)")
 @click.option("--model", default=None, help="the teacher's model (default: the recipe's)")
 @click.option("--dataset", default=None, help="the dataset (default: the recipe's)")
@@ -42,9 +43,9 @@ from camkit.errors import OptionError
 @click.option("--rounds", type=click.IntRange(min=0), default=0, show_default=True,
               help="self-training rounds: the detector relabels the training masses, a new detector trains on its "
                    "boxes")
-@click.option("--epochs", type=int, default=None, help="the detector's epochs [2]")
-@click.option("--batch-size", type=int, default=None, help="the detector's batch size [8]")
-@click.option("--lr", type=float, default=None, help="the detector's learning rate [1e-3]")
+@click.option("--epochs", type=int, default=None, help="the detector's epochs [2, or the recipe's]")
+@click.option("--batch-size", type=int, default=None, help="the detector's batch size [8, or the recipe's]")
+@click.option("--lr", type=float, default=None, help="the detector's learning rate [1e-3, or the recipe's]")
 @click.option("--no-oracle", is_flag=True, help="skip the oracle detector (trained on the true boxes)")
 @click.option("--train-teacher", is_flag=True,
               help="train the teacher when the model store lacks it (by default it must be there: camkit bench)")

@@ -44,7 +44,7 @@ class DistillConfig:
 
     train_cam: str = "xgradcam"
     test_cam: str = "gradcampp"
-    detector: str = "fcos"
+    detector: str | None = None  # None: the recipe's (its ``distill`` settings), else DEFAULT_DETECTOR
     detector_options: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     dataset: str | None = None
@@ -84,6 +84,20 @@ DEFAULT_TRAIN = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "hflip": False, "rand
                  "lr_schedule": "cosine"}
 
 
+DEFAULT_DETECTOR = "fcos"
+
+
+def with_recipe(config: DistillConfig) -> DistillConfig:
+    """``config`` with its recipe's distill settings (camkit.registry.meta.RecipeSpec ``distill``: the detector,
+    its options, its training) under the options given explicitly."""
+    from camkit.registry.api import get_recipe
+
+    preset = get_recipe(config.preset).distill if config.preset else {}
+    return replace(config, detector=config.detector or preset.get("detector") or DEFAULT_DETECTOR,
+                   detector_options={**preset.get("detector_options", {}), **config.detector_options},
+                   train={**preset.get("train", {}), **config.train})
+
+
 def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None = None,
                 display: Any = None, log: tuple[str, ...] = (), log_uri: str | None = None) -> dict[str, Any]:
     """Run (or resume) a distill into ``out`` and return its document (also ``out/distill.json``). ``store``:
@@ -100,7 +114,7 @@ def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None
     started = time.perf_counter()
     from camkit.distill.pairing import choose_pairing
 
-    config, pairing = choose_pairing(config, store, display)
+    config, pairing = choose_pairing(with_recipe(config), store, display)
     settings, cfg, context, teacher, sets = _prepare(config, say)
     row = cfg.rows()[0]
 

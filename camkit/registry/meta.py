@@ -87,6 +87,17 @@ def _split_options(value: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+DISTILL_KEYS = ("detector", "detector_options", "train")
+
+
+def _distill_settings(value: Any) -> dict[str, Any]:
+    out = _mapping(value)
+    if set(out) - set(DISTILL_KEYS) or not isinstance(out.get("detector", ""), str) \
+            or any(k in out and not isinstance(out[k], Mapping) for k in ("detector_options", "train")):
+        raise ValueError
+    return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in out.items()}
+
+
 def _callable_or_none(value: Any) -> Callable[..., Any] | None:
     if value is not None and not callable(value):
         raise TypeError
@@ -184,6 +195,9 @@ class RecipeSpec:
         f"a dict of split ({', '.join(SPLITS)}) -> dataset options", _split_options, factory=dict)
     train: dict[str, Any] = _field("a dict of TrainConfig fields", _mapping, factory=dict)
     eval_batch_size: int | None = _field("a positive int, or None (8)", _positive_int_or_none, None)
+    # camkit distill's detector on this recipe's data: its name, options and training (TrainConfig fields)
+    distill: dict[str, Any] = _field("a dict with keys among detector (a name), detector_options (a dict) and "
+                                     "train (a dict of TrainConfig fields)", _distill_settings, factory=dict)
     # the recipe `camkit bench` runs without --preset; exactly one registered recipe may say so
     default: bool = _field("True or False", _bool, False)
 

@@ -7,6 +7,12 @@ from typing import Any
 # The paper's GMIC schedule (its learning rate, batch 6, 50 epochs): the recipes on real mammograms share it.
 _PAPER_TRAIN: dict[str, Any] = {"epochs": 50, "batch_size": 6, "lr": 4.134e-6}
 
+# camkit distill's detector on the full-resolution recipes: FCOS on an FPN over ResNet-18 at 2944x1920, batch 4,
+# bf16 on a GPU ("auto"). Untested starting points: no GPU has trained them yet; docs/distill.md gives the
+# estimated GPU time (benchmarks/distill_gpu_estimate.py) and benchmarks/device_distill.py measures it.
+_DISTILL_FULL: dict[str, Any] = {"detector": "fcos", "detector_options": {"backbone": "timm:resnet18"},
+                                 "train": {"epochs": 12, "batch_size": 4, "lr": 1e-4, "amp": "auto"}}
+
 RECIPES: dict[str, dict[str, Any]] = {
     # The embedded default: GMIC's small CPU configuration on synthetic mammograms (docs/training.md).
     "cpu": {
@@ -34,6 +40,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "split_options": {"test": {"balance_by": "image"}},
         "train": dict(_PAPER_TRAIN),
         "eval_batch_size": 6,
+        "distill": _DISTILL_FULL,
     },
     # The paper's GMIC recipe on the public datasets, read from the `camkit prepare` cache (docs/datasets.md):
     # CBIS-DDSM's masses vs calcification-only views (official test split, val by patient) ...
@@ -45,6 +52,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "dataset_options": {"negatives": "calc-only", "val_fraction": 0.1, "cache": True},
         "train": dict(_PAPER_TRAIN),
         "eval_batch_size": 6,
+        "distill": _DISTILL_FULL,
     },
     # ... and INbreast's masses vs BI-RADS 1 normals (70/10/20 by patient; ~170 images, so more epochs are cheap)
     "inbreast": {
@@ -55,5 +63,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "dataset_options": {"negatives": "birads1", "test_fraction": 0.2, "val_fraction": 0.1, "cache": True},
         "train": {**_PAPER_TRAIN, "epochs": 100},
         "eval_batch_size": 6,
+        # ~120 training images: more epochs are cheap
+        "distill": {**_DISTILL_FULL, "train": {**_DISTILL_FULL["train"], "epochs": 50}},
     },
 }
