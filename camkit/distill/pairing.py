@@ -47,6 +47,10 @@ def choose_pairing(config: Any, store: Any, display: Any = None) -> tuple[Any, d
     for row in cfg.rows():
         model = context.model(row)
         sets = sets or context.datasets(row.model, model.input_size)
+        if not len(sets["val"]):
+            raise OptionError(f"--train-cam/--test-cam auto choose the pairing on the validation split, and dataset "
+                              f"{cfg.dataset!r} has none in this recipe: name the cams, or give it a validation "
+                              "split (e.g. --dataset-opt val_fraction=0.1)")
         try:
             load_teacher(cfg, row, model, sets, context, store, display, config.train_teacher)
         except CamkitError as exc:
