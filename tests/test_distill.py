@@ -264,3 +264,25 @@ def test_auto_chooses_the_pairing_with_the_best_validation_tpr(tmp_path):
             ["cpm"]) == best
     assert (doc["config"]["train_cam"], doc["config"]["test_cam"]) == (p["train_cam"], p["test_cam"])
     assert p["requested"] == {"train_cam": "auto", "test_cam": "auto"}
+
+
+@pytest.mark.slow  # a teacher, a detector and an oracle twice: in this process, then as a local executor's job
+def test_a_seed_run_as_a_cell_of_the_local_executor_gives_the_inline_numbers(tmp_path):
+    args = [*ARGS, "--train-teacher", "--seeds", "0", "--format", "json", "--detector-opt", "backbone=timm:resnet10t"]
+    inline = CliRunner().invoke(main, ["distill", *args, "--out", str(tmp_path / "a")])
+    assert inline.exit_code == 0, inline.output
+    local = CliRunner().invoke(main, ["distill", *args, "--out", str(tmp_path / "b"), "--executor", "local"])
+    assert local.exit_code == 0, local.output
+    assert json.loads(local.stdout)["records"] == json.loads(inline.stdout)["records"]
+    job = json.loads((tmp_path / "b" / "cells" / "seed-0.job.json").read_text())
+    assert job["executor"] == "local" and (tmp_path / "b" / "seed-0" / "distill.json").is_file()
+    again = CliRunner().invoke(main, ["distill", *args, "--out", str(tmp_path / "b"), "--executor", "local"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["records"] == json.loads(inline.stdout)["records"]
+
+
+def test_a_cell_spec_runs_camkit_functions_only():
+    from camkit.bench.executors import run_cell_job
+    from camkit.errors import OptionError
+
+    with pytest.raises(OptionError, match="not a camkit function"):
+        run_cell_job({"runner": "os:system", "config": {}})

@@ -58,7 +58,9 @@ class InlineExecutor:
 
 def run_cell_job(spec: dict[str, Any]) -> str:
     """What a job runs (in another process): the cell of ``spec`` (``CellSpec.to_dict()``); returns its row.
-    In a multi-task job (``gpus`` > 1 per cell) every task joins one DDP group, as under torchrun."""
+    In a multi-task job (``gpus`` > 1 per cell) every task joins one DDP group, as under torchrun. A spec that
+    names its ``runner`` (``"camkit.<module>:<function>"``, e.g. a ``camkit distill`` seed) is run by it: the
+    executors run any cell-shaped job, and this layer imports none of the layers above it."""
     import os
 
     from camkit.bench.cell import CellSpec, run_cell
@@ -67,9 +69,21 @@ def run_cell_job(spec: dict[str, Any]) -> str:
         import submitit
 
         submitit.helpers.TorchDistributedEnvironment().export()
+    if isinstance(spec, dict) and spec.get("runner"):
+        return _runner(str(spec["runner"]))(spec)
     cell = CellSpec.from_dict(spec)
     run_cell(cell)
     return cell.row
+
+
+def _runner(name: str) -> Any:
+    """The function a spec's ``runner`` names; camkit's own modules only (a spec file must not choose code)."""
+    import importlib
+
+    module, _, function = name.partition(":")
+    if not module.startswith("camkit.") or not function:
+        raise OptionError(f"cell spec runner {name!r}: not a camkit function ('camkit.<module>:<function>')")
+    return getattr(importlib.import_module(module), function)
 
 
 class CellJob:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import click
 
-from camkit.cli.bench import BoxThreshold
+from camkit.cli.bench import BoxThreshold, ExecutorChoice
 from camkit.cli.options import format_option, parse_options
 from camkit.errors import OptionError
 
@@ -56,6 +56,14 @@ from camkit.errors import OptionError
 @click.option("--out", type=click.Path(path_type=Path), default=Path("camkit-runs/distill"), show_default=True)
 @click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
               help="the model store [OUT/../models, where camkit bench keeps its trainings]")
+@click.option("--executor", type=ExecutorChoice(), default="inline", show_default=True,
+              help="where each seed's distill runs: inline (in this process), local (--executor-opt workers=N at "
+                   "once, each its own process), slurm (a job array) (camkit list executors)")
+@click.option("--executor-opt", multiple=True, metavar="KEY=VALUE",
+              help="executor option (repeatable), e.g. workers=2, gpus=1, partition=gpu; threads=N: the CPU threads "
+                   "each seed trains with")
+@click.option("--executor-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TOML file of executor options, a table per executor (as camkit bench)")
 @click.option("--log", "log", multiple=True, type=click.Choice(["tensorboard", "mlflow"]),
               help="send each detector training's curves and its row's scores to a tracker (repeatable)")
 @click.option("--log-uri", default=None, help="MLflow tracking URI [sqlite:///<--out>/mlflow.db]")
@@ -63,7 +71,8 @@ from camkit.errors import OptionError
 @format_option
 def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_root, dataset_opt, model_opt, preset,
             seed, seeds, box_threshold, box_mode, max_boxes, min_score, rounds, epochs, batch_size, lr, no_oracle,
-            train_teacher, teacher_train, bootstrap, out, models_dir, log, log_uri, quiet, fmt):
+            train_teacher, teacher_train, bootstrap, out, models_dir, executor, executor_opt, executor_config, log,
+            log_uri, quiet, fmt):
     """Train a detector on a teacher's CAM boxes, and score it beside the teacher and an oracle.
 
     The teacher is the bench's (model, --train-cam) training, reused from the model store (the default
@@ -102,7 +111,11 @@ def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_ro
     store = models_dir or (out / "models" if seed_list is not None else None)
     progress = BenchProgress("off" if quiet else "auto", n_rows=3 * len(runs), name="distill")
     try:
-        documents = [run_distill(c, o, store, display=progress, log=tuple(log), log_uri=log_uri) for c, o in runs]
+        if executor == "inline":
+            documents = [run_distill(c, o, store, display=progress, log=tuple(log), log_uri=log_uri) for c, o in runs]
+        else:
+            documents = _run_as_cells(runs, out, store, executor, (executor_opt, executor_config, tuple(log), log_uri),
+                                      progress)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM: every training resumes from its last.pt
         from camkit.cli.signals import exit_code
 
@@ -122,6 +135,29 @@ def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_ro
     if not quiet:
         written = "distill.json, predictions.json" if seed_list is None else "seed-N/, distill-seeds.json"
         click.echo(f"run directory: {out} ({written})", err=True)
+
+
+def _run_as_cells(runs: list, out: Path, store: Path | None, executor: str, settings: tuple, display) -> list[dict]:
+    """Each seed's distill as a cell of ``executor`` (camkit.distill.cell); a failed seed is one line each, and
+    exit 1 once every other seed has run. ``settings``: (--executor-opt, --executor-config, --log, --log-uri)."""
+    import json
+
+    from camkit.bench.executors import executor_settings
+    from camkit.distill.cell import plan_distill_cells
+    from camkit.distill.run import check_distill
+    from camkit.registry.api import create_executor
+
+    executor_opt, executor_config, log, log_uri = settings
+    runs = [(check_distill(c), o) for c, o in runs]  # before anything is submitted
+    options = {**executor_settings(executor, executor_config), **parse_options(executor_opt, "--executor-opt")}
+    threads = options.pop("threads", None)
+    cells = plan_distill_cells(runs, out, store or out.parent / "models", log, log_uri, threads)
+    failures = create_executor(executor, **options).run(cells, display)
+    for failure in failures:
+        click.echo(f"{failure.row}: failed: {failure.error} (log {failure.log})", err=True)
+    if failures:
+        sys.exit(1)
+    return [json.loads((o / "distill.json").read_text()) for _, o in runs]
 
 
 commands = [distill]

@@ -156,6 +156,19 @@ def run_distill(config: DistillConfig, out: str | Path, store: str | Path | None
     return document
 
 
+def check_distill(config: DistillConfig) -> DistillConfig:
+    """The checks that need no data, before anything is submitted or trained (the options, the detector's name,
+    the teacher's configuration); returns ``config`` with its recipe's settings."""
+    from camkit.distill.pseudo import PseudoSettings
+
+    config = with_recipe(config)
+    PseudoSettings(config.test_cam, config.max_boxes, config.min_score).check()
+    _check_detector(config)
+    if "auto" not in (config.train_cam, config.test_cam):
+        config.bench_config()
+    return config
+
+
 def _prepare(config: DistillConfig, say: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
     """Everything checked before anything trains: the remedies' settings, the detector's name, the teacher's
     model and the splits (the test split must have boxes). Returns (settings, the bench config, its cell
