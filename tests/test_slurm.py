@@ -134,3 +134,18 @@ def test_a_cell_of_two_tasks_trains_with_ddp_as_torchrun_does(tmp_path, free_por
     single = tmp_path / "single" / "run"
     assert CliRunner().invoke(main, ["bench", *args, "--out", str(single)]).exit_code == 0
     assert _numbers(single) != _numbers(ref)
+
+
+def test_a_distill_seed_as_a_slurm_cell_gives_the_inline_numbers(tmp_path):
+    """camkit distill --executor slurm: the seed runs as a job array task (camkit.distill.cell) and gives the
+    numbers the same seed gives in this process."""
+    args = ["distill", "--dataset-opt", "n=24", "--model-opt", "num_crops=1", "--bootstrap", "20", "--epochs", "1",
+            "--teacher-train", "epochs=1", "--teacher-train", "batch_size=8", "--quiet", "--train-teacher",
+            "--seeds", "0", "--format", "json", "--detector-opt", "backbone=timm:resnet10t"]
+    inline = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")])
+    assert inline.exit_code == 0, inline.output
+    slurm = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--executor", "slurm"])
+    assert slurm.exit_code == 0, slurm.output
+    assert json.loads(slurm.stdout)["records"] == json.loads(inline.stdout)["records"]
+    job = json.loads((tmp_path / "b" / "cells" / "seed-0.job.json").read_text())
+    assert job["executor"] == "slurm" and Path(job["log"]).is_file(), job  # one task: its job id has no _0
