@@ -206,6 +206,12 @@ def test_a_tiny_distill_scores_three_rows_and_resumes_without_training(tmp_path)
     assert [t["reused"] for t in doc["training"].values()] == [True, False, True]
     assert list(doc["training"]) == ["detector", "detector-r1", "oracle"]
     assert doc["rounds"][0]["round"] == 1 and doc["rounds"][0]["pseudo_boxes"]["n_images"] > 0
+    # a longer-trained oracle: only the oracle trains again
+    again = CliRunner().invoke(main, ["distill", *args, "--oracle-epochs", "2"])
+    assert again.exit_code == 0, again.output
+    doc = json.loads((out / "distill.json").read_text())
+    assert doc["training"]["oracle"]["epochs"] == 2 and not doc["training"]["oracle"]["reused"]
+    assert doc["training"]["detector"]["reused"] and doc["training"]["detector"]["epochs"] == 1
 
 
 @pytest.mark.slow  # two seeds: two teachers, two detectors, two oracles, one epoch each

@@ -46,6 +46,8 @@ from camkit.errors import OptionError
 @click.option("--epochs", type=int, default=None, help="the detector's epochs [2, or the recipe's]")
 @click.option("--batch-size", type=int, default=None, help="the detector's batch size [8, or the recipe's]")
 @click.option("--lr", type=float, default=None, help="the detector's learning rate [1e-3, or the recipe's]")
+@click.option("--oracle-epochs", type=click.IntRange(min=1), default=None,
+              help="the oracle's epochs [the detector's]: a longer-trained ceiling")
 @click.option("--no-oracle", is_flag=True, help="skip the oracle detector (trained on the true boxes)")
 @click.option("--train-teacher", is_flag=True,
               help="train the teacher when the model store lacks it (by default it must be there: camkit bench)")
@@ -70,9 +72,9 @@ from camkit.errors import OptionError
 @click.option("--quiet", is_flag=True, help="no progress lines")
 @format_option
 def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_root, dataset_opt, model_opt, preset,
-            seed, seeds, box_threshold, box_mode, max_boxes, min_score, rounds, epochs, batch_size, lr, no_oracle,
-            train_teacher, teacher_train, bootstrap, out, models_dir, executor, executor_opt, executor_config, log,
-            log_uri, quiet, fmt):
+            seed, seeds, box_threshold, box_mode, max_boxes, min_score, rounds, epochs, batch_size, lr, oracle_epochs,
+            no_oracle, train_teacher, teacher_train, bootstrap, out, models_dir, executor, executor_opt,
+            executor_config, log, log_uri, quiet, fmt):
     """Train a detector on a teacher's CAM boxes, and score it beside the teacher and an oracle.
 
     The teacher is the bench's (model, --train-cam) training, reused from the model store (the default
@@ -95,8 +97,8 @@ def distill(train_cam, test_cam, detector, detector_opt, model, dataset, data_ro
                            dataset=dataset, preset=preset or default_preset(dataset), seed=seed,
                            model_options=parse_options(model_opt, "--model-opt"), dataset_options=dataset_options,
                            box_threshold=box_threshold, boxes=box_mode, max_boxes=max_boxes, min_score=min_score,
-                           rounds=rounds, train=train, oracle=not no_oracle, bootstrap=bootstrap,
-                           train_teacher=train_teacher,
+                           rounds=rounds, train=train, oracle=not no_oracle, oracle_epochs=oracle_epochs,
+                           bootstrap=bootstrap, train_teacher=train_teacher,
                            teacher_train=parse_options(teacher_train, "--teacher-train"))
     from camkit.bench.leaderboard import parse_seeds
     from camkit.training.tracking import check_backend, check_log_uri

@@ -60,6 +60,7 @@ class DistillConfig:
     train: dict[str, Any] = field(default_factory=dict)
     rounds: int = 0  # self-training rounds: the detector relabels the training split, a new one trains on it
     oracle: bool = True
+    oracle_epochs: int | None = None  # None: the detector's
     bootstrap: int = 1000
     train_teacher: bool = False  # train the teacher when the store lacks it (else: an error saying how)
 
@@ -280,8 +281,10 @@ def _train_detector(job: _Jobs, role: str, train_set: Any) -> tuple[Any, dict[st
     detector = create_detector(config.detector, input_size=tuple(job.teacher.input_size),
                                **dict(config.detector_options))
     model = DetectorModel(config.detector, detector)
-    recipe = Recipe(model=config.detector, dataset=str(config.dataset or ""), train={**DEFAULT_TRAIN, **config.train},
-                    seed=config.seed)
+    train = {**DEFAULT_TRAIN, **config.train}
+    if role == "oracle" and config.oracle_epochs is not None:  # a ceiling that is not cut short (docs/distill.md)
+        train["epochs"] = int(config.oracle_epochs)
+    recipe = Recipe(model=config.detector, dataset=str(config.dataset or ""), train=train, seed=config.seed)
     job_sets = {"train": train_set, "val": job.sets.get("val")}
     train_job = TrainJob(recipe, None, model, job_sets, job.store)
     digest = config_hash(config_fingerprint(model, train_set, train_job.val_set, train_job.config(),
