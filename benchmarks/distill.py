@@ -2,6 +2,7 @@
 
     python benchmarks/distill.py [--seeds 0-2] [--out camkit-runs/distill-seeds] [-- DISTILL OPTIONS ...]
     python benchmarks/distill.py --remedies [--seeds 0-2] [--out ...]
+    python benchmarks/distill.py --out OUT2 --models OUT/models -- --oracle-epochs 4   # reuses OUT's trainings
 
 Runs ``camkit distill`` (the teacher trained into OUT/models first when absent, as ``camkit bench`` would) once per
 seed into OUT/seed-N (resumable: a finished seed is not run again, finished trainings are reused), then prints and
@@ -119,13 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0-2")
     p.add_argument("--out", default="camkit-runs/distill-seeds")
     p.add_argument("--remedies", action="store_true", help="run every remedy of REMEDIES and write remedies.md")
+    p.add_argument("--models", default=None, help="the model store [OUT/models]: share one to reuse its trainings")
     a = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     out, seeds = Path(a.out), parse_seeds(a.seeds)
+    models = Path(a.models) if a.models else out / "models"
     if a.remedies:
         by_remedy = {}
         for k, (name, options) in enumerate(REMEDIES.items()):
             folder = out if k == 0 else out / f"remedy-{k}"
-            rows = run_seeds(folder, out / "models", seeds, [*options, *extra])
+            rows = run_seeds(folder, models, seeds, [*options, *extra])
             if rows is None:
                 return 1
             by_remedy[name] = rows
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_text(out / "remedies.md", text)
         print(text)
         return 0
-    rows = run_seeds(out, out / "models", seeds, extra)
+    rows = run_seeds(out, models, seeds, extra)
     if rows is None:
         return 1
     atomic_write_json(out / "distill.json", {"options": extra, "seeds": rows})
