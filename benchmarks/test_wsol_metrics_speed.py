@@ -1,5 +1,5 @@
-"""Cost of the threshold-free localisation and faithfulness metrics on 400 maps of 256x160 (the synthetic
-test split) and 6 maps of 2944x1920 (VinDr-Mammo's full resolution); PxAP next to scikit-learn's
+"""Cost of the threshold-free localisation, faithfulness and complexity metrics on 400 maps of 256x160 (the
+synthetic test split) and 6 maps of 2944x1920 (VinDr-Mammo's full resolution); PxAP next to scikit-learn's
 average_precision_score on the same pixels.
 
 Run: python -m pytest benchmarks/test_wsol_metrics_speed.py --benchmark-enable --benchmark-group-by=group -q
@@ -115,3 +115,14 @@ def test_road(benchmark, shape):
     benchmark.group = f"road {shape[0]}x{shape[1]}x{shape[2]}"
     r = _once(benchmark, road, lambda b: b.mean(dim=(1, 2, 3)), images, maps)
     assert r.morf.shape == (shape[0], 9)
+
+
+def test_sparseness_complexity(benchmark, data):
+    """The complexity family (docs/metrics.md section 7): the Gini index sorts each map's pixels, the entropy
+    is one pass; what the bench adds per test-cam and image (camkit.bench.complexity)."""
+    from camkit.bench.complexity import per_image_complexity
+
+    name, (maps, _, _) = data
+    benchmark.group = f"complexity {name}"
+    got = _once(benchmark, per_image_complexity, maps)
+    assert len(got) == maps.shape[0] and all(0.0 <= g["sparseness"] < 1.0 for g in got)

@@ -18,13 +18,14 @@ from camkit.cli import main
 def test_the_table_holds_the_leaderboards_facts():
     assert metric_table.names(*metric_table.PAIRING_FAMILIES) == (
         "tpr@0.5", "tpr@1", "tpr@2", "best", "cpm", "maxboxacc", "pointing", "energy", "pxap", "deletion",
-        "insertion", "average_drop", "increase", "road")
+        "insertion", "average_drop", "increase", "road", "sparseness", "complexity")
     assert metric_table.names("classification") == ("accuracy", "auc", "tpr", "tnr")
-    assert {s.name for s in metric_table.metrics() if s.lower_is_better} == {"deletion", "average_drop"}
+    assert {s.name for s in metric_table.metrics() if s.lower_is_better} == {"deletion", "average_drop",
+                                                                             "complexity"}
     # combined intervals of proportions are clipped to [0, 1]; the faithfulness areas and drops are not
     assert {s.name for s in metric_table.metrics() if s.bounds == (0.0, 1.0)} == {
-        "tpr@0.5", "tpr@1", "tpr@2", "best", "cpm", "maxboxacc", "pointing", "energy", "pxap", "accuracy", "auc",
-        "tpr", "tnr"}
+        "tpr@0.5", "tpr@1", "tpr@2", "best", "cpm", "maxboxacc", "pointing", "energy", "pxap", "sparseness",
+        "accuracy", "auc", "tpr", "tnr"}
     assert metric_table.faithfulness_options() == ("deletion-insertion", "confidence", "road")
     assert metric_table.get("pxap").needs == {"boxes", "masks"}
     assert all("forwards" in s.needs and s.option for s in metric_table.metrics("faithfulness"))

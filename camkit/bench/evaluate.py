@@ -2,7 +2,8 @@
 
 Each batch goes through :func:`camkit.inference.localize` (the step ``camkit explain`` uses too); boxes are
 stored in each original image's pixels, where scoring happens, with the per-image values of the
-threshold-free localisation metrics (camkit.bench.wsol), computed while the maps are in memory.
+threshold-free localisation metrics (camkit.bench.wsol) and of the complexity metrics (camkit.bench.complexity),
+computed while the maps are in memory.
 Under ``torchrun`` each rank evaluates a disjoint shard and rank 0 gathers the records.
 """
 from __future__ import annotations
@@ -67,6 +68,7 @@ def evaluate_pairings(model: Any, test_set: Any, how: Evaluation, sink: Any = No
 def _evaluate_batch(model: Any, batch: dict[str, Any], how: Evaluation, records: dict[str, Any],
                     forwards: Any) -> None:
     """One batch's maps (one engine pass), boxes and per-image values, added to ``records``."""
+    from camkit.bench.complexity import per_image_complexity
     from camkit.bench.wsol import per_image_values
     from camkit.inference import localize
 
@@ -79,9 +81,10 @@ def _evaluate_batch(model: Any, batch: dict[str, Any], how: Evaluation, records:
         wsol = per_image_values(found.maps[cam], batch["boxes"], model_size, batch.get("masks"),
                                 how.maxboxacc_convention)
         faith = _faithfulness(model, batch, found.maps[cam], how.faithfulness, how.device)
-        for image_id, (boxes, scores), extra, f in zip(batch["image_id"], per_image, wsol, faith):
+        simple = per_image_complexity(found.maps[cam])
+        for image_id, (boxes, scores), extra, f, c in zip(batch["image_id"], per_image, wsol, faith, simple):
             records["predictions"][cam][image_id] = {"boxes": np.round(boxes, 2).tolist(), "scores": scores.tolist(),
-                                                     **extra, **({"faithfulness": f} if how.faithfulness else {})}
+                                                     **extra, **c, **({"faithfulness": f} if how.faithfulness else {})}
     records["images"] += [image_record(batch, i, found.probs[i]) for i in range(len(batch["image_id"]))]
 
 

@@ -25,11 +25,11 @@ from typing import Any, Literal
 from camkit.errors import OptionError
 
 Direction = Literal["higher", "lower"]
-Family = Literal["detection", "localization", "faithfulness", "classification"]
-FAMILIES: tuple[str, ...] = ("detection", "localization", "faithfulness", "classification")
+Family = Literal["detection", "localization", "faithfulness", "complexity", "classification"]
+FAMILIES: tuple[str, ...] = ("detection", "localization", "faithfulness", "complexity", "classification")
 NEEDS: tuple[str, ...] = ("boxes", "masks", "forwards")
 #: families scored per (row, test-cam) pairing: the detection leaderboard's metrics
-PAIRING_FAMILIES: tuple[str, ...] = ("detection", "localization", "faithfulness")
+PAIRING_FAMILIES: tuple[str, ...] = ("detection", "localization", "faithfulness", "complexity")
 #: the headline metric: what ``camkit bench`` and ``camkit leaderboard`` print unless ``--metric`` says
 #: otherwise, and the metric ``camkit report``'s page opens on
 DEFAULT_METRIC = "tpr@1"
@@ -61,8 +61,9 @@ class CellData:
 #: the bootstrap kinds camkit implements (camkit.bench.scoring.bootstrap_metric dispatches them): ``froc``
 #: (camkit.metrics.bootstrap_froc of the stored boxes), ``localization`` (the stored per-image localisation
 #: values, camkit.bench.wsol), ``faithfulness`` (the stored per-image faithfulness values, camkit.bench.faithful),
-#: ``classification`` (the stored image probabilities)
-BOOTSTRAP_KINDS: tuple[str, ...] = ("froc", "localization", "faithfulness", "classification")
+#: ``mean`` (the mean of the per-image number at the entry's ``record``, over the images whose record holds one:
+#: camkit.bench.scoring.mean_bootstrap), ``classification`` (the stored image probabilities)
+BOOTSTRAP_KINDS: tuple[str, ...] = ("froc", "localization", "faithfulness", "mean", "classification")
 #: a metric's own bootstrap: ``(spec, data) -> {spec.name: camkit.metrics.BootstrapResult, ...}``
 Bootstrap = Callable[["MetricSpec", CellData], dict[str, Any]]
 Rule = Callable[[Mapping[str, Any]], str]
@@ -137,6 +138,10 @@ class MetricSpec:
         """Whether any stored per-image record carries this metric's values."""
         return any(_record(p, self.record) is not None for p in per_image.values())
 
+    def value_of(self, record: Any) -> Any:
+        """This metric's value in one image's stored record (None where the record does not hold it)."""
+        return _record(record, self.record)
+
     def missing_message(self) -> str:
         """Why runs hold no value of this metric, and what to do about it."""
         if "masks" in self.needs:
@@ -198,13 +203,20 @@ def faithfulness_rule(config: Mapping[str, Any]) -> str:
     return "over the test images with a mass, the model's mass probability (docs/metrics.md section 6)"
 
 
+def complexity_rule(config: Mapping[str, Any]) -> str:
+    """Complexity metrics: per test image, on the map as the CAM engine returns it."""
+    return ("over every test image, each map in the model input's grid as the CAM engine returns it "
+            "(docs/metrics.md section 7)")
+
+
 def classification_rule(config: Mapping[str, Any]) -> str:
     """Classification metrics: the image-level probability against the label."""
     return "positive when p >= 0.5"
 
 
 _FAMILY_RULES: dict[str, Rule] = {"detection": detection_rule, "localization": localization_rule,
-                                  "faithfulness": faithfulness_rule, "classification": classification_rule}
+                                  "faithfulness": faithfulness_rule, "complexity": complexity_rule,
+                                  "classification": classification_rule}
 
 
 def _froc(name: str, description: str, **kw: Any) -> MetricSpec:
@@ -251,6 +263,11 @@ BUILTIN: tuple[MetricSpec, ...] = (
     _faith("increase", "increase in confidence: share of images scored higher on the image times its map",
            "confidence"),
     _faith("road", "ROAD combined: mean of (LeRF - MoRF) / 2 over percentiles 10 .. 90", "road"),
+    # no ground truth, no forward: each test image's map, while the bench holds it (camkit.bench.complexity)
+    MetricSpec("sparseness", "sparseness: Gini index of the map's absolute values (Chalasani et al. 2020), higher "
+               "is more concentrated", "complexity", "mean", "sparseness", bounds=PROPORTION),
+    MetricSpec("complexity", "complexity: entropy in nats of the map's absolute values as a distribution (Bhatt et "
+               "al. 2020), lower is simpler", "complexity", "mean", "complexity", direction="lower"),
     _classify("accuracy", "share of test images classified right (positive when p >= the threshold, 0.5)", "accuracy"),
     _classify("auc", "area under the ROC curve of the image-level mass probability", "AUC"),
     _classify("tpr", "sensitivity: share of mass images classified positive", "TPR"),

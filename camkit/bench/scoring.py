@@ -126,6 +126,8 @@ def bootstrap_metric(spec: metric_table.MetricSpec, data: CellData) -> dict[str,
         return froc_bootstrap(spec, data)
     if spec.bootstrap == "classification":
         return classification_bootstrap(spec, data)
+    if spec.bootstrap == "mean":
+        return mean_bootstrap(spec, data)
     if spec.bootstrap == "localization":
         from camkit.bench.wsol import localization_bootstrap
 
@@ -175,3 +177,17 @@ def classification_bootstrap(spec: metric_table.MetricSpec, data: CellData) -> d
                                     [i["study_id"] for i in images], threshold=data.threshold,
                                     metrics=[spec.source], n=data.n, seed=data.seed)
     return {spec.name: boot[spec.source]}
+
+
+def mean_bootstrap(spec: metric_table.MetricSpec, data: CellData) -> dict[str, Any]:
+    """The metric table's ``mean`` kind: the study bootstrap (camkit.metrics.bootstrap_means) of the mean of the
+    per-image number at ``spec.record``, over ``data``'s per-image images whose record holds one (the complexity
+    family: camkit.bench.complexity)."""
+    from camkit.errors import OptionError
+    from camkit.metrics import bootstrap_means
+
+    rows = [(spec.value_of(data.per_image.get(r["image_id"])), r["study_id"]) for r in data.per_image_images()]
+    rows = [(float(v), g) for v, g in rows if v is not None]
+    if not rows:
+        raise OptionError(f"{data.where}: {spec.missing_message()}")
+    return bootstrap_means([g for _, g in rows], {spec.name: [v for v, _ in rows]}, n=data.n, seed=data.seed)
