@@ -152,3 +152,40 @@ def test_bench_on_undeclared_boxless_data_stops_before_training(fresh_plugins, t
     assert res.exit_code == 1
     assert "none of its 12 mass images has a lesion box" in res.output and "Traceback" not in res.output
     assert not list((tmp_path / "models").glob("gmic-*"))  # nothing trained
+
+
+class _DistillPlugin:
+    """``screening`` as above; ``train-unboxed``: lesion boxes on the validation and test splits only."""
+
+    @camkit.hookimpl
+    def register_datasets(self, register):
+        register("screening", lambda split="train", size=(256, 160), n=None, seed=0: _synthetic((), split=split, n=n))
+        register("train-unboxed", lambda split="train", size=(256, 160), n=None, seed=0: _synthetic(
+            () if split == "train" else None, boxes=split != "train", split=split, n=n))
+
+
+DISTILL = ["distill", "--dataset-opt", "n=24", "--model-opt", "num_crops=1", "--bootstrap", "20", "--epochs", "1",
+           "--teacher-train", "epochs=1", "--teacher-train", "batch_size=8", "--train-teacher", "--quiet",
+           "--detector-opt", "backbone=timm:resnet10t"]
+
+
+def test_distill_on_a_dataset_without_test_boxes_is_one_line_before_training(fresh_plugins, tmp_path):
+    fresh_plugins.get_host().register(_DistillPlugin(), name="screening-plugin")
+    res = CliRunner().invoke(main, [*DISTILL, "--dataset", "screening", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 1
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and "dataset 'screening' gives none on its test split" in lines[0], res.output
+    assert not list(tmp_path.rglob("*.pt"))  # nothing trained
+
+
+@pytest.mark.slow  # a teacher and a detector, one epoch each
+def test_distill_skips_the_oracle_of_a_dataset_without_training_boxes_saying_why(fresh_plugins, tmp_path):
+    fresh_plugins.get_host().register(_DistillPlugin(), name="screening-plugin")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, [*DISTILL, "--dataset", "train-unboxed", "--out", str(out), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    board = json.loads(res.stdout)
+    assert {r["row"] for r in board["records"]} == {"cam-boxes", "detector"} and board["gain"] is None
+    assert board["oracle"] == "skipped: the dataset gives no training boxes"
+    doc = json.loads((out / "distill.json").read_text())
+    assert "oracle" not in doc["training"] and doc["pseudo_boxes"]["corloc"] is None  # no truth to compare with
