@@ -5,9 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-#: the scores a row's tracker run gets at the end (camkit.distill.run.METRICS)
-ROWS_METRICS = ("tpr@0.5", "tpr@1", "tpr@2", "cpm")
-
 
 class DistillTrackers:
     """``--log``: one tracker run per detector training (named by its role), its curves while it trains, its
@@ -33,13 +30,13 @@ class DistillTrackers:
 
     def close(self, document: dict[str, Any]) -> None:
         """Each role's row (a self-training round's earlier detectors: their own training only) and the gain."""
-        last = [r for r in self.open if r.startswith("detector")][-1:] or [None]
-        last = last[0]  # the last self-training round's detector is the scored one
+        detectors = [r for r in self.open if r.startswith("detector")]
+        # the scored rows: the last self-training round's detector is the "detector" row
+        scored = {**({detectors[-1]: "detector"} if detectors else {}), "oracle": "oracle"}
         for role, trackers in self.open.items():
-            row = document["rows"].get("detector" if role == last else role, {}) if role in (last, "oracle") else {}
-            metrics = {k: (v.get("value", v.get("tpr")) if isinstance(v, dict) else None) for k, v in row.items()
-                       if k in ROWS_METRICS}
-            if role == last and document.get("gain"):
+            row = document["rows"].get(scored.get(role), {})
+            metrics = {k: v.get("value", v.get("tpr")) for k, v in row.items() if isinstance(v, dict) and "ci" in v}
+            if scored.get(role) == "detector" and document.get("gain"):
                 metrics["gain"] = document["gain"]["value"]
             for t in trackers:
                 t.log_results(metrics)
